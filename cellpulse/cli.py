@@ -1,0 +1,482 @@
+"""The `cellpulse` command line: one command per stage, plus `run` and `demo`.
+
+Every command takes `--home DIR` (default ./.cellpulse, or CELLPULSE_HOME) and `--config FILE`.
+Errors a user can fix print one line and exit with status 2; nothing already stored is harmed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cellpulse import progress
+from cellpulse.errors import CellpulseError
+from cellpulse.runtime import configure_process
+from cellpulse.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="cellpulse",
+    help="On-premises ML for RAN cell KPIs: ingest PM files, build features, train LightGBM "
+    "anomaly and congestion models (tracked in MLflow), and publish ranked scores for network "
+    "operations. Start with `cellpulse demo`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Wide enough for the score tables when output goes to a file or a CI log.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+HomeOpt = Annotated[Path | None, typer.Option(
+    "--home", help="cellpulse home folder (landing, lake, MLflow store, ops store). "
+    "Default: ./.cellpulse or $CELLPULSE_HOME.", show_default=False)]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="YAML settings file (env CELLPULSE_* and flags override it).",
+    show_default=False)]
+FromOpt = Annotated[datetime | None, typer.Option(
+    "--from", formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD, UTC).", show_default=False)]
+ToOpt = Annotated[datetime | None, typer.Option(
+    "--to", formats=["%Y-%m-%d"], help="Last day, inclusive (YYYY-MM-DD, UTC).",
+    show_default=False)]
+
+
+class RichReporter:
+    """Progress bars for the core's long loops."""
+
+    def track(self, items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+        items = list(items) if total is None else items
+        total = total if total is not None else len(items)  # type: ignore[arg-type]
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            for item in items:
+                yield item
+                bar.advance(task)
+
+
+def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a CellpulseError into one clear line and exit status 2."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CellpulseError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _settings(home: Path | None, config: Path | None, must_exist: bool = False,
+              **overrides: Any) -> Settings:
+    settings = load_settings(config, home=home, **overrides)
+    if must_exist and not settings.home.is_dir():
+        raise CellpulseError(
+            f"cellpulse home {settings.home} does not exist; run `cellpulse demo`, or "
+            "`cellpulse simulate` then `cellpulse ingest`, or pass --home to an existing one"
+        )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    configure_process(settings)
+    if sys.stderr.isatty():
+        progress.set_reporter(RichReporter())
+    return settings
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value is not None else None
+
+
+def _table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*[_fmt(v) for v in row])
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.3f}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    if isinstance(value, list):
+        return ", ".join(value)
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- simulate
+
+@app.command()
+@handles_errors
+def simulate(
+    cells: Annotated[int, typer.Option(help="Number of cells (3 sectors per site).", min=1)] = 200,
+    days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 14,
+    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
+                     ] = datetime(2026, 1, 5),
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 7,
+    rop_minutes: Annotated[int, typer.Option(help="ROP length: 5, 15 or 60 minutes.")] = 15,
+    out: Annotated[Path | None, typer.Option(help="Landing folder to write to. Default: "
+                                             "<home>/landing.", show_default=False)] = None,
+    events_per_cell_day: Annotated[float, typer.Option(help="Injected events per cell-day.",
+                                                       min=0)] = 0.012,
+    missing_rop_rate: Annotated[float, typer.Option(help="Share of ROPs not delivered.",
+                                                    min=0, max=1)] = 0.0,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Simulate a RAN and write OSS-style PM files (one parquet file per hour) into the
+    landing folder, plus ground truth (injected events, congestion periods) under
+    <home>/ground_truth."""
+    from cellpulse.simulator import SimulationConfig, write_network
+
+    settings = _settings(home, config, rop_minutes=rop_minutes)
+    if rop_minutes not in (5, 15, 60):
+        raise CellpulseError(f"--rop-minutes {rop_minutes}: use 5, 15 or 60")
+    cfg = SimulationConfig(cells=cells, days=days, start=start.date(), seed=seed,
+                           rop_minutes=rop_minutes, events_per_cell_day=events_per_cell_day,
+                           missing_rop_rate=missing_rop_rate)
+    t0 = time.perf_counter()
+    summary = write_network(cfg, out or settings.landing_dir, settings.truth_dir,
+                            settings.congestion)
+    by_type = summary.events.group_by("type").len().sort("type")
+    console.print(
+        f"simulated [bold]{summary.cells}[/] cells on {summary.sites} sites, {summary.days} "
+        f"days from {cfg.start}: {summary.rows:,} rows in {summary.files} files -> "
+        f"{summary.landing_dir} ({time.perf_counter() - t0:.1f} s)"
+    )
+    console.print(
+        f"ground truth: {summary.events.height} events "
+        f"({', '.join(f'{t} {n}' for t, n in by_type.iter_rows())}), "
+        f"{summary.congestion_periods} congestion periods -> {summary.truth_dir}"
+    )
+
+
+# ----------------------------------------------------------------------------- ingest
+
+def _print_ingest(summary: Any) -> None:
+    console.print(
+        f"ingest: {summary.count('ingested')} files ingested, {summary.count('skipped')} "
+        f"already ingested, {summary.count('duplicate')} duplicate deliveries, "
+        f"{len(summary.rejected)} rejected; {summary.rows_accepted:,} rows accepted, "
+        f"{summary.rows_quarantined:,} quarantined; {summary.partitions_written} partitions "
+        f"written -> {summary.lake_dir}"
+    )
+    if summary.rows_quarantined or summary.rejected:
+        console.print(f"  reports: {summary.quarantine_dir}")
+
+
+def _fail_on_rejected(summary: Any) -> None:
+    if summary.rejected:
+        first = summary.rejected[0]
+        more = f" (and {len(summary.rejected) - 1} more)" if len(summary.rejected) > 1 else ""
+        raise CellpulseError(f"rejected {first.reason}{more}")
+
+
+@app.command()
+@handles_errors
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Files or folders to ingest. Default: <home>/landing.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(help="Re-read files already in the ledger.")] = False,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate landing files against the KPI contract and merge them into lake/kpi.
+    Bad rows go to quarantine/ with a report; the same file twice changes nothing."""
+    settings = _settings(home, config)
+    from cellpulse.ingest import list_landing_files
+    from cellpulse.flows.ingest import ingest_flow
+
+    targets = paths or [settings.landing_dir]
+    if not paths and not settings.landing_dir.is_dir():
+        raise CellpulseError(f"landing folder {settings.landing_dir} does not exist; put PM "
+                             "files there or run `cellpulse simulate`")
+    if not list_landing_files(targets):
+        raise CellpulseError(f"no files in {', '.join(map(str, targets))}; nothing to ingest")
+    summary = ingest_flow(settings, targets, force)
+    _print_ingest(summary)
+    _fail_on_rejected(summary)
+
+
+# ----------------------------------------------------------------------------- features
+
+@app.command()
+@handles_errors
+def features(
+    start: FromOpt = None,
+    end: ToOpt = None,
+    stale: Annotated[bool, typer.Option("--stale", help="Only days that ingest marked stale.")
+                     ] = False,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Build per-cell features for a range of days (default: every ingested day)."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.flows.features import features_flow
+
+    summary = features_flow(settings, _day(start), _day(end), only_stale=stale)
+    if summary is None:
+        console.print("features: no stale days; nothing to do")
+        return
+    console.print(
+        f"features: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
+        f"{summary.rows:,} rows, {summary.cells} cells, {summary.columns} columns, spec "
+        f"{summary.spec_hash} -> {summary.out_dir}"
+    )
+
+
+# ----------------------------------------------------------------------------- train
+
+def _metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, float]
+                   ) -> Table:
+    rows = []
+    for name, value in sorted(metrics.items()):
+        if not name.startswith("val_"):
+            continue
+        key = name.removeprefix("val_")
+        base = {k.removeprefix("baseline_").removesuffix("_" + key): v
+                for k, v in baselines.items() if k.endswith("_" + key)}
+        rows.append([key, value, ", ".join(f"{k} {_fmt(v)}" for k, v in base.items()) or "–"])
+    return _table(f"{family}: hold-out metrics", ["metric", "model", "baselines"], rows)
+
+
+@app.command()
+@handles_errors
+def train(
+    start: FromOpt = None,
+    end: ToOpt = None,
+    labels: Annotated[Path | None, typer.Option(
+        help="Labelled events (cell_id, start, end[, type]) for evaluation. Default: "
+        "<home>/ground_truth/events.parquet if present.", show_default=False)] = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train the anomaly and congestion models on a time-ordered split, log them to MLflow,
+    register them, and alias `champion` where they beat the baseline or current champion."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.flows.train import train_flow
+
+    result = train_flow(settings, _day(start), _day(end), labels)
+    _print_train(result, settings)
+
+
+def _print_train(result: Any, settings: Settings) -> None:
+    for family, logged in result.logged.items():
+        cand = result.candidates[family]
+        console.print(_metrics_table(family, cand.metrics, cand.baselines))
+        verdict = "[green]promoted to champion[/]" if logged.decision.promote else \
+            "[yellow]not promoted[/]"
+        console.print(f"  {logged.name} version {logged.version}: {verdict} — "
+                      f"{logged.decision.reason}")
+    console.print(f"MLflow: {settings.tracking_uri} (open with `cellpulse ui --home "
+                  f"{settings.home}`)")
+
+
+# ----------------------------------------------------------------------------- score
+
+@app.command()
+@handles_errors
+def score(
+    start: FromOpt = None,
+    end: ToOpt = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score days with both @champion models (default: the newest day with features) and
+    publish to lake/scores, the ops store and a Prefect artifact."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.features.store import days_between, feature_dataset
+    from cellpulse.flows.score import score_flow
+
+    available = feature_dataset(settings).dates()
+    if not available:
+        raise CellpulseError(f"no features under {feature_dataset(settings).root}; run "
+                             "`cellpulse features` first")
+    lo, hi = _day(start), _day(end)
+    if lo is None and hi is None:
+        days = [available[-1]]
+    else:
+        wanted = days_between(lo or available[0], hi or available[-1])
+        days = [d for d in wanted if d in set(available)]
+        if not days:
+            raise CellpulseError(f"no features between {lo or available[0]} and "
+                                 f"{hi or available[-1]}; features cover {available[0]} to "
+                                 f"{available[-1]}")
+    summary = score_flow(settings, days)
+    _print_score(summary)
+
+
+def _print_score(summary: Any, top: int = 10) -> None:
+    from cellpulse.publish import top_anomalous, top_congestion
+
+    console.print(
+        f"score: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
+        f"{summary.rows:,} rows, {summary.cells} cells, {summary.anomalous_rops} anomalous "
+        f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open) -> {summary.lake_dir} "
+        f"and {summary.ops_store}"
+    )
+    ranked = top_anomalous(summary.scores, top)
+    console.print(_table("Most anomalous cells", ["cell", "region", "worst at (UTC)", "score",
+                                                  "anomalous ROPs", "driving KPIs"],
+                         ranked.select("cell_id", "region", "worst_at", "anomaly_score",
+                                       "anomalous_rops", "anomaly_kpis").rows()))
+    risk = top_congestion(summary.scores, top)
+    console.print(_table("Congestion risk on the newest day",
+                         ["cell", "region", "peak at (UTC)", "P(congested)", "horizon"],
+                         risk.select("cell_id", "region", "peak_at", "congestion_prob",
+                                     "congestion_horizon").rows()))
+
+
+# ----------------------------------------------------------------------------- run / demo
+
+@app.command()
+@handles_errors
+def run(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Files or folders to ingest. Default: <home>/landing.", show_default=False)] = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The daily pipeline as one Prefect flow: ingest -> features (new and stale days) ->
+    train (only if there is no champion) -> score (new and stale days)."""
+    settings = _settings(home, config)
+    result = _run_pipeline(settings, paths)
+    _fail_on_rejected(result.ingest)
+
+
+def _run_pipeline(settings: Settings, paths: list[Path] | None) -> Any:
+    from cellpulse.flows.pipeline import pipeline_flow
+    from cellpulse.ingest import list_landing_files
+
+    targets = paths or [settings.landing_dir]
+    if not paths and not settings.landing_dir.is_dir():
+        raise CellpulseError(f"landing folder {settings.landing_dir} does not exist; put PM "
+                             "files there or run `cellpulse simulate`")
+    if not list_landing_files(targets):
+        raise CellpulseError(f"no files in {', '.join(map(str, targets))}; nothing to run on")
+    result = pipeline_flow(settings, paths)
+    _print_ingest(result.ingest)
+    if result.features is not None:
+        f = result.features
+        console.print(f"features: {len(f.days)} days rebuilt, {f.rows:,} rows, {f.columns} "
+                      f"columns -> {f.out_dir}")
+    else:
+        console.print("features: nothing stale")
+    if result.train is not None:
+        _print_train(result.train, settings)
+    else:
+        console.print("train: champions exist; skipped (run `cellpulse train` to retrain)")
+    if result.score is not None:
+        _print_score(result.score)
+    else:
+        console.print("score: nothing new to score")
+    return result
+
+
+@app.command()
+@handles_errors
+def demo(
+    cells: Annotated[int, typer.Option(help="Cells in the simulated network.", min=3)] = 150,
+    days: Annotated[int, typer.Option(help="Days to simulate (at least 8).", min=8)] = 21,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Simulate a small network and run the whole pipeline on it, then show where to look.
+    Safe to run again: unchanged files are not re-ingested and nothing is duplicated."""
+    from cellpulse.simulator import SimulationConfig, write_network
+
+    t0 = time.perf_counter()
+    settings = _settings(home, config)
+    cfg = SimulationConfig(cells=cells, days=days, seed=seed, rop_minutes=settings.rop_minutes)
+    sim = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
+    console.print(f"simulated {sim.cells} cells, {sim.days} days: {sim.rows:,} rows in "
+                  f"{sim.files} files, {sim.events.height} injected events -> {sim.landing_dir}")
+    result = _run_pipeline(settings, None)
+    if result.train is None:
+        _print_champions(settings)
+    if result.score is None:
+        _print_latest_scores(settings)
+    console.print(f"\n[bold]done in {time.perf_counter() - t0:.0f} s.[/] Where to look:")
+    exe = _self_command()
+    console.print(f"  scores (parquet): {settings.lake_dir / 'scores'}")
+    console.print(f"  ops store (DuckDB): {settings.ops_store_path}  (tables scores, alerts)")
+    console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open "
+                  "http://127.0.0.1:5000")
+    console.print(f"  ground truth: {settings.truth_dir}")
+
+
+def _print_champions(settings: Settings) -> None:
+    from cellpulse.models import tracking
+
+    tracking.configure(settings)
+    for family in tracking.MODEL_NAMES:
+        champ = tracking.champion_run(family)
+        if champ is None:
+            continue
+        metrics = tracking.run_metrics(champ[1])
+        model = {k: v for k, v in metrics.items() if k.startswith("val_")}
+        base = {k: v for k, v in metrics.items() if k.startswith("baseline_")}
+        console.print(_metrics_table(f"{family} champion (version {champ[0]})", model, base))
+
+
+def _print_latest_scores(settings: Settings) -> None:
+    from cellpulse.features.store import score_dataset
+    from cellpulse.publish import top_anomalous
+
+    scores = score_dataset(settings).read()
+    if scores.is_empty():
+        return
+    ranked = top_anomalous(scores, 10)
+    console.print(_table("Most anomalous cells (all scored days)",
+                         ["cell", "region", "worst at (UTC)", "score", "anomalous ROPs",
+                          "driving KPIs"],
+                         ranked.select("cell_id", "region", "worst_at", "anomaly_score",
+                                       "anomalous_rops", "anomaly_kpis").rows()))
+
+
+def _self_command() -> str:
+    exe = Path(sys.argv[0])
+    return str(exe) if exe.name == "cellpulse" and exe.exists() else "cellpulse"
+
+
+# ----------------------------------------------------------------------------- ui
+
+@app.command()
+@handles_errors
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Open the MLflow UI on this home's tracking store (bound to 127.0.0.1, telemetry off)."""
+    settings = _settings(home, config, must_exist=True)
+    mlflow_exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    cmd = [mlflow_exe, "server", "--backend-store-uri", settings.tracking_uri,
+           "--default-artifact-root", settings.mlartifacts_dir.as_uri(),
+           "--host", "127.0.0.1", "--port", str(port)]
+    console.print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

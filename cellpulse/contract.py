@@ -1,0 +1,106 @@
+"""The cell KPI contract (see KPI_CONTRACT.md) as data: columns, units, rules, derived KPIs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+KEYS = ("cell_id", "ts")
+DIMENSIONS = ("site_id", "region", "rat", "band")
+
+Kind = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    unit: str
+    kind: Kind
+    low: float | None = None  # inclusive bounds; None = unbounded on that side
+    high: float | None = None
+
+
+MEASUREMENTS: tuple[Measurement, ...] = (
+    Measurement("prb_util_dl_pct", "%", "gauge", 0, 100),
+    Measurement("prb_util_ul_pct", "%", "gauge", 0, 100),
+    Measurement("prb_avail_dl", "PRBs", "gauge", 0),
+    Measurement("dl_volume_mbit", "Mbit", "counter", 0),
+    Measurement("ul_volume_mbit", "Mbit", "counter", 0),
+    Measurement("dl_ue_thp_mbps", "Mbit/s", "gauge", 0),
+    Measurement("ul_ue_thp_mbps", "Mbit/s", "gauge", 0),
+    Measurement("rrc_conn_mean", "users", "gauge", 0),
+    Measurement("rrc_conn_max", "users", "gauge", 0),
+    Measurement("active_ue_dl_mean", "users", "gauge", 0),
+    Measurement("rrc_estab_att", "count", "counter", 0),
+    Measurement("rrc_estab_succ", "count", "counter", 0),
+    Measurement("drb_estab_att", "count", "counter", 0),
+    Measurement("drb_estab_succ", "count", "counter", 0),
+    Measurement("drb_rel_abnormal", "count", "counter", 0),
+    Measurement("drb_rel_total", "count", "counter", 0),
+    Measurement("ho_att", "count", "counter", 0),
+    Measurement("ho_succ", "count", "counter", 0),
+    Measurement("cqi_mean", "0-15", "gauge", 0, 15),
+    Measurement("ul_interference_dbm", "dBm/PRB", "gauge", -150, 0),
+    Measurement("dl_delay_ms", "ms", "gauge", 0),
+    Measurement("unavail_s", "s", "counter", 0),  # upper bound is the ROP length, checked apart
+)
+MEASUREMENT_NAMES = tuple(m.name for m in MEASUREMENTS)
+
+# (successes, attempts) pairs: successes may not exceed attempts.
+SUCCESS_PAIRS = (
+    ("rrc_estab_succ", "rrc_estab_att"),
+    ("drb_estab_succ", "drb_estab_att"),
+    ("ho_succ", "ho_att"),
+    ("drb_rel_abnormal", "drb_rel_total"),
+)
+
+
+@dataclass(frozen=True)
+class RatioKpi:
+    """A derived KPI: 100 * numerator / denominator, from summed counters."""
+
+    name: str
+    numerator: str
+    denominator: str
+
+
+RATIO_KPIS = (
+    RatioKpi("rrc_sr_pct", "rrc_estab_succ", "rrc_estab_att"),
+    RatioKpi("drb_sr_pct", "drb_estab_succ", "drb_estab_att"),
+    RatioKpi("ho_sr_pct", "ho_succ", "ho_att"),
+    RatioKpi("drop_rate_pct", "drb_rel_abnormal", "drb_rel_total"),
+)
+DERIVED_KPIS = (*(r.name for r in RATIO_KPIS), "availability_pct")
+
+
+def schema() -> dict[str, pl.DataType]:
+    """The contract's column types after ingest."""
+    cols: dict[str, pl.DataType] = {
+        "cell_id": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+    }
+    for dim in DIMENSIONS:
+        cols[dim] = pl.String()
+    for m in MEASUREMENTS:
+        cols[m.name] = pl.Float64()
+    return cols
+
+
+def derived_kpis(min_denominator: int, rop_minutes: int) -> list[pl.Expr]:
+    """Expressions for the derived KPIs of one row (or of already-summed counters).
+
+    Ratios are computed from counters, never by averaging ratios (that over-weights quiet
+    cells), and are null where the denominator is too small to be more than noise.
+    """
+    exprs = [
+        pl.when(pl.col(r.denominator) >= min_denominator)
+        .then(100.0 * pl.col(r.numerator) / pl.col(r.denominator))
+        .otherwise(None)
+        .alias(r.name)
+        for r in RATIO_KPIS
+    ]
+    rop_s = rop_minutes * 60.0
+    exprs.append((100.0 * (1.0 - pl.col("unavail_s") / rop_s)).alias("availability_pct"))
+    return exprs

@@ -1,0 +1,25 @@
+"""Errors a user can act on. Each message says what was wrong, where, and how to fix it."""
+
+
+class CellpulseError(Exception):
+    """Base of every error that the CLI turns into one clear line and a non-zero exit."""
+
+
+class ContractError(CellpulseError):
+    """Input does not follow the KPI contract (missing key columns, wrong types, ...)."""
+
+
+class MappingError(CellpulseError):
+    """A source mapping is invalid or does not fit the file it is applied to."""
+
+
+class NoDataError(CellpulseError):
+    """A stage was asked for a period, or a folder, that holds no data."""
+
+
+class NoChampionError(CellpulseError):
+    """Scoring needs a model aliased `champion` and the registry has none."""
+
+
+class SpecMismatchError(CellpulseError):
+    """A model would score features built by a different feature spec."""

@@ -1,0 +1,381 @@
+"""Ingest: landing files -> validated, de-duplicated, contract-shaped partitions in lake/kpi.
+
+Pure parts (`conform`, `validate`, `merge_rows`) take and return tables. `ingest_files` is the
+I/O around them: it reads landing files (never modifying them), writes partitions atomically,
+quarantines bad rows with a readable report, and records every file in the ledger so that the
+same content is never ingested twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from cellpulse import contract, lake, progress
+from cellpulse.errors import ContractError, NoDataError
+from cellpulse.ledger import FileRecord, Ledger
+from cellpulse.settings import Settings
+
+SUPPORTED_SUFFIXES = (".parquet",)
+UNASSIGNED_REGION = "unassigned"
+# Accepted rows are merged into the lake in batches of about this many rows: bounded memory
+# for a backlog of any size, and each batch is recorded in the ledger once it is safely written.
+BATCH_ROWS = 5_000_000
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule, counted over a file, with a first example."""
+
+    column: str
+    rule: str
+    rows: int
+    example: str
+
+
+@dataclass
+class FileResult:
+    path: Path
+    status: str  # ingested | duplicate | rejected | skipped
+    rows_in: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    reason: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class IngestSummary:
+    files: list[FileResult]
+    partitions_written: int
+    days: list[date]
+    lake_dir: Path
+    quarantine_dir: Path
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def rows_accepted(self) -> int:
+        return sum(f.rows_accepted for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
+
+    @property
+    def rejected(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "rejected"]
+
+
+def list_landing_files(paths: Sequence[Path]) -> list[Path]:
+    """Files to ingest, in delivery order (modification time, then name)."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found.extend(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise NoDataError(f"{p}: no such file or folder; pass landing files or a folder")
+    return sorted(set(found), key=lambda f: (f.stat().st_mtime_ns, f.name))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_landing_file(path: Path) -> pl.DataFrame:
+    """Read one contract-shaped file, or raise ContractError saying why it cannot be read."""
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ContractError(
+            f"{path}: unsupported file type '{path.suffix}'; contract-shaped input is parquet "
+            "(convert the export, or move the file out of the landing folder)"
+        )
+    if path.stat().st_size == 0:
+        raise ContractError(f"{path}: the file is empty; ask the OSS export to re-deliver it")
+    try:
+        return pl.read_parquet(path, hive_partitioning=False)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ContractError(
+            f"{path}: not a readable parquet file ({first[:160]}); it may be truncated or "
+            "still being written: re-deliver it"
+        ) from exc
+
+
+def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]]:
+    """Shape a file's table like the contract: key columns present and typed, measurements as
+    floats, absent optional columns as nulls, unknown columns dropped.
+
+    Values that are not numbers become null here and are reported as problems by `validate`
+    through the `_unparsable` column, so that no bad value silently disappears.
+    """
+    missing = [k for k in contract.KEYS if k not in raw.columns]
+    if missing:
+        raise ContractError(
+            f"{source}: missing key column(s) {', '.join(missing)}; a contract-shaped file needs "
+            "cell_id and ts (a foreign export needs a source mapping)"
+        )
+    ts_type = raw.schema["ts"]
+    if not isinstance(ts_type, pl.Datetime):
+        raise ContractError(
+            f"{source}: column ts has type {ts_type}, expected a timestamp; write ts as a "
+            "timezone-aware UTC timestamp (or map the export's time column)"
+        )
+    if ts_type.time_zone is None:
+        raise ContractError(
+            f"{source}: column ts has no timezone; the contract needs UTC-aware timestamps "
+            "(period start), so a naive local time cannot be placed safely"
+        )
+    problems: list[Problem] = []
+    unknown = [c for c in raw.columns if c not in contract.schema()]
+    if unknown:
+        problems.append(Problem(", ".join(unknown[:5]), "unknown column, ignored", 0, ""))
+    exprs: list[pl.Expr] = [
+        pl.col("cell_id").cast(pl.String),
+        pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
+    ]
+    unparsable: list[pl.Expr] = []
+    for dim in contract.DIMENSIONS:
+        exprs.append(pl.col(dim).cast(pl.String) if dim in raw.columns
+                     else pl.lit(None, pl.String).alias(dim))
+    for name in contract.MEASUREMENT_NAMES:
+        if name not in raw.columns:
+            exprs.append(pl.lit(None, pl.Float64).alias(name))
+            continue
+        as_float = pl.col(name).cast(pl.Float64, strict=False)
+        exprs.append(as_float)
+        unparsable.append(
+            pl.when(pl.col(name).is_not_null() & as_float.is_null())
+            .then(pl.lit(name)).otherwise(None)
+        )
+    out = raw.select(
+        *exprs,
+        (pl.concat_list(unparsable).list.drop_nulls() if unparsable
+         else pl.lit([], pl.List(pl.String))).alias("_unparsable"),
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+    )
+    region = pl.col("region").fill_null(UNASSIGNED_REGION)
+    return out.with_columns(pl.when(region == "").then(pl.lit(UNASSIGNED_REGION))
+                            .otherwise(region).alias("region")), problems
+
+
+def _rules(settings: Settings, now: datetime) -> list[tuple[str, str, pl.Expr]]:
+    """(column, rule, expression true where the rule is broken)."""
+    rop = settings.rop_minutes
+    rules: list[tuple[str, str, pl.Expr]] = [
+        ("cell_id", "missing or empty cell_id",
+         pl.col("cell_id").is_null() | (pl.col("cell_id").str.strip_chars() == "")),
+        ("ts", "missing ts", pl.col("ts").is_null()),
+        ("ts", f"not aligned to the {rop}-minute ROP",
+         (pl.col("ts").dt.epoch("s") % (rop * 60)) != 0),
+        ("ts", f"more than {settings.ingest.future_tolerance_minutes} min in the future",
+         pl.col("ts") > now + timedelta(minutes=settings.ingest.future_tolerance_minutes)),
+        ("ts", f"older than the {settings.ingest.retention_days}-day retention",
+         pl.col("ts") < now - timedelta(days=settings.ingest.retention_days)),
+    ]
+    for m in contract.MEASUREMENTS:
+        c = pl.col(m.name)
+        rules.append((m.name, "NaN or infinite", c.is_nan() | c.is_infinite()))
+        if m.low is not None:
+            rules.append((m.name, f"below {m.low:g}", c < m.low))
+        if m.high is not None:
+            rules.append((m.name, f"above {m.high:g}", c > m.high))
+    rules.append(("unavail_s", f"above the ROP length ({rop * 60} s)",
+                  pl.col("unavail_s") > rop * 60))
+    tol = 1 + settings.ingest.succ_tolerance
+    for succ, att in contract.SUCCESS_PAIRS:
+        rules.append((succ, f"{succ} > {att}", pl.col(succ) > pl.col(att) * tol))
+    if settings.regions:
+        allowed = sorted(settings.regions)
+        rules.append(("region", f"region not held by this installation (allowed: {allowed})",
+                      ~pl.col("region").is_in(allowed)))
+    return rules
+
+
+def validate(df: pl.DataFrame, settings: Settings, now: datetime
+             ) -> tuple[pl.DataFrame, pl.DataFrame, list[Problem]]:
+    """Split conformed rows into (good, bad) and list every problem of the file at once.
+
+    `bad` keeps the row number in the source file and a `reason` naming every rule it broke.
+    """
+    checks = []
+    for column, rule, broken in _rules(settings, now):
+        checks.append(pl.when(broken.fill_null(False)).then(pl.lit(f"{column}: {rule}")))
+    checks.append(pl.col("_unparsable").list.eval(pl.element() + ": not a number")
+                  .list.join("; ").replace("", None))
+    reasons = pl.concat_list(checks).list.drop_nulls()
+    tagged = df.with_columns(reasons.alias("_reasons"))
+    bad_mask = pl.col("_reasons").list.len() > 0
+    good = tagged.filter(~bad_mask).drop("_reasons", "_unparsable")
+    bad = tagged.filter(bad_mask).with_columns(pl.col("_reasons").list.join("; ").alias("reason"))
+    problems = _summarise(tagged.filter(bad_mask))
+    # A key delivered twice in one file: the later row is the correction and wins.
+    dup = good.filter(pl.struct("cell_id", "ts").is_duplicated())
+    if dup.height:
+        first = dup.row(0, named=True)
+        problems.append(Problem("cell_id, ts", "duplicate key in file; last row kept",
+                                dup.height - dup.select("cell_id", "ts").n_unique(),
+                                f"cell {first['cell_id']} at {first['ts']}"))
+        good = good.unique(["cell_id", "ts"], keep="last", maintain_order=True)
+    return good, bad.drop("_reasons", "_unparsable"), problems
+
+
+def _summarise(bad: pl.DataFrame) -> list[Problem]:
+    if bad.is_empty():
+        return []
+    exploded = bad.select("cell_id", "ts", "_row", pl.col("_reasons").alias("why")).explode("why")
+    summary = exploded.group_by("why", maintain_order=True).agg(
+        pl.len().alias("rows"), pl.col("cell_id").first(), pl.col("ts").first(),
+        pl.col("_row").first(),
+    )
+    out = []
+    for r in summary.iter_rows(named=True):
+        column, rule = r["why"].split(": ", 1)
+        out.append(Problem(column, rule, r["rows"],
+                           f"row {r['_row']}, cell {r['cell_id']}, ts {r['ts']}"))
+    return out
+
+
+def merge_rows(existing: pl.DataFrame, incoming: pl.DataFrame) -> pl.DataFrame:
+    """Rows of one partition after a delivery: a re-delivered (cell_id, ts) replaces the old
+    row (last delivery wins), nothing is duplicated, rows are sorted by (cell_id, ts)."""
+    combined = pl.concat([existing, incoming], how="vertical") if existing.height else incoming
+    return combined.unique(["cell_id", "ts"], keep="last", maintain_order=True).sort("cell_id", "ts")
+
+
+def format_report(source: Path, result: FileResult) -> str:
+    """A quarantine report a person can read."""
+    lines = [
+        f"cellpulse ingest report for {source}",
+        f"status: {result.status}",
+        f"rows read: {result.rows_in}, accepted: {result.rows_accepted}, "
+        f"quarantined: {result.rows_quarantined}",
+    ]
+    if result.reason:
+        lines.append(f"reason: {result.reason}")
+    if result.problems:
+        lines.append("")
+        lines.append("problems (column | rule | rows | first example):")
+        lines += [f"  {p.column} | {p.rule} | {p.rows} | {p.example}" for p in result.problems]
+    return "\n".join(lines) + "\n"
+
+
+def ingest_files(paths: Sequence[Path], settings: Settings, now: datetime | None = None,
+                 force: bool = False) -> IngestSummary:
+    """Ingest landing files into lake/kpi. Idempotent: a file whose content was seen before
+    is skipped (a duplicate under another name is recorded as such); `force` re-reads them."""
+    now = now or datetime.now(UTC)
+    kpi = lake.Dataset(settings.lake_dir / "kpi")
+    results: list[FileResult] = []
+    touched_days: set[date] = set()
+    partitions = 0
+    with Ledger(settings.ledger_path) as ledger:
+        pending: list[tuple[FileResult, FileRecord, pl.DataFrame]] = []
+        pending_rows = 0
+        for path in progress.track(list_landing_files(paths), "ingest: reading files"):
+            result, record, good = _read_one(path, settings, now, ledger, force)
+            results.append(result)
+            if good is None:
+                if record is not None:
+                    ledger.record([record])
+                continue
+            pending.append((result, record, good))  # type: ignore[arg-type]
+            pending_rows += good.height
+            if pending_rows >= BATCH_ROWS:
+                partitions += _flush(pending, kpi, ledger, touched_days)
+                pending, pending_rows = [], 0
+        partitions += _flush(pending, kpi, ledger, touched_days)
+    return IngestSummary(results, partitions, sorted(touched_days), kpi.root,
+                         settings.quarantine_dir)
+
+
+def _read_one(path: Path, settings: Settings, now: datetime, ledger: Ledger, force: bool
+              ) -> tuple[FileResult, FileRecord | None, pl.DataFrame | None]:
+    sha = file_sha256(path)
+    size = path.stat().st_size
+    previous = ledger.seen(sha)
+    if previous is not None and not force:
+        if ledger.has(sha, str(path)):  # this very file, seen before
+            return FileResult(path, "skipped", reason=f"already {previous}"), None, None
+        # The same content under another name: a duplicated delivery.
+        reason = f"same content as a file already {previous}"
+        return (FileResult(path, "duplicate", reason=reason),
+                FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason), None)
+    try:
+        conformed, problems = conform(read_landing_file(path), str(path))
+    except ContractError as exc:
+        result = FileResult(path, "rejected", reason=str(exc))
+        _write_quarantine(settings, path, result, None)
+        return result, FileRecord(sha, str(path), size, "rejected", 0, 0, 0, str(exc)), None
+    good, bad, row_problems = validate(conformed, settings, now)
+    result = FileResult(path, "ingested", rows_in=conformed.height, rows_accepted=good.height,
+                        rows_quarantined=bad.height, problems=problems + row_problems)
+    if bad.height and settings.ingest.bad_rows == "reject_file":
+        result.status = "rejected"
+        result.reason = (f"{bad.height} of {conformed.height} rows break the contract "
+                         "(policy reject_file); see the report")
+        result.rows_accepted, result.rows_quarantined = 0, conformed.height
+        _write_quarantine(settings, path, result, bad)
+        return result, FileRecord(sha, str(path), size, "rejected", conformed.height, 0,
+                                  conformed.height, result.reason), None
+    if bad.height or result.problems:
+        _write_quarantine(settings, path, result, bad if bad.height else None)
+    record = FileRecord(sha, str(path), size, "ingested", conformed.height, good.height,
+                        bad.height)
+    return result, record, good.drop("_row")
+
+
+def _write_quarantine(settings: Settings, path: Path, result: FileResult,
+                      bad: pl.DataFrame | None) -> None:
+    qdir = settings.quarantine_dir
+    stem = path.name
+    lake.atomic_write_bytes(qdir / f"{stem}.report.txt", format_report(path, result).encode())
+    if bad is not None and bad.height:
+        lake.atomic_write_parquet(bad, qdir / f"{stem}.rows.parquet")
+
+
+def _flush(pending: list[tuple[FileResult, FileRecord, pl.DataFrame]], kpi: lake.Dataset,
+           ledger: Ledger, touched_days: set[date]) -> int:
+    """Merge a batch of accepted rows into their partitions, then record the batch's files.
+
+    Partitions are written before the ledger: a crash in between means the files are read
+    again next time, and merging the same rows twice gives the same partitions.
+    """
+    if not pending:
+        return 0
+    frames = [good for _, _, good in pending if good.height]
+    written = 0
+    days: set[date] = set()
+    if frames:
+        batch = pl.concat(frames, how="vertical").with_columns(pl.col("ts").dt.date().alias("_day"))
+        groups = batch.partition_by(["_day", "region"], as_dict=True)
+        by_day: dict[date, int] = defaultdict(int)
+        for (day, region), rows in progress.track(groups.items(), "ingest: writing partitions",
+                                                  total=len(groups)):
+            assert isinstance(day, date)
+            path = kpi.partition_path(day, str(region))
+            existing = pl.read_parquet(path) if path.exists() else pl.DataFrame()
+            kpi.write_partition(merge_rows(existing, rows.drop("_day")), day, str(region))
+            by_day[day] += rows.height
+            written += 1
+        days = set(by_day)
+    ledger.record([rec for _, rec, _ in pending], stale_days=days)
+    touched_days |= days
+    return written
+
+
+def contract_frame(rows: Iterable[dict[str, object]]) -> pl.DataFrame:
+    """A contract-shaped frame from row dicts (tests and examples)."""
+    return pl.DataFrame(list(rows), schema=contract.schema())

@@ -1,0 +1,116 @@
+"""The ingest ledger: which input files were seen (by content hash) and what became of them,
+and which days need their features and scores rebuilt. SQLite, so each update is atomic."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL,            -- ingested | duplicate | rejected
+    rows_in INTEGER NOT NULL,
+    rows_accepted INTEGER NOT NULL,
+    rows_quarantined INTEGER NOT NULL,
+    reason TEXT,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, path)
+);
+CREATE TABLE IF NOT EXISTS stale_days (
+    stage TEXT NOT NULL,             -- features | scores
+    day TEXT NOT NULL,
+    marked_at TEXT NOT NULL,
+    PRIMARY KEY (stage, day)
+);
+"""
+
+STAGES = ("features", "scores")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    sha256: str
+    path: str
+    size_bytes: int
+    status: str
+    rows_in: int
+    rows_accepted: int
+    rows_quarantined: int
+    reason: str | None = None
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def seen(self, sha256: str) -> str | None:
+        """Status of the first file recorded with this content, or None if it is new."""
+        row = self._db.execute(
+            "SELECT status FROM files WHERE sha256 = ? AND status != 'duplicate' LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def has(self, sha256: str, path: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM files WHERE sha256 = ? AND path = ?",
+                               (sha256, path)).fetchone()
+        return row is not None
+
+    def record(self, records: Iterable[FileRecord], stale_days: Iterable[date] = ()) -> None:
+        """Record files and mark days stale, in one transaction."""
+        now = datetime.now(UTC).isoformat()
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
+                [(r.sha256, r.path, r.size_bytes, r.status, r.rows_in, r.rows_accepted,
+                  r.rows_quarantined, r.reason, now) for r in records],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO stale_days VALUES (?,?,?)",
+                [(stage, d.isoformat(), now) for d in stale_days for stage in STAGES],
+            )
+
+    def mark_stale(self, stage: str, days: Iterable[date]) -> None:
+        now = datetime.now(UTC).isoformat()
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO stale_days VALUES (?,?,?)",
+                                 [(stage, d.isoformat(), now) for d in days])
+
+    def forget(self, sha256: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM files WHERE sha256 = ?", (sha256,))
+
+    def stale(self, stage: str) -> list[date]:
+        rows = self._db.execute("SELECT day FROM stale_days WHERE stage = ? ORDER BY day", (stage,))
+        return [date.fromisoformat(r[0]) for r in rows]
+
+    def clear_stale(self, stage: str, days: Iterable[date]) -> None:
+        with self._db:
+            self._db.executemany(
+                "DELETE FROM stale_days WHERE stage = ? AND day = ?",
+                [(stage, d.isoformat()) for d in days],
+            )
+
+    def files(self) -> list[FileRecord]:
+        rows = self._db.execute(
+            "SELECT sha256, path, size_bytes, status, rows_in, rows_accepted, rows_quarantined, "
+            "reason FROM files ORDER BY recorded_at, path"
+        )
+        return [FileRecord(*r) for r in rows]

@@ -1,0 +1,38 @@
+"""The process environment cellpulse sets for itself before any server library loads.
+
+Sovereignty starts here: every dependency's telemetry is switched off, and Prefect's and
+MLflow's state lives under the cellpulse home instead of the user's home directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cellpulse.settings import Settings
+
+# Always forced: no call may leave the operator's network.
+TELEMETRY_OFF = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",  # MLflow reads "true", not "1"
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+}
+
+# Defaults a user may override in their own environment.
+DEFAULTS = {
+    # LightGBM/OpenMP threads spin-wait by default; on a busy 2-core host that is 100x slower.
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def configure_process(settings: Settings) -> None:
+    """Prepare os.environ for Prefect and MLflow. Call before importing either."""
+    os.environ.update(TELEMETRY_OFF)
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri

@@ -1,0 +1,185 @@
+"""One typed settings object, resolved once at the edge and passed down.
+
+Sources, highest priority first: explicit arguments (CLI flags), `CELLPULSE_*` environment
+variables (nested with `__`, e.g. `CELLPULSE_TRAIN__NUM_TREES=400`), then an optional YAML
+config file (`--config FILE` or `CELLPULSE_CONFIG`).
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cellpulse.errors import CellpulseError
+
+_CONFIG_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_CONFIG_DATA", default=None)
+
+
+class IngestSettings(BaseModel):
+    """How strict ingest is and what it does with rows that break the contract."""
+
+    bad_rows: Literal["quarantine", "reject_file"] = Field(
+        "quarantine", description="Bad rows: quarantine them and accept the rest, or reject "
+        "the whole file.")
+    succ_tolerance: float = Field(
+        0.0, ge=0, description="Allowed excess of successes over attempts, as a fraction."
+    )
+    future_tolerance_minutes: int = Field(60, ge=0, description="How far ahead of now a ts may be.")
+    retention_days: int = Field(400, ge=1, description="Rows older than this are refused.")
+
+
+class CongestionRule(BaseModel):
+    """A cell is congested when PRBs are nearly exhausted AND users get poor throughput,
+    with enough users for that to matter, for several ROPs in a row."""
+
+    prb_util_min_pct: float = Field(80.0, description="PRB utilisation (DL) at or above this.")
+    thp_floor_mbps: float = Field(10.0, description="User DL throughput below this.")
+    min_active_ue: float = Field(5.0, description="With at least this many active users.")
+    min_consecutive_rops: int = Field(3, ge=1, description="For this many ROPs in a row.")
+    horizon_minutes: int = Field(60, ge=1, description="Forecast horizon of the model.")
+
+
+class AlertSettings(BaseModel):
+    consecutive_rops: int = Field(3, ge=1, description="Anomalous ROPs in a row before an alert.")
+    clear_after_rops: int = Field(4, ge=1, description="Normal ROPs in a row that close it.")
+
+
+class TrainSettings(BaseModel):
+    num_trees: int = Field(100, ge=1, description="Boosting rounds per LightGBM model.")
+    learning_rate: float = Field(0.1, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_data_in_leaf: int = Field(50, ge=1)
+    n_jobs: int = Field(2, ge=1, description="LightGBM threads.")
+    seed: int = Field(42, description="Same seed and data, same model and scores.")
+    holdout_days: int = Field(3, ge=1, description="Newest days held out for evaluation.")
+    max_train_rows: int = Field(2_000_000, ge=1000, description="Rows sampled for fitting.")
+    promotion_margin: float = Field(
+        0.0, ge=0, description="How much the challenger must beat the champion by."
+    )
+    guard_tolerance: float = Field(
+        0.02, ge=0, description="How much worse a guard metric may get before promotion is refused."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything cellpulse needs to know about this installation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CELLPULSE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path = Field(Path(".cellpulse"), description="Folder holding everything (--home).")
+    rop_minutes: Literal[5, 15, 60] = Field(15, description="Reporting period length.")
+    timezone: str = Field("UTC", description="Network-local time zone for calendar features.")
+    regions: list[str] = Field(
+        default_factory=list, description="Regions this installation may hold; empty = any."
+    )
+    min_denominator: int = Field(
+        10, ge=1, description="Fewer attempts than this make a success ratio null, not noise."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking server; default: SQLite under home.")
+    ingest: IngestSettings = IngestSettings()
+    congestion: CongestionRule = CongestionRule()
+    alerts: AlertSettings = AlertSettings()
+    train: TrainSettings = TrainSettings()
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+
+    # Paths under home: one place, so every stage agrees on the layout.
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.home / "ground_truth"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.home / "ledger.sqlite"
+
+    @property
+    def ops_store_path(self) -> Path:
+        return self.home / "ops.duckdb"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def mlartifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The YAML config file, lowest priority, read by `load_settings`."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_CONFIG_DATA.get() or {})
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Resolve settings from flags (`overrides`, None means not given), env and config file."""
+    path = config or (Path(os.environ["CELLPULSE_CONFIG"]) if "CELLPULSE_CONFIG" in os.environ else None)
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise CellpulseError(f"config file {path} does not exist: pass an existing YAML file")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise CellpulseError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise CellpulseError(f"config file {path} must hold a mapping of setting: value")
+        data = loaded
+    token = _CONFIG_DATA.set(data)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except Exception as exc:  # pydantic's ValidationError, made one line
+        raise CellpulseError(f"invalid settings: {_one_line(exc)}") from exc
+    finally:
+        _CONFIG_DATA.reset(token)
+
+
+def _one_line(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors()]
+        return "; ".join(parts)
+    return str(exc).splitlines()[0]

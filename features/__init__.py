@@ -1,0 +1,1 @@
+"""Feature specs, the feature builder, and the targets (labels) models learn from."""

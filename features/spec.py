@@ -1,0 +1,154 @@
+"""Features declared as data. Each transform names its own output columns; the spec's hash
+travels with every feature partition and every model trained on it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+SPEC_VERSION = 1
+_DURATION = re.compile(r"^(\d+)(m|h|d)$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'15m', '6h', '7d' -> timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"duration {text!r} must look like 15m, 6h or 7d")
+    n, unit = int(match.group(1)), match.group(2)
+    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+
+
+@dataclass(frozen=True)
+class Rolling:
+    """Statistics of a KPI over a trailing time window ending at (and including) ts."""
+
+    kpi: str
+    window: str
+    stats: tuple[str, ...] = ("mean", "std")
+
+    def columns(self) -> list[str]:
+        return [f"{self.kpi}_{stat}_{self.window}" for stat in self.stats]
+
+
+@dataclass(frozen=True)
+class Lag:
+    """The KPI's value exactly `lag` earlier (null if that ROP was not reported)."""
+
+    kpi: str
+    lag: str
+
+    def column(self) -> str:
+        return f"{self.kpi}_lag_{self.lag}"
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Current value minus the value `vs` earlier (same time yesterday / last week)."""
+
+    kpi: str
+    vs: str
+
+    def column(self) -> str:
+        return f"{self.kpi}_delta_{self.vs}"
+
+
+@dataclass(frozen=True)
+class HourOfWeekBaseline:
+    """Median of the same ROP in the past `weeks` weeks, and the current value's robust z-score
+    against it (spread from the median absolute deviation of those weeks)."""
+
+    kpi: str
+    weeks: int = 3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.weeks <= 4:
+            raise ValueError(f"hour-of-week baseline for {self.kpi}: weeks must be 1 to 4")
+
+    def columns(self) -> list[str]:
+        return [f"{self.kpi}_how_median", f"{self.kpi}_how_z"]
+
+    def lags(self) -> list[str]:
+        return [f"{7 * w}d" for w in range(1, self.weeks + 1)]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    kpis: tuple[str, ...]
+    rolling: tuple[Rolling, ...] = ()
+    lags: tuple[Lag, ...] = ()
+    deltas: tuple[Delta, ...] = ()
+    baselines: tuple[HourOfWeekBaseline, ...] = ()
+    missing_windows: tuple[str, ...] = ("24h",)
+    calendar: bool = True
+    version: int = field(default=SPEC_VERSION)
+
+    def columns(self) -> list[str]:
+        """Every feature column, in table order (keys and dimensions excluded)."""
+        cols = list(self.kpis)
+        if self.calendar:
+            cols += ["hour", "day_of_week", "hour_of_week", "is_weekend"]
+        cols += [f"rops_missing_{w}" for w in self.missing_windows]
+        for r in self.rolling:
+            cols += r.columns()
+        cols += [lag.column() for lag in self.lags]
+        cols += [d.column() for d in self.deltas]
+        for b in self.baselines:
+            cols += b.columns()
+        return cols
+
+    def all_lags(self) -> list[tuple[str, str]]:
+        """(kpi, lag) pairs the builder must join, from lags, deltas and baselines."""
+        pairs = {(lag.kpi, lag.lag) for lag in self.lags}
+        pairs |= {(d.kpi, d.vs) for d in self.deltas}
+        pairs |= {(b.kpi, lag) for b in self.baselines for lag in b.lags()}
+        return sorted(pairs)
+
+    def lookback(self) -> timedelta:
+        """How much history before a day the builder needs to compute that day exactly."""
+        spans = [parse_duration(r.window) for r in self.rolling]
+        spans += [parse_duration(w) for w in self.missing_windows]
+        spans += [parse_duration(lag) for _, lag in self.all_lags()]
+        return max(spans, default=timedelta(0))
+
+    def hash(self) -> str:
+        payload = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+CORE_KPIS = (
+    "prb_util_dl_pct", "prb_util_ul_pct", "dl_ue_thp_mbps", "ul_ue_thp_mbps", "dl_volume_mbit",
+    "rrc_conn_mean", "active_ue_dl_mean", "cqi_mean", "ul_interference_dbm", "dl_delay_ms",
+    "availability_pct", "rrc_sr_pct", "drb_sr_pct", "drop_rate_pct", "ho_sr_pct",
+)
+_ROLLED = ("prb_util_dl_pct", "dl_ue_thp_mbps", "dl_volume_mbit", "active_ue_dl_mean",
+           "availability_pct", "rrc_sr_pct", "drop_rate_pct", "cqi_mean")
+_SEASONAL = ("prb_util_dl_pct", "dl_ue_thp_mbps", "dl_volume_mbit", "rrc_conn_mean",
+             "active_ue_dl_mean", "cqi_mean", "ul_interference_dbm", "availability_pct",
+             "rrc_sr_pct", "drop_rate_pct", "ho_sr_pct", "ul_ue_thp_mbps", "dl_delay_ms")
+
+
+def default_spec(rop_minutes: int = 15) -> FeatureSpec:
+    """The spec cellpulse ships with: about 120 features per cell and ROP."""
+    one_rop = f"{rop_minutes}m"
+    short = [one_rop] if rop_minutes < 60 else []
+    return FeatureSpec(
+        kpis=CORE_KPIS,
+        rolling=tuple(
+            [Rolling(k, w) for k in _ROLLED for w in ("1h", "24h") if not (w == "1h" and
+                                                                            rop_minutes >= 60)]
+            + [Rolling("prb_util_dl_pct", "6h", ("mean", "max")),
+               Rolling("dl_ue_thp_mbps", "6h", ("mean", "min"))]
+        ),
+        lags=tuple(
+            Lag(k, lag) for k in ("prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+            for lag in (*short, "1h", "1d", "7d")
+        ) + tuple(Lag(k, lag) for k in _SEASONAL for lag in ("1d",) if k not in
+                  ("prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")),
+        deltas=tuple(Delta(k, vs) for k in ("prb_util_dl_pct", "dl_volume_mbit",
+                                            "dl_ue_thp_mbps") for vs in ("1d", "7d")),
+        baselines=tuple(HourOfWeekBaseline(k) for k in _SEASONAL),
+    )

@@ -1,0 +1,144 @@
+"""Feature partitions in the lake: build a date range from lake/kpi, write lake/features.
+
+Each day is built from that day plus the spec's lookback and written atomically with the
+spec's hash in its metadata, so a re-run replaces a day and a model can check what it reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from cellpulse import lake, progress
+from cellpulse.errors import NoDataError, SpecMismatchError
+from cellpulse.features.builder import build_features
+from cellpulse.features.spec import FeatureSpec
+from cellpulse.ledger import Ledger
+from cellpulse.settings import Settings
+
+SPEC_HASH_KEY = "cellpulse.feature_spec_hash"
+
+
+@dataclass(frozen=True)
+class FeatureSummary:
+    days: list[date]
+    rows: int
+    cells: int
+    columns: int
+    spec_hash: str
+    out_dir: Path
+
+
+def kpi_dataset(settings: Settings) -> lake.Dataset:
+    return lake.Dataset(settings.lake_dir / "kpi")
+
+
+def feature_dataset(settings: Settings) -> lake.Dataset:
+    return lake.Dataset(settings.lake_dir / "features")
+
+
+def days_between(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def resolve_days(settings: Settings, start: date | None, end: date | None) -> list[date]:
+    """The days to build: the requested range (default: every ingested day) that has KPIs."""
+    available = kpi_dataset(settings).dates()
+    if not available:
+        raise NoDataError(
+            f"no ingested KPIs under {kpi_dataset(settings).root}; run `cellpulse ingest` first"
+        )
+    lo, hi = start or available[0], end or available[-1]
+    if lo > hi:
+        raise NoDataError(f"--from {lo} is after --to {hi}; swap them")
+    days = [d for d in available if lo <= d <= hi]
+    if not days:
+        raise NoDataError(
+            f"no ingested KPIs between {lo} and {hi}; data covers {available[0]} to "
+            f"{available[-1]}"
+        )
+    return days
+
+
+def affected_days(changed: list[date], spec: FeatureSpec, available: list[date]) -> list[date]:
+    """Days whose features read a changed day: the day itself and every later day whose
+    lookback reaches it (a corrected Monday changes Tuesday's lag_1d, next Monday's lag_7d)."""
+    reach = math.ceil(spec.lookback() / timedelta(days=1))
+    return sorted({d for d in available for c in changed if c <= d <= c + timedelta(days=reach)})
+
+
+def build_days(settings: Settings, spec: FeatureSpec, days: list[date]) -> FeatureSummary:
+    """Build and store features for `days`, one day at a time (bounded memory)."""
+    kpis = kpi_dataset(settings)
+    out = feature_dataset(settings)
+    lookback_days = math.ceil(spec.lookback() / timedelta(days=1))
+    rows, cells, ncols = 0, set(), 0
+    meta = {SPEC_HASH_KEY: spec.hash()}
+    for day in progress.track(days, "features: building days", total=len(days)):
+        history = kpis.read(day - timedelta(days=lookback_days), day)
+        feats = build_features(history, spec, rop_minutes=settings.rop_minutes,
+                               min_denominator=settings.min_denominator,
+                               timezone=settings.timezone)
+        feats = feats.filter(pl.col("ts") >= datetime.combine(day, time(), tzinfo=UTC))
+        out.replace_day(feats, day, meta)
+        rows += feats.height
+        cells.update(feats["cell_id"].unique().to_list())
+        ncols = feats.width
+    with Ledger(settings.ledger_path) as ledger:
+        ledger.clear_stale("features", days)
+        ledger.mark_stale("scores", days)  # new features, so their scores must be redone
+    return FeatureSummary(days, rows, len(cells), ncols, spec.hash(), out.root)
+
+
+def read_features(settings: Settings, start: date | None, end: date | None,
+                  spec: FeatureSpec | None = None) -> pl.DataFrame:
+    """Feature rows in [start, end]; refuses partitions built by another spec."""
+    ds = feature_dataset(settings)
+    files = ds.files(start, end)
+    if not files:
+        raise NoDataError(
+            f"no features under {ds.root} for {start or 'the start'} to {end or 'the end'}; "
+            "run `cellpulse features` first"
+        )
+    if spec is not None:
+        want = spec.hash()
+        for f in files:
+            got = lake.read_metadata(f).get(SPEC_HASH_KEY)
+            if got != want:
+                raise SpecMismatchError(
+                    f"{f} was built with feature spec {got}, but spec {want} is expected; "
+                    "rebuild with `cellpulse features --from ... --to ...`"
+                )
+    return pl.scan_parquet(files, hive_partitioning=False).collect()
+
+
+EVENT_COLUMNS = ("cell_id", "start", "end")
+
+
+def load_events(path: Path) -> pl.DataFrame | None:
+    """Labelled events (cell_id, start, end[, type, kind]) from a parquet or CSV file, or None
+    if the file does not exist. The simulator writes ground truth in this shape; an operator's
+    labels file uses the same columns."""
+    if not path.is_file():
+        return None
+    if path.suffix == ".csv":
+        df = pl.read_csv(path, try_parse_dates=True)
+    else:
+        df = pl.read_parquet(path)
+    missing = [c for c in EVENT_COLUMNS if c not in df.columns]
+    if missing:
+        raise NoDataError(f"{path}: labels need columns {', '.join(EVENT_COLUMNS)}; "
+                          f"missing {', '.join(missing)}")
+    ts = pl.Datetime("us", "UTC")
+    return df.with_columns(
+        pl.col(c).dt.replace_time_zone("UTC") if df.schema[c] == pl.Datetime("us")
+        else pl.col(c).cast(ts) for c in ("start", "end")
+    )
+
+
+def score_dataset(settings: Settings) -> lake.Dataset:
+    return lake.Dataset(settings.lake_dir / "scores")

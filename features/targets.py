@@ -1,0 +1,121 @@
+"""Targets: the congestion rule and the labels built from it and from known events.
+
+Targets may look ahead in time (that is what a forecast target is); they are built apart
+from the feature table and never enter it.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from cellpulse.settings import CongestionRule
+
+
+def _rop_index(rop_minutes: int) -> pl.Expr:
+    """Integer ROP number since the epoch: consecutive ROPs differ by exactly one."""
+    return (pl.col("ts").dt.epoch("s") // (rop_minutes * 60)).alias("_rop")
+
+
+def congestion_flags(kpis: pl.DataFrame, rule: CongestionRule, rop_minutes: int) -> pl.DataFrame:
+    """Per (cell_id, ts): `congestion_raw` (the condition holds this ROP), `congested` (it is
+    part of a run of at least `min_consecutive_rops`; looks ahead within the run) and
+    `congested_now` (the run has lasted that long up to and including this ROP; causal).
+
+    A missing ROP breaks a run: an unreported period is not evidence of congestion.
+    """
+    raw = (
+        (pl.col("prb_util_dl_pct") >= rule.prb_util_min_pct)
+        & (pl.col("dl_ue_thp_mbps") < rule.thp_floor_mbps)
+        & (pl.col("active_ue_dl_mean") >= rule.min_active_ue)
+    ).fill_null(False)
+    df = (
+        kpis.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+        .sort("cell_id", "ts")
+        .with_columns(raw.alias("congestion_raw"), _rop_index(rop_minutes))
+    )
+    new_run = (
+        (pl.col("congestion_raw") != pl.col("congestion_raw").shift(1))
+        | (pl.col("_rop") - pl.col("_rop").shift(1) != 1)
+        | (pl.col("cell_id") != pl.col("cell_id").shift(1))
+    ).fill_null(True)
+    df = df.with_columns(new_run.cum_sum().alias("_run"))
+    df = df.with_columns(
+        pl.len().over("_run").alias("_run_len"),
+        (pl.int_range(pl.len()).over("_run") + 1).alias("_run_pos"),
+    )
+    k = rule.min_consecutive_rops
+    return df.select(
+        "cell_id",
+        "ts",
+        "congestion_raw",
+        (pl.col("congestion_raw") & (pl.col("_run_len") >= k)).alias("congested"),
+        (pl.col("congestion_raw") & (pl.col("_run_pos") >= k)).alias("congested_now"),
+    )
+
+
+def congestion_target(flags: pl.DataFrame, horizon_minutes: int, rop_minutes: int) -> pl.DataFrame:
+    """`congested_within`: the cell is congested in at least one ROP of (ts, ts + horizon].
+
+    Null where the data does not reach ts + horizon yet: such rows cannot be labelled.
+    """
+    horizon_rops = max(1, horizon_minutes // rop_minutes)
+    last_ts = flags["ts"].max()
+    df = flags.select("cell_id", "ts", "congested").with_columns(
+        (-_rop_index(rop_minutes)).alias("_neg_rop")
+    )
+    # Walking time backwards turns "the next h ROPs" into a trailing window that excludes now.
+    df = df.sort("cell_id", "_neg_rop").with_columns(
+        pl.col("congested")
+        .cast(pl.Int8)
+        .rolling_max_by("_neg_rop", window_size=f"{horizon_rops}i", closed="left")
+        .over("cell_id")
+        .fill_null(0)
+        .cast(pl.Boolean)
+        .alias("congested_within")
+    )
+    known = pl.col("ts") + pl.duration(minutes=horizon_minutes) <= last_ts
+    return df.select(
+        "cell_id", "ts", pl.when(known).then(pl.col("congested_within")).alias("congested_within")
+    ).sort("cell_id", "ts")
+
+
+def congestion_periods(flags: pl.DataFrame, rop_minutes: int) -> pl.DataFrame:
+    """Runs of congested ROPs as (cell_id, start, end) with `end` exclusive."""
+    rop = pl.duration(minutes=rop_minutes)
+    df = flags.filter(pl.col("congested")).sort("cell_id", "ts")
+    if df.is_empty():
+        return pl.DataFrame(
+            schema={"cell_id": pl.String, "start": pl.Datetime("us", "UTC"),
+                    "end": pl.Datetime("us", "UTC"), "rops": pl.UInt32}
+        )
+    gap = (pl.col("ts") - pl.col("ts").shift(1) != rop) | (
+        pl.col("cell_id") != pl.col("cell_id").shift(1)
+    )
+    return (
+        df.with_columns(gap.fill_null(True).cum_sum().alias("_period"))
+        .group_by("_period", maintain_order=True)
+        .agg(
+            pl.col("cell_id").first(),
+            pl.col("ts").min().alias("start"),
+            (pl.col("ts").max() + rop).alias("end"),
+            pl.len().alias("rops"),
+        )
+        .drop("_period")
+    )
+
+
+def event_labels(keys: pl.DataFrame, events: pl.DataFrame) -> pl.Series:
+    """True where (cell_id, ts) falls inside a labelled fault event [start, end)."""
+    if events.is_empty():
+        return pl.Series("in_event", [False] * keys.height)
+    joined = (
+        keys.select("cell_id", "ts")
+        .with_row_index("_row")
+        .join(events.select("cell_id", "start", "end"), on="cell_id", how="inner")
+        .filter((pl.col("ts") >= pl.col("start")) & (pl.col("ts") < pl.col("end")))
+        .select("_row")
+        .unique()
+    )
+    flags = pl.Series("in_event", [False] * keys.height)
+    flags[joined["_row"].to_numpy()] = True
+    return flags

@@ -1,0 +1,1 @@
+"""Prefect flows: wiring only. Each task calls one core function; I/O tasks retry."""

@@ -1,0 +1,41 @@
+"""Flow: the daily pipeline, ingest -> features -> train (only if there is no champion) ->
+score. Each stage does only what is new or stale, so a second run with no new data does
+nothing and changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow
+
+from cellpulse.features.store import FeatureSummary, feature_dataset
+from cellpulse.flows.features import features_flow, stale_days
+from cellpulse.flows.ingest import ingest_flow
+from cellpulse.flows.score import ScoreSummary, score_flow
+from cellpulse.flows.train import TrainResult, train_flow
+from cellpulse.ingest import IngestSummary
+from cellpulse.models import tracking
+from cellpulse.settings import Settings
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    ingest: IngestSummary
+    features: FeatureSummary | None
+    train: TrainResult | None
+    score: ScoreSummary | None
+
+
+@flow(name="daily-pipeline")
+def pipeline_flow(settings: Settings, paths: list[Path] | None = None) -> PipelineResult:
+    ingested = ingest_flow(settings, paths)
+    features = features_flow(settings, only_stale=True)
+    tracking.configure(settings)
+    trained = None
+    if any(tracking.champion_version(f) is None for f in tracking.MODEL_NAMES):
+        trained = train_flow(settings)
+    built = set(feature_dataset(settings).dates())
+    days = [d for d in stale_days(settings, "scores") if d in built]
+    scored = score_flow(settings, days) if days else None
+    return PipelineResult(ingested, features, trained, scored)

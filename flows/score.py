@@ -1,0 +1,101 @@
+"""Flow: features + both @champion models -> lake/scores, the ops store, a Prefect artifact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import polars as pl
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from cellpulse.errors import NoDataError
+from cellpulse.features.spec import default_spec
+from cellpulse.features.store import feature_dataset, read_features, score_dataset
+from cellpulse.flows.common import retry_on_io
+from cellpulse.ledger import Ledger
+from cellpulse.models import tracking
+from cellpulse.models.scoring import score_features
+from cellpulse.opsstore import OpsStore
+from cellpulse.publish import ModelRef, derive_alerts, markdown_report
+from cellpulse.settings import Settings
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    days: list[date]
+    rows: int
+    cells: int
+    anomalous_rops: int
+    alerts: int
+    open_alerts: int
+    scores: pl.DataFrame
+    alerts_table: pl.DataFrame
+    lake_dir: Path
+    ops_store: Path
+
+
+@task(name="load-champions", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_on_io,
+      cache_policy=NO_CACHE)
+def load_champions(settings: Settings) -> tuple[tracking.Champion, tracking.Champion]:
+    tracking.configure(settings)
+    return tracking.load_champion("anomaly"), tracking.load_champion("congestion")
+
+
+@task(name="score-days", cache_policy=NO_CACHE)
+def score_days(settings: Settings, days: list[date], anomaly: tracking.Champion,
+               congestion: tracking.Champion) -> pl.DataFrame:
+    spec = default_spec(settings.rop_minutes)
+    # One day of context before the first day, so the consecutive-ROP alert rule sees
+    # the run that leads into it.
+    day_before = days[0] - timedelta(days=1)
+    first = day_before if feature_dataset(settings).files(day_before, day_before) else days[0]
+    features = read_features(settings, first, days[-1], spec)
+    scores = score_features(
+        features, anomaly.model, congestion.model,
+        ModelRef(anomaly.name, anomaly.version, anomaly.run_id),
+        ModelRef(congestion.name, congestion.version, congestion.run_id),
+        settings, datetime.now(UTC), spec.hash(),
+    )
+    return scores.filter(pl.col("ts").dt.date().is_in(days))
+
+
+@task(name="write-scores", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def write_scores(settings: Settings, scores: pl.DataFrame, days: list[date]) -> None:
+    ds = score_dataset(settings)
+    with_day = scores.with_columns(pl.col("ts").dt.date().alias("_day"))
+    for day in days:
+        ds.replace_day(with_day.filter(pl.col("_day") == day).drop("_day"), day)
+
+
+@task(name="publish-ops-store", retries=3, retry_delay_seconds=5, retry_condition_fn=retry_on_io,
+      cache_policy=NO_CACHE)
+def publish(settings: Settings, scores: pl.DataFrame, alerts: pl.DataFrame,
+            days: list[date]) -> None:
+    start = datetime.combine(days[0], time(), tzinfo=UTC)
+    end = datetime.combine(days[-1], time(), tzinfo=UTC) + timedelta(days=1)
+    with OpsStore(settings.ops_store_path) as store:
+        store.replace_scores(scores, start, end)
+        store.upsert_alerts(alerts)
+    with Ledger(settings.ledger_path) as ledger:
+        ledger.clear_stale("scores", days)
+
+
+@flow(name="score")
+def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
+    """Score `days` with both champions and publish the result everywhere ops reads it."""
+    if not days:
+        raise NoDataError("no days to score; pass --from/--to or ingest new data first")
+    anomaly, congestion = load_champions(settings)
+    scores = score_days(settings, days, anomaly, congestion)
+    alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
+    write_scores(settings, scores, days)
+    publish(settings, scores, alerts, days)
+    create_markdown_artifact(key="top-cells", markdown=markdown_report(scores, alerts),
+                             description="cellpulse: cells needing attention")
+    return ScoreSummary(days, scores.height, scores["cell_id"].n_unique(),
+                        int(scores["is_anomaly"].sum()), alerts.height,
+                        int((alerts["status"] == "open").sum()), scores, alerts,
+                        score_dataset(settings).root, settings.ops_store_path)

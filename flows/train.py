@@ -1,0 +1,101 @@
+"""Flow: features -> both model families fitted, compared, logged, registered, promoted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from cellpulse.errors import SpecMismatchError
+from cellpulse.features.spec import default_spec
+from cellpulse.features.store import kpi_dataset, load_events, read_features, resolve_days
+from cellpulse.flows.common import retry_on_io
+from cellpulse.models import tracking, training
+from cellpulse.models.promotion import decide_promotion
+from cellpulse.models.training import Candidate
+from cellpulse.settings import Settings
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    logged: dict[str, tracking.Logged]
+    candidates: dict[str, Candidate]
+    champion_metrics: dict[str, dict[str, float] | None]
+
+
+@task(name="load-training-data", retries=1, retry_condition_fn=retry_on_io,
+      cache_policy=NO_CACHE)
+def load_training_data(settings: Settings, start: date | None, end: date | None
+                       ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    days = resolve_days(settings, start, end)
+    spec = default_spec(settings.rop_minutes)
+    features = read_features(settings, days[0], days[-1], spec)
+    kpis = kpi_dataset(settings).read(days[0], days[-1])
+    return features, kpis
+
+
+@task(name="fit-anomaly", cache_policy=NO_CACHE)
+def fit_anomaly(features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings,
+                spec_hash: str) -> Candidate:
+    return training.train_anomaly(features, events, settings, spec_hash)
+
+
+@task(name="fit-congestion", cache_policy=NO_CACHE)
+def fit_congestion(features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings,
+                   spec_hash: str) -> Candidate:
+    return training.train_congestion(features, kpis, settings, spec_hash)
+
+
+@task(name="evaluate-champion", cache_policy=NO_CACHE)
+def evaluate_champion(candidate: Candidate, events: pl.DataFrame | None, kpis: pl.DataFrame,
+                      settings: Settings) -> dict[str, float] | None:
+    """The current champion's metrics on the challenger's hold-out (None if there is no
+    champion, or it was trained on another feature spec and cannot read these features)."""
+    if tracking.champion_version(candidate.family) is None:
+        return None
+    champion = tracking.load_champion(candidate.family)
+    if champion.model.spec_hash != candidate.model.spec_hash:
+        return None
+    return training.evaluate_on_holdout(candidate, champion.model, events, kpis, settings)
+
+
+@task(name="register-model", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_on_io,
+      cache_policy=NO_CACHE)
+def register(candidate: Candidate, champion_metrics: dict[str, float] | None,
+             settings: Settings, tags: dict[str, str]) -> tracking.Logged:
+    decision = decide_promotion(candidate.metrics, champion_metrics,
+                                candidate.baseline_reference(), candidate.rule)
+    example = candidate.split.holdout.head(5)
+    return tracking.log_candidate(candidate, settings, decision, champion_metrics, example, tags)
+
+
+@flow(name="train")
+def train_flow(settings: Settings, start: date | None = None, end: date | None = None,
+               labels: Path | None = None) -> TrainResult:
+    """Train both families on [start, end] (default: every day with features)."""
+    tracking.configure(settings)
+    spec = default_spec(settings.rop_minutes)
+    features, kpis = load_training_data(settings, start, end)
+    labels_path = labels or settings.truth_dir / "events.parquet"
+    events = load_events(labels_path)
+    tags = {
+        "feature_spec_hash": spec.hash(),
+        "data.source": "simulator" if events is not None and labels is None else "oss",
+        "data.labels": str(labels_path) if events is not None else "none",
+    }
+    candidates = {
+        training.ANOMALY: fit_anomaly(features, events, settings, spec.hash()),
+        training.CONGESTION: fit_congestion(features, kpis, settings, spec.hash()),
+    }
+    logged, champions = {}, {}
+    for family, candidate in candidates.items():
+        try:
+            champions[family] = evaluate_champion(candidate, events, kpis, settings)
+        except SpecMismatchError:
+            champions[family] = None
+        logged[family] = register(candidate, champions[family], settings, tags)
+    return TrainResult(logged, candidates, champions)

@@ -1,0 +1,1 @@
+"""Anomaly and congestion models, their evaluation and promotion, and MLflow tracking."""

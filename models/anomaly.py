@@ -1,0 +1,246 @@
+"""Anomaly model: normal-behaviour LightGBM regressors, one per KPI that matters.
+
+Each regressor predicts what a KPI *should* be from context an ongoing fault does not
+contaminate: time of week, the cell's hour-of-week baselines and its values a day and a week
+ago. The residual, standardised by the cell's own robust spread, says how abnormal the cell is
+now. Because the expectation does not follow the fault, a sustained outage keeps scoring for
+as long as it lasts, not only at its onset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+Direction = Literal["low", "high", "both"]
+Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
+DRIVER_Z = 3.0  # a KPI counts as driving the score from this many robust spreads away
+
+
+@dataclass(frozen=True)
+class TargetKpi:
+    """A KPI the model watches, the direction in which a deviation is bad, and the smallest
+    spread that counts (keeps a KPI that never moves, like availability, from dividing by ~0)."""
+
+    name: str
+    direction: Direction
+    min_scale: float
+
+
+TARGETS: tuple[TargetKpi, ...] = (
+    TargetKpi("availability_pct", "low", 1.0),
+    TargetKpi("dl_volume_mbit", "low", 50.0),
+    TargetKpi("rrc_conn_mean", "low", 1.0),
+    TargetKpi("dl_ue_thp_mbps", "low", 1.0),
+    TargetKpi("rrc_sr_pct", "low", 0.5),
+    TargetKpi("drop_rate_pct", "high", 0.3),
+    TargetKpi("ho_sr_pct", "low", 0.5),
+    TargetKpi("cqi_mean", "low", 0.2),
+    TargetKpi("ul_interference_dbm", "high", 0.5),
+    TargetKpi("dl_delay_ms", "high", 0.5),
+)
+
+CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
+CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
+
+
+@dataclass(frozen=True)
+class AnomalyParams:
+    num_trees: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 50
+    n_jobs: int = 1
+    seed: int = 42
+    threshold_quantile: float = 0.995
+    min_threshold: float = 5.0
+
+    def lgb_params(self) -> dict[str, object]:
+        return {
+            "objective": "huber",  # squared near the fit, linear in the tails: robust to faults
+            "alpha": 1.0,  # targets are standardised per KPI before fitting, so 1 = one spread
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "num_threads": self.n_jobs,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "max_bin": 63,
+            "bagging_fraction": 0.7,
+            "bagging_freq": 1,
+            "feature_fraction": 0.8,
+            "verbosity": -1,
+        }
+
+
+def context_columns(columns: list[str]) -> list[str]:
+    """Features a regressor may use: calendar, day-old and week-old values, baselines."""
+    return [c for c in columns if c in CALENDAR or c.endswith(CONTEXT_SUFFIXES)]
+
+
+def _matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    return df.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+
+
+@dataclass
+class AnomalyModel:
+    """Fitted regressors, per-cell residual spreads, and the alert threshold."""
+
+    feature_names: list[str]
+    boosters: dict[str, lgb.Booster]
+    cell_scale: pl.DataFrame  # cell_id + one column per target
+    global_scale: dict[str, float]
+    threshold: float
+    spec_hash: str
+    targets: tuple[TargetKpi, ...] = TARGETS
+    params: AnomalyParams = field(default_factory=AnomalyParams)
+    units: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, features: pl.DataFrame, spec_hash: str, params: AnomalyParams,
+            exclude: pl.Series | None = None) -> AnomalyModel:
+        """Fit on `features`; rows where `exclude` is True (known faults) are left out."""
+        train = features.filter(~exclude) if exclude is not None else features
+        names = context_columns(train.columns)
+        x = _matrix(train, names)
+        boosters = {}
+        units: dict[str, tuple[float, float]] = {}
+        targets = tuple(t for t in TARGETS if t.name in train.columns)
+        for t in targets:
+            y = train[t.name].cast(pl.Float64).to_numpy()
+            ok = np.isfinite(y)
+            if ok.sum() < 100:
+                continue
+            centre, spread = float(np.median(y[ok])), float(np.std(y[ok])) or 1.0
+            data = lgb.Dataset(x[ok], (y[ok] - centre) / spread, feature_name=names,
+                               free_raw_data=True)
+            boosters[t.name] = lgb.train(params.lgb_params(), data,
+                                         num_boost_round=params.num_trees)
+            units[t.name] = (centre, spread)
+        targets = tuple(t for t in targets if t.name in boosters)
+        model = cls(names, boosters, pl.DataFrame({"cell_id": []}, schema={"cell_id": pl.String}),
+                    {}, 0.0, spec_hash, targets, params, units)
+        resid = model.residuals(train)
+        # A cell's spread per KPI: the larger of its MAD and its 99th-percentile residual in the
+        # bad direction / 2.33, so KPIs with heavy tails on quiet cells (ratios of few counts)
+        # are not mistaken for faults.
+        spread = resid.group_by("cell_id").agg(
+            pl.max_horizontal(
+                1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
+                _bad(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
+            ).alias(t.name)
+            for t in targets
+        )
+        model.global_scale = {
+            t.name: max(float(spread[t.name].median() or 0.0), t.min_scale) for t in targets
+        }
+        model.cell_scale = spread.with_columns(
+            pl.col(t.name).fill_null(model.global_scale[t.name])
+            .clip(lower_bound=max(t.min_scale, 0.25 * model.global_scale[t.name]))
+            for t in targets
+        )
+        scores = model.combine(model.zscores(train, resid))["anomaly_score"]
+        model.threshold = max(params.min_threshold,
+                              float(scores.quantile(params.threshold_quantile) or 0.0))
+        return model
+
+    def expected(self, features: pl.DataFrame) -> pl.DataFrame:
+        """The normal-behaviour prediction of each target KPI (`expected_<kpi>`)."""
+        x = _matrix(features, self.feature_names)
+        return pl.DataFrame({
+            f"expected_{t.name}": self.boosters[t.name].predict(x) * self.units[t.name][1]
+            + self.units[t.name][0]
+            for t in self.targets
+        })
+
+    def residuals(self, features: pl.DataFrame) -> pl.DataFrame:
+        """cell_id + actual minus expected, per target KPI."""
+        exp = self.expected(features)
+        return features.select("cell_id").with_columns(
+            (features[t.name].cast(pl.Float64) - exp[f"expected_{t.name}"]).alias(t.name)
+            for t in self.targets
+        )
+
+    def zscores(self, features: pl.DataFrame, residuals: pl.DataFrame | None = None
+                ) -> pl.DataFrame:
+        """Per target, how many robust spreads the KPI is off in its bad direction (>= 0)."""
+        resid = (residuals if residuals is not None else self.residuals(features)
+                 ).with_row_index("_row")
+        scaled = resid.join(self.cell_scale, on="cell_id", how="left", suffix="_scale")
+        out = []
+        for t in self.targets:
+            scale = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name])
+            z = _bad(pl.col(t.name) / scale, t.direction)
+            out.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
+        return scaled.sort("_row").select(out)
+
+    def score(self, features: pl.DataFrame) -> pl.DataFrame:
+        """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
+        return self.combine(self.zscores(features))
+
+    def combine(self, z: pl.DataFrame) -> pl.DataFrame:
+        """One score per row from the per-KPI z (see `zscores`).
+
+        The score is the root of the summed squares of the three largest z: comparable across
+        cells because every z is in the cell's own spreads; several KPIs off together (an
+        outage) outrank one, and the many KPIs that are fine add no noise.
+        """
+        zs = z.to_numpy()
+        names = [t.name for t in self.targets]
+        order = np.argsort(-zs, axis=1)[:, :3]
+        top = np.take_along_axis(zs, order, axis=1)
+        score = np.sqrt((top**2).sum(axis=1))
+        kpis = [
+            [names[j] for j in row if zs[i, j] >= DRIVER_Z] for i, row in enumerate(order)
+        ]
+        return pl.DataFrame({
+            "anomaly_score": score,
+            "anomaly_kpis": pl.Series(kpis, dtype=pl.List(pl.String)),
+        })
+
+
+def _bad(value: pl.Expr, direction: Direction) -> pl.Expr:
+    """The deviation in the direction that hurts (positive = worse)."""
+    return {"low": -value, "high": value, "both": value.abs()}[direction]
+
+
+def alert_flags(scored: pl.DataFrame, threshold: float, consecutive: int,
+                rop_minutes: int) -> pl.Series:
+    """`is_anomaly`: the score has been above threshold for `consecutive` ROPs in a row,
+    ending at this one. A missing ROP breaks the run. Expects rows sorted by (cell_id, ts)."""
+    above = pl.col("anomaly_score") > threshold
+    rop = pl.col("ts").dt.epoch("s") // (rop_minutes * 60)
+    new_run = (
+        (above != above.shift(1)) | (rop - rop.shift(1) != 1)
+        | (pl.col("cell_id") != pl.col("cell_id").shift(1))
+    ).fill_null(True)
+    df = scored.select("cell_id", "ts", "anomaly_score").with_columns(
+        new_run.cum_sum().alias("_run")
+    )
+    pos = pl.int_range(pl.len()).over("_run") + 1
+    return df.select((above & (pos >= consecutive)).alias("is_anomaly")).to_series()
+
+
+def zscore_baseline(train: pl.DataFrame, test: pl.DataFrame,
+                    targets: tuple[TargetKpi, ...] = TARGETS) -> pl.Series:
+    """The per-cell z-score detector of the O-RAN SC AD xApp family: each KPI against the
+    cell's own training mean and standard deviation, worst bad-direction z taken."""
+    present = [t for t in targets if t.name in train.columns]
+    stats = train.group_by("cell_id").agg(
+        [pl.col(t.name).mean().alias(f"{t.name}__m") for t in present]
+        + [pl.col(t.name).std().alias(f"{t.name}__s") for t in present]
+    )
+    joined = test.select("cell_id", *[t.name for t in present]).with_row_index("_row").join(
+        stats, on="cell_id", how="left").sort("_row")
+    zs = []
+    for t in present:
+        z = (pl.col(t.name) - pl.col(f"{t.name}__m")) / pl.max_horizontal(
+            pl.col(f"{t.name}__s"), pl.lit(t.min_scale))
+        z = _bad(z, t.direction)
+        zs.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0))
+    return joined.select(pl.max_horizontal(zs).alias("zscore_baseline")).to_series()

@@ -1,0 +1,73 @@
+"""Figures logged with each training run (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+
+def pr_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figure:
+    """Precision-recall curve of the model and each baseline on the same hold-out."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    y = np.asarray(y).astype(int)
+    for name, s in scores.items():
+        s = np.nan_to_num(np.asarray(s, dtype=float), nan=-np.inf)
+        if y.any():
+            p, r, _ = precision_recall_curve(y, s)
+            ax.plot(r, p, label=name, lw=2 if name == "model" else 1)
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def importance(pairs: list[tuple[str, float]], title: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(pairs) + 1))
+    names = [n for n, _ in pairs][::-1]
+    vals = [v for _, v in pairs][::-1]
+    ax.barh(names, vals, color="#3b6ea8")
+    ax.set(xlabel="gain", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def residual_hist(z: pl.DataFrame, title: str) -> Figure:
+    """Distribution of the standardised bad-direction residual of each watched KPI."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(0, 15, 61)
+    for name in z.columns:
+        vals = z[name].to_numpy()
+        ax.hist(np.clip(vals[vals > 0], 0, 15), bins=bins, histtype="step", label=name)
+    ax.set(yscale="log", xlabel="robust z (bad direction, capped at 15)", ylabel="ROPs",
+           title=title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def worst_cells(scored: pl.DataFrame, events: pl.DataFrame, threshold: float, cells: int = 4
+                ) -> Figure:
+    """Anomaly score over time for the cells with the highest peak, true events shaded."""
+    worst = (scored.group_by("cell_id").agg(pl.col("anomaly_score").max())
+             .sort("anomaly_score", descending=True).head(cells)["cell_id"].to_list())
+    fig, axes = plt.subplots(len(worst) or 1, 1, figsize=(9, 1.9 * max(len(worst), 1)),
+                             sharex=True, squeeze=False)
+    for ax, cell in zip(axes[:, 0], worst, strict=False):
+        one = scored.filter(pl.col("cell_id") == cell).sort("ts")
+        ax.plot(one["ts"].to_list(), one["anomaly_score"].to_numpy(), lw=1)
+        ax.axhline(threshold, color="red", ls="--", lw=0.8)
+        for ev in events.filter(pl.col("cell_id") == cell).iter_rows(named=True):
+            ax.axvspan(ev["start"], ev["end"], color="orange", alpha=0.3)
+            ax.text(ev["start"], ax.get_ylim()[1] * 0.85, ev["type"], fontsize=7)
+        ax.set_ylabel(cell, fontsize=7)
+    axes[0, 0].set_title("anomaly score, worst cells (shaded: labelled events)")
+    fig.tight_layout()
+    return fig

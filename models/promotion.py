@@ -1,0 +1,61 @@
+"""The promotion gate: a pure decision with a reason a person can read."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PromotionRule:
+    """Primary metric must improve by `margin`; guard metrics may not get worse by more than
+    `tolerance`. `higher_is_better` maps each metric to its direction."""
+
+    primary: str
+    guards: tuple[str, ...] = ()
+    margin: float = 0.0
+    tolerance: float = 0.02
+    higher_is_better: Mapping[str, bool] | None = None
+
+    def better(self, metric: str) -> bool:
+        return True if self.higher_is_better is None else self.higher_is_better.get(metric, True)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def _gain(rule: PromotionRule, metric: str, new: float, old: float) -> float:
+    return new - old if rule.better(metric) else old - new
+
+
+def decide_promotion(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
+                     baseline: Mapping[str, float], rule: PromotionRule) -> Decision:
+    """Promote when the challenger beats the reference on the same hold-out: the current
+    champion if there is one, otherwise the simple baseline."""
+    name = rule.primary
+    new = challenger.get(name, math.nan)
+    if math.isnan(new):
+        return Decision(False, f"challenger has no {name} on the hold-out; nothing to judge by")
+    ref_name, ref = ("champion", champion) if champion is not None else ("baseline", baseline)
+    old = ref.get(name, math.nan)
+    if math.isnan(old):
+        return Decision(True, f"{ref_name} has no {name} on this hold-out; challenger "
+                              f"{name}={new:.4f} taken")
+    gain = _gain(rule, name, new, old)
+    if gain <= rule.margin:
+        return Decision(False, f"challenger {name}={new:.4f} does not beat {ref_name} "
+                               f"{old:.4f} by more than {rule.margin:g}; {ref_name} stays")
+    if champion is not None:
+        for guard in rule.guards:
+            g_new, g_old = challenger.get(guard, math.nan), champion.get(guard, math.nan)
+            if not (math.isnan(g_new) or math.isnan(g_old)) and \
+                    _gain(rule, guard, g_new, g_old) < -rule.tolerance:
+                return Decision(False, f"challenger beats champion on {name} ({new:.4f} vs "
+                                       f"{old:.4f}) but {guard} worsens beyond tolerance "
+                                       f"({g_new:.4f} vs {g_old:.4f})")
+    return Decision(True, f"challenger {name}={new:.4f} beats {ref_name} {old:.4f} "
+                          f"(margin {rule.margin:g})")

@@ -1,0 +1,232 @@
+"""The MLflow edge: the only module that imports mlflow.
+
+A few verbs: log a candidate (params, metrics, plots, the model, its registry version), load a
+family's champion, move the champion alias with a recorded reason, and read what the registry
+holds. Everything else in cellpulse works on plain models and tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import polars as pl
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from cellpulse.errors import CellpulseError, NoChampionError
+from cellpulse.models.anomaly import AnomalyModel
+from cellpulse.models.congestion import CongestionModel
+from cellpulse.models.promotion import Decision
+from cellpulse.models.training import Candidate
+from cellpulse.settings import Settings
+
+MODEL_NAMES = {"anomaly": "cellpulse-anomaly", "congestion": "cellpulse-congestion"}
+CHAMPION, PREVIOUS = "champion", "previous"
+_REQUIREMENTS = ("lightgbm", "polars", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
+
+
+class CellpulsePyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """MLflow's generic face of a cellpulse model, for `mlflow models serve` and friends.
+    cellpulse itself unwraps it and calls the model directly on Polars frames."""
+
+    def __init__(self, model: AnomalyModel | CongestionModel) -> None:
+        self.model = model
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
+                ) -> pd.DataFrame:
+        frame = pl.from_pandas(model_input)
+        if isinstance(self.model, AnomalyModel):
+            scored = self.model.score(frame)
+            return scored.with_columns(pl.col("anomaly_kpis").list.join(",")).to_pandas()
+        return pd.DataFrame({"congestion_prob": self.model.predict(frame)})
+
+
+@dataclass(frozen=True)
+class Champion:
+    family: str
+    name: str
+    version: str
+    run_id: str
+    model: Any
+
+
+@dataclass(frozen=True)
+class Logged:
+    family: str
+    name: str
+    version: str
+    run_id: str
+    decision: Decision
+    experiment_id: str
+
+
+def configure(settings: Settings) -> None:
+    """Point MLflow at this installation's store. Call after cellpulse.runtime set the env."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+
+
+def experiment_id(family: str, settings: Settings) -> str:
+    """One experiment per model family, artifacts under the home (never the working dir)."""
+    name = MODEL_NAMES[family]
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    location = (settings.mlartifacts_dir / name).as_uri()
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def code_version() -> str:
+    """The git commit of the code that trained a model, or the package version."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=False)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except OSError:
+        pass
+    return metadata.version("cellpulse")
+
+
+def pip_requirements() -> list[str]:
+    reqs = [f"{pkg}=={metadata.version(pkg)}" for pkg in _REQUIREMENTS]
+    return [*reqs, f"cellpulse=={metadata.version('cellpulse')}"]
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for k, v in values.items():
+        f = float(v)
+        if f == f and abs(f) != float("inf"):
+            out[k] = f
+    return out
+
+
+def log_candidate(candidate: Candidate, settings: Settings, decision: Decision,
+                  champion_metrics: dict[str, float] | None, input_example: pl.DataFrame,
+                  tags: dict[str, str]) -> Logged:
+    """Log one training run and register its model as a new version; move the champion
+    alias there if the decision says so."""
+    family = candidate.family
+    name = MODEL_NAMES[family]
+    exp = experiment_id(family, settings)
+    split = candidate.split
+    run_name = (f"{family} {split.train_days[0]}..{split.train_days[1]} "
+                f"trees={candidate.params.get('num_trees')}")
+    example = input_example.drop("ts").to_pandas()
+    all_tags = {
+        **tags, **split.tags(),
+        "code.version": code_version(),
+        "promotion.decision": "promoted" if decision.promote else "kept champion",
+        "promotion.reason": decision.reason,
+        "promotion.primary_metric": candidate.rule.primary,
+    }
+    with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
+        mlflow.log_params({k: v for k, v in candidate.params.items()})
+        mlflow.log_metrics(_finite(candidate.metrics))
+        mlflow.log_metrics(_finite(candidate.baselines))
+        mlflow.log_metric("holdout_rows", candidate.holdout_rows)
+        if champion_metrics:
+            mlflow.log_metrics(_finite({f"champion_{k}": v for k, v in champion_metrics.items()}))
+        for file_name, fig in candidate.figures.items():
+            mlflow.log_figure(fig, f"plots/{file_name}")
+        mlflow.log_text(decision.reason + "\n", "promotion.txt")
+        wrapper = CellpulsePyfunc(candidate.model)
+        signature = infer_signature(example, wrapper.predict(None, example))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=wrapper, signature=signature, input_example=example,
+            pip_requirements=pip_requirements(), registered_model_name=name,
+        )
+        version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, "feature_spec_hash",
+                                 tags.get("feature_spec_hash", ""))
+    client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
+    if decision.promote:
+        move_champion(family, version, decision.reason, actor="cellpulse train")
+    return Logged(family, name, version, run.info.run_id, decision, exp)
+
+
+def move_champion(family: str, version: str, reason: str, actor: str) -> None:
+    """Alias `version` as champion; the old champion becomes `previous`. The move is recorded
+    on the registered model (who, when, why, from, to) so any past score can be traced."""
+    name = MODEL_NAMES[family]
+    client = MlflowClient()
+    old = _alias_version(client, name, CHAMPION)
+    if old is not None and old != version:
+        client.set_registered_model_alias(name, PREVIOUS, old)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    entry = {"at": datetime.now(UTC).isoformat(), "by": actor or os.environ.get("USER", "?"),
+             "from": old, "to": version, "why": reason}
+    history = alias_history(family)
+    history.append(entry)
+    client.set_registered_model_tag(name, "champion_history", json.dumps(history[-50:]))
+
+
+def alias_history(family: str) -> list[dict[str, Any]]:
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(MODEL_NAMES[family])
+    except MlflowException:
+        return []
+    raw = model.tags.get("champion_history")
+    return list(json.loads(raw)) if raw else []
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def champion_version(family: str) -> str | None:
+    return _alias_version(MlflowClient(), MODEL_NAMES[family], CHAMPION)
+
+
+def load_champion(family: str) -> Champion:
+    """The family's `@champion` model, unwrapped; NoChampionError if there is none."""
+    name = MODEL_NAMES[family]
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        raise NoChampionError(
+            f"no {name}@{CHAMPION} in the registry at {mlflow.get_tracking_uri()}; "
+            "run `cellpulse train` (or `cellpulse run`) first"
+        ) from exc
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    except Exception as exc:
+        raise CellpulseError(
+            f"{name} version {mv.version} could not be loaded ({str(exc).splitlines()[0]}); "
+            f"roll back or retrain"
+        ) from exc
+    return Champion(family, name, str(mv.version), str(mv.run_id),
+                    loaded.unwrap_python_model().model)
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(MlflowClient().get_run(run_id).data.metrics)
+
+
+def champion_run(family: str) -> tuple[str, str] | None:
+    """(version, run_id) of the family's champion, or None."""
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(MODEL_NAMES[family], CHAMPION)
+    except MlflowException:
+        return None
+    return str(mv.version), str(mv.run_id)

@@ -1,0 +1,312 @@
+"""Fit and evaluate both model families on a time-ordered split. No MLflow here: the result is
+a candidate (model, metrics, baselines, figures) that the tracking edge logs and registers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from cellpulse.errors import NoDataError
+from cellpulse.features.targets import congestion_flags, congestion_target, event_labels
+from cellpulse.models import evaluation, plots
+from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
+from cellpulse.models.congestion import CongestionModel, CongestionParams
+from cellpulse.models.promotion import PromotionRule
+from cellpulse.settings import Settings
+
+ANOMALY = "anomaly"
+CONGESTION = "congestion"
+TOP_K = 20
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pl.DataFrame
+    holdout: pl.DataFrame
+    train_days: tuple[date, date]
+    holdout_days: tuple[date, date]
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "data.train_window": f"{self.train_days[0]}..{self.train_days[1]}",
+            "data.holdout_window": f"{self.holdout_days[0]}..{self.holdout_days[1]}",
+        }
+
+
+@dataclass
+class Candidate:
+    family: str
+    model: Any
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    baselines: dict[str, float]
+    rule: PromotionRule
+    split: Split
+    figures: dict[str, Figure] = field(default_factory=dict)
+    holdout_rows: int = 0
+
+    def baseline_reference(self) -> dict[str, float]:
+        """What the first model must beat: the best baseline on the primary metric."""
+        key = self.rule.primary.removeprefix("val_")
+        values = [v for k, v in self.baselines.items() if k.endswith(key) and not math.isnan(v)]
+        if not values:
+            return {}
+        best = max(values) if self.rule.better(self.rule.primary) else min(values)
+        return {self.rule.primary: best}
+
+
+def split_by_time(features: pl.DataFrame, holdout_days: int) -> Split:
+    """Newest `holdout_days` days for evaluation, everything before for fitting."""
+    days = features["ts"].dt.date().unique().sort().to_list()
+    if len(days) < holdout_days + 1:
+        raise NoDataError(
+            f"training needs more than {holdout_days} days of features (found {len(days)}); "
+            "ingest more days or lower train.holdout_days"
+        )
+    first_holdout = days[-holdout_days]
+    cut = datetime.combine(first_holdout, time(), tzinfo=UTC)
+    return Split(
+        features.filter(pl.col("ts") < cut),
+        features.filter(pl.col("ts") >= cut),
+        (days[0], days[-holdout_days - 1]),
+        (first_holdout, days[-1]),
+    )
+
+
+def _sample(df: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
+    return df if df.height <= max_rows else df.sample(max_rows, seed=seed).sort("cell_id", "ts")
+
+
+def fault_events(events: pl.DataFrame | None) -> pl.DataFrame | None:
+    if events is None or events.is_empty():
+        return None
+    return events.filter(pl.col("kind") == "fault") if "kind" in events.columns else events
+
+
+# ---------------------------------------------------------------- anomaly
+
+def anomaly_params(settings: Settings) -> AnomalyParams:
+    t = settings.train
+    return AnomalyParams(num_trees=t.num_trees, learning_rate=t.learning_rate,
+                         num_leaves=t.num_leaves, min_data_in_leaf=t.min_data_in_leaf,
+                         n_jobs=t.n_jobs, seed=t.seed)
+
+
+def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings
+                  ) -> pl.DataFrame:
+    """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts)."""
+    feats = features.sort("cell_id", "ts")
+    scored = pl.concat([feats.select("cell_id", "ts"), model.score(feats)], how="horizontal")
+    flags = alert_flags(scored, model.threshold, settings.alerts.consecutive_rops,
+                        settings.rop_minutes)
+    return scored.with_columns(flags)
+
+
+def evaluate_anomaly(model: AnomalyModel, holdout: pl.DataFrame, events: pl.DataFrame | None,
+                     settings: Settings) -> tuple[dict[str, float], pl.DataFrame]:
+    """Hold-out metrics of an anomaly model. With labelled events: ranking and alerting
+    quality; always: how much closer to the truth than a seasonal-naive guess it predicts."""
+    scored = score_anomaly(model, holdout, settings)
+    holdout = holdout.sort("cell_id", "ts")
+    metrics: dict[str, float] = {"val_mae_ratio": _mae_ratio(model, holdout)}
+    faults = fault_events(events)
+    if faults is not None:
+        y = event_labels(scored, faults)
+        metrics |= {
+            "val_pr_auc": evaluation.pr_auc(y.to_numpy(), scored["anomaly_score"].to_numpy()),
+            "val_event_recall": evaluation.event_recall(scored, faults),
+            f"val_precision_at_{TOP_K}": evaluation.precision_at_k(
+                scored, y, "anomaly_score", TOP_K),
+            "val_false_alarms_per_100_cell_days": evaluation.false_alarms_per_100_cell_days(
+                scored, y, settings.rop_minutes),
+        }
+    return metrics, scored
+
+
+def _mae_ratio(model: AnomalyModel, holdout: pl.DataFrame) -> float:
+    """Mean over watched KPIs of MAE(model) / MAE(hour-of-week median). Below 1 = better."""
+    expected = model.expected(holdout)
+    ratios = []
+    for t in model.targets:
+        naive = f"{t.name}_how_median"
+        if naive not in holdout.columns:
+            continue
+        actual = holdout[t.name].cast(pl.Float64).to_numpy()
+        guess = holdout[naive].cast(pl.Float64).to_numpy()
+        pred = expected[f"expected_{t.name}"].to_numpy()
+        ok = np.isfinite(actual) & np.isfinite(guess)
+        if ok.sum() == 0:
+            continue
+        base = np.abs(actual[ok] - guess[ok]).mean()
+        if base > 0:
+            ratios.append(np.abs(actual[ok] - pred[ok]).mean() / base)
+    return float(np.mean(ratios)) if ratios else float("nan")
+
+
+def anomaly_baselines(split: Split, events: pl.DataFrame | None, settings: Settings
+                      ) -> tuple[dict[str, float], np.ndarray]:
+    faults = fault_events(events)
+    holdout = split.holdout.sort("cell_id", "ts")
+    z = zscore_baseline(split.train, holdout)
+    out: dict[str, float] = {"baseline_seasonal_mae_ratio": 1.0}
+    if faults is not None:
+        scored = holdout.select("cell_id", "ts").with_columns(z.alias("anomaly_score"))
+        flags = alert_flags(scored, 3.0, settings.alerts.consecutive_rops, settings.rop_minutes)
+        scored = scored.with_columns(flags)
+        y = event_labels(scored, faults)
+        out |= {
+            "baseline_zscore_pr_auc": evaluation.pr_auc(y.to_numpy(), z.to_numpy()),
+            "baseline_zscore_event_recall": evaluation.event_recall(scored, faults),
+            f"baseline_zscore_precision_at_{TOP_K}": evaluation.precision_at_k(
+                scored, y, "anomaly_score", TOP_K),
+            "baseline_zscore_false_alarms_per_100_cell_days":
+                evaluation.false_alarms_per_100_cell_days(scored, y, settings.rop_minutes),
+        }
+    return out, z.to_numpy()
+
+
+def anomaly_rule(settings: Settings, labelled: bool) -> PromotionRule:
+    if labelled:
+        return PromotionRule("val_pr_auc", ("val_event_recall",), settings.train.promotion_margin,
+                             settings.train.guard_tolerance)
+    return PromotionRule("val_mae_ratio", (), settings.train.promotion_margin,
+                         settings.train.guard_tolerance, {"val_mae_ratio": False})
+
+
+def train_anomaly(features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings,
+                  spec_hash: str) -> Candidate:
+    split = split_by_time(features, settings.train.holdout_days)
+    params = anomaly_params(settings)
+    faults = fault_events(events)
+    train = _sample(split.train, settings.train.max_train_rows, params.seed)
+    exclude = event_labels(train, faults) if faults is not None else None
+    model = AnomalyModel.fit(train, spec_hash, params, exclude=exclude)
+    metrics, scored = evaluate_anomaly(model, split.holdout, events, settings)
+    baselines, z_base = anomaly_baselines(split, events, settings)
+    figures = {
+        "residuals.png": plots.residual_hist(model.zscores(split.holdout.sort("cell_id", "ts")),
+                                             "hold-out residuals"),
+        "worst_cells.png": plots.worst_cells(scored, faults if faults is not None
+                                             else pl.DataFrame(schema=_EVENT_SCHEMA),
+                                             model.threshold),
+    }
+    if faults is not None:
+        y = event_labels(scored, faults).to_numpy()
+        figures["pr_curve.png"] = plots.pr_curves(
+            y, {"model": scored["anomaly_score"].to_numpy(), "per-cell z-score": z_base},
+            "anomaly: fault ROPs on hold-out")
+    metrics["threshold"] = model.threshold
+    return Candidate(ANOMALY, model, {**asdict(params), "targets": len(model.targets),
+                                      "features": len(model.feature_names)},
+                     metrics, baselines, anomaly_rule(settings, faults is not None), split,
+                     figures, split.holdout.height)
+
+
+_EVENT_SCHEMA = {"cell_id": pl.String, "type": pl.String, "start": pl.Datetime("us", "UTC"),
+                 "end": pl.Datetime("us", "UTC")}
+
+
+# ---------------------------------------------------------------- congestion
+
+def congestion_params(settings: Settings) -> CongestionParams:
+    t = settings.train
+    return CongestionParams(num_trees=t.num_trees, learning_rate=t.learning_rate,
+                            num_leaves=t.num_leaves, min_data_in_leaf=t.min_data_in_leaf,
+                            n_jobs=t.n_jobs, seed=t.seed)
+
+
+def congestion_labels(features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
+                      ) -> pl.DataFrame:
+    """Per feature row: `congested_within` (target), `congested_now` (persistence baseline)
+    and `congested_last_week` (seasonal-naive baseline)."""
+    rule = settings.congestion
+    flags = congestion_flags(kpis, rule, settings.rop_minutes)
+    target = congestion_target(flags, rule.horizon_minutes, settings.rop_minutes)
+    week_ago = target.select(
+        "cell_id", (pl.col("ts") + timedelta(days=7)).alias("ts"),
+        pl.col("congested_within").alias("congested_last_week"),
+    )
+    return (
+        features.select("cell_id", "ts")
+        .join(target, on=["cell_id", "ts"], how="left")
+        .join(flags.select("cell_id", "ts", "congested_now"), on=["cell_id", "ts"], how="left")
+        .join(week_ago, on=["cell_id", "ts"], how="left")
+    )
+
+
+def evaluate_congestion(model: CongestionModel, holdout: pl.DataFrame, labels: pl.DataFrame
+                        ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    known = labels["congested_within"].is_not_null().to_numpy()
+    y = labels["congested_within"].fill_null(False).to_numpy()[known]
+    prob = model.predict(holdout)[known]
+    return evaluation.classification_metrics("val", y, prob), y, prob
+
+
+def congestion_baselines(holdout: pl.DataFrame, labels: pl.DataFrame, settings: Settings
+                         ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    known = labels["congested_within"].is_not_null().to_numpy()
+    y = labels["congested_within"].fill_null(False).to_numpy()[known]
+    scores = {
+        "persistence": labels["congested_now"].fill_null(False).cast(pl.Float64).to_numpy(),
+        "seasonal": labels["congested_last_week"].cast(pl.Float64).to_numpy(),
+        "threshold": (holdout["prb_util_dl_pct"].fill_null(0) / 100).to_numpy(),
+    }
+    out: dict[str, float] = {}
+    for name, s in scores.items():
+        s = s[known]
+        out[f"baseline_{name}_pr_auc"] = evaluation.pr_auc(y, s)
+        out[f"baseline_{name}_brier"] = float(np.mean((np.nan_to_num(s) - y) ** 2))
+    return out, {k: v[known] for k, v in scores.items()}
+
+
+def congestion_rule(settings: Settings) -> PromotionRule:
+    return PromotionRule("val_pr_auc", ("val_brier",), settings.train.promotion_margin,
+                         settings.train.guard_tolerance, {"val_brier": False})
+
+
+def train_congestion(features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings,
+                     spec_hash: str) -> Candidate:
+    split = split_by_time(features, settings.train.holdout_days)
+    params = congestion_params(settings)
+    train = _sample(split.train, settings.train.max_train_rows, params.seed)
+    train_labels = congestion_labels(train, kpis, settings)
+    if not train_labels["congested_within"].any():
+        raise NoDataError(
+            "no congestion in the training window under the configured rule "
+            f"({settings.congestion.model_dump()}); widen the window or adjust the rule"
+        )
+    model = CongestionModel.fit(train, train_labels["congested_within"],
+                                settings.congestion.horizon_minutes, spec_hash, params)
+    holdout = split.holdout.sort("cell_id", "ts")
+    labels = congestion_labels(holdout, kpis, settings)
+    metrics, y, prob = evaluate_congestion(model, holdout, labels)
+    baselines, base_scores = congestion_baselines(holdout, labels, settings)
+    figures = {
+        "pr_curve.png": plots.pr_curves(y, {"model": prob, **base_scores},
+                                        f"congestion within {model.horizon}: hold-out"),
+        "feature_importance.png": plots.importance(model.importance(), "congestion: top features"),
+    }
+    return Candidate(CONGESTION, model, {**asdict(params), "horizon_minutes":
+                                         settings.congestion.horizon_minutes,
+                                         "features": len(model.feature_names),
+                                         **{f"rule_{k}": v for k, v in
+                                            settings.congestion.model_dump().items()}},
+                     metrics, baselines, congestion_rule(settings), split, figures,
+                     holdout.height)
+
+
+def evaluate_on_holdout(candidate: Candidate, model: Any, events: pl.DataFrame | None,
+                        kpis: pl.DataFrame, settings: Settings) -> dict[str, float]:
+    """Metrics of another model (the champion) on the candidate's own hold-out, so the
+    promotion gate compares like with like."""
+    holdout = candidate.split.holdout.sort("cell_id", "ts")
+    if candidate.family == ANOMALY:
+        return evaluate_anomaly(model, holdout, events, settings)[0]
+    labels = congestion_labels(holdout, kpis, settings)
+    return evaluate_congestion(model, holdout, labels)[0]

@@ -1,0 +1,70 @@
+"""Shared fixtures. Everything a test writes lives under its own tmp_path."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+
+from cellpulse.runtime import DEFAULTS, TELEMETRY_OFF
+
+# Before Prefect or MLflow are imported by any test module: nothing may phone home.
+os.environ.update(TELEMETRY_OFF)
+for _key, _value in DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
+from cellpulse.settings import Settings, TrainSettings  # noqa: E402
+from cellpulse.simulator import (  # noqa: E402
+    SimulationConfig,
+    Topology,
+    build_topology,
+    iter_days,
+    make_event,
+)
+
+START = date(2026, 1, 5)  # a Monday
+OUTAGE_CELL = 4
+
+
+def tiny_settings(home: os.PathLike[str] | str) -> Settings:
+    """Tiny models, one thread: tests prove behaviour, not quality at scale."""
+    return Settings(home=home, train=TrainSettings(num_trees=25, n_jobs=1, holdout_days=2,
+                                                   min_data_in_leaf=20))
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return tiny_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def restore_environ():
+    """The CLI prepares os.environ for itself; put it back after the test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+TINY = SimulationConfig(cells=12, days=9, start=START, seed=11, events_per_cell_day=0.0)
+
+
+def outage_events(topo: Topology, day: int = 8, hours: float = 6.0) -> pl.DataFrame:
+    """A known outage on OUTAGE_CELL, late in the simulation (inside the hold-out)."""
+    from cellpulse.simulator import EVENT_SCHEMA
+
+    start = datetime(START.year, START.month, START.day, 9, tzinfo=UTC)
+    start = start.replace(day=START.day + day)
+    return pl.DataFrame([make_event(topo, OUTAGE_CELL, "outage", start, hours)],
+                        schema=EVENT_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def tiny_network() -> tuple[Topology, pl.DataFrame, pl.DataFrame]:
+    """(topology, events, all KPIs) of a 12-cell, 9-day network with one known outage."""
+    topo = build_topology(TINY)
+    events = outage_events(topo)
+    kpis = pl.concat([day for _, day in iter_days(TINY, topo, events)])
+    return topo, events, kpis

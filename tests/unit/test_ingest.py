@@ -1,0 +1,210 @@
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cellpulse import lake
+from cellpulse.errors import ContractError
+from cellpulse.ingest import (
+    conform,
+    file_sha256,
+    ingest_files,
+    merge_rows,
+    read_landing_file,
+    validate,
+)
+from cellpulse.ledger import Ledger
+from cellpulse.settings import IngestSettings
+from cellpulse.simulator import SimulationConfig, iter_days, split_into_files
+
+NOW = datetime(2026, 2, 1, tzinfo=UTC)
+CFG = SimulationConfig(cells=6, days=2, seed=1, events_per_cell_day=0.0)
+
+
+def write_landing(landing: Path, cfg: SimulationConfig = CFG) -> pl.DataFrame:
+    frames = []
+    for _, day in iter_days(cfg):
+        for name, part in split_into_files(day, 60):
+            lake.atomic_write_parquet(part, landing / name)
+        frames.append(day)
+    return pl.concat(frames)
+
+
+def kpi_rows(settings) -> pl.DataFrame:
+    rows = lake.Dataset(settings.lake_dir / "kpi").read()
+    return rows.sort("cell_id", "ts") if rows.height else rows
+
+
+def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
+    truth = write_landing(settings.landing_dir)
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert summary.count("ingested") == 48
+    assert summary.rows_accepted == truth.height
+    stored = kpi_rows(settings)
+    assert stored.height == truth.height
+    assert stored.equals(truth.sort("cell_id", "ts").select(stored.columns))
+    parts = sorted(p.relative_to(settings.lake_dir / "kpi").parts[:2]
+                   for p in (settings.lake_dir / "kpi").rglob("part.parquet"))
+    regions = sorted(truth["region"].unique())
+    assert parts == sorted((f"date={d}", f"region={r}") for d in ("2026-01-05", "2026-01-06")
+                           for r in regions)
+
+
+def test_second_ingest_changes_nothing(settings):
+    write_landing(settings.landing_dir)
+    ingest_files([settings.landing_dir], settings, NOW)
+    before = {p: p.read_bytes() for p in settings.lake_dir.rglob("*.parquet")}
+    again = ingest_files([settings.landing_dir], settings, NOW)
+    assert again.count("skipped") == 48 and again.count("ingested") == 0
+    assert again.partitions_written == 0
+    assert {p: p.read_bytes() for p in settings.lake_dir.rglob("*.parquet")} == before
+
+
+def test_redelivered_rop_replaces_the_earlier_values_and_marks_days_stale(settings):
+    truth = write_landing(settings.landing_dir)
+    ingest_files([settings.landing_dir], settings, NOW)
+    with Ledger(settings.ledger_path) as ledger:
+        for stage in ("features", "scores"):
+            ledger.clear_stale(stage, ledger.stale(stage))
+    first = truth.sort("cell_id", "ts").head(1)
+    corrected = first.with_columns(pl.lit(42.0).alias("prb_util_dl_pct"))
+    redelivery = settings.landing_dir / "late" / "A20260105.0000+0000-0100+0000_fix.parquet"
+    lake.atomic_write_parquet(corrected, redelivery)
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert summary.count("ingested") == 1
+    stored = kpi_rows(settings)
+    assert stored.height == truth.height
+    row = stored.filter((pl.col("cell_id") == first["cell_id"][0])
+                        & (pl.col("ts") == first["ts"][0]))
+    assert row["prb_util_dl_pct"].to_list() == [42.0]
+    with Ledger(settings.ledger_path) as ledger:
+        assert [str(d) for d in ledger.stale("features")] == ["2026-01-05"]
+        assert [str(d) for d in ledger.stale("scores")] == ["2026-01-05"]
+
+
+def test_same_content_under_another_name_is_a_recorded_duplicate(settings):
+    write_landing(settings.landing_dir)
+    ingest_files([settings.landing_dir], settings, NOW)
+    src = sorted(settings.landing_dir.glob("*.parquet"))[0]
+    copy = settings.landing_dir / "again" / src.name
+    copy.parent.mkdir()
+    copy.write_bytes(src.read_bytes())
+    summary = ingest_files([copy], settings, NOW)
+    assert [f.status for f in summary.files] == ["duplicate"]
+    with Ledger(settings.ledger_path) as ledger:
+        assert any(r.status == "duplicate" and r.path == str(copy) for r in ledger.files())
+
+
+def broken_file(landing: Path) -> tuple[Path, pl.DataFrame]:
+    _, day = next(iter_days(CFG))
+    rows = day.head(10).with_columns(pl.col("ts").dt.offset_by("1d"))  # fresh keys
+    rows = rows.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(120.0).otherwise(pl.col("prb_util_dl_pct"))
+        .alias("prb_util_dl_pct"),
+        pl.when(pl.int_range(pl.len()) == 1).then(-3.0).otherwise(pl.col("ho_att"))
+        .alias("ho_att"),
+        pl.when(pl.int_range(pl.len()) == 2).then(pl.col("rrc_estab_att") + 5)
+        .otherwise(pl.col("rrc_estab_succ")).alias("rrc_estab_succ"),
+        pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise(pl.col("cqi_mean"))
+        .alias("cqi_mean"),
+        pl.when(pl.int_range(pl.len()) == 4).then(pl.col("ts") + timedelta(minutes=7))
+        .when(pl.int_range(pl.len()) == 5).then(pl.lit(NOW + timedelta(days=3)))
+        .otherwise(pl.col("ts")).alias("ts"),
+    )
+    path = landing / "A_broken.parquet"
+    lake.atomic_write_parquet(rows, path)
+    return path, rows
+
+
+def test_bad_rows_are_quarantined_with_every_reason_and_the_rest_accepted(settings):
+    path, rows = broken_file(settings.landing_dir)
+    raw_hash = file_sha256(path)
+    summary = ingest_files([path], settings, NOW)
+    result = summary.files[0]
+    assert (result.rows_in, result.rows_accepted, result.rows_quarantined) == (10, 4, 6)
+    quarantined = pl.read_parquet(settings.quarantine_dir / f"{path.name}.rows.parquet")
+    reasons = " | ".join(quarantined["reason"].to_list())
+    for expected in ("prb_util_dl_pct: above 100", "ho_att: below 0",
+                     "rrc_estab_succ: rrc_estab_succ > rrc_estab_att",
+                     "cqi_mean: NaN or infinite", "ts: not aligned to the 15-minute ROP",
+                     "ts: more than 60 min in the future"):
+        assert expected in reasons
+    assert quarantined.filter(pl.col("_row") == 0)["prb_util_dl_pct"].item() == 120.0
+    report = (settings.quarantine_dir / f"{path.name}.report.txt").read_text()
+    assert "quarantined: 6" in report and "above 100" in report
+    assert kpi_rows(settings).height == 4
+    assert file_sha256(path) == raw_hash  # the raw file is never modified
+
+
+def test_reject_file_policy_keeps_the_whole_file_out(settings):
+    strict = settings.model_copy(update={"ingest": IngestSettings(bad_rows="reject_file")})
+    path, _ = broken_file(strict.landing_dir)
+    summary = ingest_files([path], strict, NOW)
+    assert summary.files[0].status == "rejected"
+    assert "policy reject_file" in (summary.files[0].reason or "")
+    assert kpi_rows(strict).is_empty()
+
+
+def test_rows_of_foreign_regions_are_refused_when_residency_is_set(settings):
+    truth = write_landing(settings.landing_dir)
+    own = settings.model_copy(update={"regions": ["north"]})
+    summary = ingest_files([settings.landing_dir], own, NOW)
+    assert summary.rows_accepted == truth.filter(pl.col("region") == "north").height
+    assert set(kpi_rows(own)["region"]) == {"north"}
+    assert "region not held by this installation" in next(
+        own.quarantine_dir.glob("*.report.txt")).read_text()
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: pl.DataFrame({"cell": ["a"], "ts": [NOW]}).write_parquet(p),
+     "missing key column(s) cell_id"),
+    (lambda p: p.write_bytes(b""), "the file is empty"),
+    (lambda p: p.write_bytes(b"PAR1\x00\x01garbage"), "not a readable parquet file"),
+    (lambda p: pl.DataFrame({"cell_id": ["a"], "ts": ["2026-01-05 00:00"]}).write_parquet(p),
+     "expected a timestamp"),
+    (lambda p: pl.DataFrame({"cell_id": ["a"], "ts": [datetime(2026, 1, 5)]}).write_parquet(p),
+     "has no timezone"),
+])
+def test_unusable_files_are_rejected_with_a_clear_reason(settings, make, needle):
+    path = settings.landing_dir / "A_bad.parquet"
+    path.parent.mkdir(parents=True)
+    make(path)
+    summary = ingest_files([path], settings, NOW)
+    assert summary.files[0].status == "rejected"
+    assert needle in summary.files[0].reason
+    assert str(path) in summary.files[0].reason
+    assert (settings.quarantine_dir / "A_bad.parquet.report.txt").exists()
+
+
+def test_unsupported_file_type_is_rejected(settings, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("cell_id,ts\n")
+    with pytest.raises(ContractError, match="unsupported file type"):
+        read_landing_file(path)
+
+
+def test_text_in_a_numeric_column_is_reported_not_lost(settings):
+    raw = pl.DataFrame({"cell_id": ["a", "b"], "ts": [NOW - timedelta(hours=1)] * 2,
+                        "prb_util_dl_pct": ["55.5", "#VALUE!"]})
+    conformed, _ = conform(raw, "x.parquet")
+    good, bad, problems = validate(conformed, settings, NOW)
+    assert good["prb_util_dl_pct"].to_list() == [55.5]
+    assert bad["reason"].to_list() == ["prb_util_dl_pct: not a number"]
+
+
+def test_duplicate_keys_in_one_file_keep_the_last_row(settings):
+    ts = NOW - timedelta(hours=1)
+    raw = pl.DataFrame({"cell_id": ["a", "a"], "ts": [ts, ts], "prb_util_dl_pct": [10.0, 20.0]})
+    conformed, _ = conform(raw, "x.parquet")
+    good, bad, problems = validate(conformed, settings, NOW)
+    assert good["prb_util_dl_pct"].to_list() == [20.0]
+    assert any("duplicate key" in p.rule for p in problems)
+
+
+def test_merge_rows_last_delivery_wins_and_sorts():
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    old = pl.DataFrame({"cell_id": ["b", "a"], "ts": [t0, t0], "v": [1.0, 2.0]})
+    new = pl.DataFrame({"cell_id": ["a", "c"], "ts": [t0, t0], "v": [9.0, 3.0]})
+    merged = merge_rows(old, new)
+    assert merged.rows() == [("a", t0, 9.0), ("b", t0, 1.0), ("c", t0, 3.0)]

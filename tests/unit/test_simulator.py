@@ -1,0 +1,130 @@
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cellpulse import contract
+from cellpulse.simulator import (
+    AREA_TYPES,
+    SimulationConfig,
+    build_topology,
+    draw_events,
+    iter_days,
+    make_event,
+    simulate_day,
+    split_into_files,
+)
+from tests.conftest import OUTAGE_CELL, TINY
+
+
+def test_same_seed_same_network_other_seed_other_network():
+    cfg = SimulationConfig(cells=9, days=2, seed=3)
+    a = pl.concat([d for _, d in iter_days(cfg)])
+    b = pl.concat([d for _, d in iter_days(cfg)])
+    c = pl.concat([d for _, d in iter_days(SimulationConfig(cells=9, days=2, seed=4))])
+    assert a.equals(b)
+    assert not a.equals(c)
+
+
+def test_any_day_can_be_produced_alone():
+    cfg = SimulationConfig(cells=9, days=3, seed=5)
+    topo, events = build_topology(cfg), draw_events(build_topology(cfg), cfg)
+    whole = [d for _, d in iter_days(cfg, topo, events)]
+    assert simulate_day(topo, events, cfg, 2).equals(whole[2])
+
+
+def test_contract_shape_and_row_count(tiny_network):
+    _, _, kpis = tiny_network
+    assert kpis.height == TINY.cells * TINY.days * TINY.rops_per_day
+    assert set(contract.schema()) == set(kpis.columns)
+    assert kpis.select("cell_id", "ts").is_duplicated().sum() == 0
+    assert kpis.schema["ts"] == pl.Datetime("us", "UTC")
+
+
+def test_invariants_hold_on_a_large_sample():
+    cfg = SimulationConfig(cells=600, days=3, seed=9, events_per_cell_day=0.2)
+    df = pl.concat([d for _, d in iter_days(cfg)])
+    for m in contract.MEASUREMENTS:
+        col = df[m.name].drop_nulls()
+        assert col.is_finite().all(), m.name
+        if m.low is not None:
+            assert col.min() >= m.low, m.name
+        if m.high is not None:
+            assert col.max() <= m.high, m.name
+    for succ, att in contract.SUCCESS_PAIRS:
+        assert (df[succ] <= df[att]).all(), succ
+    assert df["unavail_s"].max() <= 15 * 60
+
+
+def test_daily_profile_peaks_where_the_area_type_says():
+    cfg = SimulationConfig(cells=300, days=1, seed=2, events_per_cell_day=0.0)  # a Monday
+    topo = build_topology(cfg)
+    day = simulate_day(topo, draw_events(topo, cfg), cfg, 0)
+    areas = pl.DataFrame({"cell_id": topo.cell_id.tolist(),
+                          "area": [AREA_TYPES[a] for a in topo.area]})
+    hourly = (day.join(areas, on="cell_id").group_by("area", pl.col("ts").dt.hour().alias("h"))
+              .agg(pl.col("prb_util_dl_pct").mean()))
+    peak = {a: hourly.filter(pl.col("area") == a).sort("prb_util_dl_pct")["h"][-1]
+            for a in ("business", "residential")}
+    assert 9 <= peak["business"] <= 16
+    assert 18 <= peak["residential"] <= 22
+
+
+def test_outage_leaves_its_footprint(tiny_network):
+    topo, events, kpis = tiny_network
+    ev = events.row(0, named=True)
+    during = kpis.filter((pl.col("cell_id") == ev["cell_id"]) & (pl.col("ts") >= ev["start"])
+                         & (pl.col("ts") < ev["end"]))
+    assert during.height == 24  # 6 hours of 15-minute ROPs
+    assert (during["unavail_s"] == 900).all()
+    assert (during["dl_volume_mbit"] == 0).all()
+    assert during["dl_ue_thp_mbps"].null_count() == during.height
+    # Its site's other sectors absorb the traffic.
+    sibling = topo.cell_id[OUTAGE_CELL + 1 if OUTAGE_CELL % 3 < 2 else OUTAGE_CELL - 1]
+    same_time_day_before = kpis.filter(
+        (pl.col("cell_id") == sibling) & (pl.col("ts") >= ev["start"] - timedelta(days=7))
+        & (pl.col("ts") < ev["end"] - timedelta(days=7)))
+    during_sib = kpis.filter((pl.col("cell_id") == sibling) & (pl.col("ts") >= ev["start"])
+                             & (pl.col("ts") < ev["end"]))
+    assert during_sib["rrc_conn_mean"].mean() > 1.1 * same_time_day_before["rrc_conn_mean"].mean()
+
+
+@pytest.mark.parametrize("kind,column,direction", [
+    ("sleeping_cell", "dl_volume_mbit", "down"),
+    ("throughput_degradation", "dl_ue_thp_mbps", "down"),
+    ("accessibility_drop", "rrc_estab_succ", "down"),
+    ("interference", "ul_interference_dbm", "up"),
+    ("surge", "prb_util_dl_pct", "up"),
+])
+def test_each_event_type_moves_its_kpi(kind, column, direction):
+    cfg = SimulationConfig(cells=6, days=2, seed=4, events_per_cell_day=0.0)
+    topo = build_topology(cfg)
+    start = cfg.start_ts + timedelta(days=1, hours=10)
+    events = pl.DataFrame([make_event(topo, 0, kind, start, 4)])
+    quiet = pl.DataFrame(schema=events.schema)
+    with_event = simulate_day(topo, events, cfg, 1).filter(pl.col("cell_id") == topo.cell_id[0])
+    without = simulate_day(topo, quiet, cfg, 1).filter(pl.col("cell_id") == topo.cell_id[0])
+    window = (pl.col("ts") >= start) & (pl.col("ts") < start + timedelta(hours=4))
+    a = with_event.filter(window)[column].fill_null(0).mean()
+    b = without.filter(window)[column].fill_null(0).mean()
+    assert (a < 0.8 * b) if direction == "down" else (a > b + 0.1 * abs(b) or a > b + 5)
+
+
+def test_files_are_hourly_and_named_like_an_oss_export():
+    cfg = SimulationConfig(cells=3, days=1)
+    _, day = next(iter_days(cfg))
+    files = list(split_into_files(day, 60))
+    assert len(files) == 24
+    name, part = files[9]
+    assert name == "A20260105.0900+0000-1000+0000_cellpulse-sim.parquet"
+    assert part.height == 3 * 4
+    assert sum(p.height for _, p in files) == day.height
+
+
+def test_missing_rops_are_dropped_at_the_configured_rate():
+    cfg = SimulationConfig(cells=30, days=2, missing_rop_rate=0.05, seed=1)
+    df = pl.concat([d for _, d in iter_days(cfg)])
+    full = 30 * 2 * 96
+    assert 0.93 * full < df.height < 0.97 * full
+    assert np.isfinite(df["prb_util_dl_pct"].drop_nulls().to_numpy()).all()
