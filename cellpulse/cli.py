@@ -41,17 +41,38 @@ console = Console(stderr=False, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 T = TypeVar("T")
 
-HomeOpt = Annotated[Path | None, typer.Option(
-    "--home", help="cellpulse home folder (landing, lake, MLflow store, ops store). "
-    "Default: ./.cellpulse or $CELLPULSE_HOME.", show_default=False)]
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", help="YAML settings file (env CELLPULSE_* and flags override it).",
-    show_default=False)]
-FromOpt = Annotated[datetime | None, typer.Option(
-    "--from", formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD, UTC).", show_default=False)]
-ToOpt = Annotated[datetime | None, typer.Option(
-    "--to", formats=["%Y-%m-%d"], help="Last day, inclusive (YYYY-MM-DD, UTC).",
-    show_default=False)]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        help="cellpulse home folder (landing, lake, MLflow store, ops store). "
+        "Default: ./.cellpulse or $CELLPULSE_HOME.",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="YAML settings file (env CELLPULSE_* and flags override it).",
+        show_default=False,
+    ),
+]
+FromOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--from", formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD, UTC).", show_default=False
+    ),
+]
+ToOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--to",
+        formats=["%Y-%m-%d"],
+        help="Last day, inclusive (YYYY-MM-DD, UTC).",
+        show_default=False,
+    ),
+]
 
 
 class RichReporter:
@@ -60,8 +81,12 @@ class RichReporter:
     def track(self, items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
         items = list(items) if total is None else items
         total = total if total is not None else len(items)  # type: ignore[arg-type]
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=err_console, transient=True) as bar:
             task = bar.add_task(description, total=total)
             for item in items:
@@ -71,6 +96,7 @@ class RichReporter:
 
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a CellpulseError into one clear line and exit status 2."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -78,11 +104,13 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CellpulseError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+
     return wrapper
 
 
-def _settings(home: Path | None, config: Path | None, must_exist: bool = False,
-              **overrides: Any) -> Settings:
+def _settings(
+    home: Path | None, config: Path | None, must_exist: bool = False, **overrides: Any
+) -> Settings:
     settings = load_settings(config, home=home, **overrides)
     if must_exist and not settings.home.is_dir():
         raise CellpulseError(
@@ -121,21 +149,29 @@ def _fmt(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- simulate
 
+
 @app.command()
 @handles_errors
 def simulate(
     cells: Annotated[int, typer.Option(help="Number of cells (3 sectors per site).", min=1)] = 200,
     days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 14,
-    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
-                     ] = datetime(2026, 1, 5),
+    start: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
+    ] = datetime(2026, 1, 5),
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 7,
     rop_minutes: Annotated[int, typer.Option(help="ROP length: 5, 15 or 60 minutes.")] = 15,
-    out: Annotated[Path | None, typer.Option(help="Landing folder to write to. Default: "
-                                             "<home>/landing.", show_default=False)] = None,
-    events_per_cell_day: Annotated[float, typer.Option(help="Injected events per cell-day.",
-                                                       min=0)] = 0.012,
-    missing_rop_rate: Annotated[float, typer.Option(help="Share of ROPs not delivered.",
-                                                    min=0, max=1)] = 0.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Landing folder to write to. Default: <home>/landing.", show_default=False
+        ),
+    ] = None,
+    events_per_cell_day: Annotated[
+        float, typer.Option(help="Injected events per cell-day.", min=0)
+    ] = 0.012,
+    missing_rop_rate: Annotated[
+        float, typer.Option(help="Share of ROPs not delivered.", min=0, max=1)
+    ] = 0.0,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -147,12 +183,19 @@ def simulate(
     settings = _settings(home, config, rop_minutes=rop_minutes)
     if rop_minutes not in (5, 15, 60):
         raise CellpulseError(f"--rop-minutes {rop_minutes}: use 5, 15 or 60")
-    cfg = SimulationConfig(cells=cells, days=days, start=start.date(), seed=seed,
-                           rop_minutes=rop_minutes, events_per_cell_day=events_per_cell_day,
-                           missing_rop_rate=missing_rop_rate)
+    cfg = SimulationConfig(
+        cells=cells,
+        days=days,
+        start=start.date(),
+        seed=seed,
+        rop_minutes=rop_minutes,
+        events_per_cell_day=events_per_cell_day,
+        missing_rop_rate=missing_rop_rate,
+    )
     t0 = time.perf_counter()
-    summary = write_network(cfg, out or settings.landing_dir, settings.truth_dir,
-                            settings.congestion)
+    summary = write_network(
+        cfg, out or settings.landing_dir, settings.truth_dir, settings.congestion
+    )
     by_type = summary.events.group_by("type").len().sort("type")
     console.print(
         f"simulated [bold]{summary.cells}[/] cells on {summary.sites} sites, {summary.days} "
@@ -167,6 +210,7 @@ def simulate(
 
 
 # ----------------------------------------------------------------------------- ingest
+
 
 def _print_ingest(summary: Any) -> None:
     console.print(
@@ -190,8 +234,12 @@ def _fail_on_rejected(summary: Any) -> None:
 @app.command()
 @handles_errors
 def ingest(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Files or folders to ingest. Default: <home>/landing.", show_default=False)] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files or folders to ingest. Default: <home>/landing.", show_default=False
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Re-read files already in the ledger.")] = False,
     home: HomeOpt = None,
     config: ConfigOpt = None,
@@ -199,13 +247,15 @@ def ingest(
     """Validate landing files against the KPI contract and merge them into lake/kpi.
     Bad rows go to quarantine/ with a report; the same file twice changes nothing."""
     settings = _settings(home, config)
-    from cellpulse.ingest import list_landing_files
     from cellpulse.flows.ingest import ingest_flow
+    from cellpulse.ingest import list_landing_files
 
     targets = paths or [settings.landing_dir]
     if not paths and not settings.landing_dir.is_dir():
-        raise CellpulseError(f"landing folder {settings.landing_dir} does not exist; put PM "
-                             "files there or run `cellpulse simulate`")
+        raise CellpulseError(
+            f"landing folder {settings.landing_dir} does not exist; put PM "
+            "files there or run `cellpulse simulate`"
+        )
     if not list_landing_files(targets):
         raise CellpulseError(f"no files in {', '.join(map(str, targets))}; nothing to ingest")
     summary = ingest_flow(settings, targets, force)
@@ -215,13 +265,15 @@ def ingest(
 
 # ----------------------------------------------------------------------------- features
 
+
 @app.command()
 @handles_errors
 def features(
     start: FromOpt = None,
     end: ToOpt = None,
-    stale: Annotated[bool, typer.Option("--stale", help="Only days that ingest marked stale.")
-                     ] = False,
+    stale: Annotated[
+        bool, typer.Option("--stale", help="Only days that ingest marked stale.")
+    ] = False,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -242,15 +294,18 @@ def features(
 
 # ----------------------------------------------------------------------------- train
 
-def _metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, float]
-                   ) -> Table:
+
+def _metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, float]) -> Table:
     rows = []
     for name, value in sorted(metrics.items()):
         if not name.startswith("val_"):
             continue
         key = name.removeprefix("val_")
-        base = {k.removeprefix("baseline_").removesuffix("_" + key): v
-                for k, v in baselines.items() if k.endswith("_" + key)}
+        base = {
+            k.removeprefix("baseline_").removesuffix("_" + key): v
+            for k, v in baselines.items()
+            if k.endswith("_" + key)
+        }
         rows.append([key, value, ", ".join(f"{k} {_fmt(v)}" for k, v in base.items()) or "–"])
     return _table(f"{family}: hold-out metrics", ["metric", "model", "baselines"], rows)
 
@@ -260,9 +315,14 @@ def _metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, 
 def train(
     start: FromOpt = None,
     end: ToOpt = None,
-    labels: Annotated[Path | None, typer.Option(
-        help="Labelled events (cell_id, start, end[, type]) for evaluation. Default: "
-        "<home>/ground_truth/events.parquet if present.", show_default=False)] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled events (cell_id, start, end[, type]) for evaluation. Default: "
+            "<home>/ground_truth/events.parquet if present.",
+            show_default=False,
+        ),
+    ] = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -279,15 +339,21 @@ def _print_train(result: Any, settings: Settings) -> None:
     for family, logged in result.logged.items():
         cand = result.candidates[family]
         console.print(_metrics_table(family, cand.metrics, cand.baselines))
-        verdict = "[green]promoted to champion[/]" if logged.decision.promote else \
-            "[yellow]not promoted[/]"
-        console.print(f"  {logged.name} version {logged.version}: {verdict} — "
-                      f"{logged.decision.reason}")
-    console.print(f"MLflow: {settings.tracking_uri} (open with `cellpulse ui --home "
-                  f"{settings.home}`)")
+        verdict = (
+            "[green]promoted to champion[/]"
+            if logged.decision.promote
+            else "[yellow]not promoted[/]"
+        )
+        console.print(
+            f"  {logged.name} version {logged.version}: {verdict} — {logged.decision.reason}"
+        )
+    console.print(
+        f"MLflow: {settings.tracking_uri} (open with `cellpulse ui --home {settings.home}`)"
+    )
 
 
 # ----------------------------------------------------------------------------- score
+
 
 @app.command()
 @handles_errors
@@ -305,8 +371,9 @@ def score(
 
     available = feature_dataset(settings).dates()
     if not available:
-        raise CellpulseError(f"no features under {feature_dataset(settings).root}; run "
-                             "`cellpulse features` first")
+        raise CellpulseError(
+            f"no features under {feature_dataset(settings).root}; run `cellpulse features` first"
+        )
     lo, hi = _day(start), _day(end)
     if lo is None and hi is None:
         days = [available[-1]]
@@ -314,9 +381,11 @@ def score(
         wanted = days_between(lo or available[0], hi or available[-1])
         days = [d for d in wanted if d in set(available)]
         if not days:
-            raise CellpulseError(f"no features between {lo or available[0]} and "
-                                 f"{hi or available[-1]}; features cover {available[0]} to "
-                                 f"{available[-1]}")
+            raise CellpulseError(
+                f"no features between {lo or available[0]} and "
+                f"{hi or available[-1]}; features cover {available[0]} to "
+                f"{available[-1]}"
+            )
     summary = score_flow(settings, days)
     _print_score(summary)
 
@@ -331,24 +400,39 @@ def _print_score(summary: Any, top: int = 10) -> None:
         f"and {summary.ops_store}"
     )
     ranked = top_anomalous(summary.scores, top)
-    console.print(_table("Most anomalous cells", ["cell", "region", "worst at (UTC)", "score",
-                                                  "anomalous ROPs", "driving KPIs"],
-                         ranked.select("cell_id", "region", "worst_at", "anomaly_score",
-                                       "anomalous_rops", "anomaly_kpis").rows()))
+    console.print(
+        _table(
+            "Most anomalous cells",
+            ["cell", "region", "worst at (UTC)", "score", "anomalous ROPs", "driving KPIs"],
+            ranked.select(
+                "cell_id", "region", "worst_at", "anomaly_score", "anomalous_rops", "anomaly_kpis"
+            ).rows(),
+        )
+    )
     risk = top_congestion(summary.scores, top)
-    console.print(_table("Congestion risk on the newest day",
-                         ["cell", "region", "peak at (UTC)", "P(congested)", "horizon"],
-                         risk.select("cell_id", "region", "peak_at", "congestion_prob",
-                                     "congestion_horizon").rows()))
+    console.print(
+        _table(
+            "Congestion risk on the newest day",
+            ["cell", "region", "peak at (UTC)", "P(congested)", "horizon"],
+            risk.select(
+                "cell_id", "region", "peak_at", "congestion_prob", "congestion_horizon"
+            ).rows(),
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- run / demo
 
+
 @app.command()
 @handles_errors
 def run(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Files or folders to ingest. Default: <home>/landing.", show_default=False)] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files or folders to ingest. Default: <home>/landing.", show_default=False
+        ),
+    ] = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -365,16 +449,20 @@ def _run_pipeline(settings: Settings, paths: list[Path] | None) -> Any:
 
     targets = paths or [settings.landing_dir]
     if not paths and not settings.landing_dir.is_dir():
-        raise CellpulseError(f"landing folder {settings.landing_dir} does not exist; put PM "
-                             "files there or run `cellpulse simulate`")
+        raise CellpulseError(
+            f"landing folder {settings.landing_dir} does not exist; put PM "
+            "files there or run `cellpulse simulate`"
+        )
     if not list_landing_files(targets):
         raise CellpulseError(f"no files in {', '.join(map(str, targets))}; nothing to run on")
     result = pipeline_flow(settings, paths)
     _print_ingest(result.ingest)
     if result.features is not None:
         f = result.features
-        console.print(f"features: {len(f.days)} days rebuilt, {f.rows:,} rows, {f.columns} "
-                      f"columns -> {f.out_dir}")
+        console.print(
+            f"features: {len(f.days)} days rebuilt, {f.rows:,} rows, {f.columns} "
+            f"columns -> {f.out_dir}"
+        )
     else:
         console.print("features: nothing stale")
     if result.train is not None:
@@ -405,8 +493,10 @@ def demo(
     settings = _settings(home, config)
     cfg = SimulationConfig(cells=cells, days=days, seed=seed, rop_minutes=settings.rop_minutes)
     sim = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
-    console.print(f"simulated {sim.cells} cells, {sim.days} days: {sim.rows:,} rows in "
-                  f"{sim.files} files, {sim.events.height} injected events -> {sim.landing_dir}")
+    console.print(
+        f"simulated {sim.cells} cells, {sim.days} days: {sim.rows:,} rows in "
+        f"{sim.files} files, {sim.events.height} injected events -> {sim.landing_dir}"
+    )
     result = _run_pipeline(settings, None)
     if result.train is None:
         _print_champions(settings)
@@ -416,8 +506,7 @@ def demo(
     exe = _self_command()
     console.print(f"  scores (parquet): {settings.lake_dir / 'scores'}")
     console.print(f"  ops store (DuckDB): {settings.ops_store_path}  (tables scores, alerts)")
-    console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open "
-                  "http://127.0.0.1:5000")
+    console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open http://127.0.0.1:5000")
     console.print(f"  ground truth: {settings.truth_dir}")
 
 
@@ -443,11 +532,15 @@ def _print_latest_scores(settings: Settings) -> None:
     if scores.is_empty():
         return
     ranked = top_anomalous(scores, 10)
-    console.print(_table("Most anomalous cells (all scored days)",
-                         ["cell", "region", "worst at (UTC)", "score", "anomalous ROPs",
-                          "driving KPIs"],
-                         ranked.select("cell_id", "region", "worst_at", "anomaly_score",
-                                       "anomalous_rops", "anomaly_kpis").rows()))
+    console.print(
+        _table(
+            "Most anomalous cells (all scored days)",
+            ["cell", "region", "worst at (UTC)", "score", "anomalous ROPs", "driving KPIs"],
+            ranked.select(
+                "cell_id", "region", "worst_at", "anomaly_score", "anomalous_rops", "anomaly_kpis"
+            ).rows(),
+        )
+    )
 
 
 def _self_command() -> str:
@@ -456,6 +549,7 @@ def _self_command() -> str:
 
 
 # ----------------------------------------------------------------------------- ui
+
 
 @app.command()
 @handles_errors
@@ -467,9 +561,18 @@ def ui(
     """Open the MLflow UI on this home's tracking store (bound to 127.0.0.1, telemetry off)."""
     settings = _settings(home, config, must_exist=True)
     mlflow_exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    cmd = [mlflow_exe, "server", "--backend-store-uri", settings.tracking_uri,
-           "--default-artifact-root", settings.mlartifacts_dir.as_uri(),
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        mlflow_exe,
+        "server",
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--default-artifact-root",
+        settings.mlartifacts_dir.as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     console.print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 

@@ -17,8 +17,9 @@ def _rows(model: type[BaseModel], prefix: str, env: str) -> list[tuple[str, str,
             rows += _rows(annotation, f"{prefix}{name}.", f"{env}{name.upper()}__")
             continue
         default: Any = field.get_default(call_default_factory=True)
-        rows.append((f"{prefix}{name}", f"`{env}{name.upper()}`", f"`{default}`",
-                     field.description or ""))
+        rows.append(
+            (f"{prefix}{name}", f"`{env}{name.upper()}`", f"`{default}`", field.description or "")
+        )
     return rows
 
 

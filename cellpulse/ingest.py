@@ -148,8 +148,11 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
     ]
     unparsable: list[pl.Expr] = []
     for dim in contract.DIMENSIONS:
-        exprs.append(pl.col(dim).cast(pl.String) if dim in raw.columns
-                     else pl.lit(None, pl.String).alias(dim))
+        exprs.append(
+            pl.col(dim).cast(pl.String)
+            if dim in raw.columns
+            else pl.lit(None, pl.String).alias(dim)
+        )
     for name in contract.MEASUREMENT_NAMES:
         if name not in raw.columns:
             exprs.append(pl.lit(None, pl.Float64).alias(name))
@@ -158,32 +161,49 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
         exprs.append(as_float)
         unparsable.append(
             pl.when(pl.col(name).is_not_null() & as_float.is_null())
-            .then(pl.lit(name)).otherwise(None)
+            .then(pl.lit(name))
+            .otherwise(None)
         )
     out = raw.select(
         *exprs,
-        (pl.concat_list(unparsable).list.drop_nulls() if unparsable
-         else pl.lit([], pl.List(pl.String))).alias("_unparsable"),
+        (
+            pl.concat_list(unparsable).list.drop_nulls()
+            if unparsable
+            else pl.lit([], pl.List(pl.String))
+        ).alias("_unparsable"),
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
     )
     region = pl.col("region").fill_null(UNASSIGNED_REGION)
-    return out.with_columns(pl.when(region == "").then(pl.lit(UNASSIGNED_REGION))
-                            .otherwise(region).alias("region")), problems
+    return out.with_columns(
+        pl.when(region == "").then(pl.lit(UNASSIGNED_REGION)).otherwise(region).alias("region")
+    ), problems
 
 
 def _rules(settings: Settings, now: datetime) -> list[tuple[str, str, pl.Expr]]:
     """(column, rule, expression true where the rule is broken)."""
     rop = settings.rop_minutes
     rules: list[tuple[str, str, pl.Expr]] = [
-        ("cell_id", "missing or empty cell_id",
-         pl.col("cell_id").is_null() | (pl.col("cell_id").str.strip_chars() == "")),
+        (
+            "cell_id",
+            "missing or empty cell_id",
+            pl.col("cell_id").is_null() | (pl.col("cell_id").str.strip_chars() == ""),
+        ),
         ("ts", "missing ts", pl.col("ts").is_null()),
-        ("ts", f"not aligned to the {rop}-minute ROP",
-         (pl.col("ts").dt.epoch("s") % (rop * 60)) != 0),
-        ("ts", f"more than {settings.ingest.future_tolerance_minutes} min in the future",
-         pl.col("ts") > now + timedelta(minutes=settings.ingest.future_tolerance_minutes)),
-        ("ts", f"older than the {settings.ingest.retention_days}-day retention",
-         pl.col("ts") < now - timedelta(days=settings.ingest.retention_days)),
+        (
+            "ts",
+            f"not aligned to the {rop}-minute ROP",
+            (pl.col("ts").dt.epoch("s") % (rop * 60)) != 0,
+        ),
+        (
+            "ts",
+            f"more than {settings.ingest.future_tolerance_minutes} min in the future",
+            pl.col("ts") > now + timedelta(minutes=settings.ingest.future_tolerance_minutes),
+        ),
+        (
+            "ts",
+            f"older than the {settings.ingest.retention_days}-day retention",
+            pl.col("ts") < now - timedelta(days=settings.ingest.retention_days),
+        ),
     ]
     for m in contract.MEASUREMENTS:
         c = pl.col(m.name)
@@ -192,29 +212,40 @@ def _rules(settings: Settings, now: datetime) -> list[tuple[str, str, pl.Expr]]:
             rules.append((m.name, f"below {m.low:g}", c < m.low))
         if m.high is not None:
             rules.append((m.name, f"above {m.high:g}", c > m.high))
-    rules.append(("unavail_s", f"above the ROP length ({rop * 60} s)",
-                  pl.col("unavail_s") > rop * 60))
+    rules.append(
+        ("unavail_s", f"above the ROP length ({rop * 60} s)", pl.col("unavail_s") > rop * 60)
+    )
     tol = 1 + settings.ingest.succ_tolerance
     for succ, att in contract.SUCCESS_PAIRS:
         rules.append((succ, f"{succ} > {att}", pl.col(succ) > pl.col(att) * tol))
     if settings.regions:
         allowed = sorted(settings.regions)
-        rules.append(("region", f"region not held by this installation (allowed: {allowed})",
-                      ~pl.col("region").is_in(allowed)))
+        rules.append(
+            (
+                "region",
+                f"region not held by this installation (allowed: {allowed})",
+                ~pl.col("region").is_in(allowed),
+            )
+        )
     return rules
 
 
-def validate(df: pl.DataFrame, settings: Settings, now: datetime
-             ) -> tuple[pl.DataFrame, pl.DataFrame, list[Problem]]:
+def validate(
+    df: pl.DataFrame, settings: Settings, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame, list[Problem]]:
     """Split conformed rows into (good, bad) and list every problem of the file at once.
 
     `bad` keeps the row number in the source file and a `reason` naming every rule it broke.
     """
-    checks = []
+    checks: list[pl.Expr] = []
     for column, rule, broken in _rules(settings, now):
         checks.append(pl.when(broken.fill_null(False)).then(pl.lit(f"{column}: {rule}")))
-    checks.append(pl.col("_unparsable").list.eval(pl.element() + ": not a number")
-                  .list.join("; ").replace("", None))
+    checks.append(
+        pl.col("_unparsable")
+        .list.eval(pl.element() + ": not a number")
+        .list.join("; ")
+        .replace("", None)
+    )
     reasons = pl.concat_list(checks).list.drop_nulls()
     tagged = df.with_columns(reasons.alias("_reasons"))
     bad_mask = pl.col("_reasons").list.len() > 0
@@ -225,9 +256,14 @@ def validate(df: pl.DataFrame, settings: Settings, now: datetime
     dup = good.filter(pl.struct("cell_id", "ts").is_duplicated())
     if dup.height:
         first = dup.row(0, named=True)
-        problems.append(Problem("cell_id, ts", "duplicate key in file; last row kept",
-                                dup.height - dup.select("cell_id", "ts").n_unique(),
-                                f"cell {first['cell_id']} at {first['ts']}"))
+        problems.append(
+            Problem(
+                "cell_id, ts",
+                "duplicate key in file; last row kept",
+                dup.height - dup.select("cell_id", "ts").n_unique(),
+                f"cell {first['cell_id']} at {first['ts']}",
+            )
+        )
         good = good.unique(["cell_id", "ts"], keep="last", maintain_order=True)
     return good, bad.drop("_reasons", "_unparsable"), problems
 
@@ -237,14 +273,17 @@ def _summarise(bad: pl.DataFrame) -> list[Problem]:
         return []
     exploded = bad.select("cell_id", "ts", "_row", pl.col("_reasons").alias("why")).explode("why")
     summary = exploded.group_by("why", maintain_order=True).agg(
-        pl.len().alias("rows"), pl.col("cell_id").first(), pl.col("ts").first(),
+        pl.len().alias("rows"),
+        pl.col("cell_id").first(),
+        pl.col("ts").first(),
         pl.col("_row").first(),
     )
     out = []
     for r in summary.iter_rows(named=True):
         column, rule = r["why"].split(": ", 1)
-        out.append(Problem(column, rule, r["rows"],
-                           f"row {r['_row']}, cell {r['cell_id']}, ts {r['ts']}"))
+        out.append(
+            Problem(column, rule, r["rows"], f"row {r['_row']}, cell {r['cell_id']}, ts {r['ts']}")
+        )
     return out
 
 
@@ -252,7 +291,9 @@ def merge_rows(existing: pl.DataFrame, incoming: pl.DataFrame) -> pl.DataFrame:
     """Rows of one partition after a delivery: a re-delivered (cell_id, ts) replaces the old
     row (last delivery wins), nothing is duplicated, rows are sorted by (cell_id, ts)."""
     combined = pl.concat([existing, incoming], how="vertical") if existing.height else incoming
-    return combined.unique(["cell_id", "ts"], keep="last", maintain_order=True).sort("cell_id", "ts")
+    return combined.unique(["cell_id", "ts"], keep="last", maintain_order=True).sort(
+        "cell_id", "ts"
+    )
 
 
 def format_report(source: Path, result: FileResult) -> str:
@@ -272,8 +313,9 @@ def format_report(source: Path, result: FileResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ingest_files(paths: Sequence[Path], settings: Settings, now: datetime | None = None,
-                 force: bool = False) -> IngestSummary:
+def ingest_files(
+    paths: Sequence[Path], settings: Settings, now: datetime | None = None, force: bool = False
+) -> IngestSummary:
     """Ingest landing files into lake/kpi. Idempotent: a file whose content was seen before
     is skipped (a duplicate under another name is recorded as such); `force` re-reads them."""
     now = now or datetime.now(UTC)
@@ -297,12 +339,14 @@ def ingest_files(paths: Sequence[Path], settings: Settings, now: datetime | None
                 partitions += _flush(pending, kpi, ledger, touched_days)
                 pending, pending_rows = [], 0
         partitions += _flush(pending, kpi, ledger, touched_days)
-    return IngestSummary(results, partitions, sorted(touched_days), kpi.root,
-                         settings.quarantine_dir)
+    return IngestSummary(
+        results, partitions, sorted(touched_days), kpi.root, settings.quarantine_dir
+    )
 
 
-def _read_one(path: Path, settings: Settings, now: datetime, ledger: Ledger, force: bool
-              ) -> tuple[FileResult, FileRecord | None, pl.DataFrame | None]:
+def _read_one(
+    path: Path, settings: Settings, now: datetime, ledger: Ledger, force: bool
+) -> tuple[FileResult, FileRecord | None, pl.DataFrame | None]:
     sha = file_sha256(path)
     size = path.stat().st_size
     previous = ledger.seen(sha)
@@ -311,8 +355,11 @@ def _read_one(path: Path, settings: Settings, now: datetime, ledger: Ledger, for
             return FileResult(path, "skipped", reason=f"already {previous}"), None, None
         # The same content under another name: a duplicated delivery.
         reason = f"same content as a file already {previous}"
-        return (FileResult(path, "duplicate", reason=reason),
-                FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason), None)
+        return (
+            FileResult(path, "duplicate", reason=reason),
+            FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason),
+            None,
+        )
     try:
         conformed, problems = conform(read_landing_file(path), str(path))
     except ContractError as exc:
@@ -320,25 +367,45 @@ def _read_one(path: Path, settings: Settings, now: datetime, ledger: Ledger, for
         _write_quarantine(settings, path, result, None)
         return result, FileRecord(sha, str(path), size, "rejected", 0, 0, 0, str(exc)), None
     good, bad, row_problems = validate(conformed, settings, now)
-    result = FileResult(path, "ingested", rows_in=conformed.height, rows_accepted=good.height,
-                        rows_quarantined=bad.height, problems=problems + row_problems)
+    result = FileResult(
+        path,
+        "ingested",
+        rows_in=conformed.height,
+        rows_accepted=good.height,
+        rows_quarantined=bad.height,
+        problems=problems + row_problems,
+    )
     if bad.height and settings.ingest.bad_rows == "reject_file":
         result.status = "rejected"
-        result.reason = (f"{bad.height} of {conformed.height} rows break the contract "
-                         "(policy reject_file); see the report")
+        result.reason = (
+            f"{bad.height} of {conformed.height} rows break the contract "
+            "(policy reject_file); see the report"
+        )
         result.rows_accepted, result.rows_quarantined = 0, conformed.height
         _write_quarantine(settings, path, result, bad)
-        return result, FileRecord(sha, str(path), size, "rejected", conformed.height, 0,
-                                  conformed.height, result.reason), None
+        return (
+            result,
+            FileRecord(
+                sha,
+                str(path),
+                size,
+                "rejected",
+                conformed.height,
+                0,
+                conformed.height,
+                result.reason,
+            ),
+            None,
+        )
     if bad.height or result.problems:
         _write_quarantine(settings, path, result, bad if bad.height else None)
-    record = FileRecord(sha, str(path), size, "ingested", conformed.height, good.height,
-                        bad.height)
+    record = FileRecord(sha, str(path), size, "ingested", conformed.height, good.height, bad.height)
     return result, record, good.drop("_row")
 
 
-def _write_quarantine(settings: Settings, path: Path, result: FileResult,
-                      bad: pl.DataFrame | None) -> None:
+def _write_quarantine(
+    settings: Settings, path: Path, result: FileResult, bad: pl.DataFrame | None
+) -> None:
     qdir = settings.quarantine_dir
     stem = path.name
     lake.atomic_write_bytes(qdir / f"{stem}.report.txt", format_report(path, result).encode())
@@ -346,8 +413,12 @@ def _write_quarantine(settings: Settings, path: Path, result: FileResult,
         lake.atomic_write_parquet(bad, qdir / f"{stem}.rows.parquet")
 
 
-def _flush(pending: list[tuple[FileResult, FileRecord, pl.DataFrame]], kpi: lake.Dataset,
-           ledger: Ledger, touched_days: set[date]) -> int:
+def _flush(
+    pending: list[tuple[FileResult, FileRecord, pl.DataFrame]],
+    kpi: lake.Dataset,
+    ledger: Ledger,
+    touched_days: set[date],
+) -> int:
     """Merge a batch of accepted rows into their partitions, then record the batch's files.
 
     Partitions are written before the ledger: a crash in between means the files are read
@@ -362,8 +433,9 @@ def _flush(pending: list[tuple[FileResult, FileRecord, pl.DataFrame]], kpi: lake
         batch = pl.concat(frames, how="vertical").with_columns(pl.col("ts").dt.date().alias("_day"))
         groups = batch.partition_by(["_day", "region"], as_dict=True)
         by_day: dict[date, int] = defaultdict(int)
-        for (day, region), rows in progress.track(groups.items(), "ingest: writing partitions",
-                                                  total=len(groups)):
+        for (day, region), rows in progress.track(
+            groups.items(), "ingest: writing partitions", total=len(groups)
+        ):
             assert isinstance(day, date)
             path = kpi.partition_path(day, str(region))
             existing = pl.read_parquet(path) if path.exists() else pl.DataFrame()

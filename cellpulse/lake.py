@@ -34,8 +34,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_parquet(df: pl.DataFrame, path: Path, metadata: Mapping[str, str] | None = None
-                         ) -> None:
+def atomic_write_parquet(
+    df: pl.DataFrame, path: Path, metadata: Mapping[str, str] | None = None
+) -> None:
     """Write a parquet file atomically, with optional key/value metadata in its footer."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -94,8 +95,12 @@ class Dataset:
             for f in sorted((self.root / f"date={d.isoformat()}").glob(f"region=*/{PART_FILE}"))
         ]
 
-    def read(self, start: date | None = None, end: date | None = None,
-             columns: Iterable[str] | None = None) -> pl.DataFrame:
+    def read(
+        self,
+        start: date | None = None,
+        end: date | None = None,
+        columns: Iterable[str] | None = None,
+    ) -> pl.DataFrame:
         """All rows of the partitions in [start, end]; empty frame when there are none."""
         files = self.files(start, end)
         if not files:
@@ -105,14 +110,16 @@ class Dataset:
             scan = scan.select(list(columns))
         return scan.collect()
 
-    def write_partition(self, df: pl.DataFrame, day: date, region: str,
-                        metadata: Mapping[str, str] | None = None) -> Path:
+    def write_partition(
+        self, df: pl.DataFrame, day: date, region: str, metadata: Mapping[str, str] | None = None
+    ) -> Path:
         path = self.partition_path(day, region)
         atomic_write_parquet(df, path, metadata)
         return path
 
-    def replace_day(self, df: pl.DataFrame, day: date,
-                    metadata: Mapping[str, str] | None = None) -> list[Path]:
+    def replace_day(
+        self, df: pl.DataFrame, day: date, metadata: Mapping[str, str] | None = None
+    ) -> list[Path]:
         """Make `df` (rows of one day) the whole content of that day, one file per region.
 
         Regions present before but absent from `df` are removed, after the new files are in

@@ -69,8 +69,9 @@ class Ledger:
         return row[0] if row else None
 
     def has(self, sha256: str, path: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM files WHERE sha256 = ? AND path = ?",
-                               (sha256, path)).fetchone()
+        row = self._db.execute(
+            "SELECT 1 FROM files WHERE sha256 = ? AND path = ?", (sha256, path)
+        ).fetchone()
         return row is not None
 
     def record(self, records: Iterable[FileRecord], stale_days: Iterable[date] = ()) -> None:
@@ -79,8 +80,20 @@ class Ledger:
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
-                [(r.sha256, r.path, r.size_bytes, r.status, r.rows_in, r.rows_accepted,
-                  r.rows_quarantined, r.reason, now) for r in records],
+                [
+                    (
+                        r.sha256,
+                        r.path,
+                        r.size_bytes,
+                        r.status,
+                        r.rows_in,
+                        r.rows_accepted,
+                        r.rows_quarantined,
+                        r.reason,
+                        now,
+                    )
+                    for r in records
+                ],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO stale_days VALUES (?,?,?)",
@@ -90,8 +103,10 @@ class Ledger:
     def mark_stale(self, stage: str, days: Iterable[date]) -> None:
         now = datetime.now(UTC).isoformat()
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO stale_days VALUES (?,?,?)",
-                                 [(stage, d.isoformat(), now) for d in days])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO stale_days VALUES (?,?,?)",
+                [(stage, d.isoformat(), now) for d in days],
+            )
 
     def forget(self, sha256: str) -> None:
         with self._db:

@@ -37,8 +37,8 @@ class OpsStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._con = duckdb.connect(str(path))
-        self._con.execute("SET TimeZone = 'UTC'")
-        self._con.execute(_SCHEMA)
+        self.execute("SET TimeZone = 'UTC'")
+        self.execute(_SCHEMA)
 
     def close(self) -> None:
         self._con.close()
@@ -51,27 +51,34 @@ class OpsStore:
 
     def replace_scores(self, scores: pl.DataFrame, start: datetime, end: datetime) -> None:
         """Make `scores` the content of [start, end) in one transaction."""
-        arrow = scores.to_arrow()  # noqa: F841  (read by DuckDB's replacement scan)
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
+        self._con.register("incoming", scores.to_arrow())
+        self.execute("BEGIN TRANSACTION")
         try:
-            con.execute("DELETE FROM scores WHERE ts >= ? AND ts < ?", [start, end])
-            con.execute("INSERT INTO scores SELECT * FROM arrow")
-            con.execute("COMMIT")
+            self.execute("DELETE FROM scores WHERE ts >= ? AND ts < ?", [start, end])
+            self.execute("INSERT INTO scores SELECT * FROM incoming")
+            self.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            self.execute("ROLLBACK")
             raise
+        finally:
+            self._con.unregister("incoming")
 
     def upsert_alerts(self, alerts: pl.DataFrame) -> None:
         """Insert new alerts; update the timing of known ones, keeping acknowledgements."""
         if alerts.is_empty():
             return
-        arrow = alerts.to_arrow()  # noqa: F841
-        self._con.execute("""
+        self._con.register("incoming", alerts.to_arrow())
+        try:
+            self._upsert_incoming_alerts()
+        finally:
+            self._con.unregister("incoming")
+
+    def _upsert_incoming_alerts(self) -> None:
+        self.execute("""
             INSERT INTO alerts (alert_id, cell_id, site_id, region, opened_at, last_anomalous_at,
                                 closed_at, status, peak_score, kpis, anomalous_rops, model_version)
             SELECT alert_id, cell_id, site_id, region, opened_at, last_anomalous_at, closed_at,
-                   status, peak_score, kpis, anomalous_rops, model_version FROM arrow
+                   status, peak_score, kpis, anomalous_rops, model_version FROM incoming
             ON CONFLICT (alert_id) DO UPDATE SET
                 last_anomalous_at = excluded.last_anomalous_at,
                 closed_at = excluded.closed_at,
@@ -85,8 +92,13 @@ class OpsStore:
     def count(self, table: str) -> int:
         if table not in ("scores", "alerts"):
             raise ValueError(table)
-        row = self._con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return int(row[0]) if row else 0
+        return int(self.query(f"SELECT count(*) AS n FROM {table}")["n"][0])
+
+    def execute(self, sql: str, params: list[object] | None = None) -> None:
+        """Run a statement to completion (DuckDB keeps a connection busy until it is)."""
+        self._con.execute(sql, params or []).fetchall()
 
     def query(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
-        return self._con.execute(sql, params or []).pl()
+        result = pl.from_arrow(self._con.sql(sql, params=params or None).to_arrow_table())
+        assert isinstance(result, pl.DataFrame)
+        return result

@@ -5,15 +5,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import polars as pl
 
 from cellpulse import contract
 
 SCORE_COLUMNS = (
-    "cell_id", "ts", *contract.DIMENSIONS, "anomaly_score", "is_anomaly", "anomaly_kpis",
-    "congestion_prob", "congestion_horizon", "anomaly_model", "anomaly_model_version",
-    "anomaly_run_id", "congestion_model", "congestion_model_version", "congestion_run_id",
+    "cell_id",
+    "ts",
+    *contract.DIMENSIONS,
+    "anomaly_score",
+    "is_anomaly",
+    "anomaly_kpis",
+    "congestion_prob",
+    "congestion_horizon",
+    "anomaly_model",
+    "anomaly_model_version",
+    "anomaly_run_id",
+    "congestion_model",
+    "congestion_model_version",
+    "congestion_run_id",
     "scored_at",
 )
 
@@ -25,26 +37,38 @@ class ModelRef:
     run_id: str
 
 
-def assemble_scores(keys: pl.DataFrame, anomaly: pl.DataFrame, congestion_prob: pl.Series,
-                    horizon: str, anomaly_ref: ModelRef, congestion_ref: ModelRef,
-                    scored_at: datetime) -> pl.DataFrame:
+def assemble_scores(
+    keys: pl.DataFrame,
+    anomaly: pl.DataFrame,
+    congestion_prob: pl.Series,
+    horizon: str,
+    anomaly_ref: ModelRef,
+    congestion_ref: ModelRef,
+    scored_at: datetime,
+) -> pl.DataFrame:
     """One score row per (cell_id, ts). `keys`, `anomaly` and `congestion_prob` are aligned
     row for row."""
-    return pl.concat(
-        [keys.select("cell_id", "ts", *contract.DIMENSIONS),
-         anomaly.select("anomaly_score", "is_anomaly", "anomaly_kpis")],
-        how="horizontal",
-    ).with_columns(
-        congestion_prob=congestion_prob.cast(pl.Float64),
-        congestion_horizon=pl.lit(horizon),
-        anomaly_model=pl.lit(anomaly_ref.name),
-        anomaly_model_version=pl.lit(anomaly_ref.version),
-        anomaly_run_id=pl.lit(anomaly_ref.run_id),
-        congestion_model=pl.lit(congestion_ref.name),
-        congestion_model_version=pl.lit(congestion_ref.version),
-        congestion_run_id=pl.lit(congestion_ref.run_id),
-        scored_at=pl.lit(scored_at).cast(pl.Datetime("us", "UTC")),
-    ).select(SCORE_COLUMNS)
+    return (
+        pl.concat(
+            [
+                keys.select("cell_id", "ts", *contract.DIMENSIONS),
+                anomaly.select("anomaly_score", "is_anomaly", "anomaly_kpis"),
+            ],
+            how="horizontal",
+        )
+        .with_columns(
+            congestion_prob=congestion_prob.cast(pl.Float64),
+            congestion_horizon=pl.lit(horizon),
+            anomaly_model=pl.lit(anomaly_ref.name),
+            anomaly_model_version=pl.lit(anomaly_ref.version),
+            anomaly_run_id=pl.lit(anomaly_ref.run_id),
+            congestion_model=pl.lit(congestion_ref.name),
+            congestion_model_version=pl.lit(congestion_ref.version),
+            congestion_run_id=pl.lit(congestion_ref.run_id),
+            scored_at=pl.lit(scored_at).cast(pl.Datetime("us", "UTC")),
+        )
+        .select(SCORE_COLUMNS)
+    )
 
 
 def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
@@ -56,18 +80,21 @@ def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int)
     if flagged.is_empty():
         return _empty_alerts()
     gap_rops = (pl.col("ts") - pl.col("ts").shift(1)) / rop
-    new_alert = ((pl.col("cell_id") != pl.col("cell_id").shift(1))
-                 | (gap_rops > clear_after_rops)).fill_null(True)
+    new_alert = (
+        (pl.col("cell_id") != pl.col("cell_id").shift(1)) | (gap_rops > clear_after_rops)
+    ).fill_null(True)
     last_seen = scores.group_by("cell_id").agg(pl.col("ts").max().alias("_data_end"))
     runs = (
         flagged.with_columns(new_alert.cum_sum().alias("_alert"))
         .group_by("_alert", maintain_order=True)
         .agg(
-            pl.col("cell_id").first(), pl.col("site_id").first(), pl.col("region").first(),
-            pl.col("ts").min().alias("opened_at"), pl.col("ts").max().alias("last_anomalous_at"),
+            pl.col("cell_id").first(),
+            pl.col("site_id").first(),
+            pl.col("region").first(),
+            pl.col("ts").min().alias("opened_at"),
+            pl.col("ts").max().alias("last_anomalous_at"),
             pl.col("anomaly_score").max().alias("peak_score"),
-            pl.col("anomaly_kpis").sort_by("anomaly_score", descending=True).first()
-            .alias("kpis"),
+            pl.col("anomaly_kpis").sort_by("anomaly_score", descending=True).first().alias("kpis"),
             pl.col("anomaly_model_version").last().alias("model_version"),
             pl.len().alias("anomalous_rops"),
         )
@@ -75,24 +102,44 @@ def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int)
     )
     closes = pl.col("last_anomalous_at") + rop * clear_after_rops
     return runs.select(
-        (pl.col("cell_id") + "@" + pl.col("opened_at").dt.strftime("%Y-%m-%dT%H:%MZ"))
-        .alias("alert_id"),
-        "cell_id", "site_id", "region", "opened_at", "last_anomalous_at",
+        (pl.col("cell_id") + "@" + pl.col("opened_at").dt.strftime("%Y-%m-%dT%H:%MZ")).alias(
+            "alert_id"
+        ),
+        "cell_id",
+        "site_id",
+        "region",
+        "opened_at",
+        "last_anomalous_at",
         pl.when(closes <= pl.col("_data_end")).then(closes).alias("closed_at"),
-        pl.when(closes <= pl.col("_data_end")).then(pl.lit("closed")).otherwise(pl.lit("open"))
+        pl.when(closes <= pl.col("_data_end"))
+        .then(pl.lit("closed"))
+        .otherwise(pl.lit("open"))
         .alias("status"),
-        "peak_score", "kpis", "anomalous_rops", "model_version",
+        "peak_score",
+        "kpis",
+        "anomalous_rops",
+        "model_version",
     )
 
 
 def _empty_alerts() -> pl.DataFrame:
     ts = pl.Datetime("us", "UTC")
-    return pl.DataFrame(schema={
-        "alert_id": pl.String, "cell_id": pl.String, "site_id": pl.String, "region": pl.String,
-        "opened_at": ts, "last_anomalous_at": ts, "closed_at": ts, "status": pl.String,
-        "peak_score": pl.Float64, "kpis": pl.List(pl.String), "anomalous_rops": pl.UInt32,
-        "model_version": pl.String,
-    })
+    return pl.DataFrame(
+        schema={
+            "alert_id": pl.String,
+            "cell_id": pl.String,
+            "site_id": pl.String,
+            "region": pl.String,
+            "opened_at": ts,
+            "last_anomalous_at": ts,
+            "closed_at": ts,
+            "status": pl.String,
+            "peak_score": pl.Float64,
+            "kpis": pl.List(pl.String),
+            "anomalous_rops": pl.UInt32,
+            "model_version": pl.String,
+        }
+    )
 
 
 def top_anomalous(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
@@ -102,8 +149,16 @@ def top_anomalous(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
         .group_by("cell_id", maintain_order=True)
         .agg(pl.all().first(), pl.col("is_anomaly").sum().alias("anomalous_rops"))
         .head(k)
-        .select("cell_id", "site_id", "region", "band", pl.col("ts").alias("worst_at"),
-                "anomaly_score", "anomalous_rops", "anomaly_kpis")
+        .select(
+            "cell_id",
+            "site_id",
+            "region",
+            "band",
+            pl.col("ts").alias("worst_at"),
+            "anomaly_score",
+            "anomalous_rops",
+            "anomaly_kpis",
+        )
     )
 
 
@@ -114,16 +169,24 @@ def top_congestion(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
     return (
         scores.filter(pl.col("ts").dt.date() == newest_day)
         .sort("congestion_prob", descending=True)
-        .group_by("cell_id", maintain_order=True).first()
+        .group_by("cell_id", maintain_order=True)
+        .first()
         .head(k)
-        .select("cell_id", "site_id", "region", "band", pl.col("ts").alias("peak_at"),
-                "congestion_prob", "congestion_horizon")
+        .select(
+            "cell_id",
+            "site_id",
+            "region",
+            "band",
+            pl.col("ts").alias("peak_at"),
+            "congestion_prob",
+            "congestion_horizon",
+        )
     )
 
 
 def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> str:
     """The Prefect artifact of a score run: top cells needing attention."""
-    lo, hi = scores["ts"].min(), scores["ts"].max()
+    lo, hi = cast(datetime, scores["ts"].min()), cast(datetime, scores["ts"].max())
     lines = [
         f"# cellpulse scores {lo:%Y-%m-%d %H:%M} – {hi:%Y-%m-%d %H:%M} UTC",
         "",
@@ -136,14 +199,22 @@ def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> 
         "|---|---|---|---|---:|---:|---|",
     ]
     for r in top_anomalous(scores, k).iter_rows(named=True):
-        lines.append(f"| {r['cell_id']} | {r['site_id']} | {r['region']} | "
-                     f"{r['worst_at']:%Y-%m-%d %H:%M} | {r['anomaly_score']:.1f} | "
-                     f"{r['anomalous_rops']} | {', '.join(r['anomaly_kpis'] or [])} |")
-    lines += ["", "## Congestion risk on the newest day", "",
-              "| cell | site | region | peak at (UTC) | P(congested) | horizon |",
-              "|---|---|---|---|---:|---|"]
+        lines.append(
+            f"| {r['cell_id']} | {r['site_id']} | {r['region']} | "
+            f"{r['worst_at']:%Y-%m-%d %H:%M} | {r['anomaly_score']:.1f} | "
+            f"{r['anomalous_rops']} | {', '.join(r['anomaly_kpis'] or [])} |"
+        )
+    lines += [
+        "",
+        "## Congestion risk on the newest day",
+        "",
+        "| cell | site | region | peak at (UTC) | P(congested) | horizon |",
+        "|---|---|---|---|---:|---|",
+    ]
     for r in top_congestion(scores, k).iter_rows(named=True):
-        lines.append(f"| {r['cell_id']} | {r['site_id']} | {r['region']} | "
-                     f"{r['peak_at']:%Y-%m-%d %H:%M} | {r['congestion_prob']:.2f} | "
-                     f"{r['congestion_horizon']} |")
+        lines.append(
+            f"| {r['cell_id']} | {r['site_id']} | {r['region']} | "
+            f"{r['peak_at']:%Y-%m-%d %H:%M} | {r['congestion_prob']:.2f} | "
+            f"{r['congestion_horizon']} |"
+        )
     return "\n".join(lines) + "\n"

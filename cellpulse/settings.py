@@ -25,8 +25,9 @@ class IngestSettings(BaseModel):
     """How strict ingest is and what it does with rows that break the contract."""
 
     bad_rows: Literal["quarantine", "reject_file"] = Field(
-        "quarantine", description="Bad rows: quarantine them and accept the rest, or reject "
-        "the whole file.")
+        "quarantine",
+        description="Bad rows: quarantine them and accept the rest, or reject the whole file.",
+    )
     succ_tolerance: float = Field(
         0.0, ge=0, description="Allowed excess of successes over attempts, as a fraction."
     )
@@ -84,7 +85,8 @@ class Settings(BaseSettings):
         10, ge=1, description="Fewer attempts than this make a success ratio null, not noise."
     )
     mlflow_tracking_uri: str | None = Field(
-        None, description="MLflow tracking server; default: SQLite under home.")
+        None, description="MLflow tracking server; default: SQLite under home."
+    )
     ingest: IngestSettings = IngestSettings()
     congestion: CongestionRule = CongestionRule()
     alerts: AlertSettings = AlertSettings()
@@ -156,7 +158,9 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Resolve settings from flags (`overrides`, None means not given), env and config file."""
-    path = config or (Path(os.environ["CELLPULSE_CONFIG"]) if "CELLPULSE_CONFIG" in os.environ else None)
+    path = config or (
+        Path(os.environ["CELLPULSE_CONFIG"]) if "CELLPULSE_CONFIG" in os.environ else None
+    )
     data: dict[str, Any] = {}
     if path is not None:
         if not path.is_file():

@@ -32,38 +32,304 @@ AREA_WEIGHTS = (0.2, 0.38, 0.1, 0.22, 0.1)
 _P = np.array
 PROFILES: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "business": (
-        _P([.08, .05, .04, .04, .05, .1, .25, .5, .8, .95, 1, 1, .95, .97, 1, .97, .9, .75, .5,
-            .35, .28, .22, .16, .11]),
-        _P([.08, .05, .04, .04, .04, .05, .08, .12, .18, .24, .28, .3, .3, .3, .28, .26, .24,
-            .22, .2, .18, .16, .14, .12, .1]),
+        _P(
+            [
+                0.08,
+                0.05,
+                0.04,
+                0.04,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                0.8,
+                0.95,
+                1,
+                1,
+                0.95,
+                0.97,
+                1,
+                0.97,
+                0.9,
+                0.75,
+                0.5,
+                0.35,
+                0.28,
+                0.22,
+                0.16,
+                0.11,
+            ]
+        ),
+        _P(
+            [
+                0.08,
+                0.05,
+                0.04,
+                0.04,
+                0.04,
+                0.05,
+                0.08,
+                0.12,
+                0.18,
+                0.24,
+                0.28,
+                0.3,
+                0.3,
+                0.3,
+                0.28,
+                0.26,
+                0.24,
+                0.22,
+                0.2,
+                0.18,
+                0.16,
+                0.14,
+                0.12,
+                0.1,
+            ]
+        ),
     ),
     "residential": (
-        _P([.25, .15, .1, .08, .08, .12, .25, .4, .42, .38, .36, .38, .42, .42, .42, .45, .55,
-            .68, .82, .93, 1, .95, .75, .45]),
-        _P([.3, .2, .12, .1, .08, .1, .15, .28, .45, .58, .66, .7, .72, .72, .7, .7, .72, .78,
-            .86, .95, 1, .95, .78, .5]),
+        _P(
+            [
+                0.25,
+                0.15,
+                0.1,
+                0.08,
+                0.08,
+                0.12,
+                0.25,
+                0.4,
+                0.42,
+                0.38,
+                0.36,
+                0.38,
+                0.42,
+                0.42,
+                0.42,
+                0.45,
+                0.55,
+                0.68,
+                0.82,
+                0.93,
+                1,
+                0.95,
+                0.75,
+                0.45,
+            ]
+        ),
+        _P(
+            [
+                0.3,
+                0.2,
+                0.12,
+                0.1,
+                0.08,
+                0.1,
+                0.15,
+                0.28,
+                0.45,
+                0.58,
+                0.66,
+                0.7,
+                0.72,
+                0.72,
+                0.7,
+                0.7,
+                0.72,
+                0.78,
+                0.86,
+                0.95,
+                1,
+                0.95,
+                0.78,
+                0.5,
+            ]
+        ),
     ),
     "transport": (
-        _P([.1, .05, .03, .03, .08, .3, .75, 1, .9, .6, .5, .5, .55, .5, .5, .6, .85, 1, .85,
-            .6, .45, .35, .25, .15]),
-        _P([.1, .06, .04, .03, .05, .1, .2, .3, .4, .5, .55, .58, .6, .6, .58, .55, .52, .5,
-            .45, .4, .35, .3, .22, .15]),
+        _P(
+            [
+                0.1,
+                0.05,
+                0.03,
+                0.03,
+                0.08,
+                0.3,
+                0.75,
+                1,
+                0.9,
+                0.6,
+                0.5,
+                0.5,
+                0.55,
+                0.5,
+                0.5,
+                0.6,
+                0.85,
+                1,
+                0.85,
+                0.6,
+                0.45,
+                0.35,
+                0.25,
+                0.15,
+            ]
+        ),
+        _P(
+            [
+                0.1,
+                0.06,
+                0.04,
+                0.03,
+                0.05,
+                0.1,
+                0.2,
+                0.3,
+                0.4,
+                0.5,
+                0.55,
+                0.58,
+                0.6,
+                0.6,
+                0.58,
+                0.55,
+                0.52,
+                0.5,
+                0.45,
+                0.4,
+                0.35,
+                0.3,
+                0.22,
+                0.15,
+            ]
+        ),
     ),
     "rural": (
-        _P([.2, .12, .08, .06, .06, .1, .25, .45, .55, .55, .55, .58, .6, .58, .56, .6, .68,
-            .8, .92, 1, .98, .85, .6, .35]),
-        _P([.22, .14, .1, .07, .06, .08, .15, .3, .5, .62, .68, .7, .7, .68, .66, .68, .74,
-            .84, .94, 1, .98, .86, .62, .38]),
+        _P(
+            [
+                0.2,
+                0.12,
+                0.08,
+                0.06,
+                0.06,
+                0.1,
+                0.25,
+                0.45,
+                0.55,
+                0.55,
+                0.55,
+                0.58,
+                0.6,
+                0.58,
+                0.56,
+                0.6,
+                0.68,
+                0.8,
+                0.92,
+                1,
+                0.98,
+                0.85,
+                0.6,
+                0.35,
+            ]
+        ),
+        _P(
+            [
+                0.22,
+                0.14,
+                0.1,
+                0.07,
+                0.06,
+                0.08,
+                0.15,
+                0.3,
+                0.5,
+                0.62,
+                0.68,
+                0.7,
+                0.7,
+                0.68,
+                0.66,
+                0.68,
+                0.74,
+                0.84,
+                0.94,
+                1,
+                0.98,
+                0.86,
+                0.62,
+                0.38,
+            ]
+        ),
     ),
     "venue": (
-        _P([.1, .06, .04, .03, .03, .05, .1, .2, .3, .35, .38, .4, .42, .4, .38, .4, .45, .55,
-            .7, .85, 1, .9, .6, .3]),
-        _P([.15, .08, .05, .04, .03, .05, .08, .15, .3, .45, .6, .7, .75, .75, .75, .8, .85,
-            .9, .95, 1, 1, .9, .65, .35]),
+        _P(
+            [
+                0.1,
+                0.06,
+                0.04,
+                0.03,
+                0.03,
+                0.05,
+                0.1,
+                0.2,
+                0.3,
+                0.35,
+                0.38,
+                0.4,
+                0.42,
+                0.4,
+                0.38,
+                0.4,
+                0.45,
+                0.55,
+                0.7,
+                0.85,
+                1,
+                0.9,
+                0.6,
+                0.3,
+            ]
+        ),
+        _P(
+            [
+                0.15,
+                0.08,
+                0.05,
+                0.04,
+                0.03,
+                0.05,
+                0.08,
+                0.15,
+                0.3,
+                0.45,
+                0.6,
+                0.7,
+                0.75,
+                0.75,
+                0.75,
+                0.8,
+                0.85,
+                0.9,
+                0.95,
+                1,
+                1,
+                0.9,
+                0.65,
+                0.35,
+            ]
+        ),
     ),
 }
 PEAK_USERS = {"business": 70, "residential": 55, "transport": 90, "rural": 18, "venue": 35}
-HANDOVERS_PER_USER = {"business": .4, "residential": .2, "transport": 1.5, "rural": .3, "venue": .3}
+HANDOVERS_PER_USER = {
+    "business": 0.4,
+    "residential": 0.2,
+    "transport": 1.5,
+    "rural": 0.3,
+    "venue": 0.3,
+}
 
 
 @dataclass(frozen=True)
@@ -173,14 +439,15 @@ def build_topology(cfg: SimulationConfig) -> Topology:
     ]
     rural = site_area == AREA_TYPES.index("rural")
     site_band = np.where(
-        rural, rng.choice(["B20", "B3"], n_sites), rng.choice(["n78", "B3"], n_sites, p=[.7, .3])
+        rural, rng.choice(["B20", "B3"], n_sites), rng.choice(["n78", "B3"], n_sites, p=[0.7, 0.3])
     )
     site_index = np.arange(cfg.cells) // 3
     sector = np.arange(cfg.cells) % 3 + 1
     site_id = np.array([f"S{i:05d}" for i in range(n_sites)])[site_index]
     band = site_band[site_index]
-    cell_id = np.char.add(np.char.add(np.char.add(site_id, "-"), sector.astype(str)),
-                          np.char.add("-", band))
+    cell_id = np.char.add(
+        np.char.add(np.char.add(site_id, "-"), sector.astype(str)), np.char.add("-", band)
+    )
     area = site_area[site_index]
     users_scale = np.array([PEAK_USERS[AREA_TYPES[a]] for a in area])
     return Topology(
@@ -198,19 +465,39 @@ def build_topology(cfg: SimulationConfig) -> Topology:
     )
 
 
-EVENT_SCHEMA = {"event_id": pl.String, "cell_id": pl.String, "site_id": pl.String,
-                "type": pl.String, "kind": pl.String, "start": pl.Datetime("us", "UTC"),
-                "end": pl.Datetime("us", "UTC"), "severity": pl.Float64}
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "cell_id": pl.String(),
+    "site_id": pl.String(),
+    "type": pl.String(),
+    "kind": pl.String(),
+    "start": pl.Datetime("us", "UTC"),
+    "end": pl.Datetime("us", "UTC"),
+    "severity": pl.Float64(),
+}
 
 
-def make_event(topo: Topology, cell: int, kind: str, start: datetime, hours: float,
-               severity: float | None = None, event_id: str = "E-manual") -> dict[str, object]:
+def make_event(
+    topo: Topology,
+    cell: int,
+    kind: str,
+    start: datetime,
+    hours: float,
+    severity: float | None = None,
+    event_id: str = "E-manual",
+) -> dict[str, object]:
     """One ground-truth event row, for placing a known fault."""
     lo, hi = EVENT_SHAPES[kind][2]
-    return {"event_id": event_id, "cell_id": topo.cell_id[cell], "site_id": topo.site_id[cell],
-            "type": kind, "kind": "load" if kind == "surge" else "fault", "start": start,
-            "end": start + timedelta(hours=hours),
-            "severity": severity if severity is not None else (lo + hi) / 2}
+    return {
+        "event_id": event_id,
+        "cell_id": topo.cell_id[cell],
+        "site_id": topo.site_id[cell],
+        "type": kind,
+        "kind": "load" if kind == "surge" else "fault",
+        "start": start,
+        "end": start + timedelta(hours=hours),
+        "severity": severity if severity is not None else (lo + hi) / 2,
+    }
 
 
 def draw_events(topo: Topology, cfg: SimulationConfig) -> pl.DataFrame:
@@ -226,29 +513,35 @@ def draw_events(topo: Topology, cfg: SimulationConfig) -> pl.DataFrame:
         for i, t in enumerate(types):
             kind = EVENT_TYPES[t]
             _, (dmin, dmax), (smin, smax) = EVENT_SHAPES[kind]
-            cell = int(rng.choice(venue)) if kind == "surge" and venue.size and rng.random() < .7 \
+            cell = (
+                int(rng.choice(venue))
+                if kind == "surge" and venue.size and rng.random() < 0.7
                 else int(rng.integers(topo.size))
+            )
             rops = max(1, round(rng.uniform(dmin, dmax) * 60 / cfg.rop_minutes))
             first = int(rng.integers(cfg.rops_per_day, cfg.days * cfg.rops_per_day))
             if kind == "surge":  # crowds gather in the evening
                 day = first // cfg.rops_per_day
                 first = day * cfg.rops_per_day + int(rng.integers(16, 21) * 60 / cfg.rop_minutes)
             last = min(first + rops, cfg.days * cfg.rops_per_day)
-            rows.append({
-                "event_id": f"E{i:05d}",
-                "cell_id": topo.cell_id[cell],
-                "site_id": topo.site_id[cell],
-                "type": kind,
-                "kind": "load" if kind == "surge" else "fault",
-                "start": cfg.start_ts + timedelta(minutes=first * cfg.rop_minutes),
-                "end": cfg.start_ts + timedelta(minutes=last * cfg.rop_minutes),
-                "severity": float(rng.uniform(smin, smax)),
-            })
+            rows.append(
+                {
+                    "event_id": f"E{i:05d}",
+                    "cell_id": topo.cell_id[cell],
+                    "site_id": topo.site_id[cell],
+                    "type": kind,
+                    "kind": "load" if kind == "surge" else "fault",
+                    "start": cfg.start_ts + timedelta(minutes=first * cfg.rop_minutes),
+                    "end": cfg.start_ts + timedelta(minutes=last * cfg.rop_minutes),
+                    "severity": float(rng.uniform(smin, smax)),
+                }
+            )
     return pl.DataFrame(rows, schema=EVENT_SCHEMA)
 
 
-def _event_masks(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, day: int
-                 ) -> dict[str, np.ndarray]:
+def _event_masks(
+    topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, day: int
+) -> dict[str, np.ndarray]:
     """Per event type, the severity active at each (cell, ROP) of this day (0 = none)."""
     r = cfg.rops_per_day
     masks = {t: np.zeros((topo.size, r)) for t in EVENT_TYPES}
@@ -276,8 +569,9 @@ def _profile(topo: Topology, cfg: SimulationConfig, day: int) -> np.ndarray:
     return out
 
 
-def simulate_day(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, day: int
-                 ) -> pl.DataFrame:
+def simulate_day(
+    topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, day: int
+) -> pl.DataFrame:
     """All KPIs of one day of the network, contract-shaped, sorted by (cell_id, ts)."""
     rng = np.random.default_rng([cfg.seed, 2, day])
     c, r = topo.size, cfg.rops_per_day
@@ -289,10 +583,12 @@ def simulate_day(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, da
 
     shape = _profile(topo, cfg, day)
     day_level = rng.lognormal(0, 0.05, (c, 1))  # some days are simply busier
-    users = topo.peak_users[:, None] * (0.06 + 0.94 * shape) * day_level \
-        * rng.lognormal(0, 0.1, (c, r))
-    load = topo.peak_load[:, None] * (0.04 + 0.96 * shape) * day_level \
-        * rng.lognormal(0, 0.08, (c, r))
+    users = (
+        topo.peak_users[:, None] * (0.06 + 0.94 * shape) * day_level * rng.lognormal(0, 0.1, (c, r))
+    )
+    load = (
+        topo.peak_load[:, None] * (0.04 + 0.96 * shape) * day_level * rng.lognormal(0, 0.08, (c, r))
+    )
 
     surge = ev["surge"]
     users = np.where(surge > 0, users * np.maximum(surge, 1), users)
@@ -325,15 +621,23 @@ def simulate_day(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, da
     served_mbps = served_mbps * np.where(thp_degr > 0, 1 - 0.6 * thp_degr, 1)
     dl_volume = served_mbps * rop_s * rng.lognormal(0, 0.05, (c, r))
     # Processor sharing: per-user throughput shrinks with (1 - load), to a trickle in overload.
-    dl_thp = peak_ue * np.minimum(radio, 1.2) * np.maximum(1 - rho, 0.015) \
+    dl_thp = (
+        peak_ue
+        * np.minimum(radio, 1.2)
+        * np.maximum(1 - rho, 0.015)
         * rng.lognormal(0, 0.08, (c, r))
+    )
     dl_thp = dl_thp * np.where(thp_degr > 0, 1 - thp_degr, 1)
     active_ue = users * 0.09 * (0.5 + np.minimum(rho, 1.5))
 
     ul_load = np.clip(0.45 * rho * rng.lognormal(0, 0.1, (c, r)), 0, 1)
     ul_interf = -112 + 6 * ul_load + rng.normal(0, 1, (c, r)) + interference
-    ul_thp = peak_ue_ul * np.maximum(1 - ul_load, 0.05) * np.clip(radio, 0.2, 1.2) \
+    ul_thp = (
+        peak_ue_ul
+        * np.maximum(1 - ul_load, 0.05)
+        * np.clip(radio, 0.2, 1.2)
         * rng.lognormal(0, 0.1, (c, r))
+    )
     ul_thp = np.where(interference > 0, ul_thp * 10 ** (-interference / 20), ul_thp)
     ul_volume = dl_volume * 0.12 * rng.lognormal(0, 0.1, (c, r))
     delay = (4 + 30 * np.minimum(rho, 1.2) ** 4) * rng.lognormal(0, 0.1, (c, r))
@@ -347,8 +651,11 @@ def simulate_day(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, da
     p_drb = np.clip(0.998 - 0.3 * overload - 0.5 * ev["accessibility_drop"], 0, 1)
     drb_succ = rng.binomial(drb_att, p_drb)
     drb_rel = rng.poisson(drb_succ * 0.97)
-    p_drop = np.clip(0.004 + 0.1 * overload + ev["retainability_drop"]
-                     + np.where(interference > 0, 0.01, 0), 0, 1)
+    p_drop = np.clip(
+        0.004 + 0.1 * overload + ev["retainability_drop"] + np.where(interference > 0, 0.01, 0),
+        0,
+        1,
+    )
     drb_abn = rng.binomial(drb_rel, p_drop)
     ho_rate = np.array([HANDOVERS_PER_USER[AREA_TYPES[a]] for a in topo.area])[:, None]
     ho_att = rng.poisson(users * ho_rate * scale)
@@ -383,8 +690,13 @@ def simulate_day(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, da
     for name in MEASUREMENT_NAMES:
         if name in ("unavail_s", "prb_avail_dl"):
             continue
-        gauge = name in ("dl_ue_thp_mbps", "ul_ue_thp_mbps", "cqi_mean", "ul_interference_dbm",
-                         "dl_delay_ms")
+        gauge = name in (
+            "dl_ue_thp_mbps",
+            "ul_ue_thp_mbps",
+            "cqi_mean",
+            "ul_interference_dbm",
+            "dl_delay_ms",
+        )
         cols[name][outage] = np.nan if gauge else 0.0
     # A sleeping cell reports normally but has nobody to serve.
     idle = sleeping & (users < 1)
@@ -393,18 +705,29 @@ def simulate_day(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, da
 
     cell_idx = np.repeat(np.arange(c), r)
     day_start = cfg.start_ts + timedelta(days=day)
-    ts = np.tile(np.datetime64(day_start.replace(tzinfo=None), "us")
-                 + np.arange(r) * np.timedelta64(cfg.rop_minutes, "m"), c)
-    frame = pl.DataFrame({
-        "cell_id": topo.cell_id[cell_idx],
-        "ts": ts,
-        "site_id": topo.site_id[cell_idx],
-        "region": topo.region[cell_idx],
-        "rat": topo.rat[cell_idx],
-        "band": topo.band[cell_idx],
-        **{k: v.ravel() for k, v in cols.items()},
-    }, schema_overrides={"cell_id": pl.String, "site_id": pl.String, "region": pl.String,
-                         "rat": pl.String, "band": pl.String})
+    ts = np.tile(
+        np.datetime64(day_start.replace(tzinfo=None), "us")
+        + np.arange(r) * np.timedelta64(cfg.rop_minutes, "m"),
+        c,
+    )
+    frame = pl.DataFrame(
+        {
+            "cell_id": topo.cell_id[cell_idx],
+            "ts": ts,
+            "site_id": topo.site_id[cell_idx],
+            "region": topo.region[cell_idx],
+            "rat": topo.rat[cell_idx],
+            "band": topo.band[cell_idx],
+            **{k: v.ravel() for k, v in cols.items()},
+        },
+        schema_overrides={
+            "cell_id": pl.String,
+            "site_id": pl.String,
+            "region": pl.String,
+            "rat": pl.String,
+            "band": pl.String,
+        },
+    )
     frame = frame.with_columns(
         pl.col("ts").dt.replace_time_zone("UTC"),
         pl.col(list(MEASUREMENT_NAMES)).fill_nan(None),
@@ -415,8 +738,9 @@ def simulate_day(topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, da
     return frame
 
 
-def iter_days(cfg: SimulationConfig, topo: Topology | None = None,
-              events: pl.DataFrame | None = None) -> Iterator[tuple[date, pl.DataFrame]]:
+def iter_days(
+    cfg: SimulationConfig, topo: Topology | None = None, events: pl.DataFrame | None = None
+) -> Iterator[tuple[date, pl.DataFrame]]:
     """Yield (date, that day's KPIs) for the whole simulation."""
     topo = topo if topo is not None else build_topology(cfg)
     events = events if events is not None else draw_events(topo, cfg)
@@ -424,7 +748,9 @@ def iter_days(cfg: SimulationConfig, topo: Topology | None = None,
         yield cfg.start + timedelta(days=day), simulate_day(topo, events, cfg, day)
 
 
-def split_into_files(day_frame: pl.DataFrame, file_minutes: int) -> Iterator[tuple[str, pl.DataFrame]]:
+def split_into_files(
+    day_frame: pl.DataFrame, file_minutes: int
+) -> Iterator[tuple[str, pl.DataFrame]]:
     """Cut one day into OSS-style export files, named after 3GPP TS 32.432:
     A<date>.<start>+0000-<end>+0000_<sender>.parquet"""
     period = pl.col("ts").dt.truncate(f"{file_minutes}m")
@@ -450,8 +776,13 @@ class SimulationSummary:
     truth_dir: Path
 
 
-def write_network(cfg: SimulationConfig, landing_dir: Path, truth_dir: Path,
-                  rule: CongestionRule, events: pl.DataFrame | None = None) -> SimulationSummary:
+def write_network(
+    cfg: SimulationConfig,
+    landing_dir: Path,
+    truth_dir: Path,
+    rule: CongestionRule,
+    events: pl.DataFrame | None = None,
+) -> SimulationSummary:
     """Simulate and write landing files, ground-truth events, congestion periods and the
     topology. Congestion periods are computed with the pipeline's own congestion rule.
     `events` replaces the randomly drawn events (to place a known fault)."""
@@ -464,12 +795,22 @@ def write_network(cfg: SimulationConfig, landing_dir: Path, truth_dir: Path,
             lake.atomic_write_parquet(part, landing_dir / name)
             files += 1
         rows += day.height
-        narrow.append(day.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps",
-                                 "active_ue_dl_mean"))
+        narrow.append(
+            day.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+        )
     flags = congestion_flags(pl.concat(narrow), rule, cfg.rop_minutes)
     periods = congestion_periods(flags, cfg.rop_minutes)
     lake.atomic_write_parquet(events, truth_dir / "events.parquet")
     lake.atomic_write_parquet(periods, truth_dir / "congestion.parquet")
     lake.atomic_write_parquet(topo.frame(), truth_dir / "topology.parquet")
-    return SimulationSummary(cfg.cells, len(set(topo.site_id)), cfg.days, rows, files, events,
-                             periods.height, landing_dir, truth_dir)
+    return SimulationSummary(
+        cfg.cells,
+        len(set(topo.site_id)),
+        cfg.days,
+        rows,
+        files,
+        events,
+        periods.height,
+        landing_dir,
+        truth_dir,
+    )

@@ -19,8 +19,14 @@ def with_derived_kpis(kpis: pl.DataFrame, min_denominator: int, rop_minutes: int
     return kpis.with_columns(contract.derived_kpis(min_denominator, rop_minutes))
 
 
-def build_features(kpis: pl.DataFrame, spec: FeatureSpec, *, rop_minutes: int,
-                   min_denominator: int, timezone: str = "UTC") -> pl.DataFrame:
+def build_features(
+    kpis: pl.DataFrame,
+    spec: FeatureSpec,
+    *,
+    rop_minutes: int,
+    min_denominator: int,
+    timezone: str = "UTC",
+) -> pl.DataFrame:
     """Features for every (cell_id, ts) of `kpis`, with keys and dimensions first.
 
     Rows near the start of `kpis` lack history and get nulls where a window or lag reaches
@@ -28,8 +34,6 @@ def build_features(kpis: pl.DataFrame, spec: FeatureSpec, *, rop_minutes: int,
     """
     base = with_derived_kpis(kpis, min_denominator, rop_minutes).sort("cell_id", "ts")
     df = base.select(*KEY_COLUMNS, *spec.kpis)
-    by_ts = {"by": "ts"}
-
     exprs: list[pl.Expr] = []
     if spec.calendar:
         local = pl.col("ts").dt.convert_time_zone(timezone)
@@ -41,13 +45,18 @@ def build_features(kpis: pl.DataFrame, spec: FeatureSpec, *, rop_minutes: int,
         ]
     for window in spec.missing_windows:
         expected = int(parse_duration(window).total_seconds() // (rop_minutes * 60))
-        present = (pl.col("ts").is_not_null().cast(pl.Int32)
-                   .rolling_sum_by(window_size=window, **by_ts).over("cell_id"))
+        present = (
+            pl.col("ts")
+            .is_not_null()
+            .cast(pl.Int32)
+            .rolling_sum_by("ts", window_size=window)
+            .over("cell_id")
+        )
         exprs.append((expected - present).clip(lower_bound=0).alias(f"rops_missing_{window}"))
     for r in spec.rolling:
         for stat, name in zip(r.stats, r.columns(), strict=True):
             col = pl.col(r.kpi)
-            rolled = getattr(col, f"rolling_{stat}_by")(window_size=r.window, **by_ts)
+            rolled = getattr(col, f"rolling_{stat}_by")("ts", window_size=r.window)
             exprs.append(rolled.over("cell_id").alias(name))
     df = df.with_columns(exprs)
 
@@ -62,8 +71,12 @@ def build_features(kpis: pl.DataFrame, spec: FeatureSpec, *, rop_minutes: int,
 
     df = df.with_columns(
         [(pl.col(d.kpi) - pl.col(f"{d.kpi}_lag_{d.vs}")).alias(d.column()) for d in spec.deltas]
-        + [row_median([pl.col(f"{b.kpi}_lag_{lag}") for lag in b.lags()])
-           .alias(f"{b.kpi}_how_median") for b in spec.baselines]
+        + [
+            row_median([pl.col(f"{b.kpi}_lag_{lag}") for lag in b.lags()]).alias(
+                f"{b.kpi}_how_median"
+            )
+            for b in spec.baselines
+        ]
     )
     robust_z = []
     for b in spec.baselines:
@@ -90,10 +103,14 @@ def row_median(values: list[pl.Expr]) -> pl.Expr:
     total = pl.sum_horizontal(values)
     inner = total - pl.max_horizontal(values) - pl.min_horizontal(values)
     return (
-        pl.when(n == 1).then(total)
-        .when(n == 2).then(total / 2)
-        .when(n == 3).then(inner)
-        .when(n == 4).then(inner / 2)
+        pl.when(n == 1)
+        .then(total)
+        .when(n == 2)
+        .then(total / 2)
+        .when(n == 3)
+        .then(inner)
+        .when(n == 4)
+        .then(inner / 2)
         .otherwise(None)
     )
 

@@ -120,15 +120,47 @@ class FeatureSpec:
 
 
 CORE_KPIS = (
-    "prb_util_dl_pct", "prb_util_ul_pct", "dl_ue_thp_mbps", "ul_ue_thp_mbps", "dl_volume_mbit",
-    "rrc_conn_mean", "active_ue_dl_mean", "cqi_mean", "ul_interference_dbm", "dl_delay_ms",
-    "availability_pct", "rrc_sr_pct", "drb_sr_pct", "drop_rate_pct", "ho_sr_pct",
+    "prb_util_dl_pct",
+    "prb_util_ul_pct",
+    "dl_ue_thp_mbps",
+    "ul_ue_thp_mbps",
+    "dl_volume_mbit",
+    "rrc_conn_mean",
+    "active_ue_dl_mean",
+    "cqi_mean",
+    "ul_interference_dbm",
+    "dl_delay_ms",
+    "availability_pct",
+    "rrc_sr_pct",
+    "drb_sr_pct",
+    "drop_rate_pct",
+    "ho_sr_pct",
 )
-_ROLLED = ("prb_util_dl_pct", "dl_ue_thp_mbps", "dl_volume_mbit", "active_ue_dl_mean",
-           "availability_pct", "rrc_sr_pct", "drop_rate_pct", "cqi_mean")
-_SEASONAL = ("prb_util_dl_pct", "dl_ue_thp_mbps", "dl_volume_mbit", "rrc_conn_mean",
-             "active_ue_dl_mean", "cqi_mean", "ul_interference_dbm", "availability_pct",
-             "rrc_sr_pct", "drop_rate_pct", "ho_sr_pct", "ul_ue_thp_mbps", "dl_delay_ms")
+_ROLLED = (
+    "prb_util_dl_pct",
+    "dl_ue_thp_mbps",
+    "dl_volume_mbit",
+    "active_ue_dl_mean",
+    "availability_pct",
+    "rrc_sr_pct",
+    "drop_rate_pct",
+    "cqi_mean",
+)
+_SEASONAL = (
+    "prb_util_dl_pct",
+    "dl_ue_thp_mbps",
+    "dl_volume_mbit",
+    "rrc_conn_mean",
+    "active_ue_dl_mean",
+    "cqi_mean",
+    "ul_interference_dbm",
+    "availability_pct",
+    "rrc_sr_pct",
+    "drop_rate_pct",
+    "ho_sr_pct",
+    "ul_ue_thp_mbps",
+    "dl_delay_ms",
+)
 
 
 def default_spec(rop_minutes: int = 15) -> FeatureSpec:
@@ -138,17 +170,32 @@ def default_spec(rop_minutes: int = 15) -> FeatureSpec:
     return FeatureSpec(
         kpis=CORE_KPIS,
         rolling=tuple(
-            [Rolling(k, w) for k in _ROLLED for w in ("1h", "24h") if not (w == "1h" and
-                                                                            rop_minutes >= 60)]
-            + [Rolling("prb_util_dl_pct", "6h", ("mean", "max")),
-               Rolling("dl_ue_thp_mbps", "6h", ("mean", "min"))]
+            [
+                Rolling(k, w)
+                for k in _ROLLED
+                for w in ("1h", "24h")
+                if not (w == "1h" and rop_minutes >= 60)
+            ]
+            + [
+                Rolling("prb_util_dl_pct", "6h", ("mean", "max")),
+                Rolling("dl_ue_thp_mbps", "6h", ("mean", "min")),
+            ]
         ),
         lags=tuple(
-            Lag(k, lag) for k in ("prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+            Lag(k, lag)
+            for k in ("prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
             for lag in (*short, "1h", "1d", "7d")
-        ) + tuple(Lag(k, lag) for k in _SEASONAL for lag in ("1d",) if k not in
-                  ("prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")),
-        deltas=tuple(Delta(k, vs) for k in ("prb_util_dl_pct", "dl_volume_mbit",
-                                            "dl_ue_thp_mbps") for vs in ("1d", "7d")),
+        )
+        + tuple(
+            Lag(k, lag)
+            for k in _SEASONAL
+            for lag in ("1d",)
+            if k not in ("prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+        ),
+        deltas=tuple(
+            Delta(k, vs)
+            for k in ("prb_util_dl_pct", "dl_volume_mbit", "dl_ue_thp_mbps")
+            for vs in ("1d", "7d")
+        ),
         baselines=tuple(HourOfWeekBaseline(k) for k in _SEASONAL),
     )

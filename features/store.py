@@ -6,8 +6,8 @@ spec's hash in its metadata, so a re-run replaces a day and a model can check wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -52,14 +52,13 @@ def resolve_days(settings: Settings, start: date | None, end: date | None) -> li
         raise NoDataError(
             f"no ingested KPIs under {kpi_dataset(settings).root}; run `cellpulse ingest` first"
         )
+    if start is not None and end is not None and start > end:
+        raise NoDataError(f"--from {start} is after --to {end}; swap them")
     lo, hi = start or available[0], end or available[-1]
-    if lo > hi:
-        raise NoDataError(f"--from {lo} is after --to {hi}; swap them")
     days = [d for d in available if lo <= d <= hi]
     if not days:
         raise NoDataError(
-            f"no ingested KPIs between {lo} and {hi}; data covers {available[0]} to "
-            f"{available[-1]}"
+            f"no ingested KPIs between {lo} and {hi}; data covers {available[0]} to {available[-1]}"
         )
     return days
 
@@ -80,9 +79,13 @@ def build_days(settings: Settings, spec: FeatureSpec, days: list[date]) -> Featu
     meta = {SPEC_HASH_KEY: spec.hash()}
     for day in progress.track(days, "features: building days", total=len(days)):
         history = kpis.read(day - timedelta(days=lookback_days), day)
-        feats = build_features(history, spec, rop_minutes=settings.rop_minutes,
-                               min_denominator=settings.min_denominator,
-                               timezone=settings.timezone)
+        feats = build_features(
+            history,
+            spec,
+            rop_minutes=settings.rop_minutes,
+            min_denominator=settings.min_denominator,
+            timezone=settings.timezone,
+        )
         feats = feats.filter(pl.col("ts") >= datetime.combine(day, time(), tzinfo=UTC))
         out.replace_day(feats, day, meta)
         rows += feats.height
@@ -94,8 +97,9 @@ def build_days(settings: Settings, spec: FeatureSpec, days: list[date]) -> Featu
     return FeatureSummary(days, rows, len(cells), ncols, spec.hash(), out.root)
 
 
-def read_features(settings: Settings, start: date | None, end: date | None,
-                  spec: FeatureSpec | None = None) -> pl.DataFrame:
+def read_features(
+    settings: Settings, start: date | None, end: date | None, spec: FeatureSpec | None = None
+) -> pl.DataFrame:
     """Feature rows in [start, end]; refuses partitions built by another spec."""
     ds = feature_dataset(settings)
     files = ds.files(start, end)
@@ -131,12 +135,15 @@ def load_events(path: Path) -> pl.DataFrame | None:
         df = pl.read_parquet(path)
     missing = [c for c in EVENT_COLUMNS if c not in df.columns]
     if missing:
-        raise NoDataError(f"{path}: labels need columns {', '.join(EVENT_COLUMNS)}; "
-                          f"missing {', '.join(missing)}")
+        raise NoDataError(
+            f"{path}: labels need columns {', '.join(EVENT_COLUMNS)}; missing {', '.join(missing)}"
+        )
     ts = pl.Datetime("us", "UTC")
     return df.with_columns(
-        pl.col(c).dt.replace_time_zone("UTC") if df.schema[c] == pl.Datetime("us")
-        else pl.col(c).cast(ts) for c in ("start", "end")
+        pl.col(c).dt.replace_time_zone("UTC")
+        if df.schema[c] == pl.Datetime("us")
+        else pl.col(c).cast(ts)
+        for c in ("start", "end")
     )
 
 

@@ -85,8 +85,12 @@ def congestion_periods(flags: pl.DataFrame, rop_minutes: int) -> pl.DataFrame:
     df = flags.filter(pl.col("congested")).sort("cell_id", "ts")
     if df.is_empty():
         return pl.DataFrame(
-            schema={"cell_id": pl.String, "start": pl.Datetime("us", "UTC"),
-                    "end": pl.Datetime("us", "UTC"), "rops": pl.UInt32}
+            schema={
+                "cell_id": pl.String,
+                "start": pl.Datetime("us", "UTC"),
+                "end": pl.Datetime("us", "UTC"),
+                "rops": pl.UInt32,
+            }
         )
     gap = (pl.col("ts") - pl.col("ts").shift(1) != rop) | (
         pl.col("cell_id") != pl.col("cell_id").shift(1)

@@ -32,8 +32,9 @@ def build_task(settings: Settings, days: list[date]) -> FeatureSummary:
 
 
 @flow(name="features")
-def features_flow(settings: Settings, start: date | None = None, end: date | None = None,
-                  only_stale: bool = False) -> FeatureSummary | None:
+def features_flow(
+    settings: Settings, start: date | None = None, end: date | None = None, only_stale: bool = False
+) -> FeatureSummary | None:
     """Build features for [start, end] (default: all ingested days), or only the days that
     ingest marked stale."""
     if only_stale:

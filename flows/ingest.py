@@ -12,14 +12,20 @@ from cellpulse.ingest import IngestSummary, ingest_files
 from cellpulse.settings import Settings
 
 
-@task(name="ingest-files", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io,
-      cache_policy=NO_CACHE)
+@task(
+    name="ingest-files",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
 def ingest_task(paths: list[Path], settings: Settings, force: bool) -> IngestSummary:
     return ingest_files(paths, settings, force=force)
 
 
 @flow(name="ingest")
-def ingest_flow(settings: Settings, paths: list[Path] | None = None,
-                force: bool = False) -> IngestSummary:
+def ingest_flow(
+    settings: Settings, paths: list[Path] | None = None, force: bool = False
+) -> IngestSummary:
     """Ingest the given files or folders (default: the landing folder)."""
     return ingest_task(paths or [settings.landing_dir], settings, force)

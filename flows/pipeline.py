@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from cellpulse.errors import NoChampionError
 from cellpulse.features.store import FeatureSummary, feature_dataset
 from cellpulse.flows.features import features_flow, stale_days
 from cellpulse.flows.ingest import ingest_flow
@@ -35,6 +36,13 @@ def pipeline_flow(settings: Settings, paths: list[Path] | None = None) -> Pipeli
     trained = None
     if any(tracking.champion_version(f) is None for f in tracking.MODEL_NAMES):
         trained = train_flow(settings)
+        for family, logged in trained.logged.items():
+            if tracking.champion_version(family) is None:
+                raise NoChampionError(
+                    f"the first {family} model (version {logged.version}) was not promoted: "
+                    f"{logged.decision.reason}; no scores published. Inspect the run in "
+                    "MLflow, then promote it by hand or train on more data"
+                )
     built = set(feature_dataset(settings).dates())
     days = [d for d in stale_days(settings, "scores") if d in built]
     scored = score_flow(settings, days) if days else None

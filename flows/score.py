@@ -37,16 +37,22 @@ class ScoreSummary:
     ops_store: Path
 
 
-@task(name="load-champions", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_on_io,
-      cache_policy=NO_CACHE)
+@task(
+    name="load-champions",
+    retries=2,
+    retry_delay_seconds=3,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
 def load_champions(settings: Settings) -> tuple[tracking.Champion, tracking.Champion]:
     tracking.configure(settings)
     return tracking.load_champion("anomaly"), tracking.load_champion("congestion")
 
 
 @task(name="score-days", cache_policy=NO_CACHE)
-def score_days(settings: Settings, days: list[date], anomaly: tracking.Champion,
-               congestion: tracking.Champion) -> pl.DataFrame:
+def score_days(
+    settings: Settings, days: list[date], anomaly: tracking.Champion, congestion: tracking.Champion
+) -> pl.DataFrame:
     spec = default_spec(settings.rop_minutes)
     # One day of context before the first day, so the consecutive-ROP alert rule sees
     # the run that leads into it.
@@ -54,10 +60,14 @@ def score_days(settings: Settings, days: list[date], anomaly: tracking.Champion,
     first = day_before if feature_dataset(settings).files(day_before, day_before) else days[0]
     features = read_features(settings, first, days[-1], spec)
     scores = score_features(
-        features, anomaly.model, congestion.model,
+        features,
+        anomaly.model,
+        congestion.model,
         ModelRef(anomaly.name, anomaly.version, anomaly.run_id),
         ModelRef(congestion.name, congestion.version, congestion.run_id),
-        settings, datetime.now(UTC), spec.hash(),
+        settings,
+        datetime.now(UTC),
+        spec.hash(),
     )
     return scores.filter(pl.col("ts").dt.date().is_in(days))
 
@@ -70,10 +80,16 @@ def write_scores(settings: Settings, scores: pl.DataFrame, days: list[date]) -> 
         ds.replace_day(with_day.filter(pl.col("_day") == day).drop("_day"), day)
 
 
-@task(name="publish-ops-store", retries=3, retry_delay_seconds=5, retry_condition_fn=retry_on_io,
-      cache_policy=NO_CACHE)
-def publish(settings: Settings, scores: pl.DataFrame, alerts: pl.DataFrame,
-            days: list[date]) -> None:
+@task(
+    name="publish-ops-store",
+    retries=3,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def publish(
+    settings: Settings, scores: pl.DataFrame, alerts: pl.DataFrame, days: list[date]
+) -> None:
     start = datetime.combine(days[0], time(), tzinfo=UTC)
     end = datetime.combine(days[-1], time(), tzinfo=UTC) + timedelta(days=1)
     with OpsStore(settings.ops_store_path) as store:
@@ -93,9 +109,20 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
     alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
     write_scores(settings, scores, days)
     publish(settings, scores, alerts, days)
-    create_markdown_artifact(key="top-cells", markdown=markdown_report(scores, alerts),
-                             description="cellpulse: cells needing attention")
-    return ScoreSummary(days, scores.height, scores["cell_id"].n_unique(),
-                        int(scores["is_anomaly"].sum()), alerts.height,
-                        int((alerts["status"] == "open").sum()), scores, alerts,
-                        score_dataset(settings).root, settings.ops_store_path)
+    create_markdown_artifact(
+        key="top-cells",
+        markdown=markdown_report(scores, alerts),
+        description="cellpulse: cells needing attention",
+    )
+    return ScoreSummary(
+        days,
+        scores.height,
+        scores["cell_id"].n_unique(),
+        int(scores["is_anomaly"].sum()),
+        alerts.height,
+        int((alerts["status"] == "open").sum()),
+        scores,
+        alerts,
+        score_dataset(settings).root,
+        settings.ops_store_path,
+    )

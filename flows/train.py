@@ -27,10 +27,10 @@ class TrainResult:
     champion_metrics: dict[str, dict[str, float] | None]
 
 
-@task(name="load-training-data", retries=1, retry_condition_fn=retry_on_io,
-      cache_policy=NO_CACHE)
-def load_training_data(settings: Settings, start: date | None, end: date | None
-                       ) -> tuple[pl.DataFrame, pl.DataFrame]:
+@task(name="load-training-data", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def load_training_data(
+    settings: Settings, start: date | None, end: date | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     days = resolve_days(settings, start, end)
     spec = default_spec(settings.rop_minutes)
     features = read_features(settings, days[0], days[-1], spec)
@@ -39,20 +39,23 @@ def load_training_data(settings: Settings, start: date | None, end: date | None
 
 
 @task(name="fit-anomaly", cache_policy=NO_CACHE)
-def fit_anomaly(features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings,
-                spec_hash: str) -> Candidate:
+def fit_anomaly(
+    features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings, spec_hash: str
+) -> Candidate:
     return training.train_anomaly(features, events, settings, spec_hash)
 
 
 @task(name="fit-congestion", cache_policy=NO_CACHE)
-def fit_congestion(features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings,
-                   spec_hash: str) -> Candidate:
+def fit_congestion(
+    features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings, spec_hash: str
+) -> Candidate:
     return training.train_congestion(features, kpis, settings, spec_hash)
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
-def evaluate_champion(candidate: Candidate, events: pl.DataFrame | None, kpis: pl.DataFrame,
-                      settings: Settings) -> dict[str, float] | None:
+def evaluate_champion(
+    candidate: Candidate, events: pl.DataFrame | None, kpis: pl.DataFrame, settings: Settings
+) -> dict[str, float] | None:
     """The current champion's metrics on the challenger's hold-out (None if there is no
     champion, or it was trained on another feature spec and cannot read these features)."""
     if tracking.champion_version(candidate.family) is None:
@@ -63,19 +66,33 @@ def evaluate_champion(candidate: Candidate, events: pl.DataFrame | None, kpis: p
     return training.evaluate_on_holdout(candidate, champion.model, events, kpis, settings)
 
 
-@task(name="register-model", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_on_io,
-      cache_policy=NO_CACHE)
-def register(candidate: Candidate, champion_metrics: dict[str, float] | None,
-             settings: Settings, tags: dict[str, str]) -> tracking.Logged:
-    decision = decide_promotion(candidate.metrics, champion_metrics,
-                                candidate.baseline_reference(), candidate.rule)
+@task(
+    name="register-model",
+    retries=2,
+    retry_delay_seconds=3,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def register(
+    candidate: Candidate,
+    champion_metrics: dict[str, float] | None,
+    settings: Settings,
+    tags: dict[str, str],
+) -> tracking.Logged:
+    decision = decide_promotion(
+        candidate.metrics, champion_metrics, candidate.baseline_reference(), candidate.rule
+    )
     example = candidate.split.holdout.head(5)
     return tracking.log_candidate(candidate, settings, decision, champion_metrics, example, tags)
 
 
 @flow(name="train")
-def train_flow(settings: Settings, start: date | None = None, end: date | None = None,
-               labels: Path | None = None) -> TrainResult:
+def train_flow(
+    settings: Settings,
+    start: date | None = None,
+    end: date | None = None,
+    labels: Path | None = None,
+) -> TrainResult:
     """Train both families on [start, end] (default: every day with features)."""
     tracking.configure(settings)
     spec = default_spec(settings.rop_minutes)

@@ -102,8 +102,13 @@ class AnomalyModel:
     units: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, features: pl.DataFrame, spec_hash: str, params: AnomalyParams,
-            exclude: pl.Series | None = None) -> AnomalyModel:
+    def fit(
+        cls,
+        features: pl.DataFrame,
+        spec_hash: str,
+        params: AnomalyParams,
+        exclude: pl.Series | None = None,
+    ) -> AnomalyModel:
         """Fit on `features`; rows where `exclude` is True (known faults) are left out."""
         train = features.filter(~exclude) if exclude is not None else features
         names = context_columns(train.columns)
@@ -117,19 +122,30 @@ class AnomalyModel:
             if ok.sum() < 100:
                 continue
             centre, spread = float(np.median(y[ok])), float(np.std(y[ok])) or 1.0
-            data = lgb.Dataset(x[ok], (y[ok] - centre) / spread, feature_name=names,
-                               free_raw_data=True)
-            boosters[t.name] = lgb.train(params.lgb_params(), data,
-                                         num_boost_round=params.num_trees)
+            data = lgb.Dataset(
+                x[ok], (y[ok] - centre) / spread, feature_name=names, free_raw_data=True
+            )
+            boosters[t.name] = lgb.train(
+                params.lgb_params(), data, num_boost_round=params.num_trees
+            )
             units[t.name] = (centre, spread)
         targets = tuple(t for t in targets if t.name in boosters)
-        model = cls(names, boosters, pl.DataFrame({"cell_id": []}, schema={"cell_id": pl.String}),
-                    {}, 0.0, spec_hash, targets, params, units)
+        model = cls(
+            names,
+            boosters,
+            pl.DataFrame({"cell_id": []}, schema={"cell_id": pl.String}),
+            {},
+            0.0,
+            spec_hash,
+            targets,
+            params,
+            units,
+        )
         resid = model.residuals(train)
         # A cell's spread per KPI: the larger of its MAD and its 99th-percentile residual in the
         # bad direction / 2.33, so KPIs with heavy tails on quiet cells (ratios of few counts)
         # are not mistaken for faults.
-        spread = resid.group_by("cell_id").agg(
+        cell_spread = resid.group_by("cell_id").agg(
             pl.max_horizontal(
                 1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
                 _bad(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
@@ -137,26 +153,32 @@ class AnomalyModel:
             for t in targets
         )
         model.global_scale = {
-            t.name: max(float(spread[t.name].median() or 0.0), t.min_scale) for t in targets
+            t.name: max(float(np.nanmedian(cell_spread[t.name].to_numpy())), t.min_scale)
+            for t in targets
         }
-        model.cell_scale = spread.with_columns(
-            pl.col(t.name).fill_null(model.global_scale[t.name])
+        model.cell_scale = cell_spread.with_columns(
+            pl.col(t.name)
+            .fill_null(model.global_scale[t.name])
             .clip(lower_bound=max(t.min_scale, 0.25 * model.global_scale[t.name]))
             for t in targets
         )
         scores = model.combine(model.zscores(train, resid))["anomaly_score"]
-        model.threshold = max(params.min_threshold,
-                              float(scores.quantile(params.threshold_quantile) or 0.0))
+        model.threshold = max(
+            params.min_threshold, float(scores.quantile(params.threshold_quantile) or 0.0)
+        )
         return model
 
     def expected(self, features: pl.DataFrame) -> pl.DataFrame:
         """The normal-behaviour prediction of each target KPI (`expected_<kpi>`)."""
         x = _matrix(features, self.feature_names)
-        return pl.DataFrame({
-            f"expected_{t.name}": self.boosters[t.name].predict(x) * self.units[t.name][1]
-            + self.units[t.name][0]
-            for t in self.targets
-        })
+        return pl.DataFrame(
+            {
+                f"expected_{t.name}": np.asarray(self.boosters[t.name].predict(x))
+                * self.units[t.name][1]
+                + self.units[t.name][0]
+                for t in self.targets
+            }
+        )
 
     def residuals(self, features: pl.DataFrame) -> pl.DataFrame:
         """cell_id + actual minus expected, per target KPI."""
@@ -166,11 +188,13 @@ class AnomalyModel:
             for t in self.targets
         )
 
-    def zscores(self, features: pl.DataFrame, residuals: pl.DataFrame | None = None
-                ) -> pl.DataFrame:
+    def zscores(
+        self, features: pl.DataFrame, residuals: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
         """Per target, how many robust spreads the KPI is off in its bad direction (>= 0)."""
-        resid = (residuals if residuals is not None else self.residuals(features)
-                 ).with_row_index("_row")
+        resid = (residuals if residuals is not None else self.residuals(features)).with_row_index(
+            "_row"
+        )
         scaled = resid.join(self.cell_scale, on="cell_id", how="left", suffix="_scale")
         out = []
         for t in self.targets:
@@ -195,13 +219,13 @@ class AnomalyModel:
         order = np.argsort(-zs, axis=1)[:, :3]
         top = np.take_along_axis(zs, order, axis=1)
         score = np.sqrt((top**2).sum(axis=1))
-        kpis = [
-            [names[j] for j in row if zs[i, j] >= DRIVER_Z] for i, row in enumerate(order)
-        ]
-        return pl.DataFrame({
-            "anomaly_score": score,
-            "anomaly_kpis": pl.Series(kpis, dtype=pl.List(pl.String)),
-        })
+        kpis = [[names[j] for j in row if zs[i, j] >= DRIVER_Z] for i, row in enumerate(order)]
+        return pl.DataFrame(
+            {
+                "anomaly_score": score,
+                "anomaly_kpis": pl.Series(kpis, dtype=pl.List(pl.String)),
+            }
+        )
 
 
 def _bad(value: pl.Expr, direction: Direction) -> pl.Expr:
@@ -209,14 +233,16 @@ def _bad(value: pl.Expr, direction: Direction) -> pl.Expr:
     return {"low": -value, "high": value, "both": value.abs()}[direction]
 
 
-def alert_flags(scored: pl.DataFrame, threshold: float, consecutive: int,
-                rop_minutes: int) -> pl.Series:
+def alert_flags(
+    scored: pl.DataFrame, threshold: float, consecutive: int, rop_minutes: int
+) -> pl.Series:
     """`is_anomaly`: the score has been above threshold for `consecutive` ROPs in a row,
     ending at this one. A missing ROP breaks the run. Expects rows sorted by (cell_id, ts)."""
     above = pl.col("anomaly_score") > threshold
     rop = pl.col("ts").dt.epoch("s") // (rop_minutes * 60)
     new_run = (
-        (above != above.shift(1)) | (rop - rop.shift(1) != 1)
+        (above != above.shift(1))
+        | (rop - rop.shift(1) != 1)
         | (pl.col("cell_id") != pl.col("cell_id").shift(1))
     ).fill_null(True)
     df = scored.select("cell_id", "ts", "anomaly_score").with_columns(
@@ -226,8 +252,9 @@ def alert_flags(scored: pl.DataFrame, threshold: float, consecutive: int,
     return df.select((above & (pos >= consecutive)).alias("is_anomaly")).to_series()
 
 
-def zscore_baseline(train: pl.DataFrame, test: pl.DataFrame,
-                    targets: tuple[TargetKpi, ...] = TARGETS) -> pl.Series:
+def zscore_baseline(
+    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...] = TARGETS
+) -> pl.Series:
     """The per-cell z-score detector of the O-RAN SC AD xApp family: each KPI against the
     cell's own training mean and standard deviation, worst bad-direction z taken."""
     present = [t for t in targets if t.name in train.columns]
@@ -235,12 +262,17 @@ def zscore_baseline(train: pl.DataFrame, test: pl.DataFrame,
         [pl.col(t.name).mean().alias(f"{t.name}__m") for t in present]
         + [pl.col(t.name).std().alias(f"{t.name}__s") for t in present]
     )
-    joined = test.select("cell_id", *[t.name for t in present]).with_row_index("_row").join(
-        stats, on="cell_id", how="left").sort("_row")
+    joined = (
+        test.select("cell_id", *[t.name for t in present])
+        .with_row_index("_row")
+        .join(stats, on="cell_id", how="left")
+        .sort("_row")
+    )
     zs = []
     for t in present:
         z = (pl.col(t.name) - pl.col(f"{t.name}__m")) / pl.max_horizontal(
-            pl.col(f"{t.name}__s"), pl.lit(t.min_scale))
+            pl.col(f"{t.name}__s"), pl.lit(t.min_scale)
+        )
         z = _bad(z, t.direction)
         zs.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0))
     return joined.select(pl.max_horizontal(zs).alias("zscore_baseline")).to_series()

@@ -55,8 +55,14 @@ class CongestionModel:
     params: CongestionParams = field(default_factory=CongestionParams)
 
     @classmethod
-    def fit(cls, features: pl.DataFrame, target: pl.Series, horizon_minutes: int,
-            spec_hash: str, params: CongestionParams) -> CongestionModel:
+    def fit(
+        cls,
+        features: pl.DataFrame,
+        target: pl.Series,
+        horizon_minutes: int,
+        spec_hash: str,
+        params: CongestionParams,
+    ) -> CongestionModel:
         """Fit on rows whose target is known (not null)."""
         known = target.is_not_null()
         names = feature_columns(features.columns)

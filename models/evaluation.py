@@ -23,8 +23,9 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def classification_metrics(prefix: str, y: np.ndarray, prob: np.ndarray,
-                           threshold: float = 0.5) -> dict[str, float]:
+def classification_metrics(
+    prefix: str, y: np.ndarray, prob: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     y = np.asarray(y).astype(int)
     prob = np.asarray(prob, dtype=float)
     pred = prob >= threshold
@@ -49,7 +50,8 @@ def event_recall(scored: pl.DataFrame, events: pl.DataFrame, flag: str = "is_ano
         inside.with_row_index("_ev")
         .join(scored.filter(pl.col(flag)).select("cell_id", "ts"), on="cell_id", how="inner")
         .filter((pl.col("ts") >= pl.col("start")) & (pl.col("ts") < pl.col("end")))
-        .select("_ev").n_unique()
+        .select("_ev")
+        .n_unique()
     )
     return hits / inside.height
 
@@ -63,15 +65,14 @@ def precision_at_k(scored: pl.DataFrame, labels: pl.Series, score: str, k: int) 
         .group_by("_day", "cell_id")
         .agg(pl.col(score).max(), pl.col("_y").any())
     )
-    top = per_cell_day.filter(
-        pl.col(score).rank("ordinal", descending=True).over("_day") <= k
-    )
+    top = per_cell_day.filter(pl.col(score).rank("ordinal", descending=True).over("_day") <= k)
     per_day = top.group_by("_day").agg(pl.col("_y").mean())
-    return float(per_day["_y"].mean()) if per_day.height else float("nan")
+    return float(np.mean(per_day["_y"].to_numpy())) if per_day.height else float("nan")
 
 
-def false_alarms_per_100_cell_days(scored: pl.DataFrame, labels: pl.Series, rop_minutes: int,
-                                   flag: str = "is_anomaly") -> float:
+def false_alarms_per_100_cell_days(
+    scored: pl.DataFrame, labels: pl.Series, rop_minutes: int, flag: str = "is_anomaly"
+) -> float:
     """Flagged ROPs outside any event, counted as alert starts, per 100 cell-days."""
     df = scored.select("cell_id", "ts", flag).with_columns(labels.alias("_y")).sort("cell_id", "ts")
     false_flag = pl.col(flag) & ~pl.col("_y")

@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve
 
 
 def pr_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figure:
@@ -42,24 +42,32 @@ def importance(pairs: list[tuple[str, float]], title: str) -> Figure:
 def residual_hist(z: pl.DataFrame, title: str) -> Figure:
     """Distribution of the standardised bad-direction residual of each watched KPI."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    bins = np.linspace(0, 15, 61)
+    bins = np.linspace(0, 15, 61).tolist()
     for name in z.columns:
         vals = z[name].to_numpy()
         ax.hist(np.clip(vals[vals > 0], 0, 15), bins=bins, histtype="step", label=name)
-    ax.set(yscale="log", xlabel="robust z (bad direction, capped at 15)", ylabel="ROPs",
-           title=title)
+    ax.set(
+        yscale="log", xlabel="robust z (bad direction, capped at 15)", ylabel="ROPs", title=title
+    )
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 
 
-def worst_cells(scored: pl.DataFrame, events: pl.DataFrame, threshold: float, cells: int = 4
-                ) -> Figure:
+def worst_cells(
+    scored: pl.DataFrame, events: pl.DataFrame, threshold: float, cells: int = 4
+) -> Figure:
     """Anomaly score over time for the cells with the highest peak, true events shaded."""
-    worst = (scored.group_by("cell_id").agg(pl.col("anomaly_score").max())
-             .sort("anomaly_score", descending=True).head(cells)["cell_id"].to_list())
-    fig, axes = plt.subplots(len(worst) or 1, 1, figsize=(9, 1.9 * max(len(worst), 1)),
-                             sharex=True, squeeze=False)
+    worst = (
+        scored.group_by("cell_id")
+        .agg(pl.col("anomaly_score").max())
+        .sort("anomaly_score", descending=True)
+        .head(cells)["cell_id"]
+        .to_list()
+    )
+    fig, axes = plt.subplots(
+        len(worst) or 1, 1, figsize=(9, 1.9 * max(len(worst), 1)), sharex=True, squeeze=False
+    )
     for ax, cell in zip(axes[:, 0], worst, strict=False):
         one = scored.filter(pl.col("cell_id") == cell).sort("ts")
         ax.plot(one["ts"].to_list(), one["anomaly_score"].to_numpy(), lw=1)

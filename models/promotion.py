@@ -28,14 +28,24 @@ class Decision:
     reason: str
 
 
+# Metrics equal up to float noise count as equal (1 - 1e-16 is not "worse" than 1.0).
+_EPS = 1e-9
+
+
 def _gain(rule: PromotionRule, metric: str, new: float, old: float) -> float:
-    return new - old if rule.better(metric) else old - new
+    gain = new - old if rule.better(metric) else old - new
+    return 0.0 if abs(gain) < _EPS else gain
 
 
-def decide_promotion(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
-                     baseline: Mapping[str, float], rule: PromotionRule) -> Decision:
-    """Promote when the challenger beats the reference on the same hold-out: the current
-    champion if there is one, otherwise the simple baseline."""
+def decide_promotion(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    baseline: Mapping[str, float],
+    rule: PromotionRule,
+) -> Decision:
+    """Promote when the challenger wins on the same hold-out. Against a champion it must be
+    better by more than the margin (a tie keeps the model ops already trust); the first model
+    must only be at least as good as the best simple baseline."""
     name = rule.primary
     new = challenger.get(name, math.nan)
     if math.isnan(new):
@@ -43,19 +53,36 @@ def decide_promotion(challenger: Mapping[str, float], champion: Mapping[str, flo
     ref_name, ref = ("champion", champion) if champion is not None else ("baseline", baseline)
     old = ref.get(name, math.nan)
     if math.isnan(old):
-        return Decision(True, f"{ref_name} has no {name} on this hold-out; challenger "
-                              f"{name}={new:.4f} taken")
+        return Decision(
+            True, f"{ref_name} has no {name} on this hold-out; challenger {name}={new:.4f} taken"
+        )
     gain = _gain(rule, name, new, old)
-    if gain <= rule.margin:
-        return Decision(False, f"challenger {name}={new:.4f} does not beat {ref_name} "
-                               f"{old:.4f} by more than {rule.margin:g}; {ref_name} stays")
+    if champion is None and gain < rule.margin:
+        return Decision(
+            False,
+            f"challenger {name}={new:.4f} is worse than the baseline "
+            f"{old:.4f} (margin {rule.margin:g}); no champion yet",
+        )
+    if champion is not None and gain <= rule.margin:
+        return Decision(
+            False,
+            f"challenger {name}={new:.4f} does not beat champion "
+            f"{old:.4f} by more than {rule.margin:g}; champion stays",
+        )
     if champion is not None:
         for guard in rule.guards:
             g_new, g_old = challenger.get(guard, math.nan), champion.get(guard, math.nan)
-            if not (math.isnan(g_new) or math.isnan(g_old)) and \
-                    _gain(rule, guard, g_new, g_old) < -rule.tolerance:
-                return Decision(False, f"challenger beats champion on {name} ({new:.4f} vs "
-                                       f"{old:.4f}) but {guard} worsens beyond tolerance "
-                                       f"({g_new:.4f} vs {g_old:.4f})")
-    return Decision(True, f"challenger {name}={new:.4f} beats {ref_name} {old:.4f} "
-                          f"(margin {rule.margin:g})")
+            if (
+                not (math.isnan(g_new) or math.isnan(g_old))
+                and _gain(rule, guard, g_new, g_old) < -rule.tolerance
+            ):
+                return Decision(
+                    False,
+                    f"challenger beats champion on {name} ({new:.4f} vs "
+                    f"{old:.4f}) but {guard} worsens beyond tolerance "
+                    f"({g_new:.4f} vs {g_old:.4f})",
+                )
+    verb = "beats" if gain > 0 else "matches"
+    return Decision(
+        True, f"challenger {name}={new:.4f} {verb} {ref_name} {old:.4f} (margin {rule.margin:g})"
+    )

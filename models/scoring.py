@@ -23,14 +23,22 @@ def check_spec(model_spec: str, features_spec: str, what: str) -> None:
         )
 
 
-def score_features(features: pl.DataFrame, anomaly: AnomalyModel, congestion: CongestionModel,
-                   anomaly_ref: ModelRef, congestion_ref: ModelRef, settings: Settings,
-                   scored_at: datetime, spec_hash: str) -> pl.DataFrame:
+def score_features(
+    features: pl.DataFrame,
+    anomaly: AnomalyModel,
+    congestion: CongestionModel,
+    anomaly_ref: ModelRef,
+    congestion_ref: ModelRef,
+    settings: Settings,
+    scored_at: datetime,
+    spec_hash: str,
+) -> pl.DataFrame:
     """The score table for every feature row, sorted by (cell_id, ts)."""
     check_spec(anomaly.spec_hash, spec_hash, "anomaly")
     check_spec(congestion.spec_hash, spec_hash, "congestion")
     feats = features.sort("cell_id", "ts")
     anomalies = score_anomaly(anomaly, feats, settings)
     prob = pl.Series("congestion_prob", congestion.predict(feats))
-    return assemble_scores(feats, anomalies, prob, congestion.horizon, anomaly_ref,
-                           congestion_ref, scored_at)
+    return assemble_scores(
+        feats, anomalies, prob, congestion.horizon, anomaly_ref, congestion_ref, scored_at
+    )

@@ -21,6 +21,7 @@ import pandas as pd
 import polars as pl
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
 from cellpulse.errors import CellpulseError, NoChampionError
@@ -35,15 +36,14 @@ CHAMPION, PREVIOUS = "champion", "previous"
 _REQUIREMENTS = ("lightgbm", "polars", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
 
 
-class CellpulsePyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class CellpulsePyfunc(PythonModel):
     """MLflow's generic face of a cellpulse model, for `mlflow models serve` and friends.
     cellpulse itself unwraps it and calls the model directly on Polars frames."""
 
     def __init__(self, model: AnomalyModel | CongestionModel) -> None:
         self.model = model
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
-                ) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         frame = pl.from_pandas(model_input)
         if isinstance(self.model, AnomalyModel):
             scored = self.model.score(frame)
@@ -91,8 +91,13 @@ def code_version() -> str:
     """The git commit of the code that trained a model, or the package version."""
     root = Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()
     except OSError:
@@ -114,20 +119,28 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def log_candidate(candidate: Candidate, settings: Settings, decision: Decision,
-                  champion_metrics: dict[str, float] | None, input_example: pl.DataFrame,
-                  tags: dict[str, str]) -> Logged:
+def log_candidate(
+    candidate: Candidate,
+    settings: Settings,
+    decision: Decision,
+    champion_metrics: dict[str, float] | None,
+    input_example: pl.DataFrame,
+    tags: dict[str, str],
+) -> Logged:
     """Log one training run and register its model as a new version; move the champion
     alias there if the decision says so."""
     family = candidate.family
     name = MODEL_NAMES[family]
     exp = experiment_id(family, settings)
     split = candidate.split
-    run_name = (f"{family} {split.train_days[0]}..{split.train_days[1]} "
-                f"trees={candidate.params.get('num_trees')}")
+    run_name = (
+        f"{family} {split.train_days[0]}..{split.train_days[1]} "
+        f"trees={candidate.params.get('num_trees')}"
+    )
     example = input_example.drop("ts").to_pandas()
     all_tags = {
-        **tags, **split.tags(),
+        **tags,
+        **split.tags(),
         "code.version": code_version(),
         "promotion.decision": "promoted" if decision.promote else "kept champion",
         "promotion.reason": decision.reason,
@@ -146,13 +159,18 @@ def log_candidate(candidate: Candidate, settings: Settings, decision: Decision,
         wrapper = CellpulsePyfunc(candidate.model)
         signature = infer_signature(example, wrapper.predict(None, example))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=wrapper, signature=signature, input_example=example,
-            pip_requirements=pip_requirements(), registered_model_name=name,
+            name="model",
+            python_model=wrapper,
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            registered_model_name=name,
         )
         version = str(info.registered_model_version)
     client = MlflowClient()
-    client.set_model_version_tag(name, version, "feature_spec_hash",
-                                 tags.get("feature_spec_hash", ""))
+    client.set_model_version_tag(
+        name, version, "feature_spec_hash", tags.get("feature_spec_hash", "")
+    )
     client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
     if decision.promote:
         move_champion(family, version, decision.reason, actor="cellpulse train")
@@ -168,8 +186,13 @@ def move_champion(family: str, version: str, reason: str, actor: str) -> None:
     if old is not None and old != version:
         client.set_registered_model_alias(name, PREVIOUS, old)
     client.set_registered_model_alias(name, CHAMPION, version)
-    entry = {"at": datetime.now(UTC).isoformat(), "by": actor or os.environ.get("USER", "?"),
-             "from": old, "to": version, "why": reason}
+    entry = {
+        "at": datetime.now(UTC).isoformat(),
+        "by": actor or os.environ.get("USER", "?"),
+        "from": old,
+        "to": version,
+        "why": reason,
+    }
     history = alias_history(family)
     history.append(entry)
     client.set_registered_model_tag(name, "champion_history", json.dumps(history[-50:]))
@@ -214,8 +237,9 @@ def load_champion(family: str) -> Champion:
             f"{name} version {mv.version} could not be loaded ({str(exc).splitlines()[0]}); "
             f"roll back or retrain"
         ) from exc
-    return Champion(family, name, str(mv.version), str(mv.run_id),
-                    loaded.unwrap_python_model().model)
+    return Champion(
+        family, name, str(mv.version), str(mv.run_id), loaded.unwrap_python_model().model
+    )
 
 
 def run_metrics(run_id: str) -> dict[str, float]:

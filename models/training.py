@@ -91,25 +91,32 @@ def fault_events(events: pl.DataFrame | None) -> pl.DataFrame | None:
 
 # ---------------------------------------------------------------- anomaly
 
+
 def anomaly_params(settings: Settings) -> AnomalyParams:
     t = settings.train
-    return AnomalyParams(num_trees=t.num_trees, learning_rate=t.learning_rate,
-                         num_leaves=t.num_leaves, min_data_in_leaf=t.min_data_in_leaf,
-                         n_jobs=t.n_jobs, seed=t.seed)
+    return AnomalyParams(
+        num_trees=t.num_trees,
+        learning_rate=t.learning_rate,
+        num_leaves=t.num_leaves,
+        min_data_in_leaf=t.min_data_in_leaf,
+        n_jobs=t.n_jobs,
+        seed=t.seed,
+    )
 
 
-def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings
-                  ) -> pl.DataFrame:
+def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts)."""
     feats = features.sort("cell_id", "ts")
     scored = pl.concat([feats.select("cell_id", "ts"), model.score(feats)], how="horizontal")
-    flags = alert_flags(scored, model.threshold, settings.alerts.consecutive_rops,
-                        settings.rop_minutes)
+    flags = alert_flags(
+        scored, model.threshold, settings.alerts.consecutive_rops, settings.rop_minutes
+    )
     return scored.with_columns(flags)
 
 
-def evaluate_anomaly(model: AnomalyModel, holdout: pl.DataFrame, events: pl.DataFrame | None,
-                     settings: Settings) -> tuple[dict[str, float], pl.DataFrame]:
+def evaluate_anomaly(
+    model: AnomalyModel, holdout: pl.DataFrame, events: pl.DataFrame | None, settings: Settings
+) -> tuple[dict[str, float], pl.DataFrame]:
     """Hold-out metrics of an anomaly model. With labelled events: ranking and alerting
     quality; always: how much closer to the truth than a seasonal-naive guess it predicts."""
     scored = score_anomaly(model, holdout, settings)
@@ -117,16 +124,26 @@ def evaluate_anomaly(model: AnomalyModel, holdout: pl.DataFrame, events: pl.Data
     metrics: dict[str, float] = {"val_mae_ratio": _mae_ratio(model, holdout)}
     faults = fault_events(events)
     if faults is not None:
-        y = event_labels(scored, faults)
-        metrics |= {
-            "val_pr_auc": evaluation.pr_auc(y.to_numpy(), scored["anomaly_score"].to_numpy()),
-            "val_event_recall": evaluation.event_recall(scored, faults),
-            f"val_precision_at_{TOP_K}": evaluation.precision_at_k(
-                scored, y, "anomaly_score", TOP_K),
-            "val_false_alarms_per_100_cell_days": evaluation.false_alarms_per_100_cell_days(
-                scored, y, settings.rop_minutes),
-        }
+        metrics |= detection_metrics("val", scored, faults, settings)
     return metrics, scored
+
+
+def detection_metrics(
+    prefix: str, scored: pl.DataFrame, faults: pl.DataFrame, settings: Settings
+) -> dict[str, float]:
+    """How well flagged and ranked ROPs (`anomaly_score`, `is_anomaly`) find labelled faults:
+    the same names for the model and every baseline, so they line up side by side."""
+    y = event_labels(scored, faults)
+    return {
+        f"{prefix}_pr_auc": evaluation.pr_auc(y.to_numpy(), scored["anomaly_score"].to_numpy()),
+        f"{prefix}_event_recall": evaluation.event_recall(scored, faults),
+        f"{prefix}_precision_at_{TOP_K}": evaluation.precision_at_k(
+            scored, y, "anomaly_score", TOP_K
+        ),
+        f"{prefix}_false_alarms_per_100_cell_days": evaluation.false_alarms_per_100_cell_days(
+            scored, y, settings.rop_minutes
+        ),
+    }
 
 
 def _mae_ratio(model: AnomalyModel, holdout: pl.DataFrame) -> float:
@@ -149,8 +166,9 @@ def _mae_ratio(model: AnomalyModel, holdout: pl.DataFrame) -> float:
     return float(np.mean(ratios)) if ratios else float("nan")
 
 
-def anomaly_baselines(split: Split, events: pl.DataFrame | None, settings: Settings
-                      ) -> tuple[dict[str, float], np.ndarray]:
+def anomaly_baselines(
+    split: Split, events: pl.DataFrame | None, settings: Settings
+) -> tuple[dict[str, float], np.ndarray]:
     faults = fault_events(events)
     holdout = split.holdout.sort("cell_id", "ts")
     z = zscore_baseline(split.train, holdout)
@@ -159,28 +177,30 @@ def anomaly_baselines(split: Split, events: pl.DataFrame | None, settings: Setti
         scored = holdout.select("cell_id", "ts").with_columns(z.alias("anomaly_score"))
         flags = alert_flags(scored, 3.0, settings.alerts.consecutive_rops, settings.rop_minutes)
         scored = scored.with_columns(flags)
-        y = event_labels(scored, faults)
-        out |= {
-            "baseline_zscore_pr_auc": evaluation.pr_auc(y.to_numpy(), z.to_numpy()),
-            "baseline_zscore_event_recall": evaluation.event_recall(scored, faults),
-            f"baseline_zscore_precision_at_{TOP_K}": evaluation.precision_at_k(
-                scored, y, "anomaly_score", TOP_K),
-            "baseline_zscore_false_alarms_per_100_cell_days":
-                evaluation.false_alarms_per_100_cell_days(scored, y, settings.rop_minutes),
-        }
+        out |= detection_metrics("baseline_zscore", scored, faults, settings)
     return out, z.to_numpy()
 
 
 def anomaly_rule(settings: Settings, labelled: bool) -> PromotionRule:
     if labelled:
-        return PromotionRule("val_pr_auc", ("val_event_recall",), settings.train.promotion_margin,
-                             settings.train.guard_tolerance)
-    return PromotionRule("val_mae_ratio", (), settings.train.promotion_margin,
-                         settings.train.guard_tolerance, {"val_mae_ratio": False})
+        return PromotionRule(
+            "val_pr_auc",
+            ("val_event_recall",),
+            settings.train.promotion_margin,
+            settings.train.guard_tolerance,
+        )
+    return PromotionRule(
+        "val_mae_ratio",
+        (),
+        settings.train.promotion_margin,
+        settings.train.guard_tolerance,
+        {"val_mae_ratio": False},
+    )
 
 
-def train_anomaly(features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings,
-                  spec_hash: str) -> Candidate:
+def train_anomaly(
+    features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings, spec_hash: str
+) -> Candidate:
     split = split_by_time(features, settings.train.holdout_days)
     params = anomaly_params(settings)
     faults = fault_events(events)
@@ -190,46 +210,70 @@ def train_anomaly(features: pl.DataFrame, events: pl.DataFrame | None, settings:
     metrics, scored = evaluate_anomaly(model, split.holdout, events, settings)
     baselines, z_base = anomaly_baselines(split, events, settings)
     figures = {
-        "residuals.png": plots.residual_hist(model.zscores(split.holdout.sort("cell_id", "ts")),
-                                             "hold-out residuals"),
-        "worst_cells.png": plots.worst_cells(scored, faults if faults is not None
-                                             else pl.DataFrame(schema=_EVENT_SCHEMA),
-                                             model.threshold),
+        "residuals.png": plots.residual_hist(
+            model.zscores(split.holdout.sort("cell_id", "ts")), "hold-out residuals"
+        ),
+        "worst_cells.png": plots.worst_cells(
+            scored,
+            faults if faults is not None else pl.DataFrame(schema=_EVENT_SCHEMA),
+            model.threshold,
+        ),
     }
     if faults is not None:
         y = event_labels(scored, faults).to_numpy()
         figures["pr_curve.png"] = plots.pr_curves(
-            y, {"model": scored["anomaly_score"].to_numpy(), "per-cell z-score": z_base},
-            "anomaly: fault ROPs on hold-out")
+            y,
+            {"model": scored["anomaly_score"].to_numpy(), "per-cell z-score": z_base},
+            "anomaly: fault ROPs on hold-out",
+        )
     metrics["threshold"] = model.threshold
-    return Candidate(ANOMALY, model, {**asdict(params), "targets": len(model.targets),
-                                      "features": len(model.feature_names)},
-                     metrics, baselines, anomaly_rule(settings, faults is not None), split,
-                     figures, split.holdout.height)
+    return Candidate(
+        ANOMALY,
+        model,
+        {**asdict(params), "targets": len(model.targets), "features": len(model.feature_names)},
+        metrics,
+        baselines,
+        anomaly_rule(settings, faults is not None),
+        split,
+        figures,
+        split.holdout.height,
+    )
 
 
-_EVENT_SCHEMA = {"cell_id": pl.String, "type": pl.String, "start": pl.Datetime("us", "UTC"),
-                 "end": pl.Datetime("us", "UTC")}
+_EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "cell_id": pl.String(),
+    "type": pl.String(),
+    "start": pl.Datetime("us", "UTC"),
+    "end": pl.Datetime("us", "UTC"),
+}
 
 
 # ---------------------------------------------------------------- congestion
 
+
 def congestion_params(settings: Settings) -> CongestionParams:
     t = settings.train
-    return CongestionParams(num_trees=t.num_trees, learning_rate=t.learning_rate,
-                            num_leaves=t.num_leaves, min_data_in_leaf=t.min_data_in_leaf,
-                            n_jobs=t.n_jobs, seed=t.seed)
+    return CongestionParams(
+        num_trees=t.num_trees,
+        learning_rate=t.learning_rate,
+        num_leaves=t.num_leaves,
+        min_data_in_leaf=t.min_data_in_leaf,
+        n_jobs=t.n_jobs,
+        seed=t.seed,
+    )
 
 
-def congestion_labels(features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
-                      ) -> pl.DataFrame:
+def congestion_labels(
+    features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
+) -> pl.DataFrame:
     """Per feature row: `congested_within` (target), `congested_now` (persistence baseline)
     and `congested_last_week` (seasonal-naive baseline)."""
     rule = settings.congestion
     flags = congestion_flags(kpis, rule, settings.rop_minutes)
     target = congestion_target(flags, rule.horizon_minutes, settings.rop_minutes)
     week_ago = target.select(
-        "cell_id", (pl.col("ts") + timedelta(days=7)).alias("ts"),
+        "cell_id",
+        (pl.col("ts") + timedelta(days=7)).alias("ts"),
         pl.col("congested_within").alias("congested_last_week"),
     )
     return (
@@ -240,16 +284,18 @@ def congestion_labels(features: pl.DataFrame, kpis: pl.DataFrame, settings: Sett
     )
 
 
-def evaluate_congestion(model: CongestionModel, holdout: pl.DataFrame, labels: pl.DataFrame
-                        ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+def evaluate_congestion(
+    model: CongestionModel, holdout: pl.DataFrame, labels: pl.DataFrame
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     prob = model.predict(holdout)[known]
     return evaluation.classification_metrics("val", y, prob), y, prob
 
 
-def congestion_baselines(holdout: pl.DataFrame, labels: pl.DataFrame, settings: Settings
-                         ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def congestion_baselines(
+    holdout: pl.DataFrame, labels: pl.DataFrame, settings: Settings
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     scores = {
@@ -266,12 +312,18 @@ def congestion_baselines(holdout: pl.DataFrame, labels: pl.DataFrame, settings: 
 
 
 def congestion_rule(settings: Settings) -> PromotionRule:
-    return PromotionRule("val_pr_auc", ("val_brier",), settings.train.promotion_margin,
-                         settings.train.guard_tolerance, {"val_brier": False})
+    return PromotionRule(
+        "val_pr_auc",
+        ("val_brier",),
+        settings.train.promotion_margin,
+        settings.train.guard_tolerance,
+        {"val_brier": False},
+    )
 
 
-def train_congestion(features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings,
-                     spec_hash: str) -> Candidate:
+def train_congestion(
+    features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings, spec_hash: str
+) -> Candidate:
     split = split_by_time(features, settings.train.holdout_days)
     params = congestion_params(settings)
     train = _sample(split.train, settings.train.max_train_rows, params.seed)
@@ -281,28 +333,48 @@ def train_congestion(features: pl.DataFrame, kpis: pl.DataFrame, settings: Setti
             "no congestion in the training window under the configured rule "
             f"({settings.congestion.model_dump()}); widen the window or adjust the rule"
         )
-    model = CongestionModel.fit(train, train_labels["congested_within"],
-                                settings.congestion.horizon_minutes, spec_hash, params)
+    model = CongestionModel.fit(
+        train,
+        train_labels["congested_within"],
+        settings.congestion.horizon_minutes,
+        spec_hash,
+        params,
+    )
     holdout = split.holdout.sort("cell_id", "ts")
     labels = congestion_labels(holdout, kpis, settings)
     metrics, y, prob = evaluate_congestion(model, holdout, labels)
     baselines, base_scores = congestion_baselines(holdout, labels, settings)
     figures = {
-        "pr_curve.png": plots.pr_curves(y, {"model": prob, **base_scores},
-                                        f"congestion within {model.horizon}: hold-out"),
+        "pr_curve.png": plots.pr_curves(
+            y, {"model": prob, **base_scores}, f"congestion within {model.horizon}: hold-out"
+        ),
         "feature_importance.png": plots.importance(model.importance(), "congestion: top features"),
     }
-    return Candidate(CONGESTION, model, {**asdict(params), "horizon_minutes":
-                                         settings.congestion.horizon_minutes,
-                                         "features": len(model.feature_names),
-                                         **{f"rule_{k}": v for k, v in
-                                            settings.congestion.model_dump().items()}},
-                     metrics, baselines, congestion_rule(settings), split, figures,
-                     holdout.height)
+    return Candidate(
+        CONGESTION,
+        model,
+        {
+            **asdict(params),
+            "horizon_minutes": settings.congestion.horizon_minutes,
+            "features": len(model.feature_names),
+            **{f"rule_{k}": v for k, v in settings.congestion.model_dump().items()},
+        },
+        metrics,
+        baselines,
+        congestion_rule(settings),
+        split,
+        figures,
+        holdout.height,
+    )
 
 
-def evaluate_on_holdout(candidate: Candidate, model: Any, events: pl.DataFrame | None,
-                        kpis: pl.DataFrame, settings: Settings) -> dict[str, float]:
+def evaluate_on_holdout(
+    candidate: Candidate,
+    model: Any,
+    events: pl.DataFrame | None,
+    kpis: pl.DataFrame,
+    settings: Settings,
+) -> dict[str, float]:
     """Metrics of another model (the champion) on the candidate's own hold-out, so the
     promotion gate compares like with like."""
     holdout = candidate.split.holdout.sort("cell_id", "ts")

@@ -30,8 +30,9 @@ OUTAGE_CELL = 4
 
 def tiny_settings(home: os.PathLike[str] | str) -> Settings:
     """Tiny models, one thread: tests prove behaviour, not quality at scale."""
-    return Settings(home=home, train=TrainSettings(num_trees=25, n_jobs=1, holdout_days=2,
-                                                   min_data_in_leaf=20))
+    return Settings(
+        home=home, train=TrainSettings(num_trees=25, n_jobs=1, holdout_days=2, min_data_in_leaf=20)
+    )
 
 
 @pytest.fixture
@@ -57,8 +58,9 @@ def outage_events(topo: Topology, day: int = 8, hours: float = 6.0) -> pl.DataFr
 
     start = datetime(START.year, START.month, START.day, 9, tzinfo=UTC)
     start = start.replace(day=START.day + day)
-    return pl.DataFrame([make_event(topo, OUTAGE_CELL, "outage", start, hours)],
-                        schema=EVENT_SCHEMA)
+    return pl.DataFrame(
+        [make_event(topo, OUTAGE_CELL, "outage", start, hours)], schema=EVENT_SCHEMA
+    )
 
 
 @pytest.fixture(scope="session")

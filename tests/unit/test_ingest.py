@@ -44,11 +44,14 @@ def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
     stored = kpi_rows(settings)
     assert stored.height == truth.height
     assert stored.equals(truth.sort("cell_id", "ts").select(stored.columns))
-    parts = sorted(p.relative_to(settings.lake_dir / "kpi").parts[:2]
-                   for p in (settings.lake_dir / "kpi").rglob("part.parquet"))
+    parts = sorted(
+        p.relative_to(settings.lake_dir / "kpi").parts[:2]
+        for p in (settings.lake_dir / "kpi").rglob("part.parquet")
+    )
     regions = sorted(truth["region"].unique())
-    assert parts == sorted((f"date={d}", f"region={r}") for d in ("2026-01-05", "2026-01-06")
-                           for r in regions)
+    assert parts == sorted(
+        (f"date={d}", f"region={r}") for d in ("2026-01-05", "2026-01-06") for r in regions
+    )
 
 
 def test_second_ingest_changes_nothing(settings):
@@ -75,8 +78,9 @@ def test_redelivered_rop_replaces_the_earlier_values_and_marks_days_stale(settin
     assert summary.count("ingested") == 1
     stored = kpi_rows(settings)
     assert stored.height == truth.height
-    row = stored.filter((pl.col("cell_id") == first["cell_id"][0])
-                        & (pl.col("ts") == first["ts"][0]))
+    row = stored.filter(
+        (pl.col("cell_id") == first["cell_id"][0]) & (pl.col("ts") == first["ts"][0])
+    )
     assert row["prb_util_dl_pct"].to_list() == [42.0]
     with Ledger(settings.ledger_path) as ledger:
         assert [str(d) for d in ledger.stale("features")] == ["2026-01-05"]
@@ -100,17 +104,25 @@ def broken_file(landing: Path) -> tuple[Path, pl.DataFrame]:
     _, day = next(iter_days(CFG))
     rows = day.head(10).with_columns(pl.col("ts").dt.offset_by("1d"))  # fresh keys
     rows = rows.with_columns(
-        pl.when(pl.int_range(pl.len()) == 0).then(120.0).otherwise(pl.col("prb_util_dl_pct"))
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(120.0)
+        .otherwise(pl.col("prb_util_dl_pct"))
         .alias("prb_util_dl_pct"),
-        pl.when(pl.int_range(pl.len()) == 1).then(-3.0).otherwise(pl.col("ho_att"))
-        .alias("ho_att"),
-        pl.when(pl.int_range(pl.len()) == 2).then(pl.col("rrc_estab_att") + 5)
-        .otherwise(pl.col("rrc_estab_succ")).alias("rrc_estab_succ"),
-        pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise(pl.col("cqi_mean"))
+        pl.when(pl.int_range(pl.len()) == 1).then(-3.0).otherwise(pl.col("ho_att")).alias("ho_att"),
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.col("rrc_estab_att") + 5)
+        .otherwise(pl.col("rrc_estab_succ"))
+        .alias("rrc_estab_succ"),
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(float("nan"))
+        .otherwise(pl.col("cqi_mean"))
         .alias("cqi_mean"),
-        pl.when(pl.int_range(pl.len()) == 4).then(pl.col("ts") + timedelta(minutes=7))
-        .when(pl.int_range(pl.len()) == 5).then(pl.lit(NOW + timedelta(days=3)))
-        .otherwise(pl.col("ts")).alias("ts"),
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(pl.col("ts") + timedelta(minutes=7))
+        .when(pl.int_range(pl.len()) == 5)
+        .then(pl.lit(NOW + timedelta(days=3)))
+        .otherwise(pl.col("ts"))
+        .alias("ts"),
     )
     path = landing / "A_broken.parquet"
     lake.atomic_write_parquet(rows, path)
@@ -118,17 +130,21 @@ def broken_file(landing: Path) -> tuple[Path, pl.DataFrame]:
 
 
 def test_bad_rows_are_quarantined_with_every_reason_and_the_rest_accepted(settings):
-    path, rows = broken_file(settings.landing_dir)
+    path, _rows = broken_file(settings.landing_dir)
     raw_hash = file_sha256(path)
     summary = ingest_files([path], settings, NOW)
     result = summary.files[0]
     assert (result.rows_in, result.rows_accepted, result.rows_quarantined) == (10, 4, 6)
     quarantined = pl.read_parquet(settings.quarantine_dir / f"{path.name}.rows.parquet")
     reasons = " | ".join(quarantined["reason"].to_list())
-    for expected in ("prb_util_dl_pct: above 100", "ho_att: below 0",
-                     "rrc_estab_succ: rrc_estab_succ > rrc_estab_att",
-                     "cqi_mean: NaN or infinite", "ts: not aligned to the 15-minute ROP",
-                     "ts: more than 60 min in the future"):
+    for expected in (
+        "prb_util_dl_pct: above 100",
+        "ho_att: below 0",
+        "rrc_estab_succ: rrc_estab_succ > rrc_estab_att",
+        "cqi_mean: NaN or infinite",
+        "ts: not aligned to the 15-minute ROP",
+        "ts: more than 60 min in the future",
+    ):
         assert expected in reasons
     assert quarantined.filter(pl.col("_row") == 0)["prb_util_dl_pct"].item() == 120.0
     report = (settings.quarantine_dir / f"{path.name}.report.txt").read_text()
@@ -152,20 +168,33 @@ def test_rows_of_foreign_regions_are_refused_when_residency_is_set(settings):
     summary = ingest_files([settings.landing_dir], own, NOW)
     assert summary.rows_accepted == truth.filter(pl.col("region") == "north").height
     assert set(kpi_rows(own)["region"]) == {"north"}
-    assert "region not held by this installation" in next(
-        own.quarantine_dir.glob("*.report.txt")).read_text()
+    assert (
+        "region not held by this installation"
+        in next(own.quarantine_dir.glob("*.report.txt")).read_text()
+    )
 
 
-@pytest.mark.parametrize("make,needle", [
-    (lambda p: pl.DataFrame({"cell": ["a"], "ts": [NOW]}).write_parquet(p),
-     "missing key column(s) cell_id"),
-    (lambda p: p.write_bytes(b""), "the file is empty"),
-    (lambda p: p.write_bytes(b"PAR1\x00\x01garbage"), "not a readable parquet file"),
-    (lambda p: pl.DataFrame({"cell_id": ["a"], "ts": ["2026-01-05 00:00"]}).write_parquet(p),
-     "expected a timestamp"),
-    (lambda p: pl.DataFrame({"cell_id": ["a"], "ts": [datetime(2026, 1, 5)]}).write_parquet(p),
-     "has no timezone"),
-])
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (
+            lambda p: pl.DataFrame({"cell": ["a"], "ts": [NOW]}).write_parquet(p),
+            "missing key column(s) cell_id",
+        ),
+        (lambda p: p.write_bytes(b""), "the file is empty"),
+        (lambda p: p.write_bytes(b"PAR1\x00\x01garbage"), "not a readable parquet file"),
+        (
+            lambda p: pl.DataFrame({"cell_id": ["a"], "ts": ["2026-01-05 00:00"]}).write_parquet(p),
+            "expected a timestamp",
+        ),
+        (
+            lambda p: pl.DataFrame({"cell_id": ["a"], "ts": [datetime(2026, 1, 5)]}).write_parquet(
+                p
+            ),
+            "has no timezone",
+        ),
+    ],
+)
 def test_unusable_files_are_rejected_with_a_clear_reason(settings, make, needle):
     path = settings.landing_dir / "A_bad.parquet"
     path.parent.mkdir(parents=True)
@@ -185,10 +214,15 @@ def test_unsupported_file_type_is_rejected(settings, tmp_path):
 
 
 def test_text_in_a_numeric_column_is_reported_not_lost(settings):
-    raw = pl.DataFrame({"cell_id": ["a", "b"], "ts": [NOW - timedelta(hours=1)] * 2,
-                        "prb_util_dl_pct": ["55.5", "#VALUE!"]})
+    raw = pl.DataFrame(
+        {
+            "cell_id": ["a", "b"],
+            "ts": [NOW - timedelta(hours=1)] * 2,
+            "prb_util_dl_pct": ["55.5", "#VALUE!"],
+        }
+    )
     conformed, _ = conform(raw, "x.parquet")
-    good, bad, problems = validate(conformed, settings, NOW)
+    good, bad, _problems = validate(conformed, settings, NOW)
     assert good["prb_util_dl_pct"].to_list() == [55.5]
     assert bad["reason"].to_list() == ["prb_util_dl_pct: not a number"]
 
@@ -197,7 +231,7 @@ def test_duplicate_keys_in_one_file_keep_the_last_row(settings):
     ts = NOW - timedelta(hours=1)
     raw = pl.DataFrame({"cell_id": ["a", "a"], "ts": [ts, ts], "prb_util_dl_pct": [10.0, 20.0]})
     conformed, _ = conform(raw, "x.parquet")
-    good, bad, problems = validate(conformed, settings, NOW)
+    good, _bad, problems = validate(conformed, settings, NOW)
     assert good["prb_util_dl_pct"].to_list() == [20.0]
     assert any("duplicate key" in p.rule for p in problems)
 

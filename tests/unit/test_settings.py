@@ -15,8 +15,7 @@ def test_defaults_put_everything_under_an_absolute_home(tmp_path, monkeypatch):
     assert s.congestion.prb_util_min_pct == 80
 
 
-def test_environment_overrides_config_file_and_flags_override_environment(tmp_path,
-                                                                          monkeypatch):
+def test_environment_overrides_config_file_and_flags_override_environment(tmp_path, monkeypatch):
     cfg = tmp_path / "cellpulse.yaml"
     cfg.write_text("rop_minutes: 60\ntrain:\n  num_trees: 7\nalerts:\n  consecutive_rops: 5\n")
     monkeypatch.setenv("CELLPULSE_TRAIN__NUM_TREES", "9")

@@ -61,12 +61,18 @@ def test_daily_profile_peaks_where_the_area_type_says():
     cfg = SimulationConfig(cells=300, days=1, seed=2, events_per_cell_day=0.0)  # a Monday
     topo = build_topology(cfg)
     day = simulate_day(topo, draw_events(topo, cfg), cfg, 0)
-    areas = pl.DataFrame({"cell_id": topo.cell_id.tolist(),
-                          "area": [AREA_TYPES[a] for a in topo.area]})
-    hourly = (day.join(areas, on="cell_id").group_by("area", pl.col("ts").dt.hour().alias("h"))
-              .agg(pl.col("prb_util_dl_pct").mean()))
-    peak = {a: hourly.filter(pl.col("area") == a).sort("prb_util_dl_pct")["h"][-1]
-            for a in ("business", "residential")}
+    areas = pl.DataFrame(
+        {"cell_id": topo.cell_id.tolist(), "area": [AREA_TYPES[a] for a in topo.area]}
+    )
+    hourly = (
+        day.join(areas, on="cell_id")
+        .group_by("area", pl.col("ts").dt.hour().alias("h"))
+        .agg(pl.col("prb_util_dl_pct").mean())
+    )
+    peak = {
+        a: hourly.filter(pl.col("area") == a).sort("prb_util_dl_pct")["h"][-1]
+        for a in ("business", "residential")
+    }
     assert 9 <= peak["business"] <= 16
     assert 18 <= peak["residential"] <= 22
 
@@ -74,8 +80,11 @@ def test_daily_profile_peaks_where_the_area_type_says():
 def test_outage_leaves_its_footprint(tiny_network):
     topo, events, kpis = tiny_network
     ev = events.row(0, named=True)
-    during = kpis.filter((pl.col("cell_id") == ev["cell_id"]) & (pl.col("ts") >= ev["start"])
-                         & (pl.col("ts") < ev["end"]))
+    during = kpis.filter(
+        (pl.col("cell_id") == ev["cell_id"])
+        & (pl.col("ts") >= ev["start"])
+        & (pl.col("ts") < ev["end"])
+    )
     assert during.height == 24  # 6 hours of 15-minute ROPs
     assert (during["unavail_s"] == 900).all()
     assert (during["dl_volume_mbit"] == 0).all()
@@ -83,20 +92,26 @@ def test_outage_leaves_its_footprint(tiny_network):
     # Its site's other sectors absorb the traffic.
     sibling = topo.cell_id[OUTAGE_CELL + 1 if OUTAGE_CELL % 3 < 2 else OUTAGE_CELL - 1]
     same_time_day_before = kpis.filter(
-        (pl.col("cell_id") == sibling) & (pl.col("ts") >= ev["start"] - timedelta(days=7))
-        & (pl.col("ts") < ev["end"] - timedelta(days=7)))
-    during_sib = kpis.filter((pl.col("cell_id") == sibling) & (pl.col("ts") >= ev["start"])
-                             & (pl.col("ts") < ev["end"]))
+        (pl.col("cell_id") == sibling)
+        & (pl.col("ts") >= ev["start"] - timedelta(days=7))
+        & (pl.col("ts") < ev["end"] - timedelta(days=7))
+    )
+    during_sib = kpis.filter(
+        (pl.col("cell_id") == sibling) & (pl.col("ts") >= ev["start"]) & (pl.col("ts") < ev["end"])
+    )
     assert during_sib["rrc_conn_mean"].mean() > 1.1 * same_time_day_before["rrc_conn_mean"].mean()
 
 
-@pytest.mark.parametrize("kind,column,direction", [
-    ("sleeping_cell", "dl_volume_mbit", "down"),
-    ("throughput_degradation", "dl_ue_thp_mbps", "down"),
-    ("accessibility_drop", "rrc_estab_succ", "down"),
-    ("interference", "ul_interference_dbm", "up"),
-    ("surge", "prb_util_dl_pct", "up"),
-])
+@pytest.mark.parametrize(
+    "kind,column,direction",
+    [
+        ("sleeping_cell", "dl_volume_mbit", "down"),
+        ("throughput_degradation", "dl_ue_thp_mbps", "down"),
+        ("accessibility_drop", "rrc_estab_succ", "down"),
+        ("interference", "ul_interference_dbm", "up"),
+        ("surge", "prb_util_dl_pct", "up"),
+    ],
+)
 def test_each_event_type_moves_its_kpi(kind, column, direction):
     cfg = SimulationConfig(cells=6, days=2, seed=4, events_per_cell_day=0.0)
     topo = build_topology(cfg)

@@ -1,0 +1,121 @@
+"""The whole pipeline through real Prefect and real MLflow on a tiny simulated network."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from cellpulse import lake
+from cellpulse.cli import app
+from cellpulse.errors import NoChampionError
+from cellpulse.flows.pipeline import pipeline_flow
+from cellpulse.models import tracking
+from cellpulse.publish import SCORE_COLUMNS
+from cellpulse.simulator import build_topology, write_network
+from tests.conftest import OUTAGE_CELL, TINY, outage_events, tiny_settings
+
+
+def simulate_into(settings):
+    topo = build_topology(TINY)
+    events = outage_events(topo)
+    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    return topo, events
+
+
+def counts(settings) -> dict[str, int]:
+    out = {
+        name: lake.Dataset(settings.lake_dir / name).read().height
+        for name in ("kpi", "features", "scores")
+    }
+    with duckdb.connect(str(settings.ops_store_path), read_only=True) as con:
+        for table in ("scores", "alerts"):
+            out[f"ops_{table}"] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return out
+
+
+def test_pipeline_end_to_end_and_idempotent(tmp_path):
+    settings = tiny_settings(tmp_path / "home")
+    topo, events = simulate_into(settings)
+    result = pipeline_flow(settings)
+
+    rows = TINY.cells * TINY.days * TINY.rops_per_day
+    assert result.ingest.rows_accepted == rows
+    assert result.features is not None and result.features.rows == rows
+    assert result.train is not None
+    assert result.score is not None and result.score.rows == rows
+
+    scores = lake.Dataset(settings.lake_dir / "scores").read()
+    assert scores.columns == list(SCORE_COLUMNS)
+    assert scores.height == rows
+    assert scores.select("cell_id", "ts").is_duplicated().sum() == 0
+
+    # The injected outage cell is the worst cell of the outage day.
+    ev = events.row(0, named=True)
+    day = scores.filter(pl.col("ts").dt.date() == ev["start"].date())
+    ranking = (
+        day.group_by("cell_id")
+        .agg(pl.col("anomaly_score").max())
+        .sort("anomaly_score", descending=True)
+    )
+    assert ranking["cell_id"][0] == topo.cell_id[OUTAGE_CELL]
+    assert day.filter(pl.col("cell_id") == topo.cell_id[OUTAGE_CELL])["is_anomaly"].any()
+
+    tracking.configure(settings)
+    for family in ("anomaly", "congestion"):
+        assert tracking.champion_version(family) == "1"
+        champion = tracking.load_champion(family)
+        assert champion.model.spec_hash == result.features.spec_hash
+    assert set(scores["anomaly_model_version"]) == {"1"}
+
+    first = counts(settings)
+    assert first["ops_scores"] == rows and first["ops_alerts"] >= 1
+
+    again = pipeline_flow(settings)
+    assert again.ingest.count("skipped") == result.ingest.count("ingested")
+    assert again.features is None and again.train is None and again.score is None
+    assert counts(settings) == first
+
+
+def test_scoring_without_a_champion_is_a_clear_error(tmp_path):
+    settings = tiny_settings(tmp_path / "home")
+    tracking.configure(settings)
+    with pytest.raises(NoChampionError, match="run `cellpulse train`"):
+        tracking.load_champion("anomaly")
+
+
+def test_cli_commands_run_the_stages_and_explain_errors(tmp_path, restore_environ):
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+
+    missing = runner.invoke(app, ["features", "--home", home])
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.output and "Traceback" not in missing.output
+
+    sim = runner.invoke(app, ["simulate", "--cells", "6", "--days", "8", "--home", home])
+    assert sim.exit_code == 0, sim.output
+    assert "simulated 6 cells" in sim.output
+
+    ing = runner.invoke(app, ["ingest", "--home", home])
+    assert ing.exit_code == 0, ing.output
+    assert "192 files ingested" in ing.output
+
+    feats = runner.invoke(
+        app, ["features", "--home", home, "--from", "2026-01-10", "--to", "2026-01-12"]
+    )
+    assert feats.exit_code == 0, feats.output
+    assert "features: 3 days (2026-01-10 to 2026-01-12)" in feats.output
+
+    nodata = runner.invoke(app, ["features", "--home", home, "--from", "2027-01-01"])
+    assert nodata.exit_code == 2 and "no ingested KPIs between" in nodata.output
+
+    nochamp = runner.invoke(app, ["score", "--home", home])
+    assert nochamp.exit_code == 2
+    assert "no cellpulse-anomaly@champion" in nochamp.output
+
+    foreign = tmp_path / "foreign.parquet"
+    pl.DataFrame({"CGI": ["x"], "PERIOD_START": ["2026-01-05"]}).write_parquet(foreign)
+    bad = runner.invoke(app, ["ingest", "--home", home, str(foreign)])
+    assert bad.exit_code == 2
+    assert "missing key column(s) cell_id, ts" in bad.output and str(foreign) in bad.output

@@ -1,0 +1,133 @@
+"""Behavioural model tests on a tiny simulated network with one known outage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cellpulse.features.builder import build_features
+from cellpulse.features.spec import default_spec
+from cellpulse.models import training
+from cellpulse.models.anomaly import alert_flags
+from cellpulse.models.promotion import PromotionRule, decide_promotion
+from tests.conftest import OUTAGE_CELL, tiny_settings
+
+SPEC = default_spec(15)
+
+
+@pytest.fixture(scope="module")
+def features(tiny_network):
+    return build_features(tiny_network[2], SPEC, rop_minutes=15, min_denominator=10)
+
+
+@pytest.fixture(scope="module")
+def anomaly(tiny_network, features, tmp_path_factory):
+    settings = tiny_settings(tmp_path_factory.mktemp("home"))
+    return training.train_anomaly(features, tiny_network[1], settings, SPEC.hash()), settings
+
+
+def test_injected_outage_outranks_every_normal_cell(tiny_network, anomaly):
+    topo, events, _ = tiny_network
+    candidate, settings = anomaly
+    holdout = candidate.split.holdout
+    scored = training.score_anomaly(candidate.model, holdout, settings)
+    ev = events.row(0, named=True)
+    during = scored.filter((pl.col("ts") >= ev["start"]) & (pl.col("ts") < ev["end"]))
+    worst = during.group_by("cell_id").agg(
+        pl.col("anomaly_score").min().alias("low"), pl.col("anomaly_score").max().alias("high")
+    )
+    outage = worst.filter(pl.col("cell_id") == topo.cell_id[OUTAGE_CELL])
+    others = worst.filter(pl.col("cell_id") != topo.cell_id[OUTAGE_CELL])
+    # Sustained: even its weakest ROP of the outage beats every other cell's strongest.
+    assert outage["low"].item() > others["high"].max()
+    flagged = during.filter(pl.col("cell_id") == topo.cell_id[OUTAGE_CELL])
+    assert flagged["is_anomaly"].sum() >= flagged.height - 2  # all but the first N-1 ROPs
+    assert "availability_pct" in flagged["anomaly_kpis"][5].to_list()
+    assert candidate.metrics["val_event_recall"] == 1.0
+
+
+def test_scores_ignore_row_and_column_order(anomaly):
+    candidate, settings = anomaly
+    holdout = candidate.split.holdout
+    base = training.score_anomaly(candidate.model, holdout, settings)
+    shuffled = holdout.sample(fraction=1.0, shuffle=True, seed=3)
+    shuffled = shuffled.select(list(reversed(shuffled.columns)))
+    again = training.score_anomaly(candidate.model, shuffled, settings)
+    assert again.equals(base)
+
+
+def test_same_seed_gives_the_same_model_and_scores(tiny_network, features, anomaly):
+    candidate, settings = anomaly
+    twin = training.train_anomaly(features, tiny_network[1], settings, SPEC.hash())
+    holdout = candidate.split.holdout
+    a = candidate.model.score(holdout)["anomaly_score"].to_numpy()
+    b = twin.model.score(holdout)["anomaly_score"].to_numpy()
+    assert np.array_equal(a, b)
+    assert twin.metrics == candidate.metrics
+
+
+def test_congestion_model_beats_its_baselines_and_is_a_probability(
+    tiny_network, features, tmp_path
+):
+    settings = tiny_settings(tmp_path)
+    candidate = training.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    prob = candidate.model.predict(candidate.split.holdout)
+    assert ((prob >= 0) & (prob <= 1)).all()
+    metrics, baselines = candidate.metrics, candidate.baselines
+    assert set(baselines) >= {
+        "baseline_persistence_pr_auc",
+        "baseline_seasonal_pr_auc",
+        "baseline_threshold_pr_auc",
+    }
+    if not math.isnan(metrics["val_pr_auc"]):
+        assert metrics["val_pr_auc"] >= baselines["baseline_persistence_pr_auc"]
+
+
+def test_alert_needs_consecutive_anomalous_rops():
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    scores = [1, 9, 9, 1, 9, 9, 9, 9, 1]
+    df = pl.DataFrame(
+        {
+            "cell_id": ["a"] * 9,
+            "ts": [t0 + timedelta(minutes=15 * i) for i in range(9)],
+            "anomaly_score": [float(s) for s in scores],
+        }
+    )
+    flags = alert_flags(df, threshold=5.0, consecutive=3, rop_minutes=15).to_list()
+    assert flags == [False, False, False, False, False, False, True, True, False]
+
+
+RULE = PromotionRule(
+    "val_pr_auc", ("val_brier",), margin=0.01, tolerance=0.02, higher_is_better={"val_brier": False}
+)
+
+
+def test_first_model_must_beat_the_baseline():
+    assert decide_promotion({"val_pr_auc": 0.6}, None, {"val_pr_auc": 0.3}, RULE).promote
+    no = decide_promotion({"val_pr_auc": 0.3}, None, {"val_pr_auc": 0.5}, RULE)
+    assert not no.promote and "worse than the baseline" in no.reason
+    tie = decide_promotion(
+        {"val_pr_auc": 1.0}, None, {"val_pr_auc": 1.0}, PromotionRule("val_pr_auc")
+    )
+    assert tie.promote and "matches baseline" in tie.reason
+
+
+def test_worse_challenger_is_not_promoted():
+    champion = {"val_pr_auc": 0.7, "val_brier": 0.01}
+    worse = decide_promotion({"val_pr_auc": 0.65, "val_brier": 0.01}, champion, {}, RULE)
+    assert not worse.promote and "champion stays" in worse.reason
+    within_margin = decide_promotion({"val_pr_auc": 0.705, "val_brier": 0.01}, champion, {}, RULE)
+    assert not within_margin.promote
+
+
+def test_better_challenger_is_promoted_unless_a_guard_breaks():
+    champion = {"val_pr_auc": 0.7, "val_brier": 0.01}
+    better = decide_promotion({"val_pr_auc": 0.8, "val_brier": 0.011}, champion, {}, RULE)
+    assert better.promote and "beats champion" in better.reason
+    guard = decide_promotion({"val_pr_auc": 0.8, "val_brier": 0.05}, champion, {}, RULE)
+    assert not guard.promote and "val_brier" in guard.reason
