@@ -73,9 +73,10 @@ def worst_cells(
         ax.plot(one["ts"].to_list(), one["anomaly_score"].to_numpy(), lw=1)
         ax.axhline(threshold, color="red", ls="--", lw=0.8)
         for ev in events.filter(pl.col("cell_id") == cell).iter_rows(named=True):
-            ax.axvspan(ev["start"], ev["end"], color="orange", alpha=0.3)
+            load = ev.get("kind") == "load"  # surges: not faults, but ops will see them
+            ax.axvspan(ev["start"], ev["end"], color="grey" if load else "orange", alpha=0.3)
             ax.text(ev["start"], ax.get_ylim()[1] * 0.85, ev["type"], fontsize=7)
         ax.set_ylabel(cell, fontsize=7)
-    axes[0, 0].set_title("anomaly score, worst cells (shaded: labelled events)")
+    axes[0, 0].set_title("anomaly score, worst cells (orange: labelled faults, grey: surges)")
     fig.tight_layout()
     return fig

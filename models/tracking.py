@@ -7,7 +7,10 @@ holds. Everything else in cellpulse works on plain models and tables.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
@@ -73,6 +76,8 @@ class Logged:
 def configure(settings: Settings) -> None:
     """Point MLflow at this installation's store. Call after cellpulse.runtime set the env."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    # MLflow narrates every step at INFO; the CLI prints its own summary instead.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
 
@@ -137,7 +142,14 @@ def log_candidate(
         f"{family} {split.train_days[0]}..{split.train_days[1]} "
         f"trees={candidate.params.get('num_trees')}"
     )
-    example = input_example.drop("ts").to_pandas()
+    # Numbers as floats: a count that is missing at scoring time must not break the schema.
+    example = (
+        input_example.drop("ts")
+        .with_columns(
+            pl.selectors.numeric().cast(pl.Float64), pl.selectors.boolean().cast(pl.Float64)
+        )
+        .to_pandas()
+    )
     all_tags = {
         **tags,
         **split.tags(),
@@ -158,14 +170,17 @@ def log_candidate(
         mlflow.log_text(decision.reason + "\n", "promotion.txt")
         wrapper = CellpulsePyfunc(candidate.model)
         signature = infer_signature(example, wrapper.predict(None, example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=wrapper,
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            registered_model_name=name,
-        )
+        # The registry prints "Successfully registered model ..." to stderr; the CLI reports
+        # the version itself, so keep that chatter out of the user's terminal.
+        with contextlib.redirect_stderr(io.StringIO()):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=wrapper,
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements(),
+                registered_model_name=name,
+            )
         version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_model_version_tag(

@@ -215,7 +215,7 @@ def train_anomaly(
         ),
         "worst_cells.png": plots.worst_cells(
             scored,
-            faults if faults is not None else pl.DataFrame(schema=_EVENT_SCHEMA),
+            events if events is not None else pl.DataFrame(schema=_EVENT_SCHEMA),
             model.threshold,
         ),
     }
