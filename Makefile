@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/pip --disable-pip-version-check --quiet
 
-.PHONY: install demo test lint lock clean
+.PHONY: install demo test lint bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: $(STAMP)  ## run the benchmarks and record them in bench/RESULTS.md
+	$(BIN)/python -m bench.run
 
 lock: $(STAMP)  ## re-pin requirements.lock from the current .venv
 	$(BIN)/pip freeze --all --exclude-editable | grep -v '^cellpulse' > requirements.lock

@@ -139,7 +139,9 @@ def _table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Tab
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return "–" if value != value else f"{value:.3f}"
+        if value != value:
+            return "–"
+        return f"{int(value):,}" if value.is_integer() and abs(value) >= 1 else f"{value:.3f}"
     if isinstance(value, datetime):
         return f"{value:%Y-%m-%d %H:%M}"
     if isinstance(value, list):
@@ -169,38 +171,59 @@ def simulate(
     events_per_cell_day: Annotated[
         float, typer.Option(help="Injected events per cell-day.", min=0)
     ] = 0.012,
-    missing_rop_rate: Annotated[
-        float, typer.Option(help="Share of ROPs not delivered.", min=0, max=1)
-    ] = 0.0,
+    realistic_delivery: Annotated[
+        bool,
+        typer.Option(
+            help="Deliver like a real OSS feed: some ROPs missing, some files late, "
+            "twice, or first wrong and later corrected."
+        ),
+    ] = False,
+    holiday: Annotated[
+        list[datetime] | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="A public holiday (loads like a Sunday); repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Simulate a RAN and write OSS-style PM files (one parquet file per hour) into the
     landing folder, plus ground truth (injected events, congestion periods) under
     <home>/ground_truth."""
-    from cellpulse.simulator import SimulationConfig, write_network
+    from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
 
     settings = _settings(home, config, rop_minutes=rop_minutes)
-    if rop_minutes not in (5, 15, 60):
-        raise CellpulseError(f"--rop-minutes {rop_minutes}: use 5, 15 or 60")
     cfg = SimulationConfig(
         cells=cells,
         days=days,
         start=start.date(),
         seed=seed,
-        rop_minutes=rop_minutes,
+        rop_minutes=settings.rop_minutes,
         events_per_cell_day=events_per_cell_day,
-        missing_rop_rate=missing_rop_rate,
+        holidays=tuple(h.date() for h in holiday or []),
+        delivery=DeliveryConfig.realistic() if realistic_delivery else DeliveryConfig(),
     )
     t0 = time.perf_counter()
     summary = write_network(
         cfg, out or settings.landing_dir, settings.truth_dir, settings.congestion
     )
+    _print_simulation(summary, cfg.start, time.perf_counter() - t0)
+
+
+def _print_simulation(summary: Any, start: date, seconds: float) -> None:
     by_type = summary.events.group_by("type").len().sort("type")
+    extra = ""
+    if summary.late_files or summary.redelivered_files or summary.duplicate_files:
+        extra = (
+            f" (of them {summary.late_files} late, {summary.redelivered_files} first "
+            f"delivered wrong then corrected, {summary.duplicate_files} delivered twice)"
+        )
     console.print(
         f"simulated [bold]{summary.cells}[/] cells on {summary.sites} sites, {summary.days} "
-        f"days from {cfg.start}: {summary.rows:,} rows in {summary.files} files -> "
-        f"{summary.landing_dir} ({time.perf_counter() - t0:.1f} s)"
+        f"days from {start}: {summary.rows:,} rows in {summary.files} files{extra} -> "
+        f"{summary.landing_dir} ({seconds:.1f} s)"
     )
     console.print(
         f"ground truth: {summary.events.height} events "
@@ -421,6 +444,117 @@ def _print_score(summary: Any, top: int = 10) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- evaluate
+
+
+@app.command()
+@handles_errors
+def evaluate(
+    start: FromOpt = None,
+    end: ToOpt = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ground truth (cell_id, start, end, type, kind). Default: "
+            "<home>/ground_truth/events.parquet.",
+            show_default=False,
+        ),
+    ] = None,
+    k: Annotated[
+        int, typer.Option(help="Cells an engineer reads each day (precision@k).", min=1)
+    ] = 20,
+    log_to_mlflow: Annotated[
+        bool,
+        typer.Option(
+            help="Add the figures to the training runs of the models that made the scores."
+        ),
+    ] = True,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Judge published scores against ground truth: anomaly event recall, alert precision,
+    false alarms, detection delay, precision@k; congestion PR-AUC, Brier and lift — each next
+    to its baselines, per anomaly type and per slice. Default window: the days scored after
+    the champion's training window."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.flows.evaluate import evaluate_flow
+
+    result = evaluate_flow(settings, _day(start), _day(end), labels, k, log_to_mlflow)
+    _print_scoreboard(result)
+
+
+def _pivot(board: Any, family: str, metrics: list[str]) -> list[list[Any]]:
+    import polars as pl
+
+    part = board.filter((pl.col("family") == family) & (pl.col("slice_kind") == "all"))
+    detectors = part["detector"].unique(maintain_order=True).to_list()
+    rows = []
+    for m in metrics:
+        values = {
+            r["detector"]: r["value"]
+            for r in part.filter(pl.col("metric") == m).iter_rows(named=True)
+        }
+        rows.append([m, *[values.get(d, float("nan")) for d in detectors]])
+    return [detectors, *rows]
+
+
+def _print_scoreboard(result: Any) -> None:
+    import polars as pl
+
+    board = result.board
+    console.print(f"scoreboard {result.window[0]} to {result.window[1]} ({result.note})")
+    head, *rows = _pivot(
+        board,
+        "anomaly",
+        [
+            "events",
+            "event_recall",
+            "median_detection_delay_rops",
+            "alerts",
+            "alert_precision",
+            "false_alarms_per_100_cell_days",
+            "pr_auc",
+            next(m for m in board["metric"].unique().to_list() if m.startswith("precision_at_")),
+        ],
+    )
+    console.print(_table("Anomaly: model vs baseline", ["metric", *head], rows))
+    typed = board.filter((pl.col("family") == "anomaly") & (pl.col("slice_kind") == "type"))
+    per_type = typed.pivot(on=["detector", "metric"], index="slice", values="value")
+    cols = [
+        "slice",
+        '{"model","events"}',
+        '{"model","event_recall"}',
+        '{"zscore","event_recall"}',
+        '{"model","median_detection_delay_rops"}',
+    ]
+    if per_type.height:
+        console.print(
+            _table(
+                "Anomaly by type",
+                ["type", "events", "recall (model)", "recall (z-score)", "median delay (ROPs)"],
+                per_type.select([c for c in cols if c in per_type.columns]).rows(),
+            )
+        )
+    head, *rows = _pivot(
+        board,
+        "congestion",
+        [
+            "rows",
+            "positives",
+            "pr_auc",
+            "brier",
+            "precision",
+            "recall",
+            "lift_over_persistence",
+            "lift_over_seasonal",
+        ],
+    )
+    console.print(_table("Congestion: model vs baselines", ["metric", *head], rows))
+    console.print(f"slices (area type, band, region) and everything above: {result.report}")
+    if result.logged_runs:
+        console.print(f"logged to MLflow runs {', '.join(r[:8] for r in result.logged_runs)}")
+
+
 # ----------------------------------------------------------------------------- run / demo
 
 
@@ -487,21 +621,27 @@ def demo(
 ) -> None:
     """Simulate a small network and run the whole pipeline on it, then show where to look.
     Safe to run again: unchanged files are not re-ingested and nothing is duplicated."""
-    from cellpulse.simulator import SimulationConfig, write_network
+    from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
 
     t0 = time.perf_counter()
     settings = _settings(home, config)
-    cfg = SimulationConfig(cells=cells, days=days, seed=seed, rop_minutes=settings.rop_minutes)
-    sim = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
-    console.print(
-        f"simulated {sim.cells} cells, {sim.days} days: {sim.rows:,} rows in "
-        f"{sim.files} files, {sim.events.height} injected events -> {sim.landing_dir}"
+    cfg = SimulationConfig(
+        cells=cells,
+        days=days,
+        seed=seed,
+        rop_minutes=settings.rop_minutes,
+        delivery=DeliveryConfig.realistic(),
     )
+    sim = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
+    _print_simulation(sim, cfg.start, time.perf_counter() - t0)
     result = _run_pipeline(settings, None)
     if result.train is None:
         _print_champions(settings)
     if result.score is None:
         _print_latest_scores(settings)
+    from cellpulse.flows.evaluate import evaluate_flow
+
+    _print_scoreboard(evaluate_flow(settings))
     console.print(f"\n[bold]done in {time.perf_counter() - t0:.0f} s.[/] Where to look:")
     exe = _self_command()
     console.print(f"  scores (parquet): {settings.lake_dir / 'scores'}")

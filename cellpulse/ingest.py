@@ -326,8 +326,9 @@ def ingest_files(
     with Ledger(settings.ledger_path) as ledger:
         pending: list[tuple[FileResult, FileRecord, pl.DataFrame]] = []
         pending_rows = 0
+        this_run: dict[str, str] = {}  # content hashes read in this run, not yet in the ledger
         for path in progress.track(list_landing_files(paths), "ingest: reading files"):
-            result, record, good = _read_one(path, settings, now, ledger, force)
+            result, record, good = _read_one(path, settings, now, ledger, force, this_run)
             results.append(result)
             if good is None:
                 if record is not None:
@@ -345,21 +346,35 @@ def ingest_files(
 
 
 def _read_one(
-    path: Path, settings: Settings, now: datetime, ledger: Ledger, force: bool
+    path: Path,
+    settings: Settings,
+    now: datetime,
+    ledger: Ledger,
+    force: bool,
+    this_run: dict[str, str],
 ) -> tuple[FileResult, FileRecord | None, pl.DataFrame | None]:
     sha = file_sha256(path)
     size = path.stat().st_size
-    previous = ledger.seen(sha)
-    if previous is not None and not force:
-        if ledger.has(sha, str(path)):  # this very file, seen before
-            return FileResult(path, "skipped", reason=f"already {previous}"), None, None
-        # The same content under another name: a duplicated delivery.
-        reason = f"same content as a file already {previous}"
-        return (
-            FileResult(path, "duplicate", reason=reason),
-            FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason),
-            None,
-        )
+    previous = this_run.get(sha) or ledger.seen(sha)
+    if previous is None or force:
+        result, record, good = _validate_one(path, sha, size, settings, now)
+        this_run[sha] = result.status
+        return result, record, good
+    if ledger.has(sha, str(path)):  # this very file, seen before
+        return FileResult(path, "skipped", reason=f"already {previous}"), None, None
+    # The same content under another name: a duplicated delivery.
+    reason = f"same content as a file already {previous}"
+    return (
+        FileResult(path, "duplicate", reason=reason),
+        FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason),
+        None,
+    )
+
+
+def _validate_one(
+    path: Path, sha: str, size: int, settings: Settings, now: datetime
+) -> tuple[FileResult, FileRecord, pl.DataFrame | None]:
+    """Read, conform and validate one new file; quarantine what breaks the contract."""
     try:
         conformed, problems = conform(read_landing_file(path), str(path))
     except ContractError as exc:

@@ -71,21 +71,27 @@ def assemble_scores(
     )
 
 
+def group_alerts(flagged: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
+    """Number the alert each flagged ROP belongs to (`_alert`): a cell's flagged ROPs stay in
+    one alert until `clear_after_rops` normal ROPs pass between them. Sorted by cell, ts."""
+    gap_rops = (pl.col("ts") - pl.col("ts").shift(1)) / pl.duration(minutes=rop_minutes)
+    new_alert = (
+        (pl.col("cell_id") != pl.col("cell_id").shift(1)) | (gap_rops > clear_after_rops)
+    ).fill_null(True)
+    return flagged.sort("cell_id", "ts").with_columns(new_alert.cum_sum().alias("_alert"))
+
+
 def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
     """Alerts from flagged ROPs: one alert per run of anomalous ROPs of a cell, where gaps
     shorter than `clear_after_rops` normal ROPs do not close it. An alert whose last flagged
     ROP is followed by fewer normal ROPs than that (in the data at hand) stays open."""
     rop = pl.duration(minutes=rop_minutes)
-    flagged = scores.filter(pl.col("is_anomaly")).sort("cell_id", "ts")
+    flagged = scores.filter(pl.col("is_anomaly"))
     if flagged.is_empty():
         return _empty_alerts()
-    gap_rops = (pl.col("ts") - pl.col("ts").shift(1)) / rop
-    new_alert = (
-        (pl.col("cell_id") != pl.col("cell_id").shift(1)) | (gap_rops > clear_after_rops)
-    ).fill_null(True)
     last_seen = scores.group_by("cell_id").agg(pl.col("ts").max().alias("_data_end"))
     runs = (
-        flagged.with_columns(new_alert.cum_sum().alias("_alert"))
+        group_alerts(flagged, clear_after_rops, rop_minutes)
         .group_by("_alert", maintain_order=True)
         .agg(
             pl.col("cell_id").first(),

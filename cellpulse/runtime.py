@@ -23,7 +23,10 @@ TELEMETRY_OFF = {
 DEFAULTS = {
     # LightGBM/OpenMP threads spin-wait by default; on a busy 2-core host that is 100x slower.
     "OMP_WAIT_POLICY": "PASSIVE",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    # Run logs go to the Prefect API (and UI) in full; the terminal gets cellpulse's own
+    # summary and one-line errors instead of Prefect's per-task chatter and tracebacks.
+    "PREFECT_LOGGING_LEVEL": "INFO",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "GIT_PYTHON_REFRESH": "quiet",
 }

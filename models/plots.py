@@ -18,7 +18,10 @@ def pr_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figur
     fig, ax = plt.subplots(figsize=(6, 4.5))
     y = np.asarray(y).astype(int)
     for name, s in scores.items():
-        s = np.nan_to_num(np.asarray(s, dtype=float), nan=-np.inf)
+        s = np.asarray(s, dtype=float)
+        finite = s[np.isfinite(s)]
+        # No score (e.g. no last week to copy) ranks below every real one.
+        s = np.where(np.isfinite(s), s, (finite.min() - 1) if finite.size else 0.0)
         if y.any():
             p, r, _ = precision_recall_curve(y, s)
             ax.plot(r, p, label=name, lw=2 if name == "model" else 1)

@@ -22,6 +22,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import polars as pl
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
@@ -269,3 +270,20 @@ def champion_run(family: str) -> tuple[str, str] | None:
     except MlflowException:
         return None
     return str(mv.version), str(mv.run_id)
+
+
+def run_tag(run_id: str, key: str) -> str | None:
+    try:
+        return MlflowClient().get_run(run_id).data.tags.get(key)
+    except MlflowException:
+        return None
+
+
+def log_to_run(run_id: str, metrics: dict[str, float], artifact: Path) -> None:
+    """Add evaluation results to an existing (finished) training run."""
+    client = MlflowClient()
+    stamp = int(datetime.now(UTC).timestamp() * 1000)
+    batch = [Metric(k, v, stamp, 0) for k, v in metrics.items()]
+    for i in range(0, len(batch), 500):  # the tracking store takes batches of at most 1000
+        client.log_batch(run_id, metrics=batch[i : i + 500])
+    client.log_artifact(run_id, str(artifact), "scoreboard")

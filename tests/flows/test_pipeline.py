@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import duckdb
+import mlflow
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +13,7 @@ from typer.testing import CliRunner
 from cellpulse import lake
 from cellpulse.cli import app
 from cellpulse.errors import NoChampionError
+from cellpulse.flows.evaluate import evaluate_flow
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.models import tracking
 from cellpulse.publish import SCORE_COLUMNS
@@ -71,6 +75,20 @@ def test_pipeline_end_to_end_and_idempotent(tmp_path):
 
     first = counts(settings)
     assert first["ops_scores"] == rows and first["ops_alerts"] >= 1
+
+    evaluation = evaluate_flow(settings)
+    assert evaluation.window[1] == TINY.start + timedelta(days=TINY.days - 1)
+    assert evaluation.report.is_file()
+    board = evaluation.board
+    recall = board.filter(
+        (pl.col("detector") == "model")
+        & (pl.col("metric") == "event_recall")
+        & (pl.col("slice_kind") == "all")
+    )["value"].item()
+    assert recall == 1.0  # the outage is inside the evaluated hold-out days
+    run = mlflow.get_run(evaluation.logged_runs[0])
+    assert run.data.metrics["scoreboard.anomaly.model.event_recall"] == 1.0
+    assert "scoreboard.congestion.model.pr_auc" not in run.data.metrics
 
     again = pipeline_flow(settings)
     assert again.ingest.count("skipped") == result.ingest.count("ingested")

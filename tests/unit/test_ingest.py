@@ -19,7 +19,7 @@ from cellpulse.settings import IngestSettings
 from cellpulse.simulator import SimulationConfig, iter_days, split_into_files
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
-CFG = SimulationConfig(cells=6, days=2, seed=1, events_per_cell_day=0.0)
+CFG = SimulationConfig(cells=6, days=2, seed=5, events_per_cell_day=0.0)  # both regions
 
 
 def write_landing(landing: Path, cfg: SimulationConfig = CFG) -> pl.DataFrame:

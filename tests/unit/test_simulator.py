@@ -7,6 +7,7 @@ import pytest
 from cellpulse import contract
 from cellpulse.simulator import (
     AREA_TYPES,
+    DeliveryConfig,
     SimulationConfig,
     build_topology,
     draw_events,
@@ -138,8 +139,114 @@ def test_files_are_hourly_and_named_like_an_oss_export():
 
 
 def test_missing_rops_are_dropped_at_the_configured_rate():
-    cfg = SimulationConfig(cells=30, days=2, missing_rop_rate=0.05, seed=1)
+    cfg = SimulationConfig(cells=30, days=2, delivery=DeliveryConfig(missing_rop_rate=0.05), seed=1)
     df = pl.concat([d for _, d in iter_days(cfg)])
     full = 30 * 2 * 96
     assert 0.93 * full < df.height < 0.97 * full
     assert np.isfinite(df["prb_util_dl_pct"].drop_nulls().to_numpy()).all()
+
+
+def test_stuck_counters_repeat_one_value():
+    cfg = SimulationConfig(cells=6, days=2, seed=4, events_per_cell_day=0.0)
+    topo = build_topology(cfg)
+    start = cfg.start_ts + timedelta(days=1, hours=10)
+    events = pl.DataFrame([make_event(topo, 0, "stuck_counters", start, 3)])
+    day = simulate_day(topo, events, cfg, 1).filter(pl.col("cell_id") == topo.cell_id[0])
+    window = day.filter((pl.col("ts") >= start) & (pl.col("ts") < start + timedelta(hours=3)))
+    assert window.height == 12
+    for column in ("dl_volume_mbit", "rrc_estab_att", "prb_util_dl_pct"):
+        assert window[column].n_unique() == 1, column
+    after = day.filter(pl.col("ts") >= start + timedelta(hours=3))
+    assert after["dl_volume_mbit"].n_unique() > 1
+
+
+def test_gradual_degradation_worsens_over_days():
+    cfg = SimulationConfig(cells=6, days=5, seed=4, events_per_cell_day=0.0)
+    topo = build_topology(cfg)
+    events = pl.DataFrame(
+        [
+            make_event(
+                topo, 0, "gradual_degradation", cfg.start_ts + timedelta(days=1), 72, severity=4.0
+            )
+        ]
+    )
+    df = pl.concat([d for _, d in iter_days(cfg, topo, events)])
+    daily = (
+        df.filter(pl.col("cell_id") == topo.cell_id[0])
+        .group_by(pl.col("ts").dt.date().alias("d"))
+        .agg(pl.col("cqi_mean").mean())
+        .sort("d")["cqi_mean"]
+        .to_list()
+    )
+    assert daily[1] > daily[2] > daily[3]  # ramps down while it lasts
+    assert daily[4] > daily[3] + 1  # and recovers when it ends
+
+
+def test_outage_traffic_moves_to_the_same_sectors_other_layer():
+    cfg = SimulationConfig(cells=6, days=2, seed=2, events_per_cell_day=0.0)
+    topo = build_topology(cfg)
+    assert topo.sector_index[0] == topo.sector_index[1]  # n78 and B3 on one sector
+    start = cfg.start_ts + timedelta(days=1, hours=10)
+    events = pl.DataFrame([make_event(topo, 0, "outage", start, 4)])
+    quiet = pl.DataFrame(schema=events.schema)
+    window = (pl.col("ts") >= start) & (pl.col("ts") < start + timedelta(hours=4))
+    sibling = pl.col("cell_id") == topo.cell_id[1]
+    with_outage = simulate_day(topo, events, cfg, 1).filter(window & sibling)
+    without = simulate_day(topo, quiet, cfg, 1).filter(window & sibling)
+    assert with_outage["rrc_conn_mean"].mean() > 1.5 * without["rrc_conn_mean"].mean()
+
+
+def test_sectors_carry_one_to_three_bands_and_sites_have_neighbours():
+    topo = build_topology(SimulationConfig(cells=900, seed=3))
+    layers = pl.DataFrame({"sector": topo.sector_index, "band": topo.band.tolist()})
+    per_sector = layers.group_by("sector").agg(pl.col("band").n_unique())["band"]
+    assert per_sector.min() >= 1 and per_sector.max() == 3
+    sites = pl.DataFrame({"site": topo.site_index, "x": topo.x_km, "y": topo.y_km}).unique("site")
+    xy = sites.select("x", "y").to_numpy()
+    dist = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    assert np.median(dist.min(axis=1)) < 5  # km to the nearest other site
+    assert set(topo.band) == {"n78", "n28", "B3", "B20"}
+
+
+def test_holidays_load_like_sundays_and_traffic_grows():
+    base = SimulationConfig(cells=60, days=8, seed=6, events_per_cell_day=0.0, growth_per_month=0.3)
+    holiday = SimulationConfig(**{**base.__dict__, "holidays": (base.start,)})
+
+    def daily_volume(cfg):
+        df = pl.concat([d for _, d in iter_days(cfg)])
+        return (
+            df.group_by(pl.col("ts").dt.date().alias("d"))
+            .agg(pl.col("dl_volume_mbit").sum())
+            .sort("d")["dl_volume_mbit"]
+            .to_list()
+        )
+
+    plain, with_holiday = daily_volume(base), daily_volume(holiday)
+    assert with_holiday[0] != plain[0] and with_holiday[1:] == plain[1:]
+    assert abs(with_holiday[0] - plain[6]) < abs(plain[0] - plain[6])  # Monday 5th ~ Sunday 11th
+    assert plain[7] > plain[0] * 1.03  # a week of growth at 30 %/month
+
+
+def test_realistic_delivery_ingests_to_exactly_the_truth(settings):
+    from datetime import UTC, datetime
+
+    from cellpulse import lake
+    from cellpulse.ingest import ingest_files
+    from cellpulse.simulator import write_network
+
+    cfg = SimulationConfig(
+        cells=9,
+        days=3,
+        seed=8,
+        delivery=DeliveryConfig(
+            missing_rop_rate=0.01, late_file_rate=0.1, redelivery_rate=0.15, duplicate_file_rate=0.1
+        ),
+    )
+    summary = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
+    assert summary.late_files and summary.redelivered_files and summary.duplicate_files
+    truth = pl.concat([d for _, d in iter_days(cfg)]).sort("cell_id", "ts")
+    result = ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))
+    assert result.count("duplicate") == summary.duplicate_files
+    stored = lake.Dataset(settings.lake_dir / "kpi").read().sort("cell_id", "ts")
+    assert stored.equals(truth.select(stored.columns))

@@ -1,0 +1,26 @@
+"""`python -m bench.run [NAME ...]`: run benchmarks and record them in bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from cellpulse.runtime import DEFAULTS
+
+SUITES = ("simulator",)
+
+
+def main(argv: list[str]) -> None:
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    names = argv or list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {list(SUITES)}")
+    for name in names:
+        importlib.import_module(f"bench.{name}").main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,76 @@
+"""What network to simulate and how its files are delivered. Same config, same bytes out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+# Relative frequency, duration range in hours, severity range, per event type.
+EVENT_SHAPES: dict[str, tuple[float, tuple[float, float], tuple[float, float]]] = {
+    "outage": (1.0, (1, 8), (1.0, 1.0)),
+    "sleeping_cell": (0.6, (6, 36), (0.9, 0.99)),
+    "throughput_degradation": (1.0, (2, 24), (0.5, 0.85)),  # transport/backhaul bottleneck
+    "accessibility_drop": (1.0, (2, 12), (0.15, 0.5)),
+    "retainability_drop": (0.8, (2, 12), (0.04, 0.15)),
+    "interference": (0.8, (3, 24), (10.0, 20.0)),  # dB of extra UL noise
+    "handover_failure": (0.7, (1, 8), (0.15, 0.5)),
+    "stuck_counters": (0.5, (3, 24), (1.0, 1.0)),
+    "gradual_degradation": (0.4, (48, 120), (2.0, 4.0)),  # CQI lost by the end
+    "surge": (1.5, (2, 5), (1.6, 2.6)),  # demand multiplier
+}
+FAULT_TYPES = tuple(t for t in EVENT_SHAPES if t != "surge")
+EVENT_TYPES = tuple(EVENT_SHAPES)
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """How the OSS delivers files: on time and once, or as real feeds do."""
+
+    file_minutes: int = 60
+    missing_rop_rate: float = 0.0  # ROPs never reported
+    late_file_rate: float = 0.0  # files delivered after all the on-time ones
+    redelivery_rate: float = 0.0  # files first delivered with errors, then corrected
+    duplicate_file_rate: float = 0.0  # files delivered twice under another name
+
+    @classmethod
+    def realistic(cls) -> DeliveryConfig:
+        return cls(
+            missing_rop_rate=0.002,
+            late_file_rate=0.02,
+            redelivery_rate=0.01,
+            duplicate_file_rate=0.01,
+        )
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    cells: int = 200
+    days: int = 14
+    start: date = date(2026, 1, 5)
+    seed: int = 7
+    rop_minutes: int = 15
+    regions: tuple[str, ...] = ("north", "south")
+    events_per_cell_day: float = 0.012
+    event_weights: dict[str, float] = field(
+        default_factory=lambda: {t: s[0] for t, s in EVENT_SHAPES.items()}
+    )
+    holidays: tuple[date, ...] = ()  # days that load like a Sunday
+    growth_per_month: float = 0.01  # slow traffic growth
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+
+    def __post_init__(self) -> None:
+        if self.rop_minutes not in (5, 15, 60):
+            raise ValueError("rop_minutes must be 5, 15 or 60")
+        if self.cells < 1 or self.days < 1:
+            raise ValueError("cells and days must be at least 1")
+        unknown = set(self.event_weights) - set(EVENT_SHAPES)
+        if unknown:
+            raise ValueError(f"unknown event types {sorted(unknown)}; known: {EVENT_TYPES}")
+
+    @property
+    def rops_per_day(self) -> int:
+        return 1440 // self.rop_minutes
+
+    @property
+    def start_ts(self) -> datetime:
+        return datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC)

@@ -1,0 +1,150 @@
+"""Writing a simulated network the way an OSS export delivers it: hourly PM files in the
+landing folder (late, twice, or first wrong and then corrected, if asked), plus the ground
+truth a model is judged by."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cellpulse import lake, progress
+from cellpulse.features.targets import congestion_flags, congestion_periods
+from cellpulse.settings import CongestionRule
+from cellpulse.simulator.config import SimulationConfig
+from cellpulse.simulator.events import draw_events
+from cellpulse.simulator.kpis import simulate_day
+from cellpulse.simulator.topology import Topology, build_topology
+
+# What a first, faulty delivery gets wrong: counters collected from part of the node only.
+PARTIAL_COUNTERS = (
+    "dl_volume_mbit",
+    "ul_volume_mbit",
+    "rrc_estab_att",
+    "rrc_estab_succ",
+    "drb_estab_att",
+    "drb_estab_succ",
+    "drb_rel_total",
+    "drb_rel_abnormal",
+    "ho_att",
+    "ho_succ",
+)
+
+
+def iter_days(
+    cfg: SimulationConfig, topo: Topology | None = None, events: pl.DataFrame | None = None
+) -> Iterator[tuple[date, pl.DataFrame]]:
+    """Yield (date, that day's KPIs) for the whole simulation."""
+    topo = topo if topo is not None else build_topology(cfg)
+    events = events if events is not None else draw_events(topo, cfg)
+    for day in range(cfg.days):
+        yield cfg.start + timedelta(days=day), simulate_day(topo, events, cfg, day)
+
+
+def split_into_files(
+    day_frame: pl.DataFrame, file_minutes: int
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Cut one day into OSS-style export files, named after 3GPP TS 32.432:
+    A<date>.<start>+0000-<end>+0000_<sender>.parquet"""
+    period = pl.col("ts").dt.truncate(f"{file_minutes}m")
+    for (start,), part in day_frame.with_columns(period.alias("_file")).group_by(
+        "_file", maintain_order=True
+    ):
+        assert isinstance(start, datetime)
+        end = start + timedelta(minutes=file_minutes)
+        name = f"A{start:%Y%m%d.%H%M}+0000-{end:%H%M}+0000_cellpulse-sim.parquet"
+        yield name, part.drop("_file")
+
+
+def _faulty_copy(part: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """A first delivery with a third of its rows under-counted (half the counters)."""
+    wrong = pl.Series(rng.random(part.height) < 1 / 3)
+    return part.with_columns(
+        pl.when(wrong).then((pl.col(c) * 0.5).floor()).otherwise(pl.col(c)).alias(c)
+        for c in PARTIAL_COUNTERS
+    )
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    cells: int
+    sites: int
+    days: int
+    rows: int
+    files: int
+    late_files: int
+    redelivered_files: int
+    duplicate_files: int
+    events: pl.DataFrame
+    congestion_periods: int
+    landing_dir: Path
+    truth_dir: Path
+
+
+def write_network(
+    cfg: SimulationConfig,
+    landing_dir: Path,
+    truth_dir: Path,
+    rule: CongestionRule,
+    events: pl.DataFrame | None = None,
+) -> SimulationSummary:
+    """Simulate and write landing files, ground-truth events, congestion periods and the
+    topology. Congestion periods use the pipeline's own congestion rule. `events` replaces
+    the randomly drawn events (to place a known fault).
+
+    With delivery realism on, some files arrive late (written after all the on-time ones),
+    some twice under another name, and some first with under-counted counters and then
+    again, corrected: after ingest, the lake must hold exactly the true values."""
+    topo = build_topology(cfg)
+    events = events if events is not None else draw_events(topo, cfg)
+    rng = np.random.default_rng([cfg.seed, 3])
+    d = cfg.delivery
+    rows = files = 0
+    deferred: list[tuple[str, pl.DataFrame]] = []
+    late = redelivered = duplicated = 0
+    narrow = []
+    for _, day in progress.track(iter_days(cfg, topo, events), "simulate: days", total=cfg.days):
+        for name, part in split_into_files(day, d.file_minutes):
+            roll = rng.random(3)
+            if roll[0] < d.redelivery_rate:
+                lake.atomic_write_parquet(_faulty_copy(part, rng), landing_dir / name)
+                deferred.append((name.replace(".parquet", "_r1.parquet"), part))
+                redelivered += 1
+            elif roll[1] < d.late_file_rate:
+                deferred.append((name, part))
+                late += 1
+            else:
+                lake.atomic_write_parquet(part, landing_dir / name)
+            if roll[2] < d.duplicate_file_rate:
+                deferred.append((name.replace(".parquet", "_dup.parquet"), part))
+                duplicated += 1
+            files += 1
+        rows += day.height
+        narrow.append(
+            day.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+        )
+    for name, part in deferred:  # after everything else: these arrive late
+        lake.atomic_write_parquet(part, landing_dir / name)
+    flags = congestion_flags(pl.concat(narrow), rule, cfg.rop_minutes)
+    periods = congestion_periods(flags, cfg.rop_minutes)
+    lake.atomic_write_parquet(events, truth_dir / "events.parquet")
+    lake.atomic_write_parquet(periods, truth_dir / "congestion.parquet")
+    lake.atomic_write_parquet(topo.frame(), truth_dir / "topology.parquet")
+    return SimulationSummary(
+        cfg.cells,
+        len(set(topo.site_id)),
+        cfg.days,
+        rows,
+        files,
+        late,
+        redelivered,
+        duplicated,
+        events,
+        periods.height,
+        landing_dir,
+        truth_dir,
+    )

@@ -1,0 +1,256 @@
+"""One day of KPIs for the whole network, from demand to counters, vectorised over
+(cells x ROPs)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+
+from cellpulse.contract import MEASUREMENT_NAMES
+from cellpulse.simulator.config import SimulationConfig
+from cellpulse.simulator.events import event_masks
+from cellpulse.simulator.profiles import AREA_TYPES, BANDS, HANDOVERS_PER_USER, profile_at
+from cellpulse.simulator.topology import Topology
+
+GAUGES_NULL_WHEN_DOWN = (
+    "dl_ue_thp_mbps",
+    "ul_ue_thp_mbps",
+    "cqi_mean",
+    "ul_interference_dbm",
+    "dl_delay_ms",
+)
+
+
+def load_shape(topo: Topology, cfg: SimulationConfig, day: int) -> np.ndarray:
+    """Load shape (cells x ROPs), 0..1, from the area type's weekday or weekend curve; a
+    public holiday loads like a Sunday."""
+    when = cfg.start + timedelta(days=day)
+    weekend_like = when.weekday() >= 5 or when in cfg.holidays
+    hours = (np.arange(cfg.rops_per_day) + 0.5) * cfg.rop_minutes / 60
+    out = np.empty((topo.size, cfg.rops_per_day))
+    for a, name in enumerate(AREA_TYPES):
+        out[topo.area == a] = profile_at(name, hours, weekend_like)
+    return out
+
+
+def _redistribute(topo: Topology, amount: np.ndarray, lost: np.ndarray) -> np.ndarray:
+    """What each cell gains when the `amount` of cells marked `lost` moves to the cells that
+    still serve: first to the same sector's other layers (by capacity), and where a sector has
+    none left, 30% to the site's other sectors (their coverage overlaps at the edges)."""
+    r = amount.shape[1]
+    moving = np.where(lost, amount, 0.0)
+    alive = ~lost
+    cap = topo.capacity_mbps[:, None] * alive
+    n_sectors = topo.sector_index.max() + 1
+    sector_moving = np.zeros((n_sectors, r))
+    sector_cap = np.zeros((n_sectors, r))
+    np.add.at(sector_moving, topo.sector_index, moving)
+    np.add.at(sector_cap, topo.sector_index, cap)
+    has_cap = sector_cap > 0
+    gain = np.where(
+        has_cap[topo.sector_index],
+        sector_moving[topo.sector_index]
+        * cap
+        / np.where(has_cap, sector_cap, 1)[topo.sector_index],
+        0.0,
+    )
+    orphaned = np.where(has_cap, 0.0, sector_moving) * 0.3
+    n_sites = topo.site_index.max() + 1
+    site_orphaned = np.zeros((n_sites, r))
+    site_cap = np.zeros((n_sites, r))
+    sector_site = np.zeros(n_sectors, dtype=int)
+    sector_site[topo.sector_index] = topo.site_index
+    np.add.at(site_orphaned, sector_site, orphaned)
+    np.add.at(site_cap, topo.site_index, cap)
+    gain += np.where(
+        site_cap[topo.site_index] > 0,
+        site_orphaned[topo.site_index] * cap / np.maximum(site_cap[topo.site_index], 1e-9),
+        0.0,
+    )
+    return gain
+
+
+def simulate_day(
+    topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, day: int
+) -> pl.DataFrame:
+    """All KPIs of one day of the network, contract-shaped, sorted by (cell_id, ts)."""
+    rng = np.random.default_rng([cfg.seed, 2, day])
+    c, r = topo.size, cfg.rops_per_day
+    rop_s = cfg.rop_minutes * 60.0
+    scale = cfg.rop_minutes / 15.0  # counters per ROP scale with its length
+    ev = event_masks(topo, events, cfg, day)
+    outage = ev["outage"] > 0
+    sleeping = ev["sleeping_cell"] > 0
+
+    growth = 1 + cfg.growth_per_month * day / 30
+    shape = load_shape(topo, cfg, day)
+    day_level = rng.lognormal(0, 0.05, (c, 1)) * growth  # some days are simply busier
+    users = (
+        topo.peak_users[:, None] * (0.06 + 0.94 * shape) * day_level * rng.lognormal(0, 0.1, (c, r))
+    )
+    demand = (
+        topo.capacity_mbps[:, None]
+        * topo.peak_load[:, None]
+        * (0.04 + 0.96 * shape)
+        * day_level
+        * rng.lognormal(0, 0.08, (c, r))
+    )  # offered Mbit/s
+
+    surge = np.maximum(ev["surge"], 1.0)
+    users, demand = users * surge, demand * surge
+    # A dead cell's users and demand move to the cells around it; a sleeping cell keeps a
+    # trickle and loses the rest.
+    keep = np.where(outage, 0.0, np.where(sleeping, 1 - ev["sleeping_cell"], 1.0))
+    lost = keep < 1
+    if lost.any():
+        users = users * keep + _redistribute(topo, users * (1 - keep), lost)
+        demand = demand * keep + _redistribute(topo, demand * (1 - keep), lost)
+
+    band = [BANDS[b] for b in topo.band]
+    capacity = topo.capacity_mbps[:, None]
+    peak_ue = np.array([b.peak_ue_dl_mbps for b in band])[:, None]
+    peak_ue_ul = np.array([b.peak_ue_ul_mbps for b in band])[:, None]
+    prbs = np.array([b.prbs for b in band], dtype=float)[:, None]
+
+    interference = ev["interference"]
+    load = demand / capacity
+    cqi = topo.base_cqi[:, None] - 1.2 * np.minimum(load, 1) + rng.normal(0, 0.35, (c, r))
+    cqi = np.clip(cqi - interference / 5 - ev["gradual_degradation"], 1, 15)
+    radio = cqi / topo.base_cqi[:, None]
+    # Offered load relative to what the radio conditions let the cell carry.
+    rho = load / np.maximum(radio, 0.2)
+    prb_util = np.clip(100 * rho * rng.normal(1, 0.03, (c, r)), 0, 100)
+    served = np.minimum(rho, 1) * capacity * radio
+    backhaul = ev["throughput_degradation"]
+    served = served * (1 - 0.6 * backhaul)
+    dl_volume = served * rop_s * rng.lognormal(0, 0.05, (c, r))
+    # Processor sharing: per-user throughput shrinks with (1 - load), to a trickle in overload.
+    dl_thp = (
+        peak_ue
+        * np.minimum(radio, 1.2)
+        * np.maximum(1 - rho, 0.015)
+        * rng.lognormal(0, 0.08, (c, r))
+        * (1 - backhaul)
+    )
+    active_ue = users * 0.09 * (0.5 + np.minimum(rho, 1.5))
+
+    ul_load = np.clip(0.45 * rho * rng.lognormal(0, 0.1, (c, r)), 0, 1)
+    ul_interf = -112 + 6 * ul_load + rng.normal(0, 1, (c, r)) + interference
+    ul_thp = (
+        peak_ue_ul
+        * np.maximum(1 - ul_load, 0.05)
+        * np.clip(radio, 0.2, 1.2)
+        * rng.lognormal(0, 0.1, (c, r))
+        * 10 ** (-interference / 20)
+    )
+    ul_volume = dl_volume * 0.12 * rng.lognormal(0, 0.1, (c, r))
+    delay = (
+        (4 + 30 * np.minimum(rho, 1.2) ** 4) * rng.lognormal(0, 0.1, (c, r)) * (1 + 3 * backhaul)
+    )
+
+    overload = np.maximum(rho - 0.95, 0)
+    rrc_att = rng.poisson(users * 2.0 * scale)
+    p_rrc = np.clip(0.997 - 0.4 * overload - ev["accessibility_drop"], 0, 1)
+    rrc_succ = rng.binomial(rrc_att, p_rrc)
+    drb_att = rng.poisson(rrc_succ * 1.4)
+    p_drb = np.clip(0.998 - 0.3 * overload - 0.5 * ev["accessibility_drop"], 0, 1)
+    drb_succ = rng.binomial(drb_att, p_drb)
+    drb_rel = rng.poisson(drb_succ * 0.97)
+    p_drop = np.clip(
+        0.004
+        + 0.1 * overload
+        + ev["retainability_drop"]
+        + 0.01 * (interference > 0)
+        + 0.003 * ev["gradual_degradation"],
+        0,
+        1,
+    )
+    drb_abn = rng.binomial(drb_rel, p_drop)
+    ho_rate = np.array([HANDOVERS_PER_USER[AREA_TYPES[a]] for a in topo.area])[:, None]
+    ho_att = rng.poisson(users * ho_rate * scale)
+    p_ho = np.clip(0.985 - 0.055 * (interference > 0) - ev["handover_failure"], 0, 1)
+    ho_succ = rng.binomial(ho_att, p_ho)
+
+    values: dict[str, np.ndarray] = {
+        "prb_util_dl_pct": prb_util,
+        "prb_util_ul_pct": 100 * ul_load,
+        "prb_avail_dl": np.broadcast_to(prbs, (c, r)),
+        "dl_volume_mbit": dl_volume,
+        "ul_volume_mbit": ul_volume,
+        "dl_ue_thp_mbps": dl_thp,
+        "ul_ue_thp_mbps": ul_thp,
+        "rrc_conn_mean": users,
+        "rrc_conn_max": np.ceil(users * rng.uniform(1.2, 1.6, (c, r))),
+        "active_ue_dl_mean": active_ue,
+        "rrc_estab_att": rrc_att,
+        "rrc_estab_succ": rrc_succ,
+        "drb_estab_att": drb_att,
+        "drb_estab_succ": drb_succ,
+        "drb_rel_abnormal": drb_abn,
+        "drb_rel_total": drb_rel,
+        "ho_att": ho_att,
+        "ho_succ": ho_succ,
+        "cqi_mean": cqi,
+        "ul_interference_dbm": ul_interf,
+        "dl_delay_ms": delay,
+        "unavail_s": np.where(outage, rop_s, 0.0),
+    }
+    cols = {k: np.array(v, dtype=np.float64) for k, v in values.items()}
+    for name in MEASUREMENT_NAMES:  # an unavailable cell carries nothing and measures nothing
+        if name not in ("unavail_s", "prb_avail_dl"):
+            cols[name][outage] = np.nan if name in GAUGES_NULL_WHEN_DOWN else 0.0
+    idle = sleeping & (users < 1)  # a sleeping cell reports, but has nobody to measure
+    for name in ("dl_ue_thp_mbps", "ul_ue_thp_mbps", "dl_delay_ms"):
+        cols[name][idle] = np.nan
+    _freeze(cols, ev["stuck_counters"] > 0)
+    return _frame(topo, cfg, day, cols, rng)
+
+
+def _freeze(cols: dict[str, np.ndarray], stuck: np.ndarray) -> None:
+    """Stuck counters: the node keeps reporting the first value of the episode."""
+    if not stuck.any():
+        return
+    cells, rops = np.nonzero(stuck)
+    first = np.empty_like(stuck, dtype=int)
+    first[:] = np.arange(stuck.shape[1])
+    # Index of the episode's first ROP (within this day) for every stuck position.
+    starts = stuck & ~np.concatenate([np.zeros((stuck.shape[0], 1), bool), stuck[:, :-1]], 1)
+    anchor = np.where(starts, first, 0)
+    anchor = np.maximum.accumulate(anchor, axis=1)
+    for name, values in cols.items():
+        if name in ("prb_avail_dl", "unavail_s"):
+            continue
+        values[cells, rops] = values[cells, anchor[cells, rops]]
+
+
+def _frame(
+    topo: Topology,
+    cfg: SimulationConfig,
+    day: int,
+    cols: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> pl.DataFrame:
+    c, r = topo.size, cfg.rops_per_day
+    cell_idx = pl.Series("i", np.repeat(np.arange(c, dtype=np.uint32), r))
+    day_start = (cfg.start_ts + timedelta(days=day)).replace(tzinfo=None)
+    ts = np.tile(
+        np.datetime64(day_start, "us") + np.arange(r) * np.timedelta64(cfg.rop_minutes, "m"), c
+    )
+    dims = {
+        name: pl.Series(name, getattr(topo, name).tolist(), pl.String).gather(cell_idx)
+        for name in ("cell_id", "site_id", "region", "rat", "band")
+    }
+    frame = pl.DataFrame(
+        {
+            "cell_id": dims["cell_id"],
+            "ts": pl.Series("ts", ts).dt.replace_time_zone("UTC"),
+            **{k: dims[k] for k in ("site_id", "region", "rat", "band")},
+            **{k: v.ravel() for k, v in cols.items()},
+        }
+    ).with_columns(pl.col(list(MEASUREMENT_NAMES)).fill_nan(None))
+    rate = cfg.delivery.missing_rop_rate
+    if rate > 0:
+        frame = frame.filter(pl.Series(rng.random(frame.height) >= rate))
+    return frame

@@ -1,0 +1,126 @@
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from cellpulse.models.scoreboard import (
+    congestion_board,
+    detection_metrics,
+    flat_metrics,
+    found_events,
+    scoreboard,
+)
+from tests.conftest import tiny_settings
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+ROP = timedelta(minutes=15)
+
+
+def flagged(patterns: dict[str, str]) -> pl.DataFrame:
+    rows = [
+        {
+            "cell_id": c,
+            "ts": T0 + i * ROP,
+            "anomaly_score": 9.0 if ch == "A" else 1.0,
+            "is_anomaly": ch == "A",
+        }
+        for c, p in patterns.items()
+        for i, ch in enumerate(p)
+    ]
+    return pl.DataFrame(rows)
+
+
+def events(*spec: tuple[str, str, str, int, int]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"cell_id": c, "type": t, "kind": k, "start": T0 + a * ROP, "end": T0 + b * ROP}
+            for c, t, k, a, b in spec
+        ]
+    )
+
+
+def test_an_event_is_found_by_a_flagged_rop_inside_it_with_its_delay():
+    ev = events(("a", "outage", "fault", 4, 12), ("b", "outage", "fault", 0, 4))
+    found = found_events(flagged({"a": "......AA........", "b": "....AA.........."}), ev, 15)
+    assert found["found"].to_list() == [True, False]  # b's flags come after its event ended
+    assert found["delay_rops"].to_list() == [2.0, None]
+
+
+def test_alert_precision_and_false_alarms_follow_their_definitions(tmp_path):
+    settings = tiny_settings(tmp_path)
+    scores = flagged(
+        {
+            "a": "....AAA.........",  # overlaps a fault: a true alert
+            "b": "..AA............",  # overlaps a surge: not a fault, not a false alarm either
+            "c": "..........AA....",  # overlaps nothing: a false alarm
+            "d": "................",
+        }
+    )
+    ev = events(
+        ("a", "outage", "fault", 4, 8),
+        ("b", "surge", "load", 0, 6),
+        ("d", "sleeping_cell", "fault", 2, 10),
+    )
+    m = detection_metrics(scores, ev, settings, k=1)
+    assert m["events"] == 2 and m["event_recall"] == 0.5
+    assert m["alerts"] == 3 and m["alert_precision"] == pytest.approx(1 / 3)
+    cell_days = 4 * 16 * 15 / 1440
+    assert m["false_alarms_per_100_cell_days"] == pytest.approx(100 / cell_days)
+    assert m["median_detection_delay_rops"] == 0.0
+
+
+def test_a_perfect_congestion_forecast_beats_every_baseline(tiny_network, tmp_path):
+    from cellpulse.features.targets import congestion_flags, congestion_target
+
+    settings = tiny_settings(tmp_path)
+    kpis = tiny_network[2]
+    target = congestion_target(congestion_flags(kpis, settings.congestion, 15), 60, 15)
+    scores = target.select(
+        "cell_id",
+        "ts",
+        pl.col("congested_within").fill_null(False).cast(pl.Float64).alias("congestion_prob"),
+    )
+    scores = scores.filter(pl.col("ts") >= T0 + timedelta(days=7))
+    board = pl.DataFrame(congestion_board(scores, kpis, None, settings))
+    model = {
+        r["metric"]: r["value"]
+        for r in board.filter(pl.col("detector") == "model").iter_rows(named=True)
+    }
+    assert model["positives"] > 0
+    assert model["pr_auc"] == pytest.approx(1.0) and model["brier"] == 0.0
+    assert model["lift_over_persistence"] >= 1.0
+
+
+def test_board_has_types_slices_and_stable_flat_names(tiny_network, tmp_path):
+    topo, ev, kpis = tiny_network
+    settings = tiny_settings(tmp_path)
+    window = kpis.filter(pl.col("ts") >= T0 + timedelta(days=7))
+    outage = ev.row(0, named=True)
+    scores = (
+        window.select("cell_id", "ts")
+        .with_columns(
+            (
+                (pl.col("cell_id") == outage["cell_id"])
+                & (pl.col("ts") >= outage["start"])
+                & (pl.col("ts") < outage["end"])
+            ).alias("is_anomaly"),
+            pl.lit(0.1).alias("congestion_prob"),
+        )
+        .with_columns(pl.col("is_anomaly").cast(pl.Float64).alias("anomaly_score"))
+    )
+    board = scoreboard(
+        scores,
+        ev,
+        kpis,
+        kpis.filter(pl.col("ts") < T0 + timedelta(days=7)),
+        topo.frame(),
+        settings,
+        k=3,
+    )
+    assert set(board["detector"]) == {"model", "zscore", "persistence", "seasonal", "threshold"}
+    assert set(board["slice_kind"]) == {"all", "type", "area_type", "band", "region"}
+    names = flat_metrics(board)
+    assert names["scoreboard.anomaly.model.event_recall"] == 1.0
+    assert names["scoreboard.anomaly.model.event_recall.type.outage"] == 1.0
+    assert "scoreboard.anomaly.model.precision_at_3" in names
+    assert any(n.startswith("scoreboard.congestion.model.pr_auc.band.") for n in names)
