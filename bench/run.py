@@ -8,7 +8,7 @@ import sys
 
 from cellpulse.runtime import DEFAULTS
 
-SUITES = ("simulator",)
+SUITES = ("simulator", "ingest")
 
 
 def main(argv: list[str]) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -55,6 +55,15 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         help="YAML settings file (env CELLPULSE_* and flags override it).",
+        show_default=False,
+    ),
+]
+MappingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mapping",
+        help="Source mapping for foreign exports: a YAML file or a shipped mapping's name "
+        "(see `cellpulse mapping list`). Default: contract-shaped parquet.",
         show_default=False,
     ),
 ]
@@ -264,6 +273,7 @@ def ingest(
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Re-read files already in the ledger.")] = False,
+    mapping: MappingOpt = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -271,17 +281,9 @@ def ingest(
     Bad rows go to quarantine/ with a report; the same file twice changes nothing."""
     settings = _settings(home, config)
     from cellpulse.flows.ingest import ingest_flow
-    from cellpulse.ingest import list_landing_files
 
-    targets = paths or [settings.landing_dir]
-    if not paths and not settings.landing_dir.is_dir():
-        raise CellpulseError(
-            f"landing folder {settings.landing_dir} does not exist; put PM "
-            "files there or run `cellpulse simulate`"
-        )
-    if not list_landing_files(targets):
-        raise CellpulseError(f"no files in {', '.join(map(str, targets))}; nothing to ingest")
-    summary = ingest_flow(settings, targets, force)
+    targets = _landing_targets(settings, paths, mapping)
+    summary = ingest_flow(settings, targets, force, mapping)
     _print_ingest(summary)
     _fail_on_rejected(summary)
 
@@ -567,20 +569,27 @@ def run(
             help="Files or folders to ingest. Default: <home>/landing.", show_default=False
         ),
     ] = None,
+    mapping: MappingOpt = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """The daily pipeline as one Prefect flow: ingest -> features (new and stale days) ->
     train (only if there is no champion) -> score (new and stale days)."""
     settings = _settings(home, config)
-    result = _run_pipeline(settings, paths)
+    result = _run_pipeline(settings, paths, mapping)
     _fail_on_rejected(result.ingest)
 
 
-def _run_pipeline(settings: Settings, paths: list[Path] | None) -> Any:
-    from cellpulse.flows.pipeline import pipeline_flow
+def _landing_targets(
+    settings: Settings, paths: list[Path] | None, mapping: str | None
+) -> list[Path]:
+    """What to ingest, checked before any flow starts: the folders exist and hold files,
+    and the mapping (if any) loads."""
     from cellpulse.ingest import list_landing_files
+    from cellpulse.mapping import load_mapping
 
+    if mapping:
+        load_mapping(mapping)
     targets = paths or [settings.landing_dir]
     if not paths and not settings.landing_dir.is_dir():
         raise CellpulseError(
@@ -588,8 +597,15 @@ def _run_pipeline(settings: Settings, paths: list[Path] | None) -> Any:
             "files there or run `cellpulse simulate`"
         )
     if not list_landing_files(targets):
-        raise CellpulseError(f"no files in {', '.join(map(str, targets))}; nothing to run on")
-    result = pipeline_flow(settings, paths)
+        raise CellpulseError(f"no files in {', '.join(map(str, targets))}; nothing to ingest")
+    return targets
+
+
+def _run_pipeline(settings: Settings, paths: list[Path] | None, mapping: str | None = None) -> Any:
+    from cellpulse.flows.pipeline import pipeline_flow
+
+    _landing_targets(settings, paths, mapping)
+    result = pipeline_flow(settings, paths, mapping)
     _print_ingest(result.ingest)
     if result.features is not None:
         f = result.features
@@ -686,6 +702,69 @@ def _print_latest_scores(settings: Settings) -> None:
 def _self_command() -> str:
     exe = Path(sys.argv[0])
     return str(exe) if exe.name == "cellpulse" and exe.exists() else "cellpulse"
+
+
+# ----------------------------------------------------------------------------- mapping
+
+mapping_app = typer.Typer(
+    help="Source mappings for foreign PM exports (docs/mappings.md).", no_args_is_help=True
+)
+app.add_typer(mapping_app, name="mapping")
+
+
+@mapping_app.command("list")
+@handles_errors
+def mapping_list() -> None:
+    """The mappings shipped with cellpulse (usable by name with --mapping)."""
+    from cellpulse.mapping import load_mapping, shipped_mappings
+
+    for name in shipped_mappings():
+        console.print(f"{name}: {load_mapping(name).description}")
+
+
+@mapping_app.command("check")
+@handles_errors
+def mapping_check(
+    mapping: Annotated[str, typer.Argument(help="Mapping YAML file or shipped name.")],
+    sample: Annotated[Path, typer.Argument(help="A sample export file to map.")],
+    rows: Annotated[int, typer.Option(help="Mapped rows to show.", min=1)] = 5,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Map a sample file and show the first mapped rows and every problem, without
+    ingesting anything."""
+    from cellpulse.ingest import conform, read_input, validate
+    from cellpulse.mapping import load_mapping
+
+    settings = _settings(home, config)
+    source = load_mapping(mapping)
+    if not sample.is_file():
+        raise CellpulseError(f"{sample}: no such file")
+    conformed, problems = conform(read_input(sample, settings, source), str(sample))
+    good, bad, row_problems = validate(conformed, settings, datetime.now(UTC))
+    shown = conformed.select(c for c in conformed.columns if not c.startswith("_")).head(rows)
+    console.print(
+        f"mapping {source.name} on {sample}: {conformed.height} rows, "
+        f"{good.height} valid, {bad.height} with problems"
+    )
+    console.print(
+        _table(
+            "First mapped rows (transposed)",
+            ["column", *map(str, range(shown.height))],
+            [[c, *shown[c].to_list()] for c in shown.columns],
+        )
+    )
+    problems = problems + row_problems
+    if problems:
+        console.print(
+            _table(
+                "Problems",
+                ["column", "rule", "rows", "first example"],
+                [[p.column, p.rule, p.rows, p.example] for p in problems],
+            )
+        )
+    else:
+        console.print("no problems")
 
 
 # ----------------------------------------------------------------------------- ui

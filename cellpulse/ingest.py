@@ -9,7 +9,7 @@ same content is never ingested twice.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -17,16 +17,15 @@ from pathlib import Path
 
 import polars as pl
 
-from cellpulse import contract, lake, progress
-from cellpulse.errors import ContractError, NoDataError
+from cellpulse import contract, failpoints, lake, progress
+from cellpulse.errors import ContractError, MappingError, NoDataError
 from cellpulse.ledger import FileRecord, Ledger
+from cellpulse.mapping import Mapping, apply_mapping, read_source
 from cellpulse.settings import Settings
 
 SUPPORTED_SUFFIXES = (".parquet",)
 UNASSIGNED_REGION = "unassigned"
-# Accepted rows are merged into the lake in batches of about this many rows: bounded memory
-# for a backlog of any size, and each batch is recorded in the ledger once it is safely written.
-BATCH_ROWS = 5_000_000
+UNPARSABLE = "_unparsable_"  # prefix of conform's marks for values that were not numbers
 
 
 @dataclass(frozen=True)
@@ -114,12 +113,23 @@ def read_landing_file(path: Path) -> pl.DataFrame:
         ) from exc
 
 
+def read_input(path: Path, settings: Settings, mapping: Mapping | None) -> pl.DataFrame:
+    """One landing file as contract-named columns: directly if it is contract-shaped
+    parquet, through the source mapping otherwise."""
+    if mapping is None:
+        return read_landing_file(path)
+    if path.stat().st_size == 0:
+        raise ContractError(f"{path}: the file is empty; ask the OSS export to re-deliver it")
+    return apply_mapping(read_source(path, mapping), mapping, settings.rop_minutes, str(path))
+
+
 def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]]:
     """Shape a file's table like the contract: key columns present and typed, measurements as
     floats, absent optional columns as nulls, unknown columns dropped.
 
-    Values that are not numbers become null here and are reported as problems by `validate`
-    through the `_unparsable` column, so that no bad value silently disappears.
+    Values that are not numbers become null here; a boolean `_unparsable_<column>` marks
+    them (only for columns that were not numeric to begin with) so that `validate` reports
+    them and no bad value silently disappears.
     """
     missing = [k for k in contract.KEYS if k not in raw.columns]
     if missing:
@@ -159,20 +169,11 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
             continue
         as_float = pl.col(name).cast(pl.Float64, strict=False)
         exprs.append(as_float)
-        unparsable.append(
-            pl.when(pl.col(name).is_not_null() & as_float.is_null())
-            .then(pl.lit(name))
-            .otherwise(None)
-        )
-    out = raw.select(
-        *exprs,
-        (
-            pl.concat_list(unparsable).list.drop_nulls()
-            if unparsable
-            else pl.lit([], pl.List(pl.String))
-        ).alias("_unparsable"),
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-    )
+        if not raw.schema[name].is_numeric():
+            unparsable.append(
+                (pl.col(name).is_not_null() & as_float.is_null()).alias(f"{UNPARSABLE}{name}")
+            )
+    out = raw.select(*exprs, *unparsable, pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
     region = pl.col("region").fill_null(UNASSIGNED_REGION)
     return out.with_columns(
         pl.when(region == "").then(pl.lit(UNASSIGNED_REGION)).otherwise(region).alias("region")
@@ -236,64 +237,71 @@ def validate(
     """Split conformed rows into (good, bad) and list every problem of the file at once.
 
     `bad` keeps the row number in the source file and a `reason` naming every rule it broke.
+    Every rule is first evaluated as a cheap boolean over all rows; reasons are spelled out
+    only for the (usually few) rows that broke one.
     """
-    checks: list[pl.Expr] = []
-    for column, rule, broken in _rules(settings, now):
-        checks.append(pl.when(broken.fill_null(False)).then(pl.lit(f"{column}: {rule}")))
-    checks.append(
-        pl.col("_unparsable")
-        .list.eval(pl.element() + ": not a number")
-        .list.join("; ")
-        .replace("", None)
-    )
-    reasons = pl.concat_list(checks).list.drop_nulls()
-    tagged = df.with_columns(reasons.alias("_reasons"))
-    bad_mask = pl.col("_reasons").list.len() > 0
-    good = tagged.filter(~bad_mask).drop("_reasons", "_unparsable")
-    bad = tagged.filter(bad_mask).with_columns(pl.col("_reasons").list.join("; ").alias("reason"))
-    problems = _summarise(tagged.filter(bad_mask))
+    rules = _rules(settings, now)
+    marks = [c for c in df.columns if c.startswith(UNPARSABLE)]
+    rules += [(c.removeprefix(UNPARSABLE), "not a number", pl.col(c)) for c in marks]
+    broken = df.select(b.fill_null(False).alias(f"_r{i}") for i, (_, _, b) in enumerate(rules))
+    bad_mask = broken.select(pl.any_horizontal(pl.all())).to_series()
+    clean = df.drop(marks)
+    good = clean.filter(~bad_mask)
+    bad_flags = broken.filter(bad_mask)
+    bad = clean.filter(bad_mask)
+    problems: list[Problem] = []
+    if bad.height:
+        labels = [f"{column}: {rule}" for column, rule, _ in rules]
+        reasons = (
+            pl.concat_list(
+                pl.when(pl.col(f"_r{i}")).then(pl.lit(label)) for i, label in enumerate(labels)
+            )
+            .list.drop_nulls()
+            .list.join("; ")
+        )
+        bad = bad.with_columns(bad_flags.select(reasons.alias("reason")).to_series())
+        counts = bad_flags.sum().row(0)
+        for i, (column, rule, _) in enumerate(rules):
+            if counts[i]:
+                first = bad.filter(bad_flags[f"_r{i}"]).row(0, named=True)
+                problems.append(
+                    Problem(
+                        column,
+                        rule,
+                        int(counts[i]),
+                        f"row {first['_row']}, cell {first['cell_id']}, ts {first['ts']}",
+                    )
+                )
+    else:
+        bad = bad.with_columns(pl.lit(None, pl.String).alias("reason"))
     # A key delivered twice in one file: the later row is the correction and wins.
-    dup = good.filter(pl.struct("cell_id", "ts").is_duplicated())
-    if dup.height:
+    unique_keys = good.select(pl.struct("cell_id", "ts").n_unique()).item()
+    if unique_keys < good.height:
+        dup = good.filter(pl.struct("cell_id", "ts").is_duplicated())
         first = dup.row(0, named=True)
         problems.append(
             Problem(
                 "cell_id, ts",
                 "duplicate key in file; last row kept",
-                dup.height - dup.select("cell_id", "ts").n_unique(),
+                good.height - unique_keys,
                 f"cell {first['cell_id']} at {first['ts']}",
             )
         )
         good = good.unique(["cell_id", "ts"], keep="last", maintain_order=True)
-    return good, bad.drop("_reasons", "_unparsable"), problems
-
-
-def _summarise(bad: pl.DataFrame) -> list[Problem]:
-    if bad.is_empty():
-        return []
-    exploded = bad.select("cell_id", "ts", "_row", pl.col("_reasons").alias("why")).explode("why")
-    summary = exploded.group_by("why", maintain_order=True).agg(
-        pl.len().alias("rows"),
-        pl.col("cell_id").first(),
-        pl.col("ts").first(),
-        pl.col("_row").first(),
-    )
-    out = []
-    for r in summary.iter_rows(named=True):
-        column, rule = r["why"].split(": ", 1)
-        out.append(
-            Problem(column, rule, r["rows"], f"row {r['_row']}, cell {r['cell_id']}, ts {r['ts']}")
-        )
-    return out
+    return good, bad, problems
 
 
 def merge_rows(existing: pl.DataFrame, incoming: pl.DataFrame) -> pl.DataFrame:
     """Rows of one partition after a delivery: a re-delivered (cell_id, ts) replaces the old
     row (last delivery wins), nothing is duplicated, rows are sorted by (cell_id, ts)."""
     combined = pl.concat([existing, incoming], how="vertical") if existing.height else incoming
-    return combined.unique(["cell_id", "ts"], keep="last", maintain_order=True).sort(
-        "cell_id", "ts"
+    # A stable sort keeps deliveries in order within a key, so the last row of each key run
+    # is the latest delivery; comparing neighbours is far cheaper than hashing every key.
+    ordered = combined.sort("cell_id", "ts", maintain_order=True)
+    next_differs = (pl.col("cell_id") != pl.col("cell_id").shift(-1)) | (
+        pl.col("ts") != pl.col("ts").shift(-1)
     )
+    return ordered.filter(next_differs.fill_null(True))
 
 
 def format_report(source: Path, result: FileResult) -> str:
@@ -314,10 +322,15 @@ def format_report(source: Path, result: FileResult) -> str:
 
 
 def ingest_files(
-    paths: Sequence[Path], settings: Settings, now: datetime | None = None, force: bool = False
+    paths: Sequence[Path],
+    settings: Settings,
+    now: datetime | None = None,
+    force: bool = False,
+    mapping: Mapping | None = None,
 ) -> IngestSummary:
     """Ingest landing files into lake/kpi. Idempotent: a file whose content was seen before
-    is skipped (a duplicate under another name is recorded as such); `force` re-reads them."""
+    is skipped (a duplicate under another name is recorded as such); `force` re-reads them.
+    `mapping` reads a foreign export (see cellpulse.mapping)."""
     now = now or datetime.now(UTC)
     kpi = lake.Dataset(settings.lake_dir / "kpi")
     results: list[FileResult] = []
@@ -328,21 +341,41 @@ def ingest_files(
         pending_rows = 0
         this_run: dict[str, str] = {}  # content hashes read in this run, not yet in the ledger
         for path in progress.track(list_landing_files(paths), "ingest: reading files"):
-            result, record, good = _read_one(path, settings, now, ledger, force, this_run)
+            result, record, good = _read_one(path, settings, now, ledger, force, this_run, mapping)
             results.append(result)
             if good is None:
                 if record is not None:
                     ledger.record([record])
+                    if record.status == "duplicate":
+                        _archive([path], settings)
                 continue
             pending.append((result, record, good))  # type: ignore[arg-type]
             pending_rows += good.height
-            if pending_rows >= BATCH_ROWS:
+            # Batches bound memory for a backlog of any size; each is recorded in the ledger
+            # once its partitions are safely written.
+            if pending_rows >= settings.ingest.batch_rows:
                 partitions += _flush(pending, kpi, ledger, touched_days)
+                _archive([r.path for r, _, _ in pending], settings)
                 pending, pending_rows = [], 0
         partitions += _flush(pending, kpi, ledger, touched_days)
+        _archive([r.path for r, _, _ in pending], settings)
     return IngestSummary(
         results, partitions, sorted(touched_days), kpi.root, settings.quarantine_dir
     )
+
+
+def _archive(paths: Iterable[Path], settings: Settings) -> None:
+    """With `ingest.after: archive`, move files whose rows are safely in the lake (and in the
+    ledger) out of the landing folder, keeping their path below it. Content is untouched."""
+    if settings.ingest.after != "archive":
+        return
+    landing = settings.landing_dir.resolve()
+    for path in paths:
+        source = path.resolve()
+        relative = source.relative_to(landing) if source.is_relative_to(landing) else source.name
+        target = settings.archive_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source, target)
 
 
 def _read_one(
@@ -352,12 +385,13 @@ def _read_one(
     ledger: Ledger,
     force: bool,
     this_run: dict[str, str],
+    mapping: Mapping | None,
 ) -> tuple[FileResult, FileRecord | None, pl.DataFrame | None]:
     sha = file_sha256(path)
     size = path.stat().st_size
     previous = this_run.get(sha) or ledger.seen(sha)
     if previous is None or force:
-        result, record, good = _validate_one(path, sha, size, settings, now)
+        result, record, good = _validate_one(path, sha, size, settings, now, mapping)
         this_run[sha] = result.status
         return result, record, good
     if ledger.has(sha, str(path)):  # this very file, seen before
@@ -372,12 +406,12 @@ def _read_one(
 
 
 def _validate_one(
-    path: Path, sha: str, size: int, settings: Settings, now: datetime
+    path: Path, sha: str, size: int, settings: Settings, now: datetime, mapping: Mapping | None
 ) -> tuple[FileResult, FileRecord, pl.DataFrame | None]:
     """Read, conform and validate one new file; quarantine what breaks the contract."""
     try:
-        conformed, problems = conform(read_landing_file(path), str(path))
-    except ContractError as exc:
+        conformed, problems = conform(read_input(path, settings, mapping), str(path))
+    except (ContractError, MappingError) as exc:
         result = FileResult(path, "rejected", reason=str(exc))
         _write_quarantine(settings, path, result, None)
         return result, FileRecord(sha, str(path), size, "rejected", 0, 0, 0, str(exc)), None
@@ -386,7 +420,7 @@ def _validate_one(
         path,
         "ingested",
         rows_in=conformed.height,
-        rows_accepted=good.height,
+        rows_accepted=conformed.height - bad.height,  # a row superseded in-file still counts
         rows_quarantined=bad.height,
         problems=problems + row_problems,
     )
@@ -424,6 +458,7 @@ def _write_quarantine(
     qdir = settings.quarantine_dir
     stem = path.name
     lake.atomic_write_bytes(qdir / f"{stem}.report.txt", format_report(path, result).encode())
+    failpoints.hit("ingest.quarantine_report_written")
     if bad is not None and bad.height:
         lake.atomic_write_parquet(bad, qdir / f"{stem}.rows.parquet")
 
@@ -446,18 +481,18 @@ def _flush(
     days: set[date] = set()
     if frames:
         batch = pl.concat(frames, how="vertical").with_columns(pl.col("ts").dt.date().alias("_day"))
-        groups = batch.partition_by(["_day", "region"], as_dict=True)
-        by_day: dict[date, int] = defaultdict(int)
-        for (day, region), rows in progress.track(
+        # A day is merged as a whole, over all its regions: a key re-delivered with another
+        # region moves partitions instead of living in two.
+        groups = batch.partition_by("_day", as_dict=True, include_key=False)
+        for (day,), rows in progress.track(
             groups.items(), "ingest: writing partitions", total=len(groups)
         ):
             assert isinstance(day, date)
-            path = kpi.partition_path(day, str(region))
-            existing = pl.read_parquet(path) if path.exists() else pl.DataFrame()
-            kpi.write_partition(merge_rows(existing, rows.drop("_day")), day, str(region))
-            by_day[day] += rows.height
-            written += 1
-        days = set(by_day)
+            merged = merge_rows(kpi.read(day, day), rows)
+            written += len(kpi.replace_day(merged, day))
+            failpoints.hit("ingest.partition_written")
+            days.add(day)
+    failpoints.hit("ingest.before_ledger")
     ledger.record([rec for _, rec, _ in pending], stale_days=days)
     touched_days |= days
     return written

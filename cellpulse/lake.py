@@ -14,15 +14,24 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
+
+from cellpulse import failpoints
 
 PART_FILE = "part.parquet"
 
 
+def _temp_beside(path: Path) -> Path:
+    """A fresh hidden temporary name beside `path`, after removing any left behind by a
+    writer that was killed before its rename (one writer per path at a time)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        orphan.unlink(missing_ok=True)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old content or the new, nothing between."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = _temp_beside(path)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -38,17 +47,18 @@ def atomic_write_parquet(
     df: pl.DataFrame, path: Path, metadata: Mapping[str, str] | None = None
 ) -> None:
     """Write a parquet file atomically, with optional key/value metadata in its footer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    table = df.to_arrow()
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
+    tmp = _temp_beside(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # zstd level 1: most of zstd's size saving at a fraction of its default write time.
+        df.write_parquet(
+            tmp,
+            compression="zstd",
+            compression_level=1,
+            metadata=dict(metadata) if metadata else None,
+        )
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        failpoints.hit("lake.before_rename")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -64,8 +74,8 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    raw = pq.read_schema(path).metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW")}
+    raw = pl.read_parquet_metadata(path)
+    return {k: v for k, v in raw.items() if not k.startswith("ARROW")}
 
 
 class Dataset:

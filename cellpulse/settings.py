@@ -33,6 +33,17 @@ class IngestSettings(BaseModel):
     )
     future_tolerance_minutes: int = Field(60, ge=0, description="How far ahead of now a ts may be.")
     retention_days: int = Field(400, ge=1, description="Rows older than this are refused.")
+    after: Literal["leave", "archive"] = Field(
+        "leave",
+        description="Ingested files: leave them in landing, or move them to "
+        "<home>/archive once their rows are in the lake (content never changed).",
+    )
+    batch_rows: int = Field(
+        5_000_000,
+        ge=1000,
+        description="Accepted rows merged into the lake per batch "
+        "(bounds memory; each batch is committed to the ledger once written).",
+    )
 
 
 class CongestionRule(BaseModel):
@@ -120,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def lake_dir(self) -> Path:
         return self.home / "lake"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.home / "archive"
 
     @property
     def truth_dir(self) -> Path:

@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse.flows.common import retry_on_io
 from cellpulse.ingest import IngestSummary, ingest_files
+from cellpulse.mapping import load_mapping
 from cellpulse.settings import Settings
 
 
@@ -19,13 +20,20 @@ from cellpulse.settings import Settings
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )
-def ingest_task(paths: list[Path], settings: Settings, force: bool) -> IngestSummary:
-    return ingest_files(paths, settings, force=force)
+def ingest_task(
+    paths: list[Path], settings: Settings, force: bool, mapping: str | None
+) -> IngestSummary:
+    source = load_mapping(mapping) if mapping else None
+    return ingest_files(paths, settings, force=force, mapping=source)
 
 
 @flow(name="ingest")
 def ingest_flow(
-    settings: Settings, paths: list[Path] | None = None, force: bool = False
+    settings: Settings,
+    paths: list[Path] | None = None,
+    force: bool = False,
+    mapping: str | None = None,
 ) -> IngestSummary:
-    """Ingest the given files or folders (default: the landing folder)."""
-    return ingest_task(paths or [settings.landing_dir], settings, force)
+    """Ingest the given files or folders (default: the landing folder), contract-shaped or
+    through a source mapping (a YAML file or a shipped mapping's name)."""
+    return ingest_task(paths or [settings.landing_dir], settings, force, mapping)

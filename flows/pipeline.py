@@ -29,8 +29,10 @@ class PipelineResult:
 
 
 @flow(name="daily-pipeline")
-def pipeline_flow(settings: Settings, paths: list[Path] | None = None) -> PipelineResult:
-    ingested = ingest_flow(settings, paths)
+def pipeline_flow(
+    settings: Settings, paths: list[Path] | None = None, mapping: str | None = None
+) -> PipelineResult:
+    ingested = ingest_flow(settings, paths, mapping=mapping)
     features = features_flow(settings, only_stale=True)
     tracking.configure(settings)
     trained = None

@@ -27,7 +27,10 @@ def pr_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figur
             ax.plot(r, p, label=name, lw=2 if name == "model" else 1)
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
+    if y.any():
+        ax.legend(loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no positives in the hold-out", ha="center", va="center")
     fig.tight_layout()
     return fig
 

@@ -242,3 +242,19 @@ def test_merge_rows_last_delivery_wins_and_sorts():
     new = pl.DataFrame({"cell_id": ["a", "c"], "ts": [t0, t0], "v": [9.0, 3.0]})
     merged = merge_rows(old, new)
     assert merged.rows() == [("a", t0, 9.0), ("b", t0, 1.0), ("c", t0, 3.0)]
+
+
+def test_archive_setting_moves_ingested_files_unchanged(settings):
+    archiving = settings.model_copy(update={"ingest": IngestSettings(after="archive")})
+    write_landing(archiving.landing_dir)
+    names = sorted(p.name for p in archiving.landing_dir.glob("*.parquet"))
+    hashes = {p.name: file_sha256(p) for p in archiving.landing_dir.glob("*.parquet")}
+    bad, _ = broken_file(archiving.landing_dir / "sub")
+    summary = ingest_files([archiving.landing_dir], archiving, NOW)
+    assert summary.count("ingested") == 49
+    archived = sorted(p.name for p in archiving.archive_dir.glob("*.parquet"))
+    assert archived == names
+    assert {p.name: file_sha256(p) for p in archiving.archive_dir.glob("*.parquet")} == hashes
+    assert (archiving.archive_dir / "sub" / bad.name).exists()  # quarantined rows, rest in
+    assert not list(archiving.landing_dir.rglob("*.parquet"))
+    assert kpi_rows(archiving).height == 6 * 2 * 96  # the broken file re-delivers known keys

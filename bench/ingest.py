@@ -1,0 +1,77 @@
+"""Ingest throughput on contract-shaped parquet, next to the raw parquet-scan ceiling on the
+same files (reading every column, nothing else)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from bench.common import Measurement, peak_rss_mb, record, repeat
+from cellpulse import lake
+from cellpulse.ingest import ingest_files
+from cellpulse.settings import Settings
+from cellpulse.simulator import SimulationConfig, iter_days, split_into_files
+
+NOW = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+def landing(root: Path, cells: int, days: int) -> int:
+    rows = 0
+    for _, day in iter_days(SimulationConfig(cells=cells, days=days, seed=1)):
+        for name, part in split_into_files(day, 60):
+            lake.atomic_write_parquet(part, root / name)
+        rows += day.height
+    return rows
+
+
+def scan(root: Path) -> int:
+    return pl.scan_parquet(sorted(root.glob("*.parquet"))).collect().height
+
+
+def ingest_once(root: Path, work: Path) -> int:
+    shutil.rmtree(work, ignore_errors=True)
+    summary = ingest_files([root], Settings(home=work), NOW)
+    return summary.rows_accepted
+
+
+def case(label: str, cells: int, days: int, runs: int) -> list[Measurement]:
+    with tempfile.TemporaryDirectory(prefix="cellpulse-bench-") as tmp:
+        src, work = Path(tmp) / "landing", Path(tmp) / "home"
+        landing(src, cells, days)
+        rows, scan_times = repeat(lambda: scan(src), runs)
+        ceiling = Measurement(f"parquet scan ceiling, {label}", rows, scan_times, peak_rss_mb())
+        rows, times = repeat(lambda: ingest_once(src, work), runs)
+        ratio = (rows / min(times)) and (
+            sorted(times)[len(times) // 2] / sorted(scan_times)[len(scan_times) // 2]
+        )
+        return [
+            ceiling,
+            Measurement(
+                f"ingest, {label}",
+                rows,
+                times,
+                peak_rss_mb(),
+                f"{ratio:.1f}x the scan ceiling's time",
+            ),
+        ]
+
+
+def main(runs: int = 3) -> None:
+    results = case("10,000 cells × 1 day (24 hourly files)", 10_000, 1, runs)
+    results += case("100,000 cells × 1 day (24 hourly files)", 100_000, 1, runs)
+    record(
+        "Ingest",
+        "python -m bench.run ingest",
+        results,
+        "Ingest = hash every file, read, conform, validate every contract rule, merge into "
+        "date/region partitions (atomic writes), record the ledger. Target: >= 2 M rows/s "
+        "and within 5x the scan ceiling.",
+    )
+
+
+if __name__ == "__main__":
+    main()

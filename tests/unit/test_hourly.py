@@ -1,0 +1,55 @@
+"""Hourly data flows through the whole pipeline as well as 15-minute data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+
+from cellpulse import lake
+from cellpulse.features.spec import default_spec
+from cellpulse.features.store import build_days, read_features, resolve_days
+from cellpulse.ingest import ingest_files
+from cellpulse.models import training
+from cellpulse.models.scoring import score_features
+from cellpulse.publish import ModelRef
+from cellpulse.simulator import SimulationConfig, write_network
+from tests.conftest import tiny_settings
+
+NOW = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+def test_hourly_rops_ingest_build_train_and_score(tmp_path):
+    settings = tiny_settings(tmp_path / "home").model_copy(update={"rop_minutes": 60})
+    cfg = SimulationConfig(cells=12, days=9, seed=3, rop_minutes=60, events_per_cell_day=0.05)
+    sim = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert summary.rows_accepted == 12 * 9 * 24 and summary.rows_quarantined == 0
+
+    spec = default_spec(60)
+    assert not [c for c in spec.columns() if c.endswith(("_lag_15m", "_mean_1h"))]
+    built = build_days(settings, spec, resolve_days(settings, None, None))
+    assert built.rows == 12 * 9 * 24
+    features = read_features(settings, None, None, spec)
+    kpis = lake.Dataset(settings.lake_dir / "kpi").read()
+    anomaly = training.train_anomaly(features, sim.events, settings, spec.hash())
+    congestion = training.train_congestion(features, kpis, settings, spec.hash())
+    ref = ModelRef("m", "1", "r")
+    scores = score_features(
+        features, anomaly.model, congestion.model, ref, ref, settings, NOW, spec.hash()
+    )
+    assert scores.height == features.height
+    assert scores["congestion_horizon"].unique().to_list() == ["1h"]
+    assert scores["anomaly_score"].is_finite().all()
+
+
+def test_quarter_hour_rows_are_refused_by_an_hourly_installation(tmp_path):
+    settings = tiny_settings(tmp_path / "home").model_copy(update={"rop_minutes": 60})
+    cfg = SimulationConfig(cells=3, days=1, seed=3)  # 15-minute ROPs
+    write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert summary.rows_accepted == 3 * 24  # the full hours
+    assert summary.rows_quarantined == 3 * 24 * 3
+    report = next(settings.quarantine_dir.glob("*.report.txt")).read_text()
+    assert "not aligned to the 60-minute ROP" in report
+    assert pl.read_parquet(next(settings.quarantine_dir.glob("*.rows.parquet"))).height == 9
