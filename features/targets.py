@@ -123,3 +123,26 @@ def event_labels(keys: pl.DataFrame, events: pl.DataFrame) -> pl.Series:
     flags = pl.Series("in_event", [False] * keys.height)
     flags[joined["_row"].to_numpy()] = True
     return flags
+
+
+def congestion_labels(
+    keys: pl.DataFrame, kpis: pl.DataFrame, rule: CongestionRule, rop_minutes: int
+) -> pl.DataFrame:
+    """For each (cell_id, ts) of `keys`: `congested_within` (the forecast target, null where
+    the horizon is not in the data yet), `congested_now` (the persistence baseline: the rule
+    has held up to now) and `congested_last_week` (the seasonal-naive baseline: the target at
+    the same ROP a week earlier). `kpis` must reach a week before and a horizon after `keys`
+    for every label to be known."""
+    flags = congestion_flags(kpis, rule, rop_minutes)
+    target = congestion_target(flags, rule.horizon_minutes, rop_minutes)
+    week_ago = target.select(
+        "cell_id",
+        (pl.col("ts") + pl.duration(days=7)).alias("ts"),
+        pl.col("congested_within").alias("congested_last_week"),
+    )
+    return (
+        keys.select("cell_id", "ts")
+        .join(target, on=["cell_id", "ts"], how="left")
+        .join(flags.select("cell_id", "ts", "congested_now"), on=["cell_id", "ts"], how="left")
+        .join(week_ago, on=["cell_id", "ts"], how="left")
+    )

@@ -16,6 +16,8 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from cellpulse.models.boosting import BoosterParams, matrix
+
 Direction = Literal["low", "high", "both"]
 Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
 DRIVER_Z = 3.0  # a KPI counts as driving the score from this many robust spreads away
@@ -49,42 +51,19 @@ CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
 
 
 @dataclass(frozen=True)
-class AnomalyParams:
-    num_trees: int = 200
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 50
-    n_jobs: int = 1
-    seed: int = 42
+class AnomalyParams(BoosterParams):
     threshold_quantile: float = 0.995
     min_threshold: float = 5.0
 
-    def lgb_params(self) -> dict[str, object]:
-        return {
-            "objective": "huber",  # squared near the fit, linear in the tails: robust to faults
-            "alpha": 1.0,  # targets are standardised per KPI before fitting, so 1 = one spread
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "num_threads": self.n_jobs,
-            "seed": self.seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "max_bin": 63,
-            "bagging_fraction": 0.7,
-            "bagging_freq": 1,
-            "feature_fraction": 0.8,
-            "verbosity": -1,
-        }
+    def regressor_params(self) -> dict[str, object]:
+        # Huber: squared near the fit, linear in the tails, so faults hidden in the training
+        # data pull less. Targets are standardised per KPI, so alpha = 1 is one spread.
+        return self.lgb_params("huber", alpha=1.0)
 
 
 def context_columns(columns: list[str]) -> list[str]:
     """Features a regressor may use: calendar, day-old and week-old values, baselines."""
     return [c for c in columns if c in CALENDAR or c.endswith(CONTEXT_SUFFIXES)]
-
-
-def _matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    return df.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
 
 
 @dataclass
@@ -112,7 +91,7 @@ class AnomalyModel:
         """Fit on `features`; rows where `exclude` is True (known faults) are left out."""
         train = features.filter(~exclude) if exclude is not None else features
         names = context_columns(train.columns)
-        x = _matrix(train, names)
+        x = matrix(train, names)
         boosters = {}
         units: dict[str, tuple[float, float]] = {}
         targets = tuple(t for t in TARGETS if t.name in train.columns)
@@ -126,7 +105,7 @@ class AnomalyModel:
                 x[ok], (y[ok] - centre) / spread, feature_name=names, free_raw_data=True
             )
             boosters[t.name] = lgb.train(
-                params.lgb_params(), data, num_boost_round=params.num_trees
+                params.regressor_params(), data, num_boost_round=params.num_trees
             )
             units[t.name] = (centre, spread)
         targets = tuple(t for t in targets if t.name in boosters)
@@ -170,7 +149,7 @@ class AnomalyModel:
 
     def expected(self, features: pl.DataFrame) -> pl.DataFrame:
         """The normal-behaviour prediction of each target KPI (`expected_<kpi>`)."""
-        x = _matrix(features, self.feature_names)
+        x = matrix(features, self.feature_names)
         return pl.DataFrame(
             {
                 f"expected_{t.name}": np.asarray(self.boosters[t.name].predict(x))

@@ -9,41 +9,17 @@ import numpy as np
 import polars as pl
 
 from cellpulse.features.builder import KEY_COLUMNS
+from cellpulse.models.boosting import BoosterParams, matrix
 
 
 @dataclass(frozen=True)
-class CongestionParams:
-    num_trees: int = 200
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 50
-    n_jobs: int = 1
-    seed: int = 42
-
-    def lgb_params(self) -> dict[str, object]:
-        return {
-            "objective": "binary",
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "num_threads": self.n_jobs,
-            "seed": self.seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "max_bin": 63,
-            "bagging_fraction": 0.7,
-            "bagging_freq": 1,
-            "feature_fraction": 0.8,
-            "verbosity": -1,
-        }
+class CongestionParams(BoosterParams):
+    def classifier_params(self) -> dict[str, object]:
+        return self.lgb_params("binary")
 
 
 def feature_columns(columns: list[str]) -> list[str]:
     return [c for c in columns if c not in KEY_COLUMNS]
-
-
-def _matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    return df.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
 
 
 @dataclass
@@ -66,14 +42,14 @@ class CongestionModel:
         """Fit on rows whose target is known (not null)."""
         known = target.is_not_null()
         names = feature_columns(features.columns)
-        x = _matrix(features.filter(known), names)
+        x = matrix(features.filter(known), names)
         y = target.filter(known).cast(pl.Int8).to_numpy()
         data = lgb.Dataset(x, y, feature_name=names, free_raw_data=True)
-        booster = lgb.train(params.lgb_params(), data, num_boost_round=params.num_trees)
+        booster = lgb.train(params.classifier_params(), data, num_boost_round=params.num_trees)
         return cls(names, booster, horizon_minutes, spec_hash, params)
 
     def predict(self, features: pl.DataFrame) -> np.ndarray:
-        return np.asarray(self.booster.predict(_matrix(features, self.feature_names)))
+        return np.asarray(self.booster.predict(matrix(features, self.feature_names)))
 
     def importance(self, top: int = 20) -> list[tuple[str, float]]:
         gain = self.booster.feature_importance("gain")

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse.features.builder import with_derived_kpis
-from cellpulse.features.targets import congestion_flags, congestion_target, event_labels
+from cellpulse.features.targets import congestion_labels, event_labels
 from cellpulse.models import evaluation
 from cellpulse.models.anomaly import alert_flags, zscore_baseline
 from cellpulse.publish import group_alerts
@@ -245,35 +245,25 @@ def _slices(
 
 def congestion_detectors(
     scores: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
-) -> tuple[pl.Series, dict[str, pl.DataFrame]]:
-    """Known labels (`congested_within`) and each detector's score on the scored rows."""
-    rule = settings.congestion
-    flags = congestion_flags(kpis, rule, settings.rop_minutes)
-    target = congestion_target(flags, rule.horizon_minutes, settings.rop_minutes)
-    week_ago = target.select(
-        "cell_id",
-        (pl.col("ts") + timedelta(days=7)).alias("ts"),
-        pl.col("congested_within").alias("_seasonal"),
-    )
+) -> dict[str, pl.DataFrame]:
+    """Each detector's score on the scored rows whose target is known."""
+    labels = congestion_labels(scores, kpis, settings.congestion, settings.rop_minutes)
     joined = (
         scores.select("cell_id", "ts", "congestion_prob")
-        .join(target, on=["cell_id", "ts"], how="left")
-        .join(flags.select("cell_id", "ts", "congested_now"), on=["cell_id", "ts"], how="left")
-        .join(week_ago, on=["cell_id", "ts"], how="left")
+        .join(labels, on=["cell_id", "ts"], how="left")
         .join(kpis.select("cell_id", "ts", "prb_util_dl_pct"), on=["cell_id", "ts"], how="left")
         .filter(pl.col("congested_within").is_not_null())
     )
     detectors = {
         "model": pl.col("congestion_prob"),
         "persistence": pl.col("congested_now").fill_null(False).cast(pl.Float64),
-        "seasonal": pl.col("_seasonal").cast(pl.Float64),
+        "seasonal": pl.col("congested_last_week").cast(pl.Float64),
         "threshold": pl.col("prb_util_dl_pct").fill_null(0) / 100,
     }
-    out = {
+    return {
         name: joined.select("cell_id", "ts", "congested_within", expr.alias("score"))
         for name, expr in detectors.items()
     }
-    return joined["congested_within"], out
 
 
 def congestion_metrics(scored: pl.DataFrame, threshold: float = 0.5) -> dict[str, float]:
@@ -293,7 +283,7 @@ def congestion_metrics(scored: pl.DataFrame, threshold: float = 0.5) -> dict[str
 def congestion_board(
     scores: pl.DataFrame, kpis: pl.DataFrame, topology: pl.DataFrame | None, settings: Settings
 ) -> list[dict[str, object]]:
-    _, detectors = congestion_detectors(scores, kpis, settings)
+    detectors = congestion_detectors(scores, kpis, settings)
     rows: list[dict[str, object]] = []
     metrics = {name: congestion_metrics(df) for name, df in detectors.items()}
     for name, m in metrics.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,8 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from cellpulse.errors import NoDataError
-from cellpulse.features.targets import congestion_flags, congestion_target, event_labels
+from cellpulse.features import targets
+from cellpulse.features.targets import event_labels
 from cellpulse.models import evaluation, plots
 from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
 from cellpulse.models.congestion import CongestionModel, CongestionParams
@@ -93,15 +94,7 @@ def fault_events(events: pl.DataFrame | None) -> pl.DataFrame | None:
 
 
 def anomaly_params(settings: Settings) -> AnomalyParams:
-    t = settings.train
-    return AnomalyParams(
-        num_trees=t.num_trees,
-        learning_rate=t.learning_rate,
-        num_leaves=t.num_leaves,
-        min_data_in_leaf=t.min_data_in_leaf,
-        n_jobs=t.n_jobs,
-        seed=t.seed,
-    )
+    return AnomalyParams.from_settings(settings.train)
 
 
 def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
@@ -252,36 +245,14 @@ _EVENT_SCHEMA: dict[str, pl.DataType] = {
 
 
 def congestion_params(settings: Settings) -> CongestionParams:
-    t = settings.train
-    return CongestionParams(
-        num_trees=t.num_trees,
-        learning_rate=t.learning_rate,
-        num_leaves=t.num_leaves,
-        min_data_in_leaf=t.min_data_in_leaf,
-        n_jobs=t.n_jobs,
-        seed=t.seed,
-    )
+    return CongestionParams.from_settings(settings.train)
 
 
 def congestion_labels(
     features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
 ) -> pl.DataFrame:
-    """Per feature row: `congested_within` (target), `congested_now` (persistence baseline)
-    and `congested_last_week` (seasonal-naive baseline)."""
-    rule = settings.congestion
-    flags = congestion_flags(kpis, rule, settings.rop_minutes)
-    target = congestion_target(flags, rule.horizon_minutes, settings.rop_minutes)
-    week_ago = target.select(
-        "cell_id",
-        (pl.col("ts") + timedelta(days=7)).alias("ts"),
-        pl.col("congested_within").alias("congested_last_week"),
-    )
-    return (
-        features.select("cell_id", "ts")
-        .join(target, on=["cell_id", "ts"], how="left")
-        .join(flags.select("cell_id", "ts", "congested_now"), on=["cell_id", "ts"], how="left")
-        .join(week_ago, on=["cell_id", "ts"], how="left")
-    )
+    """Per feature row: target and baseline labels (see features.targets.congestion_labels)."""
+    return targets.congestion_labels(features, kpis, settings.congestion, settings.rop_minutes)
 
 
 def evaluate_congestion(

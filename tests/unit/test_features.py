@@ -64,17 +64,7 @@ def test_lags_are_exact_in_time_even_with_missing_rops(tiny_network):
 def test_rolling_windows_are_time_based():
     t0 = datetime(2026, 1, 5, tzinfo=UTC)
     ts = [t0 + timedelta(minutes=15 * i) for i in (0, 1, 2, 3, 8)]  # a 1h gap before the last
-    kpis = pl.DataFrame(
-        {
-            "cell_id": ["a"] * 5,
-            "ts": ts,
-            "site_id": "s",
-            "region": "r",
-            "rat": "NR",
-            "band": "n78",
-            "x": [1.0, 2.0, 3.0, 4.0, 10.0],
-        }
-    )
+    kpis = one_cell(ts, [1.0, 2.0, 3.0, 4.0, 10.0])
     spec = FeatureSpec(
         kpis=("x",),
         rolling=(Rolling("x", "1h", ("mean", "max")),),
@@ -85,6 +75,21 @@ def test_rolling_windows_are_time_based():
     assert feats["x_mean_1h"].to_list() == [1.0, 1.5, 2.0, 2.5, 10.0]
     assert feats["x_max_1h"].to_list() == [1.0, 2.0, 3.0, 4.0, 10.0]
     assert feats["rops_missing_1h"].to_list() == [3, 2, 1, 0, 3]
+
+
+def one_cell(ts: list[datetime], x: list[float]) -> pl.DataFrame:
+    """KPIs of one cell with a single custom KPI column `x`."""
+    return pl.DataFrame(
+        {
+            "cell_id": "a",
+            "ts": ts,
+            "site_id": "s",
+            "region": "r",
+            "rat": "NR",
+            "band": "n78",
+            "x": x,
+        }
+    )
 
 
 def _build_plain(kpis: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
@@ -111,17 +116,7 @@ def test_ratio_kpis_come_from_counters_and_are_null_on_tiny_denominators(tiny_ne
 def test_hour_of_week_baseline_is_the_median_of_past_weeks():
     t0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
     ts = [t0 + timedelta(days=7 * w) for w in range(4)]
-    kpis = pl.DataFrame(
-        {
-            "cell_id": ["a"] * 4,
-            "ts": ts,
-            "site_id": "s",
-            "region": "r",
-            "rat": "NR",
-            "band": "n78",
-            "x": [10.0, 30.0, 20.0, 60.0],
-        }
-    )
+    kpis = one_cell(ts, [10.0, 30.0, 20.0, 60.0])
     from cellpulse.features.spec import HourOfWeekBaseline
 
     spec = FeatureSpec(
