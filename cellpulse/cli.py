@@ -198,9 +198,10 @@ def simulate(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Simulate a RAN and write OSS-style PM files (one parquet file per hour) into the
-    landing folder, plus ground truth (injected events, congestion periods) under
-    <home>/ground_truth."""
+    """Simulate a RAN and write its PM files into the landing folder.
+
+    One parquet file per hour, as an OSS export delivers them, plus ground truth (injected
+    events, congestion periods, topology) under <home>/ground_truth."""
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
 
     settings = _settings(home, config, rop_minutes=rop_minutes)
@@ -277,8 +278,10 @@ def ingest(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Validate landing files against the KPI contract and merge them into lake/kpi.
-    Bad rows go to quarantine/ with a report; the same file twice changes nothing."""
+    """Validate landing files and merge them into lake/kpi.
+
+    Bad rows go to quarantine/ with a report; the same file twice changes nothing; a
+    corrected re-delivery replaces the rows it corrects."""
     settings = _settings(home, config)
     from cellpulse.flows.ingest import ingest_flow
 
@@ -351,8 +354,10 @@ def train(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Train the anomaly and congestion models on a time-ordered split, log them to MLflow,
-    register them, and alias `champion` where they beat the baseline or current champion."""
+    """Train the anomaly and congestion models and register them in MLflow.
+
+    Time-ordered split; each model is compared with its baselines (and the current champion)
+    on the same hold-out and aliased `champion` only if it wins."""
     settings = _settings(home, config, must_exist=True)
     from cellpulse.flows.train import train_flow
 
@@ -388,8 +393,10 @@ def score(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Score days with both @champion models (default: the newest day with features) and
-    publish to lake/scores, the ops store and a Prefect artifact."""
+    """Score days with both champion models and publish the scores.
+
+    Default: the newest day with features. Scores go to lake/scores, the ops store and a
+    Prefect artifact; re-scoring a period replaces it."""
     settings = _settings(home, config, must_exist=True)
     from cellpulse.features.store import days_between, feature_dataset
     from cellpulse.flows.score import score_flow
@@ -474,10 +481,11 @@ def evaluate(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Judge published scores against ground truth: anomaly event recall, alert precision,
-    false alarms, detection delay, precision@k; congestion PR-AUC, Brier and lift — each next
-    to its baselines, per anomaly type and per slice. Default window: the days scored after
-    the champion's training window."""
+    """Judge published scores against ground truth, next to baselines.
+
+    Anomaly event recall, alert precision, false alarms, detection delay, precision@k;
+    congestion PR-AUC, Brier and lift; per anomaly type and per slice. Default window: the
+    days scored after the champion's training window."""
     settings = _settings(home, config, must_exist=True)
     from cellpulse.flows.evaluate import evaluate_flow
 
@@ -573,8 +581,10 @@ def run(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The daily pipeline as one Prefect flow: ingest -> features (new and stale days) ->
-    train (only if there is no champion) -> score (new and stale days)."""
+    """Run the daily pipeline as one Prefect flow.
+
+    ingest -> features (new and stale days) -> train (only if there is no champion) ->
+    score (new and stale days)."""
     settings = _settings(home, config)
     result = _run_pipeline(settings, paths, mapping)
     _fail_on_rejected(result.ingest)
@@ -635,7 +645,8 @@ def demo(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Simulate a small network and run the whole pipeline on it, then show where to look.
+    """Simulate a small network, run the whole pipeline on it, show where to look.
+
     Safe to run again: unchanged files are not re-ingested and nothing is duplicated."""
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
 
@@ -731,8 +742,9 @@ def mapping_check(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Map a sample file and show the first mapped rows and every problem, without
-    ingesting anything."""
+    """Map a sample file: show the first mapped rows and every problem.
+
+    Nothing is ingested."""
     from cellpulse.ingest import conform, read_input, validate
     from cellpulse.mapping import load_mapping
 
@@ -777,7 +789,7 @@ def ui(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Open the MLflow UI on this home's tracking store (bound to 127.0.0.1, telemetry off)."""
+    """Open the MLflow UI on this home's runs and registry (127.0.0.1, telemetry off)."""
     settings = _settings(home, config, must_exist=True)
     mlflow_exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     cmd = [

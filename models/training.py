@@ -175,6 +175,8 @@ def anomaly_baselines(
 
 
 def anomaly_rule(settings: Settings, labelled: bool) -> PromotionRule:
+    """Judge by finding labelled faults when the hold-out has some; otherwise by how much
+    better than a seasonal-naive guess the normal-behaviour model predicts."""
     if labelled:
         return PromotionRule(
             "val_pr_auc",
@@ -226,7 +228,7 @@ def train_anomaly(
         {**asdict(params), "targets": len(model.targets), "features": len(model.feature_names)},
         metrics,
         baselines,
-        anomaly_rule(settings, faults is not None),
+        anomaly_rule(settings, not math.isnan(metrics.get("val_pr_auc", math.nan))),
         split,
         figures,
         split.holdout.height,
