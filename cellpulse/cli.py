@@ -715,6 +715,109 @@ def _self_command() -> str:
     return str(exe) if exe.name == "cellpulse" and exe.exists() else "cellpulse"
 
 
+# ----------------------------------------------------------------------------- registry
+
+
+@app.command()
+@handles_errors
+def models(
+    history: Annotated[int, typer.Option(help="Champion moves to show per model.", min=0)] = 5,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List registered model versions, their aliases and hold-out metrics."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.models import tracking
+
+    tracking.configure(settings)
+    for family, name in tracking.MODEL_NAMES.items():
+        versions = tracking.list_versions(family)
+        if not versions:
+            console.print(f"{name}: no versions yet (run `cellpulse train`)")
+            continue
+        console.print(
+            _table(
+                name,
+                [
+                    "version",
+                    "aliases",
+                    "created (UTC)",
+                    "primary metric",
+                    "value",
+                    "run",
+                    "promotion decision",
+                ],
+                [
+                    [
+                        v.version,
+                        ", ".join(v.aliases) or "–",
+                        v.created,
+                        v.primary_metric,
+                        v.primary_value,
+                        v.run_id[:8],
+                        v.reason,
+                    ]
+                    for v in versions
+                ],
+            )
+        )
+        moves = tracking.alias_history(family)[-history:] if history else []
+        for m in moves:
+            console.print(
+                f"  {m['at'][:19]}  champion {m['from'] or '–'} -> {m['to']}  by "
+                f"{m['by']}: {m['why']}",
+                highlight=False,
+            )
+
+
+def _actor() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+
+
+@app.command()
+@handles_errors
+def promote(
+    name: Annotated[str, typer.Argument(help="anomaly or congestion (or its registered name).")],
+    version: Annotated[str, typer.Argument(help="The version to make champion.")],
+    reason: Annotated[
+        str, typer.Option(help="Why; recorded with the alias move.")
+    ] = "promoted by hand",
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make a version the champion (a person's decision, recorded who/when/why)."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.models import tracking
+
+    tracking.configure(settings)
+    family = tracking.resolve_family(name)
+    tracking.promote(family, version, reason, _actor())
+    console.print(f"{tracking.MODEL_NAMES[family]}@champion -> version {version} ({reason})")
+
+
+@app.command()
+@handles_errors
+def rollback(
+    name: Annotated[str, typer.Argument(help="anomaly or congestion (or its registered name).")],
+    reason: Annotated[
+        str, typer.Option(help="Why; recorded with the alias move.")
+    ] = "rolled back by hand",
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Give the champion alias back to the previous champion."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.models import tracking
+
+    tracking.configure(settings)
+    family = tracking.resolve_family(name)
+    version = tracking.rollback(family, reason, _actor())
+    console.print(
+        f"{tracking.MODEL_NAMES[family]}@champion -> version {version} ({reason}); "
+        "run `cellpulse score` to re-score with it"
+    )
+
+
 # ----------------------------------------------------------------------------- mapping
 
 mapping_app = typer.Typer(

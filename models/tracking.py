@@ -287,3 +287,82 @@ def log_to_run(run_id: str, metrics: dict[str, float], artifact: Path) -> None:
     for i in range(0, len(batch), 500):  # the tracking store takes batches of at most 1000
         client.log_batch(run_id, metrics=batch[i : i + 500])
     client.log_artifact(run_id, str(artifact), "scoreboard")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    family: str
+    version: str
+    aliases: list[str]
+    run_id: str
+    created: datetime
+    primary_metric: str
+    primary_value: float
+    reason: str
+
+
+def resolve_family(name: str) -> str:
+    """'anomaly', 'cellpulse-anomaly' -> 'anomaly'; CellpulseError for anything else."""
+    for family, registered in MODEL_NAMES.items():
+        if name in (family, registered):
+            return family
+    raise CellpulseError(
+        f"unknown model {name!r}; use one of "
+        f"{', '.join(list(MODEL_NAMES) + list(MODEL_NAMES.values()))}"
+    )
+
+
+def list_versions(family: str) -> list[VersionInfo]:
+    """Every registered version of a family, newest first, with aliases and its primary
+    hold-out metric."""
+    client = MlflowClient()
+    name = MODEL_NAMES[family]
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+        alias_map = dict(client.get_registered_model(name).aliases or {})
+    except MlflowException:
+        return []
+    aliases_of: dict[str, list[str]] = {}
+    for alias, version in alias_map.items():
+        aliases_of.setdefault(str(version), []).append(alias)
+    out = []
+    for mv in versions:
+        run = client.get_run(mv.run_id) if mv.run_id else None
+        primary = run.data.tags.get("promotion.primary_metric", "") if run else ""
+        value = run.data.metrics.get(primary, float("nan")) if run else float("nan")
+        out.append(
+            VersionInfo(
+                family,
+                str(mv.version),
+                sorted(aliases_of.get(str(mv.version), [])),
+                str(mv.run_id),
+                datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+                primary,
+                float(value),
+                (mv.tags or {}).get("promotion.reason", ""),
+            )
+        )
+    return sorted(out, key=lambda v: int(v.version), reverse=True)
+
+
+def promote(family: str, version: str, reason: str, actor: str) -> None:
+    """A person's decision: make `version` the champion (recorded like any alias move)."""
+    name = MODEL_NAMES[family]
+    known = {v.version for v in list_versions(family)}
+    if version not in known:
+        raise CellpulseError(
+            f"{name} has no version {version}; versions: "
+            f"{', '.join(sorted(known, key=int)) or 'none'}"
+        )
+    move_champion(family, version, reason, actor)
+
+
+def rollback(family: str, reason: str, actor: str) -> str:
+    """Give the champion alias back to the `previous` version; returns that version. The
+    rolled-back version becomes `previous`, so a roll-forward is one more rollback."""
+    name = MODEL_NAMES[family]
+    previous = _alias_version(MlflowClient(), name, PREVIOUS)
+    if previous is None:
+        raise CellpulseError(f"{name} has no @{PREVIOUS} version to roll back to")
+    move_champion(family, previous, reason, actor)
+    return previous

@@ -1,0 +1,88 @@
+"""The registry verbs against a real MLflow store (SQLite under tmp_path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cellpulse.errors import CellpulseError
+from cellpulse.features.builder import build_features
+from cellpulse.features.spec import default_spec
+from cellpulse.models import tracking, training
+from cellpulse.models.promotion import Decision
+from cellpulse.settings import TrainSettings
+from tests.conftest import tiny_settings
+
+SPEC = default_spec(15)
+
+
+@pytest.fixture
+def registry(tmp_path, tiny_network, restore_environ):
+    settings = tiny_settings(tmp_path / "home")
+    tracking.configure(settings)
+    features = build_features(tiny_network[2], SPEC, rop_minutes=15, min_denominator=10)
+    logged = []
+    for seed in (1, 2):
+        s = settings.model_copy(
+            update={
+                "train": TrainSettings(
+                    num_trees=10, n_jobs=1, holdout_days=2, min_data_in_leaf=20, seed=seed
+                )
+            }
+        )
+        candidate = training.train_anomaly(features, tiny_network[1], s, SPEC.hash())
+        logged.append(
+            (
+                candidate,
+                tracking.log_candidate(
+                    candidate,
+                    s,
+                    Decision(True, f"seed {seed}"),
+                    None,
+                    candidate.split.holdout.head(5),
+                    {"feature_spec_hash": SPEC.hash()},
+                ),
+            )
+        )
+    return settings, logged
+
+
+def scores_of(model, holdout):
+    return model.score(holdout)["anomaly_score"].to_numpy()
+
+
+def test_every_training_is_a_version_and_promotions_are_recorded(registry):
+    del registry  # the fixture registered two versions
+    versions = tracking.list_versions("anomaly")
+    assert [v.version for v in versions] == ["2", "1"]
+    assert versions[0].aliases == ["champion"] and versions[1].aliases == ["previous"]
+    assert versions[0].primary_metric in ("val_pr_auc", "val_mae_ratio")
+    history = tracking.alias_history("anomaly")
+    assert [(h["from"], h["to"]) for h in history] == [(None, "1"), ("1", "2")]
+    assert history[-1]["why"] == "seed 2"
+
+
+def test_rollback_serves_the_old_model_and_can_roll_forward(registry):
+    _, logged = registry
+    holdout = logged[0][0].split.holdout
+    first, second = (scores_of(c.model, holdout) for c, _ in logged)
+    assert not np.array_equal(first, second)
+    assert np.array_equal(scores_of(tracking.load_champion("anomaly").model, holdout), second)
+
+    assert tracking.rollback("anomaly", "bad alerts overnight", "noc-lead") == "1"
+    assert np.array_equal(scores_of(tracking.load_champion("anomaly").model, holdout), first)
+    move = tracking.alias_history("anomaly")[-1]
+    assert (move["from"], move["to"], move["by"]) == ("2", "1", "noc-lead")
+
+    assert tracking.rollback("anomaly", "fixed", "noc-lead") == "2"  # roll forward again
+    assert tracking.champion_version("anomaly") == "2"
+
+
+def test_promote_by_hand_checks_the_version(registry):
+    tracking.promote("anomaly", "1", "A/B winner", "ds-team")
+    assert tracking.champion_version("anomaly") == "1"
+    with pytest.raises(CellpulseError, match="has no version 7; versions: 1, 2"):
+        tracking.promote("anomaly", "7", "typo", "ds-team")
+    with pytest.raises(CellpulseError, match="no @previous version"):
+        tracking.rollback("congestion", "nothing there", "x")
+    assert tracking.resolve_family("cellpulse-congestion") == "congestion"
