@@ -26,6 +26,7 @@ from cellpulse import progress
 from cellpulse.errors import CellpulseError
 from cellpulse.runtime import configure_process
 from cellpulse.settings import Settings, load_settings
+from cellpulse.simulator.config import EVENT_TYPES
 
 app = typer.Typer(
     name="cellpulse",
@@ -180,6 +181,14 @@ def simulate(
     events_per_cell_day: Annotated[
         float, typer.Option(help="Injected events per cell-day.", min=0)
     ] = 0.012,
+    event_weight: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Relative rate of one event type, TYPE=WEIGHT (repeatable; 0 turns "
+            "a type off). Types: " + ", ".join(EVENT_TYPES) + ".",
+            show_default=False,
+        ),
+    ] = None,
     realistic_delivery: Annotated[
         bool,
         typer.Option(
@@ -203,8 +212,13 @@ def simulate(
     One parquet file per hour, as an OSS export delivers them, plus ground truth (injected
     events, congestion periods, topology) under <home>/ground_truth."""
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
+    from cellpulse.simulator.config import parse_event_weights
 
     settings = _settings(home, config, rop_minutes=rop_minutes)
+    try:
+        weights = parse_event_weights(event_weight or [])
+    except ValueError as exc:
+        raise CellpulseError(str(exc)) from None
     cfg = SimulationConfig(
         cells=cells,
         days=days,
@@ -212,6 +226,7 @@ def simulate(
         seed=seed,
         rop_minutes=settings.rop_minutes,
         events_per_cell_day=events_per_cell_day,
+        event_weights=weights,
         holidays=tuple(h.date() for h in holiday or []),
         delivery=DeliveryConfig.realistic() if realistic_delivery else DeliveryConfig(),
     )

@@ -204,22 +204,8 @@ def anomaly_board(
             )
         if topology is not None:
             for kind_name, part, part_events in _slices(flagged, in_window, topology):
-                m = detection_metrics(part, part_events, settings, k, with_ranking=False)
-                rows += _rows(
-                    "anomaly",
-                    name,
-                    kind_name[0],
-                    kind_name[1],
-                    {
-                        x: m[x]
-                        for x in (
-                            "events",
-                            "event_recall",
-                            "alert_precision",
-                            "false_alarms_per_100_cell_days",
-                        )
-                    },
-                )
+                m = detection_metrics(part, part_events, settings, k)
+                rows += _rows("anomaly", name, kind_name[0], kind_name[1], m)
     return rows
 
 
@@ -301,7 +287,7 @@ def congestion_board(
                     name,
                     kind,
                     value,
-                    {x: sm[x] for x in ("rows", "positives", "pr_auc", "brier")},
+                    sm,
                 )
     return rows
 

@@ -74,3 +74,23 @@ class SimulationConfig:
     @property
     def start_ts(self) -> datetime:
         return datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC)
+
+
+def parse_event_weights(items: list[str]) -> dict[str, float]:
+    """`["outage=2", "surge=0"]` -> the default weights with those changed. Raises ValueError
+    naming the bad item."""
+    weights = {t: s[0] for t, s in EVENT_SHAPES.items()}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in EVENT_SHAPES:
+            raise ValueError(
+                f"--event-weight {item!r}: use TYPE=WEIGHT with TYPE one of "
+                f"{', '.join(EVENT_TYPES)}"
+            )
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--event-weight {item!r}: {value!r} is not a number") from None
+        if weights[name] < 0:
+            raise ValueError(f"--event-weight {item!r}: weights cannot be negative")
+    return weights

@@ -250,3 +250,20 @@ def test_realistic_delivery_ingests_to_exactly_the_truth(settings):
     assert result.count("duplicate") == summary.duplicate_files
     stored = lake.Dataset(settings.lake_dir / "kpi").read().sort("cell_id", "ts")
     assert stored.equals(truth.select(stored.columns))
+
+
+def test_event_rates_are_configurable_per_type():
+    from cellpulse.simulator.config import parse_event_weights
+
+    weights = parse_event_weights(["outage=5", "surge=0"])
+    cfg = SimulationConfig(
+        cells=300, days=10, seed=2, events_per_cell_day=0.05, event_weights=weights
+    )
+    events = draw_events(build_topology(cfg), cfg)
+    counts = dict(events.group_by("type").len().iter_rows())
+    assert "surge" not in counts
+    assert counts["outage"] > 3 * max(v for k, v in counts.items() if k != "outage") / 2
+    with pytest.raises(ValueError, match="TYPE one of"):
+        parse_event_weights(["blackout=1"])
+    with pytest.raises(ValueError, match="not a number"):
+        parse_event_weights(["outage=lots"])
