@@ -545,19 +545,17 @@ def _print_scoreboard(result: Any) -> None:
     console.print(_table("Anomaly: model vs baseline", ["metric", *head], rows))
     typed = board.filter((pl.col("family") == "anomaly") & (pl.col("slice_kind") == "type"))
     per_type = typed.pivot(on=["detector", "metric"], index="slice", values="value")
-    cols = [
-        "slice",
-        '{"model","events"}',
-        '{"model","event_recall"}',
-        '{"zscore","event_recall"}',
-        '{"model","median_detection_delay_rops"}',
-    ]
     if per_type.height:
+        detectors = typed["detector"].unique(maintain_order=True).to_list()
+        columns = {'{"model","events"}': "events"}
+        columns |= {f'{{"{d}","event_recall"}}': f"recall ({d})" for d in detectors}
+        columns['{"model","median_detection_delay_rops"}'] = "median delay (ROPs, model)"
+        present = [c for c in columns if c in per_type.columns]
         console.print(
             _table(
                 "Anomaly by type",
-                ["type", "events", "recall (model)", "recall (z-score)", "median delay (ROPs)"],
-                per_type.select([c for c in cols if c in per_type.columns]).rows(),
+                ["type", *[columns[c] for c in present]],
+                per_type.select("slice", *present).rows(),
             )
         )
     head, *rows = _pivot(

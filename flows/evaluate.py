@@ -12,8 +12,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import lake
-from cellpulse.errors import NoDataError
-from cellpulse.features.store import kpi_dataset, load_events, score_dataset
+from cellpulse.errors import CellpulseError, NoDataError
+from cellpulse.features.spec import default_spec
+from cellpulse.features.store import kpi_dataset, load_events, read_features, score_dataset
 from cellpulse.models import tracking
 from cellpulse.models.scoreboard import flat_metrics, scoreboard
 from cellpulse.settings import Settings
@@ -42,11 +43,26 @@ def default_window(settings: Settings, scored: list[date]) -> tuple[date, date, 
     return scored[0], scored[-1], "all scored days (some may be training days: optimistic)"
 
 
+@dataclass(frozen=True)
+class Inputs:
+    scores: pl.DataFrame
+    events: pl.DataFrame
+    kpis: pl.DataFrame  # the window, a week before it and a day after it
+    reference_kpis: pl.DataFrame
+    topology: pl.DataFrame | None
+    features: pl.DataFrame | None
+    reference_features: pl.DataFrame | None
+
+
+def _features(settings: Settings, start: date, end: date) -> pl.DataFrame | None:
+    try:
+        return read_features(settings, start, end, default_spec(settings.rop_minutes))
+    except CellpulseError:  # none built, or built by another spec: that baseline is skipped
+        return None
+
+
 @task(name="load-evaluation-data", cache_policy=NO_CACHE)
-def load_inputs(
-    settings: Settings, start: date, end: date, labels: Path
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
-    scores = score_dataset(settings).read(start, end)
+def load_inputs(settings: Settings, start: date, end: date, labels: Path) -> Inputs:
     events = load_events(labels)
     if events is None:
         raise NoDataError(
@@ -61,11 +77,17 @@ def load_inputs(
     if history.is_empty():
         raise NoDataError(f"no ingested KPIs around {start}..{end}; ingest them first")
     reference = history.filter(pl.col("ts").dt.date() < start)
-    if reference.is_empty():
-        reference = history
+    week_before = (start - timedelta(days=7), start - timedelta(days=1))
     topo_path = settings.truth_dir / "topology.parquet"
-    topology = pl.read_parquet(topo_path) if topo_path.is_file() else None
-    return scores, events, history, reference, topology
+    return Inputs(
+        scores=score_dataset(settings).read(start, end),
+        events=events,
+        kpis=history,
+        reference_kpis=reference if reference.height else history,
+        topology=pl.read_parquet(topo_path) if topo_path.is_file() else None,
+        features=_features(settings, start, end),
+        reference_features=_features(settings, *week_before),
+    )
 
 
 @flow(name="evaluate")
@@ -87,12 +109,23 @@ def evaluate_flow(
     else:
         start, end, note = start or scored[0], end or scored[-1], "the requested days"
     labels = labels or settings.truth_dir / "events.parquet"
-    scores, events, history, reference, topology = load_inputs(settings, start, end, labels)
+    inputs = load_inputs(settings, start, end, labels)
+    scores = inputs.scores
     if scores.is_empty():
         raise NoDataError(
             f"no scores between {start} and {end}; scores cover {scored[0]} to {scored[-1]}"
         )
-    board = scoreboard(scores, events, history, reference, topology, settings, k)
+    board = scoreboard(
+        scores,
+        inputs.events,
+        inputs.kpis,
+        inputs.reference_kpis,
+        inputs.topology,
+        settings,
+        k,
+        inputs.features,
+        inputs.reference_features,
+    )
     report = settings.home / "reports" / f"scoreboard_{start}_{end}.json"
     payload = {
         "window": [str(start), str(end)],

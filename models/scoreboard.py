@@ -27,6 +27,7 @@ from cellpulse.features.builder import with_derived_kpis
 from cellpulse.features.targets import congestion_labels, event_labels
 from cellpulse.models import evaluation
 from cellpulse.models.anomaly import alert_flags, zscore_baseline
+from cellpulse.models.baselines import isolation_forest
 from cellpulse.publish import group_alerts
 from cellpulse.settings import Settings
 
@@ -303,14 +304,22 @@ def scoreboard(
     topology: pl.DataFrame | None,
     settings: Settings,
     k: int = 20,
+    features: pl.DataFrame | None = None,
+    reference_features: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Both families, model next to baselines, overall, per anomaly type and per slice.
 
     `kpis` covers the scored rows plus a week before (seasonal baseline) and the forecast
-    horizon after; `reference_kpis` is what the z-score baseline learns each cell from."""
+    horizon after; `reference_kpis` is what the z-score baseline learns each cell from. With
+    feature rows for the scored window and a reference period, the IsolationForest baseline
+    is judged too."""
     model = scores.select("cell_id", "ts", "anomaly_score", "is_anomaly").sort("cell_id", "ts")
-    window_kpis = kpis.join(model.select("cell_id", "ts"), on=["cell_id", "ts"], how="semi")
+    keys = model.select("cell_id", "ts")
+    window_kpis = kpis.join(keys, on=["cell_id", "ts"], how="semi")
     detectors = {"model": model, "zscore": zscore_detector(window_kpis, reference_kpis, settings)}
+    if features is not None and reference_features is not None and reference_features.height:
+        window_features = features.join(keys, on=["cell_id", "ts"], how="semi")
+        detectors["iforest"] = isolation_forest(reference_features, window_features, settings)
     rows = anomaly_board(detectors, events, topology, settings, k)
     rows += congestion_board(scores, kpis, topology, settings)
     schema = {c: pl.String for c in COLUMNS[:-1]} | {"value": pl.Float64}

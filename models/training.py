@@ -17,6 +17,7 @@ from cellpulse.features import targets
 from cellpulse.features.targets import event_labels
 from cellpulse.models import evaluation, plots
 from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
+from cellpulse.models.baselines import isolation_forest
 from cellpulse.models.congestion import CongestionModel, CongestionParams
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.settings import Settings
@@ -161,17 +162,22 @@ def _mae_ratio(model: AnomalyModel, holdout: pl.DataFrame) -> float:
 
 def anomaly_baselines(
     split: Split, events: pl.DataFrame | None, settings: Settings
-) -> tuple[dict[str, float], np.ndarray]:
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The per-cell z-score (ric-app-ad-cell) and IsolationForest (O-RAN SC AD xApp)
+    detectors on the same hold-out: their metrics and their scores (for the PR plot)."""
     faults = fault_events(events)
     holdout = split.holdout.sort("cell_id", "ts")
-    z = zscore_baseline(split.train, holdout)
+    z = holdout.select("cell_id", "ts").with_columns(
+        zscore_baseline(split.train, holdout).alias("anomaly_score")
+    )
+    z = z.with_columns(alert_flags(z, 3.0, settings.alerts.consecutive_rops, settings.rop_minutes))
+    detectors = {"zscore": z, "iforest": isolation_forest(split.train, holdout, settings)}
     out: dict[str, float] = {"baseline_seasonal_mae_ratio": 1.0}
     if faults is not None:
-        scored = holdout.select("cell_id", "ts").with_columns(z.alias("anomaly_score"))
-        flags = alert_flags(scored, 3.0, settings.alerts.consecutive_rops, settings.rop_minutes)
-        scored = scored.with_columns(flags)
-        out |= detection_metrics("baseline_zscore", scored, faults, settings)
-    return out, z.to_numpy()
+        for name, scored in detectors.items():
+            out |= detection_metrics(f"baseline_{name}", scored, faults, settings)
+    names = {"zscore": "per-cell z-score", "iforest": "isolation forest"}
+    return out, {names[n]: d["anomaly_score"].to_numpy() for n, d in detectors.items()}
 
 
 def anomaly_rule(settings: Settings, labelled: bool) -> PromotionRule:
@@ -203,7 +209,7 @@ def train_anomaly(
     exclude = event_labels(train, faults) if faults is not None else None
     model = AnomalyModel.fit(train, spec_hash, params, exclude=exclude)
     metrics, scored = evaluate_anomaly(model, split.holdout, events, settings)
-    baselines, z_base = anomaly_baselines(split, events, settings)
+    baselines, baseline_scores = anomaly_baselines(split, events, settings)
     figures = {
         "residuals.png": plots.residual_hist(
             model.zscores(split.holdout.sort("cell_id", "ts")), "hold-out residuals"
@@ -218,7 +224,7 @@ def train_anomaly(
         y = event_labels(scored, faults).to_numpy()
         figures["pr_curve.png"] = plots.pr_curves(
             y,
-            {"model": scored["anomaly_score"].to_numpy(), "per-cell z-score": z_base},
+            {"model": scored["anomaly_score"].to_numpy(), **baseline_scores},
             "anomaly: fault ROPs on hold-out",
         )
     metrics["threshold"] = model.threshold
