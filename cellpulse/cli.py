@@ -787,10 +787,24 @@ def _actor() -> str:
     return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
 
 
+ModelNameArg = Annotated[
+    str, typer.Argument(help="anomaly or congestion (or its registered name).")
+]
+
+
+def _registry(home: Path | None, config: Path | None, name: str) -> tuple[Any, str]:
+    """The tracking edge pointed at this home, and the model family `name` means."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.models import tracking
+
+    tracking.configure(settings)
+    return tracking, tracking.resolve_family(name)
+
+
 @app.command()
 @handles_errors
 def promote(
-    name: Annotated[str, typer.Argument(help="anomaly or congestion (or its registered name).")],
+    name: ModelNameArg,
     version: Annotated[str, typer.Argument(help="The version to make champion.")],
     reason: Annotated[
         str, typer.Option(help="Why; recorded with the alias move.")
@@ -799,11 +813,7 @@ def promote(
     config: ConfigOpt = None,
 ) -> None:
     """Make a version the champion (a person's decision, recorded who/when/why)."""
-    settings = _settings(home, config, must_exist=True)
-    from cellpulse.models import tracking
-
-    tracking.configure(settings)
-    family = tracking.resolve_family(name)
+    tracking, family = _registry(home, config, name)
     tracking.promote(family, version, reason, _actor())
     console.print(f"{tracking.MODEL_NAMES[family]}@champion -> version {version} ({reason})")
 
@@ -811,7 +821,7 @@ def promote(
 @app.command()
 @handles_errors
 def rollback(
-    name: Annotated[str, typer.Argument(help="anomaly or congestion (or its registered name).")],
+    name: ModelNameArg,
     reason: Annotated[
         str, typer.Option(help="Why; recorded with the alias move.")
     ] = "rolled back by hand",
@@ -819,11 +829,7 @@ def rollback(
     config: ConfigOpt = None,
 ) -> None:
     """Give the champion alias back to the previous champion."""
-    settings = _settings(home, config, must_exist=True)
-    from cellpulse.models import tracking
-
-    tracking.configure(settings)
-    family = tracking.resolve_family(name)
+    tracking, family = _registry(home, config, name)
     version = tracking.rollback(family, reason, _actor())
     console.print(
         f"{tracking.MODEL_NAMES[family]}@champion -> version {version} ({reason}); "
