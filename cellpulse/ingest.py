@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -349,19 +350,34 @@ def ingest_files(
                     if record.status == "duplicate":
                         _archive([path], settings)
                 continue
-            pending.append((result, record, good))  # type: ignore[arg-type]
-            pending_rows += good.height
             # Batches bound memory for a backlog of any size; each is recorded in the ledger
-            # once its partitions are safely written.
-            if pending_rows >= settings.ingest.batch_rows:
+            # once its partitions are safely written. A batch ends where a new day starts, so
+            # a day is merged and rewritten once, not once per batch that touched it; a hard
+            # cap keeps files that each span many days from growing a batch without end.
+            if pending and (
+                (pending_rows >= settings.ingest.batch_rows and _starts_later_day(good, pending))
+                or pending_rows >= 4 * settings.ingest.batch_rows
+            ):
                 partitions += _flush(pending, kpi, ledger, touched_days)
                 _archive([r.path for r, _, _ in pending], settings)
                 pending, pending_rows = [], 0
+            pending.append((result, record, good))  # type: ignore[arg-type]
+            pending_rows += good.height
         partitions += _flush(pending, kpi, ledger, touched_days)
         _archive([r.path for r, _, _ in pending], settings)
     return IngestSummary(
         results, partitions, sorted(touched_days), kpi.root, settings.quarantine_dir
     )
+
+
+def _starts_later_day(
+    good: pl.DataFrame, pending: list[tuple[FileResult, FileRecord, pl.DataFrame]]
+) -> bool:
+    """Whether every row of `good` falls on a later day than every pending row."""
+    if good.is_empty():
+        return True
+    newest = [cast(datetime, g["ts"].max()) for _, _, g in pending if g.height]
+    return not newest or cast(datetime, good["ts"].min()).date() > max(newest).date()
 
 
 def _archive(paths: Iterable[Path], settings: Settings) -> None:
