@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,6 +13,14 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed (pyplot keeps every open one alive)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def pr_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figure:

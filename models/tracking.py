@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -166,8 +167,10 @@ def log_candidate(
         mlflow.log_metric("holdout_rows", candidate.holdout_rows)
         if champion_metrics:
             mlflow.log_metrics(_finite({f"champion_{k}": v for k, v in champion_metrics.items()}))
-        for file_name, fig in candidate.figures.items():
-            mlflow.log_figure(fig, f"plots/{file_name}")
+        with tempfile.TemporaryDirectory() as tmp:
+            for file_name, data in candidate.figures.items():
+                (Path(tmp) / file_name).write_bytes(data)
+            mlflow.log_artifacts(tmp, "plots")
         mlflow.log_text(decision.reason + "\n", "promotion.txt")
         wrapper = CellpulsePyfunc(candidate.model)
         signature = infer_signature(example, wrapper.predict(None, example))

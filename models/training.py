@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
 
 from cellpulse.errors import NoDataError
 from cellpulse.features import targets
@@ -50,7 +49,7 @@ class Candidate:
     baselines: dict[str, float]
     rule: PromotionRule
     split: Split
-    figures: dict[str, Figure] = field(default_factory=dict)
+    figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
     holdout_rows: int = 0
 
     def baseline_reference(self) -> dict[str, float]:
@@ -236,7 +235,7 @@ def train_anomaly(
         baselines,
         anomaly_rule(settings, not math.isnan(metrics.get("val_pr_auc", math.nan))),
         split,
-        figures,
+        {name: plots.png(fig) for name, fig in figures.items()},
         split.holdout.height,
     )
 
@@ -342,7 +341,7 @@ def train_congestion(
         baselines,
         congestion_rule(settings),
         split,
-        figures,
+        {name: plots.png(fig) for name, fig in figures.items()},
         holdout.height,
     )
 

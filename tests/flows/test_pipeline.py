@@ -72,6 +72,14 @@ def test_pipeline_end_to_end_and_idempotent(tmp_path):
         champion = tracking.load_champion(family)
         assert champion.model.spec_hash == result.features.spec_hash
     assert set(scores["anomaly_model_version"]) == {"1"}
+    client = mlflow.MlflowClient()
+    for family, plot in (
+        ("anomaly", "plots/worst_cells.png"),
+        ("congestion", "plots/feature_importance.png"),
+    ):
+        run_id = result.train.logged[family].run_id
+        names = {a.path for a in client.list_artifacts(run_id, "plots")}
+        assert plot in names, names
 
     first = counts(settings)
     assert first["ops_scores"] == rows and first["ops_alerts"] >= 1
