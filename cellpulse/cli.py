@@ -264,7 +264,8 @@ def _print_ingest(summary: Any) -> None:
     console.print(
         f"ingest: {summary.count('ingested')} files ingested, {summary.count('skipped')} "
         f"already ingested, {summary.count('duplicate')} duplicate deliveries, "
-        f"{len(summary.rejected)} rejected; {summary.rows_accepted:,} rows accepted, "
+        f"{len(summary.rejected)} rejected; {summary.rows_accepted:,} rows accepted "
+        f"({summary.rows_replaced:,} of them replacing earlier deliveries), "
         f"{summary.rows_quarantined:,} quarantined; {summary.partitions_written} partitions "
         f"written -> {summary.lake_dir}"
     )

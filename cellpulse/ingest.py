@@ -57,6 +57,7 @@ class IngestSummary:
     days: list[date]
     lake_dir: Path
     quarantine_dir: Path
+    rows_replaced: int = 0  # stored rows that a later delivery of the same key replaced
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -335,8 +336,7 @@ def ingest_files(
     now = now or datetime.now(UTC)
     kpi = lake.Dataset(settings.lake_dir / "kpi")
     results: list[FileResult] = []
-    touched_days: set[date] = set()
-    partitions = 0
+    written = _Written()
     with Ledger(settings.ledger_path) as ledger:
         pending: list[tuple[FileResult, FileRecord, pl.DataFrame]] = []
         pending_rows = 0
@@ -358,15 +358,20 @@ def ingest_files(
                 (pending_rows >= settings.ingest.batch_rows and _starts_later_day(good, pending))
                 or pending_rows >= 4 * settings.ingest.batch_rows
             ):
-                partitions += _flush(pending, kpi, ledger, touched_days)
+                _flush(pending, kpi, ledger, written)
                 _archive([r.path for r, _, _ in pending], settings)
                 pending, pending_rows = [], 0
             pending.append((result, record, good))  # type: ignore[arg-type]
             pending_rows += good.height
-        partitions += _flush(pending, kpi, ledger, touched_days)
+        _flush(pending, kpi, ledger, written)
         _archive([r.path for r, _, _ in pending], settings)
     return IngestSummary(
-        results, partitions, sorted(touched_days), kpi.root, settings.quarantine_dir
+        results,
+        written.partitions,
+        sorted(written.days),
+        kpi.root,
+        settings.quarantine_dir,
+        written.replaced,
     )
 
 
@@ -479,21 +484,29 @@ def _write_quarantine(
         lake.atomic_write_parquet(bad, qdir / f"{stem}.rows.parquet")
 
 
+@dataclass
+class _Written:
+    """What the batches of one ingest run wrote."""
+
+    partitions: int = 0
+    replaced: int = 0
+    days: set[date] = field(default_factory=set)
+
+
 def _flush(
     pending: list[tuple[FileResult, FileRecord, pl.DataFrame]],
     kpi: lake.Dataset,
     ledger: Ledger,
-    touched_days: set[date],
-) -> int:
+    written: _Written,
+) -> None:
     """Merge a batch of accepted rows into their partitions, then record the batch's files.
 
     Partitions are written before the ledger: a crash in between means the files are read
     again next time, and merging the same rows twice gives the same partitions.
     """
     if not pending:
-        return 0
+        return
     frames = [good for _, _, good in pending if good.height]
-    written = 0
     days: set[date] = set()
     if frames:
         batch = pl.concat(frames, how="vertical").with_columns(pl.col("ts").dt.date().alias("_day"))
@@ -504,14 +517,15 @@ def _flush(
             groups.items(), "ingest: writing partitions", total=len(groups)
         ):
             assert isinstance(day, date)
-            merged = merge_rows(kpi.read(day, day), rows)
-            written += len(kpi.replace_day(merged, day))
+            existing = kpi.read(day, day)
+            merged = merge_rows(existing, rows)
+            written.replaced += existing.height + rows.height - merged.height
+            written.partitions += len(kpi.replace_day(merged, day))
             failpoints.hit("ingest.partition_written")
             days.add(day)
     failpoints.hit("ingest.before_ledger")
     ledger.record([rec for _, rec, _ in pending], stale_days=days)
-    touched_days |= days
-    return written
+    written.days |= days
 
 
 def contract_frame(rows: Iterable[dict[str, object]]) -> pl.DataFrame:

@@ -75,7 +75,7 @@ def test_redelivered_rop_replaces_the_earlier_values_and_marks_days_stale(settin
     redelivery = settings.landing_dir / "late" / "A20260105.0000+0000-0100+0000_fix.parquet"
     lake.atomic_write_parquet(corrected, redelivery)
     summary = ingest_files([settings.landing_dir], settings, NOW)
-    assert summary.count("ingested") == 1
+    assert summary.count("ingested") == 1 and summary.rows_replaced == 1
     stored = kpi_rows(settings)
     assert stored.height == truth.height
     row = stored.filter(

@@ -250,6 +250,7 @@ def test_realistic_delivery_ingests_to_exactly_the_truth(settings):
     assert result.count("duplicate") == summary.duplicate_files
     stored = lake.Dataset(settings.lake_dir / "kpi").read().sort("cell_id", "ts")
     assert stored.equals(truth.select(stored.columns))
+    assert result.rows_accepted - result.rows_replaced == truth.height
 
 
 def test_event_rates_are_configurable_per_type():
