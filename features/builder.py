@@ -40,7 +40,8 @@ def build_features(
         exprs += [
             local.dt.hour().alias("hour"),
             (local.dt.weekday() - 1).alias("day_of_week"),  # Monday = 0
-            ((local.dt.weekday() - 1) * 24 + local.dt.hour()).alias("hour_of_week"),
+            # Int16: weekday and hour are Int8, and 6 * 24 + 23 does not fit in one.
+            ((local.dt.weekday().cast(pl.Int16) - 1) * 24 + local.dt.hour()).alias("hour_of_week"),
             (local.dt.weekday() >= 6).alias("is_weekend"),
         ]
     for window in spec.missing_windows:

@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: hour_of_week no longer overflows on weekends
 _DURATION = re.compile(r"^(\d+)(m|h|d)$")
 
 

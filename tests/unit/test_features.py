@@ -145,3 +145,12 @@ def test_a_changed_day_stales_every_later_day_whose_lookback_reaches_it():
 
 def test_lag_spec_names_its_column():
     assert Lag("dl_volume_mbit", "1d").column() == "dl_volume_mbit_lag_1d"
+
+
+def test_calendar_covers_the_whole_week():
+    ts = [datetime(2026, 1, 5, tzinfo=UTC) + timedelta(hours=h) for h in range(0, 168, 1)]
+    feats = _build_plain(
+        one_cell(ts, [1.0] * len(ts)), FeatureSpec(kpis=("x",), missing_windows=())
+    )
+    assert feats["hour_of_week"].to_list() == list(range(168))  # Sunday 23:00 is 167
+    assert feats["is_weekend"].sum() == 48
