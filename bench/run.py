@@ -8,7 +8,7 @@ import sys
 
 from cellpulse.runtime import DEFAULTS
 
-SUITES = ("simulator", "ingest")
+SUITES = ("simulator", "ingest", "features")
 
 
 def main(argv: list[str]) -> None:
