@@ -68,6 +68,14 @@ MappingOpt = Annotated[
         show_default=False,
     ),
 ]
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Labelled events (cell_id, start, end, type[, kind: fault|load]), parquet or CSV. "
+        "Default: <home>/ground_truth/events.parquet if present.",
+        show_default=False,
+    ),
+]
 FromOpt = Annotated[
     datetime | None,
     typer.Option(
@@ -359,14 +367,7 @@ def _metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, 
 def train(
     start: FromOpt = None,
     end: ToOpt = None,
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            help="Labelled events (cell_id, start, end[, type]) for evaluation. Default: "
-            "<home>/ground_truth/events.parquet if present.",
-            show_default=False,
-        ),
-    ] = None,
+    labels: LabelsOpt = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -477,14 +478,7 @@ def _print_score(summary: Any, top: int = 10) -> None:
 def evaluate(
     start: FromOpt = None,
     end: ToOpt = None,
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            help="Ground truth (cell_id, start, end, type, kind). Default: "
-            "<home>/ground_truth/events.parquet.",
-            show_default=False,
-        ),
-    ] = None,
+    labels: LabelsOpt = None,
     k: Annotated[
         int, typer.Option(help="Cells an engineer reads each day (precision@k).", min=1)
     ] = 20,

@@ -526,8 +526,3 @@ def _flush(
     failpoints.hit("ingest.before_ledger")
     ledger.record([rec for _, rec, _ in pending], stale_days=days)
     written.days |= days
-
-
-def contract_frame(rows: Iterable[dict[str, object]]) -> pl.DataFrame:
-    """A contract-shaped frame from row dicts (tests and examples)."""
-    return pl.DataFrame(list(rows), schema=contract.schema())

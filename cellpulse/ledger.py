@@ -108,10 +108,6 @@ class Ledger:
                 [(stage, d.isoformat(), now) for d in days],
             )
 
-    def forget(self, sha256: str) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM files WHERE sha256 = ?", (sha256,))
-
     def stale(self, stage: str) -> list[date]:
         rows = self._db.execute("SELECT day FROM stale_days WHERE stage = ? ORDER BY day", (stage,))
         return [date.fromisoformat(r[0]) for r in rows]

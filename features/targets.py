@@ -79,19 +79,20 @@ def congestion_target(flags: pl.DataFrame, horizon_minutes: int, rop_minutes: in
     ).sort("cell_id", "ts")
 
 
+# A period of one cell, [start, end): congestion periods, alerts, labelled events.
+SPAN_SCHEMA: dict[str, pl.DataType] = {
+    "cell_id": pl.String(),
+    "start": pl.Datetime("us", "UTC"),
+    "end": pl.Datetime("us", "UTC"),
+}
+
+
 def congestion_periods(flags: pl.DataFrame, rop_minutes: int) -> pl.DataFrame:
     """Runs of congested ROPs as (cell_id, start, end) with `end` exclusive."""
     rop = pl.duration(minutes=rop_minutes)
     df = flags.filter(pl.col("congested")).sort("cell_id", "ts")
     if df.is_empty():
-        return pl.DataFrame(
-            schema={
-                "cell_id": pl.String,
-                "start": pl.Datetime("us", "UTC"),
-                "end": pl.Datetime("us", "UTC"),
-                "rops": pl.UInt32,
-            }
-        )
+        return pl.DataFrame(schema=SPAN_SCHEMA | {"rops": pl.UInt32()})
     gap = (pl.col("ts") - pl.col("ts").shift(1) != rop) | (
         pl.col("cell_id") != pl.col("cell_id").shift(1)
     )

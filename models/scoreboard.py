@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse.features.builder import with_derived_kpis
-from cellpulse.features.targets import congestion_labels, event_labels
+from cellpulse.features.targets import SPAN_SCHEMA, congestion_labels, event_labels
 from cellpulse.models import evaluation
 from cellpulse.models.anomaly import alert_flags, zscore_baseline
 from cellpulse.models.baselines import isolation_forest
@@ -83,13 +83,7 @@ def alert_spans(flagged: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """Alerts as (cell_id, start, end) spans, end exclusive."""
     on = flagged.filter(pl.col("is_anomaly"))
     if on.is_empty():
-        return pl.DataFrame(
-            schema={
-                "cell_id": pl.String,
-                "start": pl.Datetime("us", "UTC"),
-                "end": pl.Datetime("us", "UTC"),
-            }
-        )
+        return pl.DataFrame(schema=SPAN_SCHEMA)
     rop = timedelta(minutes=settings.rop_minutes)
     return (
         group_alerts(on, settings.alerts.clear_after_rops, settings.rop_minutes)

@@ -215,7 +215,9 @@ def train_anomaly(
         ),
         "worst_cells.png": plots.worst_cells(
             scored,
-            events if events is not None else pl.DataFrame(schema=_EVENT_SCHEMA),
+            events
+            if events is not None
+            else pl.DataFrame(schema=targets.SPAN_SCHEMA | {"type": pl.String()}),
             model.threshold,
         ),
     }
@@ -238,14 +240,6 @@ def train_anomaly(
         {name: plots.png(fig) for name, fig in figures.items()},
         split.holdout.height,
     )
-
-
-_EVENT_SCHEMA: dict[str, pl.DataType] = {
-    "cell_id": pl.String(),
-    "type": pl.String(),
-    "start": pl.Datetime("us", "UTC"),
-    "end": pl.Datetime("us", "UTC"),
-}
 
 
 # ---------------------------------------------------------------- congestion
