@@ -38,6 +38,16 @@ def ingest_once(root: Path, work: Path) -> int:
     return summary.rows_accepted
 
 
+def compact_all(work: Path) -> int:
+    """Fold the deliveries of every ingested day into one sorted file per region."""
+    kpi = lake.Dataset(Settings(home=work).lake_dir / "kpi")
+    rows = 0
+    for day in kpi.dates():
+        kpi.compact(day)
+        rows += pl.scan_parquet(kpi.files(day, day)).select(pl.len()).collect().item()
+    return rows
+
+
 def case(label: str, cells: int, days: int, runs: int) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="cellpulse-bench-") as tmp:
         src, work = Path(tmp) / "landing", Path(tmp) / "home"
@@ -45,17 +55,24 @@ def case(label: str, cells: int, days: int, runs: int) -> list[Measurement]:
         rows, scan_times = repeat(lambda: scan(src), runs)
         ceiling = Measurement(f"parquet scan ceiling, {label}", rows, scan_times, peak_rss_mb())
         rows, times = repeat(lambda: ingest_once(src, work), runs)
-        ratio = (rows / min(times)) and (
-            sorted(times)[len(times) // 2] / sorted(scan_times)[len(scan_times) // 2]
-        )
+        ingest = Measurement(f"ingest, {label}", rows, times, peak_rss_mb())
+        ratio = ingest.median_s / ceiling.median_s
+        compact_times = []
+        for _ in range(runs):
+            ingest_once(src, work)
+            _, seconds = repeat(lambda: compact_all(work), 1)
+            compact_times += seconds
         return [
             ceiling,
             Measurement(
-                f"ingest, {label}",
+                ingest.name,
                 rows,
                 times,
-                peak_rss_mb(),
+                ingest.peak_rss_mb,
                 f"{ratio:.1f}x the scan ceiling's time",
+            ),
+            Measurement(
+                f"compaction of the ingested day, {label}", rows, compact_times, peak_rss_mb()
             ),
         ]
 
@@ -67,8 +84,11 @@ def main(runs: int = 3) -> None:
         "Ingest",
         "python -m bench.run ingest",
         results,
-        "Ingest = hash every file, read, conform, validate every contract rule, merge into "
-        "date/region partitions (atomic writes), record the ledger. Target: >= 2 M rows/s "
+        "Ingest = hash every file, read, conform, validate every contract rule, append the "
+        "accepted rows to their date/region partitions as one durable delivery (fsynced, "
+        "published by rename), record the ledger. Compaction (folding a day's deliveries into "
+        "one sorted, de-duplicated file per region; ingest runs it once a day holds "
+        "`ingest.compact_parts` deliveries) is measured on its own. Target: >= 2 M rows/s "
         "and within 5x the scan ceiling.",
     )
 

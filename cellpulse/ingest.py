@@ -1,6 +1,6 @@
 """Ingest: landing files -> validated, de-duplicated, contract-shaped partitions in lake/kpi.
 
-Pure parts (`conform`, `validate`, `merge_rows`) take and return tables. `ingest_files` is the
+Pure parts (`conform`, `validate`, `last_per_key`) take and return tables. `ingest_files` is the
 I/O around them: it reads landing files (never modifying them), writes partitions atomically,
 quarantines bad rows with a readable report, and records every file in the ledger so that the
 same content is never ingested twice.
@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import polars as pl
 
 from cellpulse import contract, failpoints, lake, progress
@@ -184,7 +188,59 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
 
 def _rules(settings: Settings, now: datetime) -> list[tuple[str, str, pl.Expr]]:
     """(column, rule, expression true where the rule is broken)."""
-    rop = settings.rop_minutes
+    return list(_rules_for(*_rule_params(settings, now)))
+
+
+def _rule_params(
+    settings: Settings, now: datetime
+) -> tuple[int, int, int, float, tuple[str, ...], datetime]:
+    return (
+        settings.rop_minutes,
+        settings.ingest.future_tolerance_minutes,
+        settings.ingest.retention_days,
+        settings.ingest.succ_tolerance,
+        tuple(sorted(settings.regions or ())),
+        now,
+    )
+
+
+@lru_cache(maxsize=8)
+def _screens_for(*params: object) -> tuple[pl.Expr, ...]:
+    """Cheap expressions, true on every row that breaks a rule (and possibly a few more).
+
+    Range and finiteness rules are screened over all measurements at once: a row is finite
+    everywhere if the sum of its measurements is finite, and above every lower bound if the
+    minimum of the columns sharing that bound is. The other rules are cheap as they are.
+    """
+    ranged = {m.name for m in contract.MEASUREMENTS}
+    screens = [
+        expr
+        for column, rule, expr in _rules_for(*params)
+        if not (column in ranged and (rule == "NaN or infinite" or rule.startswith("below")))
+        and not (column in ranged and rule.startswith("above") and "ROP" not in rule)
+    ]
+    screens.append(~pl.sum_horizontal(contract.MEASUREMENT_NAMES).is_finite())
+    lows: dict[float, list[str]] = {}
+    for m in contract.MEASUREMENTS:
+        if m.low is not None:
+            lows.setdefault(m.low, []).append(m.name)
+        if m.high is not None:
+            screens.append(pl.col(m.name) > m.high)
+    screens += [pl.min_horizontal(names) < low for low, names in lows.items()]
+    return tuple(screens)
+
+
+@lru_cache(maxsize=8)
+def _rules_for(
+    rop: int,
+    future_tolerance_minutes: int,
+    retention_days: int,
+    succ_tolerance: float,
+    regions: tuple[str, ...],
+    now: datetime,
+) -> tuple[tuple[str, str, pl.Expr], ...]:
+    # Built once per run and shared by every file: building ~60 expressions costs more
+    # than evaluating them on a small file.
     rules: list[tuple[str, str, pl.Expr]] = [
         (
             "cell_id",
@@ -199,13 +255,13 @@ def _rules(settings: Settings, now: datetime) -> list[tuple[str, str, pl.Expr]]:
         ),
         (
             "ts",
-            f"more than {settings.ingest.future_tolerance_minutes} min in the future",
-            pl.col("ts") > now + timedelta(minutes=settings.ingest.future_tolerance_minutes),
+            f"more than {future_tolerance_minutes} min in the future",
+            pl.col("ts") > now + timedelta(minutes=future_tolerance_minutes),
         ),
         (
             "ts",
-            f"older than the {settings.ingest.retention_days}-day retention",
-            pl.col("ts") < now - timedelta(days=settings.ingest.retention_days),
+            f"older than the {retention_days}-day retention",
+            pl.col("ts") < now - timedelta(days=retention_days),
         ),
     ]
     for m in contract.MEASUREMENTS:
@@ -218,19 +274,18 @@ def _rules(settings: Settings, now: datetime) -> list[tuple[str, str, pl.Expr]]:
     rules.append(
         ("unavail_s", f"above the ROP length ({rop * 60} s)", pl.col("unavail_s") > rop * 60)
     )
-    tol = 1 + settings.ingest.succ_tolerance
+    tol = 1 + succ_tolerance
     for succ, att in contract.SUCCESS_PAIRS:
         rules.append((succ, f"{succ} > {att}", pl.col(succ) > pl.col(att) * tol))
-    if settings.regions:
-        allowed = sorted(settings.regions)
+    if regions:
         rules.append(
             (
                 "region",
-                f"region not held by this installation (allowed: {allowed})",
-                ~pl.col("region").is_in(allowed),
+                f"region not held by this installation (allowed: {list(regions)})",
+                ~pl.col("region").is_in(list(regions)),
             )
         )
-    return rules
+    return tuple(rules)
 
 
 def validate(
@@ -242,17 +297,36 @@ def validate(
     Every rule is first evaluated as a cheap boolean over all rows; reasons are spelled out
     only for the (usually few) rows that broke one.
     """
-    rules = _rules(settings, now)
+    params = _rule_params(settings, now)
+    rules = list(_rules_for(*params))
     marks = [c for c in df.columns if c.startswith(UNPARSABLE)]
     rules += [(c.removeprefix(UNPARSABLE), "not a number", pl.col(c)) for c in marks]
-    broken = df.select(b.fill_null(False).alias(f"_r{i}") for i, (_, _, b) in enumerate(rules))
-    bad_mask = broken.select(pl.any_horizontal(pl.all())).to_series()
+    # First pass, over every row: the screens (a superset of the broken rows). Materialising
+    # one boolean column per screen and then reducing them is several times faster than one
+    # wide any_horizontal expression.
+    screens = [*_screens_for(*params), *(pl.col(c) for c in marks)]
+    suspect = (
+        df.select(s.fill_null(False).alias(f"_s{i}") for i, s in enumerate(screens))
+        .select(pl.any_horizontal(pl.all()))
+        .to_series()
+    )
+    bad_mask = suspect
+    bad_flags = pl.DataFrame()
+    if suspect.any():
+        # Second pass, on the suspects only: which rules each row broke.
+        bad_flags = df.filter(suspect).select(
+            b.fill_null(False).alias(f"_r{i}") for i, (_, _, b) in enumerate(rules)
+        )
+        broke_one = bad_flags.select(pl.any_horizontal(pl.all())).to_series()
+        bad_mask = pl.Series(np.zeros(df.height, dtype=bool)).scatter(
+            suspect.arg_true().filter(broke_one), True
+        )
+        bad_flags = bad_flags.filter(broke_one)
     clean = df.drop(marks)
-    good = clean.filter(~bad_mask)
-    bad_flags = broken.filter(bad_mask)
-    bad = clean.filter(bad_mask)
     problems: list[Problem] = []
-    if bad.height:
+    if bad_mask.any():
+        good = clean.filter(~bad_mask)
+        bad = clean.filter(bad_mask)
         labels = [f"{column}: {rule}" for column, rule, _ in rules]
         reasons = (
             pl.concat_list(
@@ -275,35 +349,31 @@ def validate(
                     )
                 )
     else:
-        bad = bad.with_columns(pl.lit(None, pl.String).alias("reason"))
+        good = clean
+        bad = clean.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
     # A key delivered twice in one file: the later row is the correction and wins.
-    unique_keys = good.select(pl.struct("cell_id", "ts").n_unique()).item()
-    if unique_keys < good.height:
-        dup = good.filter(pl.struct("cell_id", "ts").is_duplicated())
-        first = dup.row(0, named=True)
+    deduped = last_per_key(good)
+    if deduped.height < good.height:
+        first = good.filter(pl.struct(*lake.KEYS).is_duplicated()).row(0, named=True)
         problems.append(
             Problem(
                 "cell_id, ts",
                 "duplicate key in file; last row kept",
-                good.height - unique_keys,
+                good.height - deduped.height,
                 f"cell {first['cell_id']} at {first['ts']}",
             )
         )
-        good = good.unique(["cell_id", "ts"], keep="last", maintain_order=True)
-    return good, bad, problems
+    return deduped, bad, problems
 
 
-def merge_rows(existing: pl.DataFrame, incoming: pl.DataFrame) -> pl.DataFrame:
-    """Rows of one partition after a delivery: a re-delivered (cell_id, ts) replaces the old
-    row (last delivery wins), nothing is duplicated, rows are sorted by (cell_id, ts)."""
-    combined = pl.concat([existing, incoming], how="vertical") if existing.height else incoming
-    # A stable sort keeps deliveries in order within a key, so the last row of each key run
-    # is the latest delivery; comparing neighbours is far cheaper than hashing every key.
-    ordered = combined.sort("cell_id", "ts", maintain_order=True)
-    next_differs = (pl.col("cell_id") != pl.col("cell_id").shift(-1)) | (
-        pl.col("ts") != pl.col("ts").shift(-1)
-    )
-    return ordered.filter(next_differs.fill_null(True))
+def last_per_key(rows: pl.DataFrame) -> pl.DataFrame:
+    """The last row of each (cell_id, ts), in the original order."""
+    # Distinct 64-bit key hashes prove there are no duplicates (a collision could only make
+    # the count smaller), which spares the exact check in the usual case.
+    key_hash = pl.struct(*lake.KEYS).hash()
+    if rows.select(key_hash.n_unique()).item() == rows.height:
+        return rows
+    return rows.filter(pl.struct(*lake.KEYS).is_last_distinct())
 
 
 def format_report(source: Path, result: FileResult) -> str:
@@ -337,34 +407,42 @@ def ingest_files(
     kpi = lake.Dataset(settings.lake_dir / "kpi")
     results: list[FileResult] = []
     written = _Written()
-    with Ledger(settings.ledger_path) as ledger:
-        pending: list[tuple[FileResult, FileRecord, pl.DataFrame]] = []
-        pending_rows = 0
-        this_run: dict[str, str] = {}  # content hashes read in this run, not yet in the ledger
-        for path in progress.track(list_landing_files(paths), "ingest: reading files"):
-            result, record, good = _read_one(path, settings, now, ledger, force, this_run, mapping)
-            results.append(result)
-            if good is None:
-                if record is not None:
-                    ledger.record([record])
-                    if record.status == "duplicate":
-                        _archive([path], settings)
-                continue
-            # Batches bound memory for a backlog of any size; each is recorded in the ledger
-            # once its partitions are safely written. A batch ends where a new day starts, so
-            # a day is merged and rewritten once, not once per batch that touched it; a hard
-            # cap keeps files that each span many days from growing a batch without end.
-            if pending and (
-                (pending_rows >= settings.ingest.batch_rows and _starts_later_day(good, pending))
-                or pending_rows >= 4 * settings.ingest.batch_rows
-            ):
-                _flush(pending, kpi, ledger, written)
-                _archive([r.path for r, _, _ in pending], settings)
-                pending, pending_rows = [], 0
-            pending.append((result, record, good))  # type: ignore[arg-type]
-            pending_rows += good.height
-        _flush(pending, kpi, ledger, written)
-        _archive([r.path for r, _, _ in pending], settings)
+    files = list_landing_files(paths)
+    with (
+        Ledger(settings.ledger_path) as ledger,
+        ThreadPoolExecutor(READ_THREADS) as pool,
+        ThreadPoolExecutor(1) as writer,
+    ):
+        batch = _Batch(kpi, writer)
+        try:
+            outcomes = _read_ahead(files, settings, now, ledger, force, mapping, pool)
+            for outcome in progress.track(outcomes, "ingest: reading files", total=len(files)):
+                result, record, good = outcome.result, outcome.record, outcome.good
+                results.append(result)
+                if outcome.report:
+                    _write_quarantine(settings, result, outcome.quarantined)
+                if good is None:
+                    if record is not None:
+                        ledger.record([record])
+                        if record.status == "duplicate":
+                            _archive([result.path], settings)
+                    continue
+                assert record is not None
+                # Batches bound memory for a backlog of any size; each is recorded in the
+                # ledger once its partitions are safely written. A batch ends where a new day
+                # starts, so a day gets one delivery per run, not one per batch that touched
+                # it; a hard cap keeps files that each span many days from growing a batch
+                # without end.
+                if batch.files and (
+                    (batch.rows >= settings.ingest.batch_rows and batch.ends_before(good))
+                    or batch.rows >= 4 * settings.ingest.batch_rows
+                ):
+                    batch.flush(ledger, written, settings)
+                    batch = _Batch(kpi, writer)
+                batch.add(result, record, good)
+            batch.flush(ledger, written, settings)
+        finally:
+            batch.abort()  # after an error: drop what was written but not published
     return IngestSummary(
         results,
         written.partitions,
@@ -375,14 +453,82 @@ def ingest_files(
     )
 
 
-def _starts_later_day(
-    good: pl.DataFrame, pending: list[tuple[FileResult, FileRecord, pl.DataFrame]]
-) -> bool:
-    """Whether every row of `good` falls on a later day than every pending row."""
-    if good.is_empty():
-        return True
-    newest = [cast(datetime, g["ts"].max()) for _, _, g in pending if g.height]
-    return not newest or cast(datetime, good["ts"].min()).date() > max(newest).date()
+READ_THREADS = 3  # reading, hashing and validating release the GIL: overlap files on 2 cores
+READ_AHEAD = 4  # files read ahead of the writer (bounds memory)
+
+
+@dataclass
+class _Outcome:
+    """What reading one landing file decided; written to the lake and ledger in order."""
+
+    result: FileResult
+    record: FileRecord | None
+    good: Accepted | None = None
+    quarantined: pl.DataFrame | None = None
+    report: bool = False  # write a quarantine report for this file
+
+
+def _read_ahead(
+    files: list[Path],
+    settings: Settings,
+    now: datetime,
+    ledger: Ledger,
+    force: bool,
+    mapping: Mapping | None,
+    pool: ThreadPoolExecutor,
+) -> Iterator[_Outcome]:
+    """Outcomes of `files` in delivery order, reading up to READ_AHEAD new files in parallel.
+
+    Only new content is read: a file whose hash the ledger (or an earlier file of this run)
+    already holds is skipped, or recorded as a duplicate if it arrived under another name.
+    """
+    ahead: deque[tuple[str, Callable[[], _Outcome]]] = deque()
+    first_status: dict[str, str] = {}  # hash -> outcome of its first file in this run
+    claimed: set[str] = set()
+    for path, (sha, size) in zip(files, pool.map(_fingerprint, files), strict=True):
+        previous = ledger.seen(sha)
+        if sha not in claimed and (previous is None or force):
+            claimed.add(sha)
+            task = pool.submit(_validate_one, path, sha, size, settings, now, mapping)
+            ahead.append((sha, task.result))
+        else:
+            ahead.append(
+                (sha, partial(_seen_before, path, sha, size, previous, ledger, first_status))
+            )
+        while len(ahead) > READ_AHEAD:
+            yield _settle(ahead.popleft(), first_status)
+    while ahead:
+        yield _settle(ahead.popleft(), first_status)
+
+
+def _settle(item: tuple[str, Callable[[], _Outcome]], first_status: dict[str, str]) -> _Outcome:
+    sha, get = item
+    outcome = get()
+    first_status.setdefault(sha, outcome.result.status)
+    return outcome
+
+
+def _fingerprint(path: Path) -> tuple[str, int]:
+    return file_sha256(path), path.stat().st_size
+
+
+def _seen_before(
+    path: Path,
+    sha: str,
+    size: int,
+    previous: str | None,
+    ledger: Ledger,
+    first_status: dict[str, str],
+) -> _Outcome:
+    status = first_status.get(sha) or previous
+    if ledger.has(sha, str(path)):  # this very file, seen before
+        return _Outcome(FileResult(path, "skipped", reason=f"already {status}"), None)
+    # The same content under another name: a duplicated delivery.
+    reason = f"same content as a file already {status}"
+    return _Outcome(
+        FileResult(path, "duplicate", reason=reason),
+        FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason),
+    )
 
 
 def _archive(paths: Iterable[Path], settings: Settings) -> None:
@@ -399,43 +545,16 @@ def _archive(paths: Iterable[Path], settings: Settings) -> None:
         shutil.move(source, target)
 
 
-def _read_one(
-    path: Path,
-    settings: Settings,
-    now: datetime,
-    ledger: Ledger,
-    force: bool,
-    this_run: dict[str, str],
-    mapping: Mapping | None,
-) -> tuple[FileResult, FileRecord | None, pl.DataFrame | None]:
-    sha = file_sha256(path)
-    size = path.stat().st_size
-    previous = this_run.get(sha) or ledger.seen(sha)
-    if previous is None or force:
-        result, record, good = _validate_one(path, sha, size, settings, now, mapping)
-        this_run[sha] = result.status
-        return result, record, good
-    if ledger.has(sha, str(path)):  # this very file, seen before
-        return FileResult(path, "skipped", reason=f"already {previous}"), None, None
-    # The same content under another name: a duplicated delivery.
-    reason = f"same content as a file already {previous}"
-    return (
-        FileResult(path, "duplicate", reason=reason),
-        FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason),
-        None,
-    )
-
-
 def _validate_one(
     path: Path, sha: str, size: int, settings: Settings, now: datetime, mapping: Mapping | None
-) -> tuple[FileResult, FileRecord, pl.DataFrame | None]:
-    """Read, conform and validate one new file; quarantine what breaks the contract."""
+) -> _Outcome:
+    """Read, conform and validate one new file (pure: the caller writes what it decides)."""
     try:
         conformed, problems = conform(read_input(path, settings, mapping), str(path))
     except (ContractError, MappingError) as exc:
         result = FileResult(path, "rejected", reason=str(exc))
-        _write_quarantine(settings, path, result, None)
-        return result, FileRecord(sha, str(path), size, "rejected", 0, 0, 0, str(exc)), None
+        record = FileRecord(sha, str(path), size, "rejected", 0, 0, 0, str(exc))
+        return _Outcome(result, record, report=True)
     good, bad, row_problems = validate(conformed, settings, now)
     result = FileResult(
         path,
@@ -452,36 +571,33 @@ def _validate_one(
             "(policy reject_file); see the report"
         )
         result.rows_accepted, result.rows_quarantined = 0, conformed.height
-        _write_quarantine(settings, path, result, bad)
-        return (
-            result,
-            FileRecord(
-                sha,
-                str(path),
-                size,
-                "rejected",
-                conformed.height,
-                0,
-                conformed.height,
-                result.reason,
-            ),
-            None,
+        record = FileRecord(
+            sha, str(path), size, "rejected", conformed.height, 0, conformed.height, result.reason
         )
-    if bad.height or result.problems:
-        _write_quarantine(settings, path, result, bad if bad.height else None)
+        return _Outcome(result, record, quarantined=bad, report=True)
     record = FileRecord(sha, str(path), size, "ingested", conformed.height, good.height, bad.height)
-    return result, record, good.drop("_row")
+    return _Outcome(
+        result,
+        record,
+        good=accept(good.drop("_row")),
+        quarantined=bad if bad.height else None,
+        report=bool(bad.height or result.problems),
+    )
 
 
-def _write_quarantine(
-    settings: Settings, path: Path, result: FileResult, bad: pl.DataFrame | None
-) -> None:
-    qdir = settings.quarantine_dir
-    stem = path.name
-    lake.atomic_write_bytes(qdir / f"{stem}.report.txt", format_report(path, result).encode())
+def _write_quarantine(settings: Settings, result: FileResult, bad: pl.DataFrame | None) -> None:
+    """The file's report (and its bad rows) under quarantine/, at the file's path below the
+    landing folder, so same-named files from different folders keep their own reports."""
+    landing = settings.landing_dir.resolve()
+    source = result.path.resolve()
+    relative = source.relative_to(landing) if source.is_relative_to(landing) else source.name
+    base = settings.quarantine_dir / relative
+    lake.atomic_write_bytes(
+        base.with_name(f"{base.name}.report.txt"), format_report(result.path, result).encode()
+    )
     failpoints.hit("ingest.quarantine_report_written")
     if bad is not None and bad.height:
-        lake.atomic_write_parquet(bad, qdir / f"{stem}.rows.parquet")
+        lake.atomic_write_parquet(bad, base.with_name(f"{base.name}.rows.parquet"))
 
 
 @dataclass
@@ -493,36 +609,139 @@ class _Written:
     days: set[date] = field(default_factory=set)
 
 
-def _flush(
-    pending: list[tuple[FileResult, FileRecord, pl.DataFrame]],
-    kpi: lake.Dataset,
-    ledger: Ledger,
-    written: _Written,
-) -> None:
-    """Merge a batch of accepted rows into their partitions, then record the batch's files.
+@dataclass(frozen=True)
+class Accepted:
+    """A file's accepted rows split into lake partitions, prepared in the reading thread."""
 
-    Partitions are written before the ledger: a crash in between means the files are read
-    again next time, and merging the same rows twice gives the same partitions.
-    """
-    if not pending:
-        return
-    frames = [good for _, _, good in pending if good.height]
-    days: set[date] = set()
-    if frames:
-        batch = pl.concat(frames, how="vertical").with_columns(pl.col("ts").dt.date().alias("_day"))
-        # A day is merged as a whole, over all its regions: a key re-delivered with another
-        # region moves partitions instead of living in two.
-        groups = batch.partition_by("_day", as_dict=True, include_key=False)
-        for (day,), rows in progress.track(
-            groups.items(), "ingest: writing partitions", total=len(groups)
-        ):
-            assert isinstance(day, date)
-            existing = kpi.read(day, day)
-            merged = merge_rows(existing, rows)
-            written.replaced += existing.height + rows.height - merged.height
-            written.partitions += len(kpi.replace_day(merged, day))
-            failpoints.hit("ingest.partition_written")
-            days.add(day)
-    failpoints.hit("ingest.before_ledger")
-    ledger.record([rec for _, rec, _ in pending], stale_days=days)
-    written.days |= days
+    parts: dict[tuple[date, str], pl.DataFrame]  # (day, region) -> rows
+    key_hash: pl.Series  # 64-bit hash of each row's (cell_id, ts), to find re-deliveries
+    rows: int
+
+    @property
+    def first_day(self) -> date:
+        return min(day for day, _ in self.parts)
+
+    @property
+    def last_day(self) -> date:
+        return max(day for day, _ in self.parts)
+
+
+def accept(good: pl.DataFrame) -> Accepted:
+    key_hash = good.select(pl.struct(*lake.KEYS).hash()).to_series()
+    return Accepted(split_partitions(good), key_hash, good.height)
+
+
+def split_partitions(rows: pl.DataFrame) -> dict[tuple[date, str], pl.DataFrame]:
+    """Rows by (UTC day, region); a file usually holds one day, which needs no split."""
+    parts: dict[tuple[date, str], pl.DataFrame] = {}
+    if rows.is_empty():
+        return parts
+    day = pl.col("ts").dt.date()
+    lo, hi = rows.select(day.min(), day.max().alias("hi")).row(0)
+    if lo == hi:
+        by_day = {lo: rows}
+    else:
+        with_day = rows.with_columns(day.alias("_day"))
+        split = with_day.partition_by("_day", as_dict=True, include_key=False)
+        by_day = {cast(date, d): part for (d,), part in split.items()}
+    for d, day_rows in sorted(by_day.items()):
+        for region, part in lake.split_regions(day_rows):
+            parts[(d, region)] = part
+    return parts
+
+
+class _Batch:
+    """Accepted files that go to the lake as one delivery. Their rows are written (by the
+    single writer thread) while later files are still being read; `flush` publishes them
+    and then records the files in the ledger."""
+
+    def __init__(self, kpi: lake.Dataset, writer: ThreadPoolExecutor) -> None:
+        self.kpi = kpi
+        self.writer = writer
+        self.files: list[tuple[FileResult, FileRecord, Accepted]] = []
+        self.rows = 0
+        self.stream = lake.DeltaStream(kpi)
+        self.writes: list[Future[None]] = []
+
+    def add(self, result: FileResult, record: FileRecord, accepted: Accepted) -> None:
+        self.files.append((result, record, accepted))
+        self.rows += accepted.rows
+        for (day, region), rows in accepted.parts.items():
+            self.writes.append(self.writer.submit(self.stream.write, day, region, rows))
+
+    def ends_before(self, accepted: Accepted) -> bool:
+        """Whether every row of `accepted` falls on a later day than every row of the batch."""
+        if not accepted.rows:
+            return True
+        newest = [a.last_day for _, _, a in self.files if a.rows]
+        return not newest or accepted.first_day > max(newest)
+
+    def flush(self, ledger: Ledger, written: _Written, settings: Settings) -> None:
+        """Publish the batch's rows, then record its files; compact days holding
+        `ingest.compact_parts` deliveries.
+
+        Partitions are published before the ledger: a crash in between means the files are
+        read again next time, and delivering the same rows twice reads the same as once.
+        """
+        for write in self.writes:
+            write.result()
+        accepted = [a for _, _, a in self.files if a.rows]
+        parts: list[tuple[date, pl.DataFrame]] = [
+            (day, rows) for a in accepted for (day, _), rows in a.parts.items()
+        ]
+        if accepted and self._redelivers_keys(accepted):
+            # Files of this batch re-deliver one another's keys (perhaps moving a key to
+            # another region): write the batch again with the later file's row per key.
+            self.stream.abort()
+            stacked = pl.concat([rows for _, rows in parts], rechunk=False)
+            unique = last_per_key(stacked)  # keys are unique within a file: order is kept
+            written.replaced += stacked.height - unique.height
+            parts = []
+            for (day, region), rows in split_partitions(unique).items():
+                self.stream.write(day, region, rows)
+                parts.append((day, rows))
+        days = {day for day, _ in parts}
+        for day in sorted(days):
+            stored = _stored_keys_in(self.kpi, day, [rows for d, rows in parts if d == day])
+            written.replaced += stored
+        written.partitions += len(self.stream.commit())
+        failpoints.hit("ingest.before_ledger")
+        ledger.record([rec for _, rec, _ in self.files], stale_days=days)
+        written.days |= days
+        _archive([r.path for r, _, _ in self.files], settings)
+        for day in sorted(days):
+            if (
+                len({lake.delta_seq(f) for f in self.kpi.deltas(day)})
+                >= settings.ingest.compact_parts
+            ):
+                self.kpi.compact(day)
+                failpoints.hit("ingest.compacted")
+        self.files, self.writes = [], []
+
+    def abort(self) -> None:
+        for write in self.writes:
+            write.cancel()
+        wait(self.writes)
+        self.stream.abort()
+
+    @staticmethod
+    def _redelivers_keys(accepted: list[Accepted]) -> bool:
+        hashes = pl.concat([a.key_hash for a in accepted], rechunk=False)
+        return hashes.n_unique() < hashes.len()  # a hash collision can only lower the count
+
+
+def _stored_keys_in(kpi: lake.Dataset, day: date, parts: list[pl.DataFrame]) -> int:
+    """How many of the parts' keys the lake already holds for `day` (rows a delivery
+    replaces)."""
+    files = kpi.day_files(day)
+    if not files:
+        return 0
+    keys = pl.concat([p.select(lake.KEYS) for p in parts])
+    lo, hi = keys["ts"].min(), keys["ts"].max()
+    stored = (
+        pl.scan_parquet(files, hive_partitioning=False)
+        .select(lake.KEYS)
+        .filter(pl.col("ts").is_between(lo, hi))
+    )
+    hits = keys.lazy().join(stored, on=list(lake.KEYS), how="semi")
+    return int(hits.select(pl.len()).collect().item())

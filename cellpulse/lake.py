@@ -2,6 +2,14 @@
 
 A write goes to a hidden temporary file beside its target, is fsynced, then renamed over it:
 a crash leaves either the old partition or the new one, never half of one.
+
+Every dataset is keyed by (cell_id, ts). A partition is one compacted `part.parquet` (unique
+keys, sorted) plus, for datasets fed by deliveries (lake/kpi), append-only deltas: folders
+`delta-<seq>/` of fragment files, in delivery order. A reader applies the deltas over the
+compacted part, the last delivery of a key winning; `Dataset.compact` folds them in.
+Appending a delivery therefore costs in proportion to the delivery, not to the day it lands
+in, and its fragments can be written while the rest of the delivery is still being read: a
+delta is prepared in a hidden folder and published by renaming the folder, all or nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +26,8 @@ import polars as pl
 from cellpulse import failpoints
 
 PART_FILE = "part.parquet"
+DELTA_PREFIX = "delta-"
+KEYS = ("cell_id", "ts")
 
 
 def _temp_beside(path: Path) -> Path:
@@ -44,16 +54,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_parquet(
-    df: pl.DataFrame, path: Path, metadata: Mapping[str, str] | None = None
+    df: pl.DataFrame,
+    path: Path,
+    metadata: Mapping[str, str] | None = None,
+    fast: bool = False,
 ) -> None:
-    """Write a parquet file atomically, with optional key/value metadata in its footer."""
+    """Write a parquet file atomically, with optional key/value metadata in its footer.
+
+    zstd level 1 by default: most of zstd's size saving at a fraction of its default write
+    time. `fast` uses lz4 for files soon rewritten (deliveries awaiting compaction): about
+    20% larger, written in two thirds of the time.
+    """
     tmp = _temp_beside(path)
     try:
-        # zstd level 1: most of zstd's size saving at a fraction of its default write time.
         df.write_parquet(
             tmp,
-            compression="zstd",
-            compression_level=1,
+            compression="lz4" if fast else "zstd",
+            compression_level=None if fast else 1,
             metadata=dict(metadata) if metadata else None,
         )
         with open(tmp, "rb+") as fh:
@@ -78,31 +95,87 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {k: v for k, v in raw.items() if not k.startswith("ARROW")}
 
 
+def latest_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per key, the last one in `rows`' order (the latest delivery), sorted by key."""
+    # A stable sort keeps deliveries in order within a key, so the last row of each key run
+    # is the latest delivery; comparing neighbours is far cheaper than hashing every key.
+    ordered = rows.sort(*KEYS, maintain_order=True)
+    next_differs = (pl.col("cell_id") != pl.col("cell_id").shift(-1)) | (
+        pl.col("ts") != pl.col("ts").shift(-1)
+    )
+    return ordered.filter(next_differs.fill_null(True))
+
+
+def split_regions(df: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(region, its rows) in region order; one filter per region is cheaper than a general
+    partition_by for the handful of regions a day holds."""
+    regions = sorted(df["region"].unique().to_list()) if df.height else []
+    if len(regions) == 1:
+        yield regions[0], df
+        return
+    for region in regions:
+        yield region, df.filter(pl.col("region") == region)
+
+
+def delta_seq(fragment: Path) -> int:
+    """The delivery sequence number of a delta fragment (`.../delta-000007/f-00000.parquet`)."""
+    return int(fragment.parent.name.removeprefix(DELTA_PREFIX))
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 class Dataset:
     """One partitioned dataset of the lake, e.g. `lake/kpi`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def day_dir(self, day: date) -> Path:
+        return self.root / f"date={day.isoformat()}"
+
     def partition_path(self, day: date, region: str) -> Path:
-        return self.root / f"date={day.isoformat()}" / f"region={region}" / PART_FILE
+        return self.day_dir(day) / f"region={region}" / PART_FILE
 
     def dates(self) -> list[date]:
         if not self.root.is_dir():
             return []
         found = []
         for entry in self.root.glob("date=*"):
-            if any(entry.glob(f"region=*/{PART_FILE}")):
+            if any(entry.glob(f"region=*/{PART_FILE}")) or any(
+                entry.glob(f"region=*/{DELTA_PREFIX}*/*.parquet")
+            ):
                 found.append(date.fromisoformat(entry.name.removeprefix("date=")))
         return sorted(found)
 
+    def deltas(self, day: date) -> list[Path]:
+        """A day's delta fragments, oldest delivery first (within a delivery, regions hold
+        disjoint keys, so their order does not matter)."""
+        found = self.day_dir(day).glob(f"region=*/{DELTA_PREFIX}*/*.parquet")
+        return sorted(found, key=lambda f: (delta_seq(f), f.parent.parent.name, f.name))
+
+    def next_seq(self, day: date) -> int:
+        seqs = [
+            int(d.name.removeprefix(DELTA_PREFIX))
+            for d in self.day_dir(day).glob(f"region=*/{DELTA_PREFIX}*")
+            if d.is_dir()
+        ]
+        return max(seqs, default=0) + 1
+
+    def day_files(self, day: date) -> list[Path]:
+        """A day's compacted parts (by region), then its deltas in delivery order."""
+        parts = sorted(self.day_dir(day).glob(f"region=*/{PART_FILE}"))
+        return parts + self.deltas(day)
+
     def files(self, start: date | None = None, end: date | None = None) -> list[Path]:
-        """Partition files with start <= date <= end, in date then region order."""
+        """Files of the partitions with start <= date <= end, in the order readers apply them."""
         return [
             f
             for d in self.dates()
             if (start is None or d >= start) and (end is None or d <= end)
-            for f in sorted((self.root / f"date={d.isoformat()}").glob(f"region=*/{PART_FILE}"))
+            for f in self.day_files(d)
         ]
 
     def read(
@@ -111,14 +184,23 @@ class Dataset:
         end: date | None = None,
         columns: Iterable[str] | None = None,
     ) -> pl.DataFrame:
-        """All rows of the partitions in [start, end]; empty frame when there are none."""
+        """All rows of the partitions in [start, end], deltas applied; empty frame when there
+        are none. Rows are sorted by (cell_id, ts) within a day's compacted parts, and over
+        the whole result wherever deltas were applied."""
         files = self.files(start, end)
         if not files:
             return pl.DataFrame()
+        wanted = list(columns) if columns is not None else None
+        has_deltas = any(f.parent.name.startswith(DELTA_PREFIX) for f in files)
         scan = pl.scan_parquet(files, hive_partitioning=False)
-        if columns is not None:
-            scan = scan.select(list(columns))
-        return scan.collect()
+        if wanted is not None:
+            scan = scan.select(list(dict.fromkeys([*KEYS, *wanted])) if has_deltas else wanted)
+        rows = scan.collect()
+        if has_deltas:
+            rows = latest_rows(rows)
+            if wanted is not None:
+                rows = rows.select(wanted)
+        return rows
 
     def write_partition(
         self, df: pl.DataFrame, day: date, region: str, metadata: Mapping[str, str] | None = None
@@ -130,18 +212,109 @@ class Dataset:
     def replace_day(
         self, df: pl.DataFrame, day: date, metadata: Mapping[str, str] | None = None
     ) -> list[Path]:
-        """Make `df` (rows of one day) the whole content of that day, one file per region.
+        """Make `df` (rows of one day, unique keys) the whole content of that day, one
+        compacted file per region.
 
-        Regions present before but absent from `df` are removed, after the new files are in
-        place, so a re-run of a day replaces its output and never leaves a stale region.
+        Regions present before but absent from `df` are removed after the new files are in
+        place, then the day's deltas oldest first: whatever a crash leaves reads the same,
+        because a remaining suffix of deltas re-applied over the new parts changes nothing.
         """
-        written = []
-        regions = df["region"].unique().sort().to_list() if df.height else []
-        for (region,), part in df.partition_by("region", as_dict=True).items():
-            written.append(self.write_partition(part, day, str(region), metadata))
-        day_dir = self.root / f"date={day.isoformat()}"
+        regions = sorted(df["region"].unique().to_list()) if df.height else []
+        written = [
+            self.write_partition(part, day, region, metadata) for region, part in split_regions(df)
+        ]
+        failpoints.hit("lake.parts_replaced")
+        day_dir = self.day_dir(day)
         if day_dir.is_dir():
             for region_dir in day_dir.glob("region=*"):
                 if region_dir.name.removeprefix("region=") not in regions:
+                    (region_dir / PART_FILE).unlink(missing_ok=True)
+            for fragment in self.deltas(day):
+                fragment.unlink()
+                failpoints.hit("lake.delta_removed")
+            for folder in day_dir.glob(f"region=*/{DELTA_PREFIX}*"):
+                shutil.rmtree(folder, ignore_errors=True)
+            for region_dir in day_dir.glob("region=*"):
+                if region_dir.name.removeprefix("region=") not in regions:
                     shutil.rmtree(region_dir, ignore_errors=True)
+            _fsync_dir(day_dir)
         return written
+
+    def append(self, df: pl.DataFrame, day: date) -> list[Path]:
+        """Add one delivery (rows of one day) as a delta, applied after everything already
+        stored for the day; within it, a later row of a key wins."""
+        stream = DeltaStream(self)
+        for region, part in split_regions(df):
+            stream.write(day, region, part)
+        return stream.commit()
+
+    def compact(self, day: date) -> int:
+        """Fold a day's deltas into its compacted parts; the number of superseded rows."""
+        files = self.day_files(day)
+        if not any(f.parent.name.startswith(DELTA_PREFIX) for f in files):
+            return 0
+        stacked = pl.scan_parquet(files, hive_partitioning=False).collect()
+        latest = latest_rows(stacked)
+        self.replace_day(latest, day)
+        return stacked.height - latest.height
+
+
+PENDING_GLOB = f".{DELTA_PREFIX}*.tmp"
+
+
+class DeltaStream:
+    """One delivery being appended to a dataset: fragments are written as rows arrive, into
+    a hidden folder per (day, region), and published together by `commit`.
+
+    Not thread-safe: one writer thread. Rows with the same key in two regions of one
+    delivery would have no defined order; the caller resolves those before writing.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._pending: dict[tuple[date, str], Path] = {}
+        self._fragments: dict[tuple[date, str], int] = {}
+        # A writer killed before publishing leaves a hidden folder nobody reads: clear them.
+        for orphan in dataset.root.glob(f"date=*/region=*/{PENDING_GLOB}"):
+            shutil.rmtree(orphan, ignore_errors=True)
+
+    def write(self, day: date, region: str, rows: pl.DataFrame) -> None:
+        if rows.is_empty():
+            return
+        key = (day, region)
+        if key not in self._pending:
+            folder = self.dataset.day_dir(day) / f"region={region}"
+            self._pending[key] = folder / f".{DELTA_PREFIX}{uuid.uuid4().hex}.tmp"
+            self._pending[key].mkdir(parents=True)
+        n = self._fragments.get(key, 0)
+        # The fragment is rewritten at compaction, so write speed beats size here: lz4, and
+        # no column statistics (readers of a day read it whole).
+        rows.write_parquet(
+            self._pending[key] / f"f-{n:05d}.parquet", compression="lz4", statistics=False
+        )
+        self._fragments[key] = n + 1
+
+    def commit(self) -> list[Path]:
+        """Make every fragment durable, then publish each (day, region) by one rename."""
+        published = []
+        next_seq: dict[date, int] = {}
+        for (day, _region), pending in sorted(self._pending.items()):
+            for fragment in sorted(pending.iterdir()):
+                _fsync_file(fragment)
+            _fsync_dir(pending)
+            if day not in next_seq:
+                next_seq[day] = self.dataset.next_seq(day)
+            target = pending.with_name(f"{DELTA_PREFIX}{next_seq[day]:06d}")
+            failpoints.hit("lake.before_rename")
+            os.replace(pending, target)
+            _fsync_dir(target.parent)
+            published.append(target)
+            failpoints.hit("lake.delta_published")
+        self._pending.clear()
+        return published
+
+    def abort(self) -> None:
+        for pending in self._pending.values():
+            shutil.rmtree(pending, ignore_errors=True)
+        self._pending.clear()
+        self._fragments.clear()

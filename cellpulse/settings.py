@@ -44,6 +44,12 @@ class IngestSettings(BaseModel):
         description="Accepted rows merged into the lake per batch "
         "(bounds memory; each batch is committed to the ledger once written).",
     )
+    compact_parts: int = Field(
+        8,
+        ge=1,
+        description="Deliveries a day may hold before ingest folds them into one sorted "
+        "file per region (fewer means cheaper reads, more means cheaper frequent ingests).",
+    )
 
 
 class CongestionRule(BaseModel):

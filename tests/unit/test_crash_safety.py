@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from cellpulse.ingest import ingest_files
 from cellpulse.settings import IngestSettings, Settings
-s = Settings(home=sys.argv[1], ingest=IngestSettings(batch_rows=1000))
+s = Settings(home=sys.argv[1], ingest=IngestSettings(batch_rows=1000, compact_parts=2))
 ingest_files([Path(sys.argv[1]) / "landing"], s, datetime(2026, 2, 1, tzinfo=UTC))
 """
 
@@ -76,17 +76,20 @@ def baseline(tmp_path_factory):
     "failpoint",
     [
         "lake.before_rename:1",  # inside the first partition write
-        "ingest.partition_written:3",  # between partitions of a batch
+        "lake.delta_published:3",  # between partitions of a batch
         "ingest.before_ledger:1",  # batch written, not yet recorded
         "ingest.before_ledger:2",  # first batch recorded, second not
         "ingest.quarantine_report_written:1",
+        "lake.parts_replaced:1",  # compaction: new parts written, deltas not yet removed
+        "lake.delta_removed:1",  # compaction: the oldest delta removed, later ones not
+        "ingest.compacted:2",  # between compactions
     ],
 )
 def test_kill_at_a_write_boundary_then_rerun_equals_uninterrupted(tmp_path, baseline, failpoint):
     home = prepared_home(tmp_path, "home")
     assert run_ingest(home, failpoint) == -signal.SIGKILL
     kpi = tiny_settings(home).lake_dir / "kpi"
-    for part in kpi.rglob("part.parquet"):  # whatever is visible is whole
+    for part in kpi.rglob("*.parquet"):  # whatever is visible is whole
         pl.read_parquet(part)
     assert run_ingest(home) == 0
     rows, files = snapshot(home)
@@ -113,7 +116,9 @@ def test_kill_at_random_moments_never_loses_or_duplicates(tmp_path, baseline):
 
 def test_in_process_and_subprocess_agree(tmp_path, baseline):
     home = prepared_home(tmp_path, "home")
-    settings = tiny_settings(home).model_copy(update={"ingest": IngestSettings(batch_rows=1000)})
+    settings = tiny_settings(home).model_copy(
+        update={"ingest": IngestSettings(batch_rows=1000, compact_parts=2)}
+    )
     from datetime import UTC, datetime
 
     ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))

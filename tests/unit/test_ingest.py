@@ -10,7 +10,7 @@ from cellpulse.ingest import (
     conform,
     file_sha256,
     ingest_files,
-    merge_rows,
+    last_per_key,
     read_landing_file,
     validate,
 )
@@ -45,8 +45,10 @@ def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
     assert stored.height == truth.height
     assert stored.equals(truth.sort("cell_id", "ts").select(stored.columns))
     parts = sorted(
-        p.relative_to(settings.lake_dir / "kpi").parts[:2]
-        for p in (settings.lake_dir / "kpi").rglob("part.parquet")
+        {
+            p.relative_to(settings.lake_dir / "kpi").parts[:2]
+            for p in (settings.lake_dir / "kpi").rglob("*.parquet")
+        }
     )
     regions = sorted(truth["region"].unique())
     assert parts == sorted(
@@ -236,12 +238,19 @@ def test_duplicate_keys_in_one_file_keep_the_last_row(settings):
     assert any("duplicate key" in p.rule for p in problems)
 
 
-def test_merge_rows_last_delivery_wins_and_sorts():
+def test_latest_rows_last_delivery_wins_and_sorts():
     t0 = datetime(2026, 1, 5, tzinfo=UTC)
     old = pl.DataFrame({"cell_id": ["b", "a"], "ts": [t0, t0], "v": [1.0, 2.0]})
     new = pl.DataFrame({"cell_id": ["a", "c"], "ts": [t0, t0], "v": [9.0, 3.0]})
-    merged = merge_rows(old, new)
+    merged = lake.latest_rows(pl.concat([old, new]))
     assert merged.rows() == [("a", t0, 9.0), ("b", t0, 1.0), ("c", t0, 3.0)]
+
+
+def test_last_per_key_keeps_order_and_the_last_duplicate():
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    rows = pl.DataFrame({"cell_id": ["b", "a", "b", "c"], "ts": [t0] * 4, "v": [1.0, 2, 3, 4]})
+    assert last_per_key(rows)["v"].to_list() == [2.0, 3.0, 4.0]
+    assert last_per_key(rows[:2]).equals(rows[:2])
 
 
 def test_archive_setting_moves_ingested_files_unchanged(settings):

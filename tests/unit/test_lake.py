@@ -1,0 +1,67 @@
+"""The lake's partitions: deliveries appended as deltas read like a merged partition, and
+compaction folds them in without changing what a reader sees."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+from cellpulse import lake
+
+DAY = date(2026, 1, 5)
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def rows(cells: list[str], value: float, region: str = "north", hours: int = 2) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "cell_id": [c for c in cells for _ in range(hours)],
+            "ts": [T0 + timedelta(hours=h) for _ in cells for h in range(hours)],
+            "region": region,
+            "v": value,
+        }
+    )
+
+
+def test_deltas_apply_in_delivery_order_and_compaction_changes_nothing_a_reader_sees(tmp_path):
+    ds = lake.Dataset(tmp_path / "kpi")
+    ds.append(rows(["b", "a"], 1.0), DAY)
+    ds.append(rows(["a"], 2.0, hours=1), DAY)  # corrects a at 00:00
+    ds.append(rows(["c"], 3.0, region="south"), DAY)
+    assert [f.parent.name for f in ds.deltas(DAY)] == [
+        "delta-000001",
+        "delta-000002",
+        "delta-000003",
+    ]
+    before = ds.read()
+    assert before.select("cell_id", "v").rows() == [
+        ("a", 2.0),
+        ("a", 1.0),
+        ("b", 1.0),
+        ("b", 1.0),
+        ("c", 3.0),
+        ("c", 3.0),
+    ]
+    assert ds.read(columns=["v"]).columns == ["v"]
+    assert ds.compact(DAY) == 1  # one stored row superseded
+    assert ds.deltas(DAY) == []
+    assert sorted(p.parent.name for p in ds.files()) == ["region=north", "region=south"]
+    assert ds.read().equals(before)
+    assert ds.compact(DAY) == 0
+
+
+def test_a_key_moving_region_lives_in_one_partition_after_compaction(tmp_path):
+    ds = lake.Dataset(tmp_path / "kpi")
+    ds.append(rows(["a"], 1.0, region="north"), DAY)
+    ds.compact(DAY)
+    ds.append(rows(["a"], 5.0, region="south"), DAY)
+    assert ds.read()["region"].to_list() == ["south", "south"]
+    ds.compact(DAY)
+    assert [p.parent.name for p in ds.files()] == ["region=south"]
+    assert not (ds.day_dir(DAY) / "region=north").exists()
+
+
+def test_dates_count_days_that_only_hold_deltas(tmp_path):
+    ds = lake.Dataset(tmp_path / "kpi")
+    ds.append(rows(["a"], 1.0), DAY)
+    assert ds.dates() == [DAY]
+    assert ds.read(DAY + timedelta(days=1)).is_empty()
