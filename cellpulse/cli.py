@@ -925,6 +925,40 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+# ----------------------------------------------------------------------------- api
+
+
+@app.command()
+@handles_errors
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: api.host, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: api.port, 8750).")] = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the ops web page and HTTP API: ranked cells, a cell's KPIs and scores, alerts
+    (acknowledge, close, false alarm), models in use. Every route but /health needs the
+    bearer token (api.token, or the one kept in <home>/api_token)."""
+    import uvicorn
+
+    from cellpulse.api import create_app
+
+    settings = _settings(home, config, must_exist=True)
+    bind_host = host or settings.api.host
+    bind_port = port or settings.api.port
+    web_app = create_app(settings)
+    token_source = (
+        "api.token setting" if settings.api.token is not None else str(settings.api_token_path)
+    )
+    console.print(
+        f"cellpulse ops page and API on http://{bind_host}:{bind_port}/ "
+        f"(OpenAPI: /docs); bearer token in {token_source}. Ctrl-C to stop."
+    )
+    uvicorn.run(web_app, host=bind_host, port=bind_port, log_level="warning")
+
+
 def main() -> None:
     app()
 

@@ -1,7 +1,10 @@
 """The ops store (DuckDB file by default): scores and alerts where ops tools read them.
 
 Upserts are idempotent: re-publishing a period first deletes that period's rows, in the same
-transaction, so a re-run replaces scores and never duplicates them.
+transaction, so a re-run replaces scores and never duplicates them. Alerts follow a
+lifecycle (open -> acknowledged -> closed, or false_alarm) that people drive through the API;
+every action is kept in `alert_actions` with who, when and why, and re-scoring never undoes
+a person's decision.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+
+from cellpulse.errors import NoDataError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -29,13 +34,43 @@ CREATE TABLE IF NOT EXISTS alerts (
     status VARCHAR NOT NULL, peak_score DOUBLE, kpis VARCHAR[], anomalous_rops UINTEGER,
     model_version VARCHAR, acknowledged_by VARCHAR, acknowledged_at TIMESTAMPTZ, comment VARCHAR
 );
+CREATE TABLE IF NOT EXISTS alert_actions (
+    alert_id VARCHAR NOT NULL, action VARCHAR NOT NULL, status_before VARCHAR NOT NULL,
+    status_after VARCHAR NOT NULL, actor VARCHAR NOT NULL, acted_at TIMESTAMPTZ NOT NULL,
+    comment VARCHAR
+);
 """
+
+# action -> (statuses it applies to, status after). A person's decision is final for the
+# alert: re-scoring updates its timing but never reopens it.
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "acknowledge": (frozenset({"open"}), "acknowledged"),
+    "close": (frozenset({"open", "acknowledged"}), "closed"),
+    "false_alarm": (frozenset({"open", "acknowledged"}), "false_alarm"),
+}
+RANK_COLUMNS = {"anomaly": "anomaly_score", "congestion": "congestion_prob"}
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+class TransitionRefused(ValueError):
+    pass
 
 
 class OpsStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        if read_only:
+            if not path.exists():
+                raise NoDataError(
+                    f"{path}: no ops store yet; run `cellpulse score` (or `cellpulse demo`) first"
+                )
+            self._con = duckdb.connect(str(path), read_only=True)
+            self.execute("SET TimeZone = 'UTC'")
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(str(path))
         self.execute("SET TimeZone = 'UTC'")
         self.execute(_SCHEMA)
@@ -81,13 +116,151 @@ class OpsStore:
                    status, peak_score, kpis, anomalous_rops, model_version FROM incoming
             ON CONFLICT (alert_id) DO UPDATE SET
                 last_anomalous_at = excluded.last_anomalous_at,
-                closed_at = excluded.closed_at,
-                status = CASE WHEN alerts.status IN ('acknowledged', 'false_alarm')
+                closed_at = CASE WHEN alerts.status IN ('closed', 'false_alarm')
+                                 AND alerts.acknowledged_by IS NOT NULL
+                                 THEN alerts.closed_at ELSE excluded.closed_at END,
+                status = CASE WHEN alerts.acknowledged_by IS NOT NULL
+                              AND alerts.status IN ('closed', 'false_alarm') THEN alerts.status
+                              WHEN alerts.status = 'acknowledged'
                               AND excluded.status = 'open' THEN alerts.status
                               ELSE excluded.status END,
                 peak_score = excluded.peak_score, kpis = excluded.kpis,
                 anomalous_rops = excluded.anomalous_rops, model_version = excluded.model_version
         """)
+
+    def top_cells(
+        self,
+        kind: str,
+        limit: int,
+        offset: int = 0,
+        region: str | None = None,
+        site_id: str | None = None,
+        band: str | None = None,
+        at: datetime | None = None,
+        window_minutes: int = 60,
+    ) -> tuple[pl.DataFrame, int]:
+        """Cells ranked by their latest score of `kind` in the `window_minutes` up to `at`
+        (default: the newest ROP scored), with their open alert; and how many cells match."""
+        rank = RANK_COLUMNS[kind]
+        filters, params = _filters(region=region, site_id=site_id, band=band)
+        latest = "(SELECT max(ts) FROM scores WHERE ? IS NULL OR ts <= ?)"
+        base = f"""
+            WITH recent AS (
+                SELECT * FROM scores
+                WHERE ts <= {latest} AND ts > {latest} - to_minutes(?::BIGINT) {filters}
+                QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY ts DESC) = 1
+            )"""
+        args: list[object] = [at, at, at, at, window_minutes, *params]
+        total = self.query(f"{base} SELECT count(*) AS n FROM recent", args)["n"][0]
+        rows = self.query(
+            f"""{base}
+            SELECT r.cell_id, r.ts, r.site_id, r.region, r.rat, r.band, r.anomaly_score,
+                   r.is_anomaly, r.anomaly_kpis, r.congestion_prob, r.congestion_horizon,
+                   a.alert_id, a.status AS alert_status, a.opened_at AS alert_opened_at
+            FROM recent r
+            LEFT JOIN (
+                SELECT * FROM alerts WHERE status IN ('open', 'acknowledged')
+                QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY opened_at DESC) = 1
+            ) a USING (cell_id)
+            ORDER BY r.{rank} DESC NULLS LAST, r.cell_id
+            LIMIT ? OFFSET ?""",
+            [*args, limit, offset],
+        )
+        return rows, int(total)
+
+    def cell_scores(self, cell_id: str, start: datetime, end: datetime) -> pl.DataFrame:
+        return self.query(
+            """SELECT ts, anomaly_score, is_anomaly, anomaly_kpis, congestion_prob,
+                      anomaly_model_version, congestion_model_version
+               FROM scores WHERE cell_id = ? AND ts >= ? AND ts < ? ORDER BY ts""",
+            [cell_id, start, end],
+        )
+
+    def alerts(
+        self,
+        limit: int,
+        offset: int = 0,
+        status: str | None = None,
+        region: str | None = None,
+        cell_id: str | None = None,
+    ) -> tuple[pl.DataFrame, int]:
+        filters, params = _filters(status=status, region=region, cell_id=cell_id)
+        where = f"WHERE TRUE {filters}"
+        total = self.query(f"SELECT count(*) AS n FROM alerts {where}", params)["n"][0]
+        rows = self.query(
+            f"""SELECT * FROM alerts {where}
+                ORDER BY status = 'open' DESC, peak_score DESC NULLS LAST, alert_id
+                LIMIT ? OFFSET ?""",
+            [*params, limit, offset],
+        )
+        return rows, int(total)
+
+    def alert(self, alert_id: str) -> dict[str, object]:
+        rows = self.query("SELECT * FROM alerts WHERE alert_id = ?", [alert_id])
+        if rows.is_empty():
+            raise AlertNotFound(alert_id)
+        return rows.row(0, named=True)
+
+    def act_on_alert(
+        self, alert_id: str, action: str, actor: str, comment: str | None, now: datetime
+    ) -> dict[str, object]:
+        """Move an alert through its lifecycle, recording who did it, when and why."""
+        allowed, after = TRANSITIONS[action]
+        self.execute("BEGIN TRANSACTION")
+        try:
+            before = str(self.alert(alert_id)["status"])
+            if before not in allowed:
+                raise TransitionRefused(
+                    f"alert {alert_id} is {before}; '{action}' applies to "
+                    f"{' or '.join(sorted(allowed))} alerts"
+                )
+            self.execute(
+                """UPDATE alerts SET status = ?, acknowledged_by = ?, acknowledged_at = ?,
+                          comment = coalesce(?, comment),
+                          closed_at = CASE WHEN ? IN ('closed', 'false_alarm') THEN ?
+                                      ELSE closed_at END
+                   WHERE alert_id = ?""",
+                [after, actor, now, comment, after, now, alert_id],
+            )
+            self.execute(
+                "INSERT INTO alert_actions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [alert_id, action, before, after, actor, now, comment],
+            )
+            self.execute("COMMIT")
+        except Exception:
+            self.execute("ROLLBACK")
+            raise
+        return self.alert(alert_id)
+
+    def alert_history(self, alert_id: str) -> pl.DataFrame:
+        return self.query(
+            "SELECT * FROM alert_actions WHERE alert_id = ? ORDER BY acted_at", [alert_id]
+        )
+
+    def models_in_use(self) -> pl.DataFrame:
+        """The model versions behind the stored scores, with the period each scored."""
+        return self.query("""
+            SELECT 'anomaly' AS kind, anomaly_model AS model, anomaly_model_version AS version,
+                   anomaly_run_id AS run_id, min(ts) AS first_ts, max(ts) AS last_ts,
+                   count(*) AS rows
+            FROM scores GROUP BY ALL
+            UNION ALL
+            SELECT 'congestion', congestion_model, congestion_model_version, congestion_run_id,
+                   min(ts), max(ts), count(*)
+            FROM scores GROUP BY ALL
+            ORDER BY kind, last_ts DESC""")
+
+    def feedback_labels(self) -> pl.DataFrame:
+        """People's verdicts as labels (the shape of the simulator's ground truth): an
+        acknowledged or closed-by-a-person alert is a true event, a false alarm is not."""
+        return self.query("""
+            SELECT cell_id, opened_at AS "start",
+                   coalesce(closed_at, last_anomalous_at) AS "end",
+                   CASE WHEN status = 'false_alarm' THEN 'false_alarm'
+                        ELSE 'confirmed' END AS label,
+                   alert_id, acknowledged_by AS decided_by, acknowledged_at AS decided_at,
+                   comment
+            FROM alerts WHERE acknowledged_by IS NOT NULL ORDER BY opened_at, cell_id""")
 
     def count(self, table: str) -> int:
         if table not in ("scores", "alerts"):
@@ -102,3 +275,9 @@ class OpsStore:
         result = pl.from_arrow(self._con.sql(sql, params=params or None).to_arrow_table())
         assert isinstance(result, pl.DataFrame)
         return result
+
+
+def _filters(**equal: str | None) -> tuple[str, list[object]]:
+    """`AND column = ?` for every given value; column names come from code, never from input."""
+    given = {k: v for k, v in equal.items() if v is not None}
+    return "".join(f" AND {k} = ?" for k in given), list(given.values())

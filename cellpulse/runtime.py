@@ -17,6 +17,7 @@ TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "SE_AVOID_STATS": "true",  # Selenium (browser tests) never reports usage
 }
 
 # Defaults a user may override in their own environment.

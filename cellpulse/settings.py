@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cellpulse.errors import CellpulseError
@@ -50,6 +50,20 @@ class IngestSettings(BaseModel):
         description="Deliveries a day may hold before ingest folds them into one sorted "
         "file per region (fewer means cheaper reads, more means cheaper frequent ingests).",
     )
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API and web page (`cellpulse api`)."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; loopback unless you mean it.")
+    port: int = Field(8750, ge=1, le=65535, description="Port to listen on.")
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token every route but /health requires; default: a random token "
+        "kept in <home>/api_token (created on first start, readable by its owner only).",
+    )
+    max_page: int = Field(500, ge=1, description="Most rows one request may return.")
+    max_days: int = Field(31, ge=1, description="Longest period one request may ask for.")
 
 
 class CongestionRule(BaseModel):
@@ -108,6 +122,7 @@ class Settings(BaseSettings):
     congestion: CongestionRule = CongestionRule()
     alerts: AlertSettings = AlertSettings()
     train: TrainSettings = TrainSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("home")
     @classmethod
@@ -153,6 +168,10 @@ class Settings(BaseSettings):
     @property
     def ops_store_path(self) -> Path:
         return self.home / "ops.duckdb"
+
+    @property
+    def api_token_path(self) -> Path:
+        return self.home / "api_token"
 
     @property
     def prefect_home(self) -> Path:

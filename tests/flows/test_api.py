@@ -1,0 +1,293 @@
+"""The ops API and web page on a tiny simulated network whose cell OUTAGE_CELL goes down on
+the last day and stays down: API contract (auth, filters, paging, bad input, alert
+lifecycle, feedback labels) and the page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from cellpulse.api import create_app
+from cellpulse.flows.pipeline import pipeline_flow
+from cellpulse.settings import ApiSettings, Settings
+from cellpulse.simulator import build_topology, write_network
+from tests.conftest import OUTAGE_CELL, TINY, outage_events, tiny_settings
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def scored_home(tmp_path_factory) -> tuple[Path, str]:
+    """A home after the whole pipeline, with an outage running into the newest ROP."""
+    settings = tiny_settings(tmp_path_factory.mktemp("api") / "home")
+    topo = build_topology(TINY)
+    events = outage_events(topo, hours=15.0)  # 09:00 to the end of the last day
+    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    pipeline_flow(settings)
+    return settings.home, str(topo.cell_id[OUTAGE_CELL])
+
+
+@pytest.fixture
+def settings(scored_home, tmp_path) -> Settings:
+    """A per-test copy of the ops store (tests change alerts), sharing the module's lake."""
+    source, _ = scored_home
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(source / "ops.duckdb", home / "ops.duckdb")
+    (home / "lake").symlink_to(source / "lake")
+    base = tiny_settings(home)
+    return base.model_copy(update={"api": ApiSettings(token=SecretStr(TOKEN), max_page=100)})
+
+
+@pytest.fixture
+def client(settings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+def test_every_route_but_health_needs_the_token(client):
+    assert client.get("/health").status_code == 200
+    routes = ["/api/cells/top", "/api/alerts", "/api/models", "/api/feedback/labels"]
+    for route in routes:
+        missing = client.get(route)
+        assert missing.status_code == 401 and "bearer token" in missing.json()["detail"]
+        wrong = client.get(route, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert client.get(route, headers=AUTH).status_code == 200
+    post = client.post("/api/alerts/x/acknowledge", json={"by": "ana"})
+    assert post.status_code == 401
+
+
+def test_top_cells_rank_the_outage_cell_first_and_page(client, scored_home):
+    _, outage_cell = scored_home
+    top = client.get("/api/cells/top", params={"limit": 5}, headers=AUTH).json()
+    assert top["total"] == TINY.cells
+    assert top["items"][0]["cell_id"] == outage_cell
+    assert top["items"][0]["alert_status"] == "open"
+    scores = [row["anomaly_score"] for row in top["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+    pages = [
+        client.get("/api/cells/top", params={"limit": 5, "offset": o}, headers=AUTH).json()
+        for o in (0, 5, 10)
+    ]
+    ids = [row["cell_id"] for page in pages for row in page["items"]]
+    assert len(ids) == TINY.cells and len(set(ids)) == TINY.cells
+
+    congestion = client.get("/api/cells/top", params={"kind": "congestion"}, headers=AUTH)
+    probs = [row["congestion_prob"] for row in congestion.json()["items"]]
+    assert probs == sorted(probs, reverse=True)
+
+
+def test_filters_narrow_the_ranking(client):
+    everything = client.get("/api/cells/top", params={"limit": 100}, headers=AUTH).json()
+    region = everything["items"][0]["region"]
+    only = client.get("/api/cells/top", params={"region": region}, headers=AUTH).json()
+    assert only["total"] == sum(1 for r in everything["items"] if r["region"] == region)
+    assert {r["region"] for r in only["items"]} == {region}
+    none = client.get("/api/cells/top", params={"region": "atlantis"}, headers=AUTH).json()
+    assert none["total"] == 0 and none["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "status", "needle"),
+    [
+        ("/api/cells/top", {"limit": 101}, 422, "less than or equal to 100"),
+        ("/api/cells/top", {"limit": 0}, 422, "greater than or equal to 1"),
+        ("/api/cells/top", {"kind": "weather"}, 422, "anomaly"),
+        ("/api/cells/top", {"at": "yesterday"}, 422, "datetime"),
+        ("/api/alerts", {"status": "sleeping"}, 422, "open"),
+        ("/api/alerts", {"cell_id": "x' OR 1=1 --"}, 422, "pattern"),
+        ("/api/cells/..%2F..%2Fetc%2Fpasswd", {}, 404, "Not Found"),
+        ("/api/cells/a%3Bdrop", {}, 422, "pattern"),
+        ("/static/..%2F..%2Fsettings.py", {}, 404, "Not Found"),
+        ("/api/cells/no-such-cell", {}, 404, "no scores for cell"),
+        ("/api/alerts/no-such-alert", {}, 404, "no alert"),
+    ],
+)
+def test_bad_parameters_get_a_4xx_that_says_why(client, route, params, status, needle):
+    response = client.get(route, params=params, headers=AUTH)
+    assert response.status_code == status, response.text
+    assert needle in response.text
+
+
+def test_a_cell_view_holds_scores_and_kpis_and_bounds_the_period(client, scored_home):
+    _, outage_cell = scored_home
+    view = client.get(f"/api/cells/{outage_cell}", headers=AUTH).json()
+    assert len(view["scores"]) == TINY.rops_per_day  # default: the last scored day
+    assert len(view["kpis"]) == TINY.rops_per_day
+    assert any(s["is_anomaly"] for s in view["scores"])
+    # The outage: the cell is unavailable for whole ROPs at the end of the day.
+    assert view["kpis"][-1]["unavail_s"] == pytest.approx(TINY.rop_minutes * 60)
+    too_long = client.get(
+        f"/api/cells/{outage_cell}",
+        params={"start": "2026-01-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+        headers=AUTH,
+    )
+    assert too_long.status_code == 422 and "longer than 31 days" in too_long.text
+
+
+def test_alert_lifecycle_is_recorded_and_survives_rescoring(client, settings, scored_home):
+    _, outage_cell = scored_home
+    alerts = client.get(
+        "/api/alerts", params={"cell_id": outage_cell, "status": "open"}, headers=AUTH
+    ).json()
+    alert_id = alerts["items"][0]["alert_id"]
+    url = f"/api/alerts/{alert_id}"
+
+    acked = client.post(
+        f"{url}/acknowledge", json={"by": "ana", "comment": "site visit"}, headers=AUTH
+    )
+    assert acked.status_code == 200
+    assert acked.json()["status"] == "acknowledged" and acked.json()["acknowledged_by"] == "ana"
+    again = client.post(f"{url}/acknowledge", json={"by": "bo"}, headers=AUTH)
+    assert again.status_code == 409 and "is acknowledged" in again.json()["detail"]
+    assert client.post(f"{url}/close", json={"by": ""}, headers=AUTH).status_code == 422
+
+    # Re-publishing the same alert as open (a re-score) keeps the person's decision.
+    from cellpulse.opsstore import OpsStore
+
+    with OpsStore(settings.ops_store_path) as store:
+        row = store.query(
+            "SELECT * EXCLUDE (acknowledged_by, acknowledged_at, comment) FROM alerts "
+            "WHERE alert_id = ?",
+            [alert_id],
+        )
+        store.upsert_alerts(row.with_columns(pl.lit("open").alias("status")))
+    assert client.get(url, headers=AUTH).json()["status"] == "acknowledged"
+
+    closed = client.post(f"{url}/close", json={"by": "ana", "comment": "fixed"}, headers=AUTH)
+    assert closed.json()["status"] == "closed" and closed.json()["closed_at"] is not None
+    history = client.get(url, headers=AUTH).json()["history"]
+    assert [(h["action"], h["actor"]) for h in history] == [
+        ("acknowledge", "ana"),
+        ("close", "ana"),
+    ]
+
+    labels = client.get("/api/feedback/labels", headers=AUTH).json()["items"]
+    assert [(lab["cell_id"], lab["label"]) for lab in labels] == [(outage_cell, "confirmed")]
+
+
+def test_models_in_use_name_the_champions(client):
+    items = client.get("/api/models", headers=AUTH).json()["items"]
+    assert {(i["kind"], i["version"]) for i in items} == {("anomaly", "1"), ("congestion", "1")}
+    assert sum(i["rows"] for i in items if i["kind"] == "anomaly") == (
+        TINY.cells * TINY.days * TINY.rops_per_day
+    )
+
+
+def test_the_openapi_schema_lists_every_route(client):
+    paths = set(client.get("/openapi.json").json()["paths"])
+    assert {
+        "/health",
+        "/api/cells/top",
+        "/api/cells/{cell_id}",
+        "/api/alerts",
+        "/api/alerts/{alert_id}",
+        "/api/alerts/{alert_id}/{action}",
+        "/api/models",
+        "/api/feedback/labels",
+    } <= paths
+
+
+# ---------------------------------------------------------------- the page, in Chromium
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(settings):
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="Debian's chromium and chromium-driver are not installed (make test installs them)",
+)
+def test_the_page_ranks_the_outage_first_draws_the_cell_and_acknowledges(
+    served, scored_home, settings
+):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, outage_cell = scored_home
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    wait = WebDriverWait(driver, 20)
+    try:
+        driver.get(served)
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.CSS_SELECTOR, "#login button").click()
+        first = wait.until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#cells tbody tr:first-child"))
+        )
+        assert first.get_attribute("data-cell") == outage_cell
+        assert "open" in first.text
+
+        first.click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart path.kpi-line")))
+        assert driver.find_elements(By.CSS_SELECTOR, "#chart circle.anomaly-marker")
+        assert "status-open" in driver.find_element(By.ID, "cell-alert").get_attribute("class")
+
+        driver.find_element(By.ID, "actor").send_keys("night-shift")
+        driver.find_element(By.ID, "ack").click()
+        wait.until(
+            ec.text_to_be_present_in_element((By.ID, "cell-alert"), "acknowledged by night-shift")
+        )
+        driver.save_screenshot(str(settings.home / "ops-page.png"))
+    finally:
+        driver.quit()
+
+    from cellpulse.opsstore import OpsStore
+
+    with OpsStore(settings.ops_store_path, read_only=True) as store:
+        status = store.query(
+            "SELECT status, acknowledged_by FROM alerts WHERE cell_id = ? "
+            "ORDER BY opened_at DESC LIMIT 1",
+            [outage_cell],
+        ).row(0)
+    assert status == ("acknowledged", "night-shift")
