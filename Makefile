@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/pip --disable-pip-version-check --quiet
 
-.PHONY: install demo test browser lint bench lock clean
+.PHONY: install demo test test-deps lint bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,18 +19,22 @@ install: $(STAMP)  ## create .venv and install cellpulse with pinned dependencie
 demo: $(STAMP)  ## simulate a network and run the whole pipeline on it
 	$(BIN)/cellpulse demo
 
-test: $(STAMP) browser  ## run the test suite
+test: $(STAMP) test-deps  ## run the test suite
 	$(BIN)/python -m pytest
 
-# The web page is tested in a real headless Chromium (Debian's, driven by Selenium). Installed
-# here when missing and this user may install packages; otherwise that one test is skipped
-# and says why.
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
-	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	       && (apt-get install -y -q chromium chromium-driver >/dev/null \
-	           || (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)) ; } \
-	  || echo "note: chromium/chromedriver not installed; the browser test will be skipped"
+# Two tests need system programs: the web page runs in a real headless Chromium (Debian's,
+# driven by Selenium) and the ops store is checked against a real PostgreSQL server that the
+# tests start themselves. Installed here when missing and this user may install packages;
+# otherwise those tests are skipped and say why.
+SYSTEM_PACKAGES := chromium chromium-driver postgresql
+test-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	    && { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; } \
+	  || echo "note: could not install $(SYSTEM_PACKAGES); their tests will be skipped"; \
+	else echo "note: $(SYSTEM_PACKAGES) not installed; their tests will be skipped"; fi
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .

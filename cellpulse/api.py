@@ -20,7 +20,12 @@ from pydantic import BaseModel, Field
 
 from cellpulse import contract, lake
 from cellpulse.errors import NoDataError
-from cellpulse.opsstore import AlertNotFound, OpsStore, TransitionRefused
+from cellpulse.opsstore import (
+    AlertNotFound,
+    OpsStoreUnavailable,
+    TransitionRefused,
+    open_ops_store,
+)
 from cellpulse.settings import Settings
 
 CELL_KPIS = (
@@ -82,12 +87,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def _no_data(_: Request, exc: NoDataError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    @app.exception_handler(OpsStoreUnavailable)
+    async def _unavailable(_: Request, exc: OpsStoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         """Liveness, and whether there are scores to serve (no token needed)."""
-        if not settings.ops_store_path.exists():
+        if not settings.ops_store_url and not settings.ops_store_path.exists():
             return {"status": "ok", "scores": 0, "latest_ts": None}
-        with OpsStore(settings.ops_store_path, read_only=True) as store:
+        with open_ops_store(settings, read_only=True) as store:
             latest = store.query("SELECT count(*) AS n, max(ts) AS ts FROM scores").row(0)
         return {"status": "ok", "scores": latest[0], "latest_ts": latest[1]}
 
@@ -103,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         """Cells ranked by their latest anomaly score or congestion probability, with the
         alert open on each. `at` looks back in time (default: the newest ROP)."""
-        with OpsStore(settings.ops_store_path, read_only=True) as store:
+        with open_ops_store(settings, read_only=True) as store:
             rows, total = store.top_cells(
                 kind, limit, offset, region=region, site_id=site_id, band=band, at=_utc(at)
             )
@@ -123,7 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         """One cell's scores and KPIs over [start, end) (default: the last day it was
         scored). The period may not exceed api.max_days."""
-        with OpsStore(settings.ops_store_path, read_only=True) as store:
+        with open_ops_store(settings, read_only=True) as store:
             last = store.query("SELECT max(ts) AS ts FROM scores WHERE cell_id = ?", [cell_id])
             newest = last["ts"][0]
             if newest is None:
@@ -156,14 +165,14 @@ def create_app(settings: Settings) -> FastAPI:
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> dict[str, Any]:
         """Alerts, open ones first, then by peak score."""
-        with OpsStore(settings.ops_store_path, read_only=True) as store:
+        with open_ops_store(settings, read_only=True) as store:
             rows, total = store.alerts(limit, offset, status=status, region=region, cell_id=cell_id)
         return {"total": total, "limit": limit, "offset": offset, "items": _records(rows)}
 
     @app.get("/api/alerts/{alert_id}", dependencies=guarded)
     def alert(alert_id: Annotated[str, PathParam(pattern=ID_PATTERN)]) -> dict[str, Any]:
         """One alert and every action people took on it."""
-        with OpsStore(settings.ops_store_path, read_only=True) as store:
+        with open_ops_store(settings, read_only=True) as store:
             try:
                 found = store.alert(alert_id)
             except AlertNotFound:
@@ -178,7 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
         body: AlertAction,
     ) -> dict[str, Any]:
         """Acknowledge, close, or mark as false alarm (kept with who, when and why)."""
-        with OpsStore(settings.ops_store_path) as store:
+        with open_ops_store(settings) as store:
             try:
                 updated = store.act_on_alert(
                     alert_id, action, body.by, body.comment, datetime.now(UTC)
@@ -192,14 +201,14 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/api/models", dependencies=guarded)
     def models() -> dict[str, Any]:
         """Model versions behind the stored scores, and the period each scored."""
-        with OpsStore(settings.ops_store_path, read_only=True) as store:
+        with open_ops_store(settings, read_only=True) as store:
             return {"items": _records(store.models_in_use())}
 
     @app.get("/api/feedback/labels", dependencies=guarded)
     def labels() -> dict[str, Any]:
         """People's verdicts on alerts as labels (cell_id, start, end, label): confirmed
         events and false alarms, for the supervised model and the scoreboard."""
-        with OpsStore(settings.ops_store_path, read_only=True) as store:
+        with open_ops_store(settings, read_only=True) as store:
             return {"items": _records(store.feedback_labels())}
 
     web = resources.files("cellpulse") / "web"

@@ -675,12 +675,17 @@ def demo(
     if result.score is None:
         _print_latest_scores(settings)
     from cellpulse.flows.evaluate import evaluate_flow
+    from cellpulse.opsstore import ops_store_location
 
     _print_scoreboard(evaluate_flow(settings))
     console.print(f"\n[bold]done in {time.perf_counter() - t0:.0f} s.[/] Where to look:")
     exe = _self_command()
     console.print(f"  scores (parquet): {settings.lake_dir / 'scores'}")
-    console.print(f"  ops store (DuckDB): {settings.ops_store_path}  (tables scores, alerts)")
+    console.print(f"  ops store: {ops_store_location(settings)}  (tables scores, alerts)")
+    console.print(
+        f"  ops page: {exe} api --home {settings.home}   then open http://127.0.0.1:"
+        f"{settings.api.port}/ (token in {settings.api_token_path})"
+    )
     console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open http://127.0.0.1:5000")
     console.print(f"  ground truth: {settings.truth_dir}")
 

@@ -9,20 +9,26 @@ a person's decision.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import polars as pl
 
-from cellpulse.errors import NoDataError
+from cellpulse.errors import CellpulseError, NoDataError
+from cellpulse.settings import Settings
 
+# One dialect for DuckDB and PostgreSQL: portable types, DISTINCT ON instead of QUALIFY,
+# explicit GROUP BY, typed parameters where a NULL may be passed.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     cell_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
     site_id VARCHAR, region VARCHAR, rat VARCHAR, band VARCHAR,
-    anomaly_score DOUBLE, is_anomaly BOOLEAN, anomaly_kpis VARCHAR[],
-    congestion_prob DOUBLE, congestion_horizon VARCHAR,
+    anomaly_score DOUBLE PRECISION, is_anomaly BOOLEAN, anomaly_kpis VARCHAR[],
+    congestion_prob DOUBLE PRECISION, congestion_horizon VARCHAR,
     anomaly_model VARCHAR, anomaly_model_version VARCHAR, anomaly_run_id VARCHAR,
     congestion_model VARCHAR, congestion_model_version VARCHAR, congestion_run_id VARCHAR,
     scored_at TIMESTAMPTZ,
@@ -31,7 +37,7 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id VARCHAR PRIMARY KEY, cell_id VARCHAR NOT NULL, site_id VARCHAR, region VARCHAR,
     opened_at TIMESTAMPTZ NOT NULL, last_anomalous_at TIMESTAMPTZ, closed_at TIMESTAMPTZ,
-    status VARCHAR NOT NULL, peak_score DOUBLE, kpis VARCHAR[], anomalous_rops UINTEGER,
+    status VARCHAR NOT NULL, peak_score DOUBLE PRECISION, kpis VARCHAR[], anomalous_rops INTEGER,
     model_version VARCHAR, acknowledged_by VARCHAR, acknowledged_at TIMESTAMPTZ, comment VARCHAR
 );
 CREATE TABLE IF NOT EXISTS alert_actions (
@@ -59,24 +65,128 @@ class TransitionRefused(ValueError):
     pass
 
 
-class OpsStore:
-    def __init__(self, path: Path, read_only: bool = False) -> None:
-        self.path = path
-        if read_only:
-            if not path.exists():
-                raise NoDataError(
-                    f"{path}: no ops store yet; run `cellpulse score` (or `cellpulse demo`) first"
-                )
-            self._con = duckdb.connect(str(path), read_only=True)
-            self.execute("SET TimeZone = 'UTC'")
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(path))
-        self.execute("SET TimeZone = 'UTC'")
-        self.execute(_SCHEMA)
+class _Backend(Protocol):
+    def execute(self, sql: str, params: Sequence[object]) -> None: ...
+    def query(self, sql: str, params: Sequence[object]) -> pl.DataFrame: ...
+    def stage(self, df: pl.DataFrame, like: str) -> None: ...
+    def unstage(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _DuckDB:
+    def __init__(self, path: Path, read_only: bool) -> None:
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            # Another process (a scoring run, the API acknowledging an alert) holds the
+            # file for writing: a moment later it is free again, so callers may retry.
+            raise OpsStoreUnavailable(
+                f"ops store {path} is busy ({str(exc).splitlines()[0][:120]}); retry shortly"
+            ) from exc
+
+    def execute(self, sql: str, params: Sequence[object]) -> None:
+        # DuckDB keeps a connection busy until a statement's result is fetched.
+        self._con.execute(sql, list(params)).fetchall()
+
+    def query(self, sql: str, params: Sequence[object]) -> pl.DataFrame:
+        result = pl.from_arrow(self._con.sql(sql, params=list(params) or None).to_arrow_table())
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def stage(self, df: pl.DataFrame, like: str) -> None:
+        self._con.register("incoming", df.to_arrow())
+
+    def unstage(self) -> None:
+        self._con.unregister("incoming")
 
     def close(self) -> None:
         self._con.close()
+
+
+class _Postgres:
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        try:
+            self._con = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+            raise OpsStoreUnavailable(
+                f"ops store {_redact(url)} is unreachable ({first}); check ops_store_url "
+                "and that the server is running"
+            ) from exc
+
+    def execute(self, sql: str, params: Sequence[object]) -> None:
+        self._con.execute(_pg(sql), list(params))
+
+    def query(self, sql: str, params: Sequence[object]) -> pl.DataFrame:
+        cur = self._con.execute(_pg(sql), list(params))
+        names = [c.name for c in cur.description or []]
+        rows = cur.fetchall()
+        if not rows:
+            return pl.DataFrame({n: [] for n in names})
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+    def stage(self, df: pl.DataFrame, like: str) -> None:
+        self._con.execute(f"CREATE TEMP TABLE incoming (LIKE {like})")
+        columns = ", ".join(df.columns)
+        with self._con.cursor().copy(f"COPY incoming ({columns}) FROM STDIN") as copy:
+            for row in df.iter_rows():
+                copy.write_row(row)
+
+    def unstage(self) -> None:
+        self._con.execute("DROP TABLE IF EXISTS incoming")
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _pg(sql: str) -> str:
+    """DuckDB's `?` placeholders as psycopg's `%s` (no statement here contains a literal %)."""
+    return sql.replace("?", "%s")
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+class OpsStoreUnavailable(CellpulseError, ConnectionError):
+    """The ops store cannot be reached (a server down, a file locked by another writer)."""
+
+
+def ops_store_location(settings: Settings) -> str:
+    """Where the ops store is, fit to print (a password in the URL is masked)."""
+    if settings.ops_store_url:
+        return f"PostgreSQL {_redact(settings.ops_store_url)}"
+    return f"DuckDB {settings.ops_store_path}"
+
+
+def open_ops_store(settings: Settings, read_only: bool = False) -> OpsStore:
+    """The installation's ops store: PostgreSQL when `ops_store_url` is set, else the DuckDB
+    file under the home. `read_only` is for readers (the API's GET routes): on DuckDB it lets
+    them run beside a scoring run's writer."""
+    if settings.ops_store_url:
+        return OpsStore(_Postgres(settings.ops_store_url), settings.ops_store_url, read_only)
+    path = settings.ops_store_path
+    if read_only and not path.exists():
+        raise NoDataError(
+            f"{path}: no ops store yet; run `cellpulse score` (or `cellpulse demo`) first"
+        )
+    return OpsStore(_DuckDB(path, read_only), str(path), read_only)
+
+
+class OpsStore:
+    def __init__(self, backend: _Backend, location: str, read_only: bool = False) -> None:
+        self._db = backend
+        self.location = location
+        self.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
 
     def __enter__(self) -> OpsStore:
         return self
@@ -86,27 +196,28 @@ class OpsStore:
 
     def replace_scores(self, scores: pl.DataFrame, start: datetime, end: datetime) -> None:
         """Make `scores` the content of [start, end) in one transaction."""
-        self._con.register("incoming", scores.to_arrow())
+        self._db.stage(scores, "scores")
         self.execute("BEGIN TRANSACTION")
         try:
             self.execute("DELETE FROM scores WHERE ts >= ? AND ts < ?", [start, end])
-            self.execute("INSERT INTO scores SELECT * FROM incoming")
+            columns = ", ".join(scores.columns)
+            self.execute(f"INSERT INTO scores ({columns}) SELECT {columns} FROM incoming")
             self.execute("COMMIT")
         except Exception:
             self.execute("ROLLBACK")
             raise
         finally:
-            self._con.unregister("incoming")
+            self._db.unstage()
 
     def upsert_alerts(self, alerts: pl.DataFrame) -> None:
         """Insert new alerts; update the timing of known ones, keeping acknowledgements."""
         if alerts.is_empty():
             return
-        self._con.register("incoming", alerts.to_arrow())
+        self._db.stage(alerts, "alerts")
         try:
             self._upsert_incoming_alerts()
         finally:
-            self._con.unregister("incoming")
+            self._db.unstage()
 
     def _upsert_incoming_alerts(self) -> None:
         self.execute("""
@@ -143,12 +254,15 @@ class OpsStore:
         (default: the newest ROP scored), with their open alert; and how many cells match."""
         rank = RANK_COLUMNS[kind]
         filters, params = _filters(region=region, site_id=site_id, band=band)
-        latest = "(SELECT max(ts) FROM scores WHERE ? IS NULL OR ts <= ?)"
+        latest = (
+            "(SELECT max(ts) FROM scores "
+            "WHERE CAST(? AS TIMESTAMPTZ) IS NULL OR ts <= CAST(? AS TIMESTAMPTZ))"
+        )
         base = f"""
             WITH recent AS (
-                SELECT * FROM scores
-                WHERE ts <= {latest} AND ts > {latest} - to_minutes(?::BIGINT) {filters}
-                QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY ts DESC) = 1
+                SELECT DISTINCT ON (cell_id) * FROM scores
+                WHERE ts <= {latest} AND ts > {latest} - (? * INTERVAL '1 minute') {filters}
+                ORDER BY cell_id, ts DESC
             )"""
         args: list[object] = [at, at, at, at, window_minutes, *params]
         total = self.query(f"{base} SELECT count(*) AS n FROM recent", args)["n"][0]
@@ -159,9 +273,9 @@ class OpsStore:
                    a.alert_id, a.status AS alert_status, a.opened_at AS alert_opened_at
             FROM recent r
             LEFT JOIN (
-                SELECT * FROM alerts WHERE status IN ('open', 'acknowledged')
-                QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY opened_at DESC) = 1
-            ) a USING (cell_id)
+                SELECT DISTINCT ON (cell_id) * FROM alerts
+                WHERE status IN ('open', 'acknowledged') ORDER BY cell_id, opened_at DESC
+            ) a ON a.cell_id = r.cell_id
             ORDER BY r.{rank} DESC NULLS LAST, r.cell_id
             LIMIT ? OFFSET ?""",
             [*args, limit, offset],
@@ -243,11 +357,11 @@ class OpsStore:
             SELECT 'anomaly' AS kind, anomaly_model AS model, anomaly_model_version AS version,
                    anomaly_run_id AS run_id, min(ts) AS first_ts, max(ts) AS last_ts,
                    count(*) AS rows
-            FROM scores GROUP BY ALL
+            FROM scores GROUP BY anomaly_model, anomaly_model_version, anomaly_run_id
             UNION ALL
             SELECT 'congestion', congestion_model, congestion_model_version, congestion_run_id,
                    min(ts), max(ts), count(*)
-            FROM scores GROUP BY ALL
+            FROM scores GROUP BY congestion_model, congestion_model_version, congestion_run_id
             ORDER BY kind, last_ts DESC""")
 
     def feedback_labels(self) -> pl.DataFrame:
@@ -267,14 +381,11 @@ class OpsStore:
             raise ValueError(table)
         return int(self.query(f"SELECT count(*) AS n FROM {table}")["n"][0])
 
-    def execute(self, sql: str, params: list[object] | None = None) -> None:
-        """Run a statement to completion (DuckDB keeps a connection busy until it is)."""
-        self._con.execute(sql, params or []).fetchall()
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self._db.execute(sql, params)
 
-    def query(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
-        result = pl.from_arrow(self._con.sql(sql, params=params or None).to_arrow_table())
-        assert isinstance(result, pl.DataFrame)
-        return result
+    def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
+        return self._db.query(sql, params)
 
 
 def _filters(**equal: str | None) -> tuple[str, list[object]]:

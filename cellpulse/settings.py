@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     min_denominator: int = Field(
         10, ge=1, description="Fewer attempts than this make a success ratio null, not noise."
     )
+    ops_store_url: str | None = Field(
+        None,
+        description="PostgreSQL URL for the ops store (postgresql://user:pass@host/db); "
+        "default: the DuckDB file <home>/ops.duckdb.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server; default: SQLite under home."
     )

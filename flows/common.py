@@ -12,10 +12,10 @@ def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     restarting), never a CellpulseError: bad input stays bad however often it is read."""
     try:
         state.result()
+    except OSError:  # first: an unreachable store is both an OSError and a CellpulseError
+        return True
     except CellpulseError:
         return False
-    except OSError:
-        return True
     except Exception:
         return False
     return False

@@ -18,7 +18,7 @@ from cellpulse.flows.common import retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
 from cellpulse.models.scoring import score_features
-from cellpulse.opsstore import OpsStore
+from cellpulse.opsstore import open_ops_store, ops_store_location
 from cellpulse.publish import ModelRef, derive_alerts, markdown_report
 from cellpulse.settings import Settings
 
@@ -34,7 +34,7 @@ class ScoreSummary:
     scores: pl.DataFrame
     alerts_table: pl.DataFrame
     lake_dir: Path
-    ops_store: Path
+    ops_store: str
 
 
 @task(
@@ -92,7 +92,7 @@ def publish(
 ) -> None:
     start = datetime.combine(days[0], time(), tzinfo=UTC)
     end = datetime.combine(days[-1], time(), tzinfo=UTC) + timedelta(days=1)
-    with OpsStore(settings.ops_store_path) as store:
+    with open_ops_store(settings) as store:
         store.replace_scores(scores, start, end)
         store.upsert_alerts(alerts)
     with Ledger(settings.ledger_path) as ledger:
@@ -124,5 +124,5 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
         scores,
         alerts,
         score_dataset(settings).root,
-        settings.ops_store_path,
+        ops_store_location(settings),
     )

@@ -153,9 +153,9 @@ def test_alert_lifecycle_is_recorded_and_survives_rescoring(client, settings, sc
     assert client.post(f"{url}/close", json={"by": ""}, headers=AUTH).status_code == 422
 
     # Re-publishing the same alert as open (a re-score) keeps the person's decision.
-    from cellpulse.opsstore import OpsStore
+    from cellpulse.opsstore import open_ops_store
 
-    with OpsStore(settings.ops_store_path) as store:
+    with open_ops_store(settings) as store:
         row = store.query(
             "SELECT * EXCLUDE (acknowledged_by, acknowledged_at, comment) FROM alerts "
             "WHERE alert_id = ?",
@@ -282,9 +282,9 @@ def test_the_page_ranks_the_outage_first_draws_the_cell_and_acknowledges(
     finally:
         driver.quit()
 
-    from cellpulse.opsstore import OpsStore
+    from cellpulse.opsstore import open_ops_store
 
-    with OpsStore(settings.ops_store_path, read_only=True) as store:
+    with open_ops_store(settings, read_only=True) as store:
         status = store.query(
             "SELECT status, acknowledged_by FROM alerts WHERE cell_id = ? "
             "ORDER BY opened_at DESC LIMIT 1",

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from cellpulse.opsstore import OpsStore
+from cellpulse.opsstore import open_ops_store
 from cellpulse.publish import (
     SCORE_COLUMNS,
     ModelRef,
@@ -11,6 +11,7 @@ from cellpulse.publish import (
     markdown_report,
     top_anomalous,
 )
+from tests.conftest import tiny_settings
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -58,7 +59,7 @@ def test_ops_store_replaces_a_period_and_keeps_acknowledgements(tmp_path):
     scores = scores_for({"a": "..AAA.", "b": "......"})
     alerts = derive_alerts(scores, 4, 15)
     end = T0 + timedelta(days=1)
-    with OpsStore(tmp_path / "ops.duckdb") as store:
+    with open_ops_store(tiny_settings(tmp_path)) as store:
         store.replace_scores(scores, T0, end)
         store.upsert_alerts(alerts)
         store.execute("UPDATE alerts SET status = 'acknowledged', acknowledged_by = 'noc'")
