@@ -445,9 +445,17 @@ def _print_score(summary: Any, top: int = 10) -> None:
     console.print(
         f"score: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
         f"{summary.rows:,} rows, {summary.cells} cells, {summary.anomalous_rops} anomalous "
-        f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open) -> {summary.lake_dir} "
-        f"and {summary.ops_store}"
+        f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open, {summary.new_alerts} new) "
+        f"-> {summary.lake_dir} and {summary.ops_store}"
     )
+    if summary.webhook is not None:
+        hook = summary.webhook
+        outcome = (
+            f"delivered in {hook.attempts} attempt(s)"
+            if hook.delivered
+            else f"[red]NOT delivered[/] after {hook.attempts} attempt(s): {hook.error}"
+        )
+        console.print(f"webhook {hook.url}: {hook.alerts} new alert(s) {outcome}")
     ranked = top_anomalous(summary.scores, top)
     console.print(
         _table(

@@ -209,15 +209,27 @@ class OpsStore:
         finally:
             self._db.unstage()
 
-    def upsert_alerts(self, alerts: pl.DataFrame) -> None:
-        """Insert new alerts; update the timing of known ones, keeping acknowledgements."""
+    def upsert_alerts(self, alerts: pl.DataFrame) -> list[str]:
+        """Insert new alerts; update the timing of known ones, keeping people's decisions.
+        Returns the ids of the alerts that were new."""
         if alerts.is_empty():
-            return
+            return []
         self._db.stage(alerts, "alerts")
         try:
-            self._upsert_incoming_alerts()
+            self.execute("BEGIN TRANSACTION")
+            try:
+                new = self.query(
+                    "SELECT alert_id FROM incoming WHERE alert_id NOT IN "
+                    "(SELECT alert_id FROM alerts) ORDER BY alert_id"
+                )["alert_id"].to_list()
+                self._upsert_incoming_alerts()
+                self.execute("COMMIT")
+            except Exception:
+                self.execute("ROLLBACK")
+                raise
         finally:
             self._db.unstage()
+        return [str(a) for a in new]
 
     def _upsert_incoming_alerts(self) -> None:
         self.execute("""

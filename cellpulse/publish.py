@@ -224,3 +224,33 @@ def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> 
             f"{r['congestion_horizon']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def top_cells_table(
+    scores: pl.DataFrame, alerts: pl.DataFrame, page_url: str, k: int = 20
+) -> list[dict[str, object]]:
+    """The table artifact: the worst cells at the newest ROP, each linked to its ops page."""
+    newest = scores.filter(pl.col("ts") == pl.col("ts").max())
+    open_alerts = alerts.filter(pl.col("status") == "open").select("cell_id", "alert_id")
+    ranked = (
+        newest.join(open_alerts.unique("cell_id"), on="cell_id", how="left")
+        .sort("anomaly_score", descending=True, nulls_last=True)
+        .head(k)
+    )
+    return [
+        {
+            "cell": f"[{r['cell_id']}]({page_url.rstrip('/')}/#cell={r['cell_id']})",
+            "region": r["region"],
+            "anomaly_score": round(r["anomaly_score"], 2)
+            if r["anomaly_score"] is not None
+            else None,
+            "driving_kpis": ", ".join(r["anomaly_kpis"] or []),
+            "congestion_prob": _rounded(r["congestion_prob"], 3),
+            "open_alert": r["alert_id"] or "",
+        }
+        for r in ranked.iter_rows(named=True)
+    ]
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None or value != value else round(value, digits)

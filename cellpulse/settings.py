@@ -62,6 +62,11 @@ class ApiSettings(BaseModel):
         description="Bearer token every route but /health requires; default: a random token "
         "kept in <home>/api_token (created on first start, readable by its owner only).",
     )
+    public_url: str | None = Field(
+        None,
+        description="Base URL of the ops page as people reach it (for links in artifacts "
+        "and webhooks); default: http://<host>:<port>.",
+    )
     max_page: int = Field(500, ge=1, description="Most rows one request may return.")
     max_days: int = Field(31, ge=1, description="Longest period one request may ask for.")
 
@@ -80,6 +85,13 @@ class CongestionRule(BaseModel):
 class AlertSettings(BaseModel):
     consecutive_rops: int = Field(3, ge=1, description="Anomalous ROPs in a row before an alert.")
     clear_after_rops: int = Field(4, ge=1, description="Normal ROPs in a row that close it.")
+    webhook_url: str | None = Field(
+        None,
+        description="POST new alerts here as JSON after each scoring run (optional; a "
+        "failing webhook is retried, then logged, and never blocks scoring).",
+    )
+    webhook_retries: int = Field(3, ge=0, description="Retries of a failed webhook call.")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook call.")
 
 
 class TrainSettings(BaseModel):
@@ -173,6 +185,10 @@ class Settings(BaseSettings):
     @property
     def ops_store_path(self) -> Path:
         return self.home / "ops.duckdb"
+
+    @property
+    def ops_page_url(self) -> str:
+        return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
 
     @property
     def api_token_path(self) -> Path:

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse.errors import NoDataError
@@ -18,8 +18,9 @@ from cellpulse.flows.common import retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
 from cellpulse.models.scoring import score_features
+from cellpulse.notify import Delivery, alert_payload, post_alerts
 from cellpulse.opsstore import open_ops_store, ops_store_location
-from cellpulse.publish import ModelRef, derive_alerts, markdown_report
+from cellpulse.publish import ModelRef, derive_alerts, markdown_report, top_cells_table
 from cellpulse.settings import Settings
 
 
@@ -35,6 +36,8 @@ class ScoreSummary:
     alerts_table: pl.DataFrame
     lake_dir: Path
     ops_store: str
+    new_alerts: int = 0
+    webhook: Delivery | None = None
 
 
 @task(
@@ -89,14 +92,39 @@ def write_scores(settings: Settings, scores: pl.DataFrame, days: list[date]) -> 
 )
 def publish(
     settings: Settings, scores: pl.DataFrame, alerts: pl.DataFrame, days: list[date]
-) -> None:
+) -> list[str]:
+    """Scores and alerts into the ops store; the ids of alerts it did not hold before."""
     start = datetime.combine(days[0], time(), tzinfo=UTC)
     end = datetime.combine(days[-1], time(), tzinfo=UTC) + timedelta(days=1)
     with open_ops_store(settings) as store:
         store.replace_scores(scores, start, end)
-        store.upsert_alerts(alerts)
+        new = store.upsert_alerts(alerts)
     with Ledger(settings.ledger_path) as ledger:
         ledger.clear_stale("scores", days)
+    return new
+
+
+@task(name="notify-webhook", cache_policy=NO_CACHE)
+def notify(settings: Settings, alerts: pl.DataFrame, new: list[str]) -> Delivery | None:
+    """New alerts to the webhook, if one is set. Never fails the flow: the delivery retries
+    on its own and a receiver that stays down is logged and reported."""
+    url = settings.alerts.webhook_url
+    opened = alerts.filter(pl.col("alert_id").is_in(new) & (pl.col("status") == "open"))
+    if not url or opened.is_empty():
+        return None
+    payload = alert_payload(opened, settings.ops_page_url)
+    delivery = post_alerts(
+        url, payload, settings.alerts.webhook_retries, settings.alerts.webhook_timeout_s
+    )
+    if not delivery.delivered:
+        get_run_logger().warning(
+            "webhook %s: %d new alert(s) not delivered after %d attempt(s): %s",
+            url,
+            delivery.alerts,
+            delivery.attempts,
+            delivery.error,
+        )
+    return delivery
 
 
 @flow(name="score")
@@ -108,11 +136,17 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
     scores = score_days(settings, days, anomaly, congestion)
     alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
     write_scores(settings, scores, days)
-    publish(settings, scores, alerts, days)
+    new = publish(settings, scores, alerts, days)
+    delivery = notify(settings, alerts, new)
     create_markdown_artifact(
         key="top-cells",
         markdown=markdown_report(scores, alerts),
         description="cellpulse: cells needing attention",
+    )
+    create_table_artifact(
+        key="top-cells-table",
+        table=top_cells_table(scores, alerts, settings.ops_page_url),
+        description=f"cellpulse: worst cells at the newest ROP (links: {settings.ops_page_url})",
     )
     return ScoreSummary(
         days,
@@ -125,4 +159,6 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
         alerts,
         score_dataset(settings).root,
         ops_store_location(settings),
+        len(new),
+        delivery,
     )

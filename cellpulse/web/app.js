@@ -80,6 +80,7 @@ async function openCell(cellId) {
   }
   state.cell = cellId;
   state.detail = detail;
+  history.replaceState(null, "", "#cell=" + encodeURIComponent(cellId));
   state.alert = alerts.items.find((a) => a.status === "open" || a.status === "acknowledged")
     || alerts.items[0] || null;
   $("cell").hidden = false;
@@ -193,7 +194,12 @@ function init() {
   $("ack").addEventListener("click", () => act("acknowledge"));
   $("false-alarm").addEventListener("click", () => act("false_alarm"));
   $("close").addEventListener("click", () => act("close"));
-  if (token()) loadRanking();
+  if (token()) {
+    loadRanking();
+    // Links from Prefect artifacts and webhooks open a cell directly: /#cell=<id>
+    const linked = location.hash.match(/^#cell=(.+)$/);
+    if (linked) openCell(decodeURIComponent(linked[1]));
+  }
 }
 
 init();

@@ -17,23 +17,49 @@ from pydantic import SecretStr
 
 from cellpulse.api import create_app
 from cellpulse.flows.pipeline import pipeline_flow
-from cellpulse.settings import ApiSettings, Settings
+from cellpulse.settings import AlertSettings, ApiSettings, Settings
 from cellpulse.simulator import build_topology, write_network
 from tests.conftest import OUTAGE_CELL, TINY, outage_events, tiny_settings
+from tests.unit.test_notify import Receiver
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def scored_home(tmp_path_factory) -> tuple[Path, str]:
-    """A home after the whole pipeline, with an outage running into the newest ROP."""
-    settings = tiny_settings(tmp_path_factory.mktemp("api") / "home")
+def pipeline_run(tmp_path_factory):
+    """The whole pipeline on a network with an outage running into the newest ROP, with a
+    webhook receiver listening on loopback."""
+    receiver = Receiver([503])  # the first call fails: the flow must retry it
+    base = tiny_settings(tmp_path_factory.mktemp("api") / "home")
+    settings = base.model_copy(
+        update={"alerts": AlertSettings(webhook_url=receiver.url, webhook_retries=2)}
+    )
     topo = build_topology(TINY)
     events = outage_events(topo, hours=15.0)  # 09:00 to the end of the last day
     write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
-    pipeline_flow(settings)
-    return settings.home, str(topo.cell_id[OUTAGE_CELL])
+    result = pipeline_flow(settings)
+    receiver.close()
+    return settings, str(topo.cell_id[OUTAGE_CELL]), result, receiver
+
+
+@pytest.fixture(scope="module")
+def scored_home(pipeline_run) -> tuple[Path, str]:
+    settings, outage_cell, _, _ = pipeline_run
+    return settings.home, outage_cell
+
+
+def test_scoring_posts_new_alerts_to_the_webhook_once(pipeline_run):
+    _, outage_cell, result, receiver = pipeline_run
+    assert result.score.webhook is not None and result.score.webhook.delivered
+    assert result.score.webhook.attempts == 2
+    body = receiver.bodies[-1]
+    # Only alerts still open are sent: a first run over past days does not page for
+    # events that are already over (the run found more new alerts than that).
+    assert [a["cell_id"] for a in body["alerts"]] == [outage_cell]
+    assert result.score.new_alerts > body["count"] == 1
+    link = next(a["link"] for a in body["alerts"] if a["cell_id"] == outage_cell)
+    assert link == f"http://127.0.0.1:8750/#cell={outage_cell}"
 
 
 @pytest.fixture

@@ -39,9 +39,11 @@ def network() -> pl.DataFrame:
 def publish(settings: Settings) -> None:
     scores = network()
     with open_ops_store(settings) as store:
+        new = []
         for _ in range(2):  # a re-run of the same period replaces, never duplicates
             store.replace_scores(scores, T0, END)
-            store.upsert_alerts(derive_alerts(scores, 4, 15))
+            new.append(store.upsert_alerts(derive_alerts(scores, 4, 15)))
+    assert len(new[0]) == 3 and new[1] == []  # only the first run's alerts are new
 
 
 def summary(settings: Settings) -> dict[str, object]:

@@ -1,0 +1,103 @@
+"""Webhook delivery against a real HTTP server on loopback: retries with backoff on server
+errors, no retry on a refusal, and a dead receiver never raises."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import polars as pl
+import pytest
+
+from cellpulse.notify import alert_payload, post_alerts
+
+OPENED = datetime(2026, 1, 13, 9, 30, tzinfo=UTC)
+ALERTS = pl.DataFrame(
+    {
+        "alert_id": ["c1@2026-01-13T09:30Z"],
+        "cell_id": ["c1"],
+        "opened_at": [OPENED],
+        "peak_score": [float("nan")],
+        "kpis": [["availability_pct"]],
+    }
+)
+
+
+class Receiver:
+    """A local webhook receiver answering with the given status codes, in order."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.bodies: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.bodies.append(json.loads(body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver_factory():
+    made: list[Receiver] = []
+
+    def make(statuses: list[int]) -> Receiver:
+        made.append(Receiver(statuses))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_payload_links_each_alert_to_its_cell_on_the_ops_page():
+    payload = alert_payload(ALERTS, "http://ops.example:8750/")
+    assert payload["count"] == 1 and payload["event"] == "alerts.opened"
+    item = payload["alerts"][0]
+    assert item["link"] == "http://ops.example:8750/#cell=c1"
+    assert item["opened_at"] == "2026-01-13T09:30:00+00:00"
+    assert item["peak_score"] is None  # NaN is not JSON
+    json.dumps(payload)
+
+
+def test_server_errors_are_retried_with_backoff(receiver_factory):
+    receiver = receiver_factory([500, 503])
+    pauses: list[float] = []
+    delivery = post_alerts(receiver.url, alert_payload(ALERTS, None), 3, 5.0, pauses.append)
+    assert delivery.delivered and delivery.attempts == 3
+    assert pauses == [1.0, 2.0]
+    assert len(receiver.bodies) == 3 and receiver.bodies[-1]["alerts"][0]["cell_id"] == "c1"
+
+
+def test_a_refusal_is_not_retried(receiver_factory):
+    receiver = receiver_factory([400])
+    delivery = post_alerts(receiver.url, alert_payload(ALERTS, None), 3, 5.0, lambda _: None)
+    assert not delivery.delivered and delivery.attempts == 1 and delivery.error == "HTTP 400"
+
+
+def test_a_dead_receiver_gives_up_quietly():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    pauses: list[float] = []
+    delivery = post_alerts(
+        f"http://127.0.0.1:{port}/", alert_payload(ALERTS, None), 2, 1.0, pauses.append
+    )
+    assert not delivery.delivered and delivery.attempts == 3 and pauses == [1.0, 2.0]
+    assert delivery.error
