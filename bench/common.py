@@ -77,19 +77,43 @@ def commit() -> str:
 
 def record(section: str, command: str, rows: list[Measurement], notes: str = "") -> None:
     """Replace `section` in bench/RESULTS.md with a fresh table (other sections stay)."""
+    record_table(
+        section,
+        command,
+        ["benchmark", "rows", "median wall s", "rows/s", "runs", "peak RSS MB", "reference"],
+        [
+            [
+                m.name,
+                f"{m.rows:,}",
+                f"{m.median_s:.2f}",
+                f"{m.rows_per_s:,.0f}",
+                str(len(m.seconds)),
+                f"{m.peak_rss_mb:,.0f}",
+                m.reference,
+            ]
+            for m in rows
+        ],
+        notes,
+    )
+
+
+def record_table(
+    section: str, command: str, header: list[str], rows: list[list[str]], notes: str = ""
+) -> None:
+    """Replace `section` in bench/RESULTS.md with `rows` under `header` (first column
+    left-aligned, the others right-aligned, except a last column named "reference")."""
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    if header[-1] == "reference":
+        align[-1] = "---"
     lines = [
         f"## {section}",
         "",
         f"`{command}` — commit {commit()}, {time.strftime('%Y-%m-%d')}, {machine()}.",
         "",
-        "| benchmark | rows | median wall s | rows/s | runs | peak RSS MB | reference |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(align) + "|",
     ]
-    for m in rows:
-        lines.append(
-            f"| {m.name} | {m.rows:,} | {m.median_s:.2f} | {m.rows_per_s:,.0f} | "
-            f"{len(m.seconds)} | {m.peak_rss_mb:,.0f} | {m.reference} |"
-        )
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     if notes:
         lines += ["", notes]
     block = "\n".join(lines) + "\n"

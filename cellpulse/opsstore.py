@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     status VARCHAR NOT NULL, peak_score DOUBLE PRECISION, kpis VARCHAR[], anomalous_rops INTEGER,
     model_version VARCHAR, acknowledged_by VARCHAR, acknowledged_at TIMESTAMPTZ, comment VARCHAR
 );
+CREATE TABLE IF NOT EXISTS latest_scores AS SELECT * FROM scores WHERE FALSE;
 CREATE TABLE IF NOT EXISTS alert_actions (
     alert_id VARCHAR NOT NULL, action VARCHAR NOT NULL, status_before VARCHAR NOT NULL,
     status_after VARCHAR NOT NULL, actor VARCHAR NOT NULL, acted_at TIMESTAMPTZ NOT NULL,
@@ -55,6 +56,17 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "false_alarm": (frozenset({"open", "acknowledged"}), "false_alarm"),
 }
 RANK_COLUMNS = {"anomaly": "anomaly_score", "congestion": "congestion_prob"}
+LATEST_WINDOW_MINUTES = 60  # a cell's latest score counts as current for this long
+
+# Each cell's latest score in the window before `at` (a parameter; NULL = the newest ROP).
+_LATEST_AT = f"""
+    SELECT DISTINCT ON (cell_id) * FROM scores
+    WHERE ts <= (SELECT max(ts) FROM scores
+                 WHERE CAST(? AS TIMESTAMPTZ) IS NULL OR ts <= CAST(? AS TIMESTAMPTZ))
+      AND ts > (SELECT max(ts) FROM scores
+                WHERE CAST(? AS TIMESTAMPTZ) IS NULL OR ts <= CAST(? AS TIMESTAMPTZ))
+               - INTERVAL '{LATEST_WINDOW_MINUTES} minutes'
+    ORDER BY cell_id, ts DESC"""
 
 
 class AlertNotFound(LookupError):
@@ -184,6 +196,8 @@ class OpsStore:
         self.execute("SET TimeZone = 'UTC'")
         if not read_only:
             self.execute(_SCHEMA)
+            if self.count("latest_scores") == 0 and self.count("scores") > 0:
+                self._refresh_latest()  # a store written before the table existed
 
     def close(self) -> None:
         self._db.close()
@@ -202,12 +216,19 @@ class OpsStore:
             self.execute("DELETE FROM scores WHERE ts >= ? AND ts < ?", [start, end])
             columns = ", ".join(scores.columns)
             self.execute(f"INSERT INTO scores ({columns}) SELECT {columns} FROM incoming")
+            self._refresh_latest()
             self.execute("COMMIT")
         except Exception:
             self.execute("ROLLBACK")
             raise
         finally:
             self._db.unstage()
+
+    def _refresh_latest(self) -> None:
+        """latest_scores: each cell's newest score, what the ranking reads (kept here so a
+        request ranks 10^5 rows, not a day of history)."""
+        self.execute("DELETE FROM latest_scores")
+        self.execute(f"INSERT INTO latest_scores {_LATEST_AT}", [None] * 4)
 
     def upsert_alerts(self, alerts: pl.DataFrame) -> list[str]:
         """Insert new alerts; update the timing of known ones, keeping people's decisions.
@@ -260,23 +281,17 @@ class OpsStore:
         site_id: str | None = None,
         band: str | None = None,
         at: datetime | None = None,
-        window_minutes: int = 60,
     ) -> tuple[pl.DataFrame, int]:
-        """Cells ranked by their latest score of `kind` in the `window_minutes` up to `at`
-        (default: the newest ROP scored), with their open alert; and how many cells match."""
+        """Cells ranked by their latest score of `kind` (within the hour up to `at`;
+        default: the newest ROP scored), with their open alert; and how many cells match."""
         rank = RANK_COLUMNS[kind]
         filters, params = _filters(region=region, site_id=site_id, band=band)
-        latest = (
-            "(SELECT max(ts) FROM scores "
-            "WHERE CAST(? AS TIMESTAMPTZ) IS NULL OR ts <= CAST(? AS TIMESTAMPTZ))"
-        )
-        base = f"""
-            WITH recent AS (
-                SELECT DISTINCT ON (cell_id) * FROM scores
-                WHERE ts <= {latest} AND ts > {latest} - (? * INTERVAL '1 minute') {filters}
-                ORDER BY cell_id, ts DESC
-            )"""
-        args: list[object] = [at, at, at, at, window_minutes, *params]
+        if at is None:
+            base = f"WITH recent AS (SELECT * FROM latest_scores WHERE TRUE {filters})"
+            args: list[object] = list(params)
+        else:
+            base = f"WITH recent AS (SELECT * FROM ({_LATEST_AT}) l WHERE TRUE {filters})"
+            args = [at, at, at, at, *params]
         total = self.query(f"{base} SELECT count(*) AS n FROM recent", args)["n"][0]
         rows = self.query(
             f"""{base}
@@ -389,7 +404,7 @@ class OpsStore:
             FROM alerts WHERE acknowledged_by IS NOT NULL ORDER BY opened_at, cell_id""")
 
     def count(self, table: str) -> int:
-        if table not in ("scores", "alerts"):
+        if table not in ("scores", "alerts", "latest_scores"):
             raise ValueError(table)
         return int(self.query(f"SELECT count(*) AS n FROM {table}")["n"][0])
 
