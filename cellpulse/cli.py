@@ -938,6 +938,40 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+# ----------------------------------------------------------------------------- labels
+
+
+@app.command()
+@handles_errors
+def labels(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="File to write (parquet). Default: <home>/labels/operator.parquet."),
+    ] = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Export people's verdicts on alerts as a labels file for `train --labels` and
+    `evaluate --labels`: acknowledged or closed alerts as confirmed faults (kind fault),
+    false alarms as kind false_alarm (not events, kept for reference)."""
+    from cellpulse import lake
+    from cellpulse.opsstore import open_ops_store, ops_store_location
+    from cellpulse.publish import verdicts_as_events
+
+    settings = _settings(home, config, must_exist=True)
+    with open_ops_store(settings, read_only=True) as store:
+        verdicts = store.feedback_labels()
+    events = verdicts_as_events(verdicts)
+    target = out or settings.home / "labels" / "operator.parquet"
+    lake.atomic_write_parquet(events, target)
+    confirmed = int((events["kind"] == "fault").sum())
+    console.print(
+        f"labels: {confirmed} confirmed event(s) and {events.height - confirmed} false "
+        f"alarm(s) from {ops_store_location(settings)} -> {target}\n"
+        f"use them with: cellpulse evaluate --labels {target}"
+    )
+
+
 # ----------------------------------------------------------------------------- api
 
 

@@ -254,3 +254,35 @@ def top_cells_table(
 
 def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None or value != value else round(value, digits)
+
+
+def verdicts_as_events(verdicts: pl.DataFrame) -> pl.DataFrame:
+    """People's verdicts (the ops store's feedback labels) in the labelled-events shape the
+    scoreboard and training read: confirmed alerts are faults of type `operator_confirmed`;
+    false alarms keep kind `false_alarm`, which no event filter selects."""
+    ts = pl.Datetime("us", "UTC")
+    if verdicts.is_empty():
+        return pl.DataFrame(
+            schema={
+                "cell_id": pl.String,
+                "start": ts,
+                "end": ts,
+                "type": pl.String,
+                "kind": pl.String,
+                "decided_by": pl.String,
+                "comment": pl.String,
+            }
+        )
+    confirmed = pl.col("label") == "confirmed"
+    return verdicts.select(
+        "cell_id",
+        pl.col("start").cast(ts),
+        pl.col("end").cast(ts),
+        pl.when(confirmed)
+        .then(pl.lit("operator_confirmed"))
+        .otherwise(pl.lit("false_alarm"))
+        .alias("type"),
+        pl.when(confirmed).then(pl.lit("fault")).otherwise(pl.lit("false_alarm")).alias("kind"),
+        pl.col("decided_by").cast(pl.String),
+        pl.col("comment").cast(pl.String),
+    )

@@ -14,8 +14,11 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from cellpulse.api import create_app
+from cellpulse.cli import app
+from cellpulse.features.store import load_events
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.settings import AlertSettings, ApiSettings, Settings
 from cellpulse.simulator import build_topology, write_network
@@ -161,7 +164,9 @@ def test_a_cell_view_holds_scores_and_kpis_and_bounds_the_period(client, scored_
     assert too_long.status_code == 422 and "longer than 31 days" in too_long.text
 
 
-def test_alert_lifecycle_is_recorded_and_survives_rescoring(client, settings, scored_home):
+def test_alert_lifecycle_is_recorded_and_survives_rescoring(
+    client, settings, scored_home, restore_environ
+):
     _, outage_cell = scored_home
     alerts = client.get(
         "/api/alerts", params={"cell_id": outage_cell, "status": "open"}, headers=AUTH
@@ -200,6 +205,16 @@ def test_alert_lifecycle_is_recorded_and_survives_rescoring(client, settings, sc
 
     labels = client.get("/api/feedback/labels", headers=AUTH).json()["items"]
     assert [(lab["cell_id"], lab["label"]) for lab in labels] == [(outage_cell, "confirmed")]
+
+    # The same verdicts as a labels file that `evaluate --labels` and `train --labels` read.
+    exported = CliRunner().invoke(app, ["labels", "--home", str(settings.home)])
+    assert exported.exit_code == 0, exported.output
+    assert "1 confirmed event(s) and 0 false alarm(s)" in exported.output
+    events = load_events(settings.home / "labels" / "operator.parquet")
+    assert events is not None
+    assert events.select("cell_id", "kind", "type").rows() == [
+        (outage_cell, "fault", "operator_confirmed")
+    ]
 
 
 def test_models_in_use_name_the_champions(client):
