@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from cellpulse import contract, lake
 from cellpulse.errors import NoDataError
+from cellpulse.features.store import expected_dataset
 from cellpulse.opsstore import (
     AlertNotFound,
     OpsStoreUnavailable,
@@ -147,12 +148,16 @@ def create_app(settings: Settings) -> FastAPI:
                 )
             scores = store.cell_scores(cell_id, start_, end_)
         kpis = _cell_kpis(settings, cell_id, start_, end_)
+        expected = _cell_rows(expected_dataset(settings), cell_id, start_, end_)
+        watched = [c for c in expected.columns if f"{c}_expected" in expected.columns]
         return {
             "cell_id": cell_id,
             "start": start_,
             "end": end_,
             "scores": _records(scores),
             "kpis": _records(kpis),
+            "watched_kpis": watched,
+            "expected": _records(expected.drop("cell_id", "region", strict=False)),
             "kpi_units": {m.name: m.unit for m in contract.MEASUREMENTS if m.name in CELL_KPIS},
         }
 
@@ -228,18 +233,24 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _cell_kpis(settings: Settings, cell_id: str, start: datetime, end: datetime) -> pl.DataFrame:
-    kpi = lake.Dataset(settings.lake_dir / "kpi")
-    files = kpi.files(start.date(), end.date())
-    if not files:
+    rows = _cell_rows(lake.Dataset(settings.lake_dir / "kpi"), cell_id, start, end)
+    if rows.is_empty():
         return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC")})
-    rows = (
+    # Deliveries of a day may hold a key more than once: the latest wins, as for any reader.
+    return lake.latest_rows(rows.select("cell_id", "ts", *CELL_KPIS)).drop("cell_id")
+
+
+def _cell_rows(ds: lake.Dataset, cell_id: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """One cell's rows of a lake dataset in [start, end), read with a pushed-down filter."""
+    files = ds.files(start.date(), end.date())
+    if not files:
+        return pl.DataFrame(schema={"cell_id": pl.String, "ts": pl.Datetime("us", "UTC")})
+    return (
         pl.scan_parquet(files, hive_partitioning=False)
         .filter((pl.col("cell_id") == cell_id) & pl.col("ts").is_between(start, end, "left"))
-        .select("cell_id", "ts", *CELL_KPIS)
         .collect()
+        .sort("ts")
     )
-    # Deliveries of a day may hold a key more than once: the latest wins, as for any reader.
-    return lake.latest_rows(rows).drop("cell_id")
 
 
 def _utc(ts: datetime | None) -> datetime | None:

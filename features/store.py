@@ -149,3 +149,9 @@ def load_events(path: Path) -> pl.DataFrame | None:
 
 def score_dataset(settings: Settings) -> lake.Dataset:
     return lake.Dataset(settings.lake_dir / "scores")
+
+
+def expected_dataset(settings: Settings) -> lake.Dataset:
+    """Per cell and ROP, each watched KPI with the anomaly model's expected value and band
+    (what the ops page draws)."""
+    return lake.Dataset(settings.lake_dir / "expected")

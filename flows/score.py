@@ -13,7 +13,12 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse.errors import NoDataError
 from cellpulse.features.spec import default_spec
-from cellpulse.features.store import feature_dataset, read_features, score_dataset
+from cellpulse.features.store import (
+    expected_dataset,
+    feature_dataset,
+    read_features,
+    score_dataset,
+)
 from cellpulse.flows.common import retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
@@ -55,7 +60,8 @@ def load_champions(settings: Settings) -> tuple[tracking.Champion, tracking.Cham
 @task(name="score-days", cache_policy=NO_CACHE)
 def score_days(
     settings: Settings, days: list[date], anomaly: tracking.Champion, congestion: tracking.Champion
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The score table of `days`, and the anomaly model's expected band for each watched KPI."""
     spec = default_spec(settings.rop_minutes)
     # One day of context before the first day, so the consecutive-ROP alert rule sees
     # the run that leads into it.
@@ -72,15 +78,18 @@ def score_days(
         datetime.now(UTC),
         spec.hash(),
     )
-    return scores.filter(pl.col("ts").dt.date().is_in(days))
+    in_days = pl.col("ts").dt.date().is_in(days)
+    return scores.filter(in_days), anomaly.model.band(features.filter(in_days))
 
 
 @task(name="write-scores", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def write_scores(settings: Settings, scores: pl.DataFrame, days: list[date]) -> None:
-    ds = score_dataset(settings)
-    with_day = scores.with_columns(pl.col("ts").dt.date().alias("_day"))
-    for day in days:
-        ds.replace_day(with_day.filter(pl.col("_day") == day).drop("_day"), day)
+def write_scores(
+    settings: Settings, scores: pl.DataFrame, band: pl.DataFrame, days: list[date]
+) -> None:
+    for ds, table in ((score_dataset(settings), scores), (expected_dataset(settings), band)):
+        with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
+        for day in days:
+            ds.replace_day(with_day.filter(pl.col("_day") == day).drop("_day"), day)
 
 
 @task(
@@ -133,9 +142,9 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
     if not days:
         raise NoDataError("no days to score; pass --from/--to or ingest new data first")
     anomaly, congestion = load_champions(settings)
-    scores = score_days(settings, days, anomaly, congestion)
+    scores, band = score_days(settings, days, anomaly, congestion)
     alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
-    write_scores(settings, scores, days)
+    write_scores(settings, scores, band, days)
     new = publish(settings, scores, alerts, days)
     delivery = notify(settings, alerts, new)
     create_markdown_artifact(

@@ -159,6 +159,29 @@ class AnomalyModel:
             }
         )
 
+    def band(self, features: pl.DataFrame, width: float = DRIVER_Z) -> pl.DataFrame:
+        """What ops sees next to each watched KPI: cell_id, ts (and region), and per target
+        KPI its value, the expected value and the band of `width` of the cell's robust
+        spreads around it (`<kpi>`, `<kpi>_expected`, `<kpi>_low`, `<kpi>_high`). Outside
+        the band, in the KPI's bad direction, is where it starts to drive the score."""
+        exp = self.expected(features)
+        keys = [c for c in ("cell_id", "ts", "region") if c in features.columns]
+        keyed = features.select(*keys, *(t.name for t in self.targets))
+        scaled = pl.concat([keyed, exp], how="horizontal").join(
+            self.cell_scale, on="cell_id", how="left", suffix="_scale", maintain_order="left"
+        )
+        columns: list[pl.Expr] = []
+        for t in self.targets:
+            expected = pl.col(f"expected_{t.name}")
+            spread = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name]) * width
+            columns += [
+                pl.col(t.name).cast(pl.Float64),
+                expected.alias(f"{t.name}_expected"),
+                (expected - spread).alias(f"{t.name}_low"),
+                (expected + spread).alias(f"{t.name}_high"),
+            ]
+        return scaled.select(*keys, *columns)
+
     def residuals(self, features: pl.DataFrame) -> pl.DataFrame:
         """cell_id + actual minus expected, per target KPI."""
         exp = self.expected(features)

@@ -87,9 +87,15 @@ async function openCell(cellId) {
   $("cell-title").textContent = "Cell " + cellId;
   showAlert();
   const select = $("kpi");
-  if (!select.options.length) {
-    Object.keys(detail.kpi_units).forEach((name) => select.add(new Option(name, name)));
-  }
+  const previous = select.value;
+  select.replaceChildren();
+  detail.watched_kpis.forEach((name) => select.add(new Option(name + " (with expected band)", name)));
+  Object.keys(detail.kpi_units)
+    .filter((name) => !detail.watched_kpis.includes(name))
+    .forEach((name) => select.add(new Option(name, name)));
+  const driving = (state.alert && state.alert.kpis || []).find((k) => detail.watched_kpis.includes(k));
+  select.value = [...select.options].some((o) => o.value === previous) ? previous
+    : (driving || (select.options[0] && select.options[0].value));
   drawChart();
 }
 
@@ -130,14 +136,20 @@ function svg(tag, attrs) {
 function drawChart() {
   const chart = $("chart");
   chart.replaceChildren();
-  const { kpis, scores } = state.detail;
+  const { kpis, scores, expected } = state.detail;
   const name = $("kpi").value;
   const W = 900, H = 320, L = 60, R = 50, T = 15, B = 35;
-  const points = kpis.filter((r) => r[name] !== null).map((r) => [Date.parse(r.ts), r[name]]);
-  const times = kpis.map((r) => Date.parse(r.ts)).concat(scores.map((s) => Date.parse(s.ts)));
+  const watched = state.detail.watched_kpis.includes(name);
+  const source = watched ? expected : kpis;
+  const points = source.filter((r) => r[name] !== null).map((r) => [Date.parse(r.ts), r[name]]);
+  const band = watched
+    ? expected.filter((r) => r[name + "_low"] !== null)
+        .map((r) => [Date.parse(r.ts), r[name + "_low"], r[name + "_high"], r[name + "_expected"]])
+    : [];
+  const times = source.map((r) => Date.parse(r.ts)).concat(scores.map((s) => Date.parse(s.ts)));
   if (!times.length) return;
   const t0 = Math.min(...times), t1 = Math.max(...times) || t0 + 1;
-  const values = points.map((p) => p[1]);
+  const values = points.map((p) => p[1]).concat(band.flatMap((b) => [b[1], b[2]]));
   const v0 = Math.min(0, ...values), v1 = Math.max(1, ...values);
   const x = (t) => L + (W - L - R) * (t - t0) / Math.max(1, t1 - t0);
   const y = (v) => H - B - (H - T - B) * (v - v0) / Math.max(1e-9, v1 - v0);
@@ -160,6 +172,16 @@ function drawChart() {
     chart.appendChild(label);
   });
   const path = (pts, fy) => pts.map((p, i) => (i ? "L" : "M") + x(p[0]) + " " + fy(p[1])).join("");
+  if (band.length) {
+    const upper = band.map((b) => [b[0], b[2]]);
+    const lower = band.map((b) => [b[0], b[1]]).reverse();
+    const outline = path(upper, y) + lower.map((p) => "L" + x(p[0]) + " " + y(p[1])).join("") + "Z";
+    chart.appendChild(svg("path", { d: outline, fill: "#1f5fbf", "fill-opacity": 0.12,
+                                     stroke: "none", class: "expected-band" }));
+    chart.appendChild(svg("path", { d: path(band.map((b) => [b[0], b[3]]), y), fill: "none",
+                                     stroke: "#1f5fbf", "stroke-opacity": 0.5,
+                                     "stroke-dasharray": "2 3", class: "expected-line" }));
+  }
   if (points.length) {
     chart.appendChild(svg("path", { d: path(points, y), fill: "none", stroke: "#1f5fbf",
                                      "stroke-width": 1.5, class: "kpi-line" }));

@@ -154,8 +154,16 @@ def test_a_cell_view_holds_scores_and_kpis_and_bounds_the_period(client, scored_
     assert len(view["scores"]) == TINY.rops_per_day  # default: the last scored day
     assert len(view["kpis"]) == TINY.rops_per_day
     assert any(s["is_anomaly"] for s in view["scores"])
-    # The outage: the cell is unavailable for whole ROPs at the end of the day.
+    # The outage: the cell is unavailable for whole ROPs at the end of the day, far below
+    # the band the normal-behaviour model expected.
     assert view["kpis"][-1]["unavail_s"] == pytest.approx(TINY.rop_minutes * 60)
+    assert "availability_pct" in view["watched_kpis"]
+    assert len(view["expected"]) == TINY.rops_per_day
+    first, last = view["expected"][0], view["expected"][-1]
+    assert (
+        first["availability_pct_low"] <= first["availability_pct"] <= first["availability_pct_high"]
+    )
+    assert last["availability_pct"] < last["availability_pct_low"]
     too_long = client.get(
         f"/api/cells/{outage_cell}",
         params={"start": "2026-01-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
@@ -311,6 +319,7 @@ def test_the_page_ranks_the_outage_first_draws_the_cell_and_acknowledges(
 
         first.click()
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart path.kpi-line")))
+        assert driver.find_elements(By.CSS_SELECTOR, "#chart path.expected-band")
         assert driver.find_elements(By.CSS_SELECTOR, "#chart circle.anomaly-marker")
         assert "status-open" in driver.find_element(By.ID, "cell-alert").get_attribute("class")
 
