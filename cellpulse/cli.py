@@ -938,6 +938,66 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+# ----------------------------------------------------------------------------- monitor
+
+
+@app.command()
+@handles_errors
+def monitor(
+    retrain: Annotated[
+        bool | None,
+        typer.Option(
+            "--retrain/--no-retrain",
+            help="Retrain when a check is crossed (default: monitor.retrain_on_drift).",
+            show_default=False,
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check whether the network changed under the champion: feature drift (PSI) against its
+    training window, counters that stopped reporting, cells appearing or disappearing, score
+    distribution shift, and recall on labelled faults. Logged to Prefect and MLflow
+    (experiment cellpulse-monitoring); a crossed threshold retrains."""
+    settings = _settings(home, config, must_exist=True)
+    if retrain is not None:
+        settings = settings.model_copy(
+            update={"monitor": settings.monitor.model_copy(update={"retrain_on_drift": retrain})}
+        )
+    from cellpulse.flows.monitor import monitor_flow
+
+    outcome = monitor_flow(settings)
+    report = outcome.report
+    console.print(
+        _table(
+            f"Monitoring: recent {report.recent[0]}..{report.recent[1]} vs training window "
+            f"{report.reference[0]}..{report.reference[1]}",
+            ["check", "value", "threshold", "crossed", "summary"],
+            [
+                (
+                    c.name,
+                    f"{c.value:.3f}",
+                    f"{c.threshold:g}",
+                    "YES" if c.breached else "no",
+                    c.summary,
+                )
+                for c in report.checks
+            ],
+        )
+    )
+    verdict = (
+        "retrained (see `cellpulse models`)"
+        if outcome.retrained
+        else "retraining needed but disabled"
+        if report.needs_retraining
+        else "no retraining needed"
+    )
+    console.print(
+        f"monitor: {len(report.breached)} of {len(report.checks)} checks crossed; {verdict}; "
+        f"MLflow run {outcome.mlflow_run_id} (experiment cellpulse-monitoring)"
+    )
+
+
 # ----------------------------------------------------------------------------- labels
 
 

@@ -52,6 +52,33 @@ class IngestSettings(BaseModel):
     )
 
 
+class MonitorSettings(BaseModel):
+    """The monitoring flow: what counts as the network having changed under the models."""
+
+    recent_days: int = Field(7, ge=1, description="Recent window compared with training.")
+    sample_rows_per_day: int = Field(
+        50_000, ge=1000, description="Rows sampled per day per window (bounds memory)."
+    )
+    psi_threshold: float = Field(
+        0.25, gt=0, description="A feature with PSI above this has shifted."
+    )
+    score_psi_threshold: float = Field(
+        0.25, gt=0, description="Score distribution shift (PSI) that counts."
+    )
+    availability_drop: float = Field(
+        0.2, gt=0, le=1, description="Drop in the share of cells reporting a KPI."
+    )
+    topology_change_share: float = Field(
+        0.05, gt=0, description="Share of cells appearing or disappearing."
+    )
+    min_event_recall: float = Field(
+        0.5, ge=0, le=1, description="Champion recall on labelled faults below this counts."
+    )
+    retrain_on_drift: bool = Field(
+        True, description="Run the training flow when a check is crossed."
+    )
+
+
 class ApiSettings(BaseModel):
     """The HTTP API and web page (`cellpulse api`)."""
 
@@ -140,6 +167,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     train: TrainSettings = TrainSettings()
     api: ApiSettings = ApiSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     @field_validator("home")
     @classmethod

@@ -75,6 +75,9 @@ class HourOfWeekBaseline:
         return [f"{7 * w}d" for w in range(1, self.weeks + 1)]
 
 
+CALENDAR_COLUMNS = ("hour", "day_of_week", "hour_of_week", "is_weekend")
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     kpis: tuple[str, ...]
@@ -90,7 +93,7 @@ class FeatureSpec:
         """Every feature column, in table order (keys and dimensions excluded)."""
         cols = list(self.kpis)
         if self.calendar:
-            cols += ["hour", "day_of_week", "hour_of_week", "is_weekend"]
+            cols += list(CALENDAR_COLUMNS)
         cols += [f"rops_missing_{w}" for w in self.missing_windows]
         for r in self.rolling:
             cols += r.columns()
@@ -99,6 +102,10 @@ class FeatureSpec:
         for b in self.baselines:
             cols += b.columns()
         return cols
+
+    def network_columns(self) -> list[str]:
+        """The columns that describe the network (not the calendar): what drift is about."""
+        return [c for c in self.columns() if c not in CALENDAR_COLUMNS]
 
     def all_lags(self) -> list[tuple[str, str]]:
         """(kpi, lag) pairs the builder must join, from lags, deltas and baselines."""

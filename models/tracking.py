@@ -15,7 +15,7 @@ import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from cellpulse.models.anomaly import AnomalyModel
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.promotion import Decision
 from cellpulse.models.training import Candidate
+from cellpulse.monitoring import MonitorReport
 from cellpulse.settings import Settings
 
 MODEL_NAMES = {"anomaly": "cellpulse-anomaly", "congestion": "cellpulse-congestion"}
@@ -86,7 +87,10 @@ def configure(settings: Settings) -> None:
 
 def experiment_id(family: str, settings: Settings) -> str:
     """One experiment per model family, artifacts under the home (never the working dir)."""
-    name = MODEL_NAMES[family]
+    return _experiment(MODEL_NAMES[family], settings)
+
+
+def _experiment(name: str, settings: Settings) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -259,6 +263,55 @@ def load_champion(family: str) -> Champion:
     return Champion(
         family, name, str(mv.version), str(mv.run_id), loaded.unwrap_python_model().model
     )
+
+
+def champion_train_window(family: str) -> tuple[date, date]:
+    """The days the family's champion was trained on (its run's `data.train_window` tag)."""
+    name = MODEL_NAMES[family]
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        raise NoChampionError(
+            f"no {name}@{CHAMPION} to monitor; run `cellpulse train` (or `cellpulse run`) first"
+        ) from exc
+    window = client.get_run(str(mv.run_id)).data.tags.get("data.train_window", "")
+    first, _, last = window.partition("..")
+    return date.fromisoformat(first), date.fromisoformat(last)
+
+
+MONITORING_EXPERIMENT = "cellpulse-monitoring"
+
+
+def log_monitoring(report: MonitorReport, settings: Settings) -> str:
+    """One MLflow run per monitoring pass, with one nested run per check (value, threshold,
+    crossed, and the check's detail table). Returns the parent run id."""
+    exp = _experiment(MONITORING_EXPERIMENT, settings)
+    tags = {
+        "data.reference_window": "..".join(report.reference),
+        "data.recent_window": "..".join(report.recent),
+        "code.version": code_version(),
+    }
+    name = f"monitor {report.recent[1]}" + (" (breached)" if report.breached else "")
+    with mlflow.start_run(experiment_id=exp, run_name=name, tags=tags) as parent:
+        mlflow.log_metrics(
+            {
+                "checks_breached": float(len(report.breached)),
+                "needs_retraining": float(report.needs_retraining),
+            }
+        )
+        for check in report.checks:
+            with mlflow.start_run(
+                experiment_id=exp, run_name=check.name, nested=True, tags=tags
+            ):
+                mlflow.log_params({"check": check.name, "threshold": check.threshold})
+                mlflow.log_metrics(
+                    _finite({"value": check.value, "breached": float(check.breached)})
+                )
+                mlflow.log_text(check.summary + "\n", "summary.txt")
+                if check.detail.height:
+                    mlflow.log_text(check.detail.write_csv(), f"{check.name}.csv")
+    return str(parent.info.run_id)
 
 
 def run_metrics(run_id: str) -> dict[str, float]:

@@ -1,0 +1,205 @@
+"""Monitoring checks: has the network, or the models' view of it, changed enough since the
+champion was trained that its scores should no longer be trusted as they are?
+
+Pure functions over tables. Each check gives one `Check`: a value, the threshold from
+settings, and whether it was crossed. The monitoring flow logs them (Prefect artifact,
+MLflow runs) and retrains when a drift check is crossed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from cellpulse import contract
+
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # psi | counter_availability | topology | score_shift | performance
+    value: float
+    threshold: float
+    breached: bool
+    summary: str
+    detail: pl.DataFrame = field(default_factory=pl.DataFrame, compare=False)
+    drift: bool = True  # a crossed drift check asks for retraining
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    reference: tuple[str, str]  # the champion's training window
+    recent: tuple[str, str]
+    checks: list[Check]
+
+    @property
+    def breached(self) -> list[Check]:
+        return [c for c in self.checks if c.breached]
+
+    @property
+    def needs_retraining(self) -> bool:
+        return any(c.breached and c.drift for c in self.checks)
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of `current` against `reference`, over the reference's
+    quantile bins: sum((cur - ref) * ln(cur / ref)). Below 0.1 is stable, above 0.25 a shift
+    worth acting on (the usual reading)."""
+    ref = reference[np.isfinite(reference)]
+    cur = current[np.isfinite(current)]
+    if ref.size == 0 or cur.size == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=edges.size + 1)
+    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=edges.size + 1)
+    p = np.maximum(ref_share / ref.size, PSI_FLOOR)
+    q = np.maximum(cur_share / cur.size, PSI_FLOOR)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def feature_psi(
+    reference: pl.DataFrame, recent: pl.DataFrame, columns: list[str], threshold: float
+) -> Check:
+    """PSI of every numeric feature; the check is the worst one."""
+    rows = []
+    for name in columns:
+        if name not in reference.columns or name not in recent.columns:
+            continue
+        value = psi(
+            reference[name].cast(pl.Float64).to_numpy(), recent[name].cast(pl.Float64).to_numpy()
+        )
+        if np.isfinite(value):
+            rows.append((name, value))
+    detail = pl.DataFrame(rows, schema=["feature", "psi"], orient="row").sort(
+        "psi", descending=True
+    )
+    worst = detail.row(0) if detail.height else ("none", 0.0)
+    shifted = int((detail["psi"] > threshold).sum()) if detail.height else 0
+    return Check(
+        "psi",
+        float(worst[1]),
+        threshold,
+        shifted > 0,
+        f"{shifted} of {detail.height} features shifted (PSI > {threshold:g}); "
+        f"worst {worst[0]} at {worst[1]:.3f}",
+        detail,
+    )
+
+
+def counter_availability(reference: pl.DataFrame, recent: pl.DataFrame, max_drop: float) -> Check:
+    """Share of cells reporting each KPI (any non-null value in the window), before and now;
+    the check is the largest drop, e.g. a counter an OSS upgrade stopped exporting."""
+    names = [m for m in contract.MEASUREMENT_NAMES if m in reference.columns]
+
+    def shares(kpis: pl.DataFrame) -> pl.DataFrame:
+        per_cell = kpis.group_by("cell_id").agg(pl.col(n).is_not_null().any() for n in names)
+        return per_cell.select(pl.col(n).mean() for n in names)
+
+    before, now = shares(reference), shares(recent)
+    detail = pl.DataFrame(
+        {
+            "kpi": names,
+            "share_reference": [before[n][0] for n in names],
+            "share_recent": [now[n][0] if n in now.columns else 0.0 for n in names],
+        }
+    ).with_columns((pl.col("share_reference") - pl.col("share_recent")).alias("drop"))
+    detail = detail.sort("drop", descending=True)
+    worst_kpi, worst = detail.row(0)[0], float(detail["drop"][0])
+    return Check(
+        "counter_availability",
+        worst,
+        max_drop,
+        worst > max_drop,
+        f"largest drop in cells reporting a KPI: {worst_kpi} by {worst:.0%}",
+        detail,
+    )
+
+
+def topology_change(reference: pl.DataFrame, recent: pl.DataFrame, max_share: float) -> Check:
+    """Cells that appeared or disappeared, and sites whose band mix changed, as a share of
+    the reference cells."""
+    before = set(reference["cell_id"].unique().to_list())
+    now = set(recent["cell_id"].unique().to_list())
+    appeared, gone = sorted(now - before), sorted(before - now)
+
+    def band_mix(kpis: pl.DataFrame) -> dict[str, tuple[str, ...]]:
+        mix = kpis.group_by("site_id").agg(pl.col("band").unique().sort())
+        return {str(site): tuple(bands) for site, bands in mix.iter_rows()}
+
+    mix_before, mix_now = band_mix(reference), band_mix(recent)
+    rebanded = sorted(s for s in mix_now if s in mix_before and mix_now[s] != mix_before[s])
+    changed = len(appeared) + len(gone)
+    share = changed / max(len(before), 1)
+    detail = pl.DataFrame(
+        {
+            "change": ["appeared"] * len(appeared)
+            + ["disappeared"] * len(gone)
+            + ["band mix"] * len(rebanded),
+            "id": appeared + gone + rebanded,
+        },
+        schema={"change": pl.String, "id": pl.String},
+    )
+    return Check(
+        "topology",
+        share,
+        max_share,
+        share > max_share or bool(rebanded),
+        f"{len(appeared)} cells appeared, {len(gone)} disappeared, "
+        f"{len(rebanded)} sites changed band mix",
+        detail,
+    )
+
+
+def score_shift(reference: pl.DataFrame, recent: pl.DataFrame, threshold: float) -> Check:
+    """PSI of the anomaly score and the congestion probability, earliest scores vs recent."""
+    rows = [
+        (name, psi(reference[name].to_numpy(), recent[name].to_numpy()))
+        for name in ("anomaly_score", "congestion_prob")
+        if name in reference.columns and name in recent.columns
+    ]
+    detail = pl.DataFrame(rows, schema=["score", "psi"], orient="row")
+    worst = float(np.nanmax(detail["psi"].to_numpy())) if detail.height else 0.0
+    return Check(
+        "score_shift",
+        worst,
+        threshold,
+        worst > threshold,
+        "PSI of " + ", ".join(f"{n} {v:.3f}" for n, v in rows),
+        detail,
+    )
+
+
+def champion_performance(
+    scores: pl.DataFrame, events: pl.DataFrame | None, min_recall: float
+) -> Check | None:
+    """Share of labelled fault events in the recent window that the champion flagged (any
+    anomalous ROP of the cell during the event). None when no event falls in the window."""
+    if events is None or events.is_empty() or scores.is_empty():
+        return None
+    lo, hi = scores["ts"].min(), scores["ts"].max()
+    faults = events.filter(
+        (pl.col("kind") == "fault") if "kind" in events.columns else pl.lit(True)
+    ).filter((pl.col("start") <= hi) & (pl.col("end") >= lo))
+    if faults.is_empty():
+        return None
+    flagged = scores.filter(pl.col("is_anomaly")).select("cell_id", "ts")
+    hits = (
+        faults.with_row_index("_event")
+        .join(flagged, on="cell_id", how="inner")
+        .filter(pl.col("ts").is_between(pl.col("start"), pl.col("end")))
+        .select(pl.col("_event").n_unique())
+        .item()
+    )
+    recall = hits / faults.height
+    return Check(
+        "performance",
+        recall,
+        min_recall,
+        recall < min_recall,
+        f"champion flagged {hits} of {faults.height} labelled faults in the recent window",
+        drift=True,
+    )

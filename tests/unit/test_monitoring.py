@@ -1,0 +1,98 @@
+"""Monitoring checks on simulated networks: quiet when nothing changed, and each one fires
+on the change it is for."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cellpulse import monitoring
+from cellpulse.features.builder import build_features
+from cellpulse.features.spec import default_spec
+from tests.conftest import TINY
+
+SPLIT = TINY.start + timedelta(days=6)
+
+
+def windows(kpis: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    day = pl.col("ts").dt.date()
+    return kpis.filter(day < SPLIT), kpis.filter(day >= SPLIT)
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 20_000)
+    assert monitoring.psi(base, rng.normal(0, 1, 20_000)) < 0.01
+    assert monitoring.psi(base, rng.normal(1.0, 1, 20_000)) > 0.25
+    assert np.isnan(monitoring.psi(base, np.array([np.nan])))
+
+
+def test_feature_psi_finds_the_feature_that_moved(tiny_network):
+    _, _, kpis = tiny_network
+    spec = default_spec(TINY.rop_minutes)
+    feats = build_features(kpis, spec, rop_minutes=TINY.rop_minutes, min_denominator=10)
+    before, after = windows(feats)
+    columns = ["prb_util_dl_pct", "dl_volume_mbit", "cqi_mean"]
+    quiet = monitoring.feature_psi(before, after, columns, 0.25)
+    assert not quiet.breached, quiet.summary
+    moved = after.with_columns(pl.col("cqi_mean") - 3.0)  # e.g. a new CQI table
+    shifted = monitoring.feature_psi(before, moved, columns, 0.25)
+    assert shifted.breached and shifted.detail["feature"][0] == "cqi_mean"
+
+
+def test_counter_availability_notices_a_counter_that_stopped(tiny_network):
+    _, _, kpis = tiny_network
+    before, after = windows(kpis)
+    assert not monitoring.counter_availability(before, after, 0.2).breached
+    stopped = after.with_columns(pl.lit(None, pl.Float64).alias("ho_att"))
+    check = monitoring.counter_availability(before, stopped, 0.2)
+    assert check.breached and check.value == pytest.approx(1.0)
+    assert check.detail["kpi"][0] == "ho_att"
+
+
+def test_topology_change_notices_new_cells_and_a_changed_band_mix(tiny_network):
+    _, _, kpis = tiny_network
+    before, after = windows(kpis)
+    assert not monitoring.topology_change(before, after, 0.05).breached
+    site = after["site_id"][0]
+    grown = pl.concat(
+        [
+            after,
+            after.filter(pl.col("site_id") == site)
+            .head(96)
+            .with_columns(pl.lit("NEW-CELL").alias("cell_id"), pl.lit("n258").alias("band")),
+        ]
+    )
+    check = monitoring.topology_change(before, grown, 0.05)
+    assert check.breached
+    assert set(check.detail.rows()) == {("appeared", "NEW-CELL"), ("band mix", site)}
+
+
+def test_score_shift_and_champion_performance():
+    rng = np.random.default_rng(1)
+    ref = pl.DataFrame(
+        {"anomaly_score": rng.gamma(1.5, 1, 5000), "congestion_prob": rng.beta(1, 9, 5000)}
+    )
+    same = pl.DataFrame(
+        {"anomaly_score": rng.gamma(1.5, 1, 5000), "congestion_prob": rng.beta(1, 9, 5000)}
+    )
+    assert not monitoring.score_shift(ref, same, 0.25).breached
+    worse = same.with_columns(pl.col("anomaly_score") * 3)
+    assert monitoring.score_shift(ref, worse, 0.25).breached
+
+    t0 = pl.datetime(2026, 1, 13, time_zone="UTC")
+    scores = pl.DataFrame(
+        {"cell_id": ["a", "a", "b"], "ts": [0, 1, 1], "is_anomaly": [False, True, False]}
+    ).with_columns((t0 + pl.duration(hours=pl.col("ts"))).alias("ts"))
+    events = pl.DataFrame(
+        {"cell_id": ["a", "b"], "kind": ["fault", "fault"], "offset": [0, 0]}
+    ).with_columns(
+        (t0 + pl.duration(hours=pl.col("offset"))).alias("start"),
+        (t0 + pl.duration(hours=pl.col("offset") + 2)).alias("end"),
+    )
+    check = monitoring.champion_performance(scores, events, 0.6)
+    assert check is not None and check.value == pytest.approx(0.5) and check.breached
+    assert monitoring.champion_performance(scores, None, 0.5) is None
