@@ -42,9 +42,7 @@ def test_monitoring_logs_every_check_and_retrains_only_when_one_is_crossed(train
     assert sorted(r.data.params["check"] for r in children) == sorted(names)
     assert tracking.champion_version("anomaly") == "1"
 
-    touchy = trained.model_copy(
-        update={"monitor": MonitorSettings(psi_threshold=1e-6)}
-    )
+    touchy = trained.model_copy(update={"monitor": MonitorSettings(psi_threshold=1e-6)})
     drifted = monitor_flow(touchy)
     assert drifted.report.needs_retraining and drifted.retrained
     psi = next(c for c in drifted.report.checks if c.name == "psi")

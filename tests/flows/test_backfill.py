@@ -1,0 +1,82 @@
+"""Backfill over a range of days: only what is missing or stale runs, a re-run skips
+everything, and `--force` redoes it; the CLI reports days run and time per day."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+
+from typer.testing import CliRunner
+
+from cellpulse.cli import app
+from cellpulse.features.store import feature_dataset, score_dataset
+from cellpulse.flows.backfill import backfill_flow, plan
+from cellpulse.flows.pipeline import pipeline_flow
+from cellpulse.ledger import Ledger
+from cellpulse.simulator import build_topology, write_network
+from tests.conftest import TINY, outage_events, tiny_settings
+
+D = [TINY.start + timedelta(days=i) for i in range(4)]
+
+
+def test_plan_runs_missing_and_stale_stages_and_scores_after_new_features():
+    done = {"features": {D[0], D[1], D[2]}, "score": {D[0], D[2], D[3]}}
+    stale = {"features": {D[2]}, "score": set()}
+    todo = plan(D, ("features", "score"), done, stale)
+    assert todo == {
+        D[0]: [],
+        D[1]: ["score"],
+        D[2]: ["features", "score"],  # new features make the day's scores stale
+        D[3]: ["features", "score"],
+    }
+    assert plan(D[:1], ("score",), done, stale, force=True) == {D[0]: ["score"]}
+
+
+def test_backfill_fills_gaps_resumes_and_reports(tmp_path, restore_environ):
+    settings = tiny_settings(tmp_path / "home")
+    events = outage_events(build_topology(TINY))
+    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    pipeline_flow(settings)
+    last = TINY.start + timedelta(days=TINY.days - 1)
+    gap = [last - timedelta(days=2), last - timedelta(days=1)]
+    for day in gap:  # lose two days of scores, and mark the last day's features stale
+        shutil.rmtree(score_dataset(settings).day_dir(day))
+    with Ledger(settings.ledger_path) as ledger:
+        ledger.mark_stale("features", [last])
+
+    first = backfill_flow(settings, gap[0], last)
+    assert first.ran == {gap[0]: ["score"], gap[1]: ["score"], last: ["features", "score"]}
+    assert set(score_dataset(settings).dates()) >= {*gap, last}
+    assert all(seconds > 0 for seconds in first.seconds.values())
+    with Ledger(settings.ledger_path) as ledger:
+        assert ledger.stale("features") == [] and ledger.stale("scores") == []
+
+    again = backfill_flow(settings, TINY.start, last)
+    assert again.skipped == again.days and len(again.days) == TINY.days
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "backfill",
+            "--home",
+            str(settings.home),
+            "--from",
+            str(last),
+            "--to",
+            str(last),
+            "--stages",
+            "features",
+            "--force",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 days with KPIs, 1 run, 0 already current" in result.output
+    assert "s per day (median)" in result.output
+    assert feature_dataset(settings).dates()[-1] == last
+
+    nothing = CliRunner().invoke(
+        app,
+        ["backfill", "--home", str(settings.home), "--from", "2030-01-01", "--to", "2030-01-02"],
+    )
+    assert nothing.exit_code == 2 and "no ingested KPIs between" in nothing.output
+    assert date(2030, 1, 1) not in score_dataset(settings).dates()
