@@ -938,6 +938,45 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+# ----------------------------------------------------------------------------- serve
+
+
+@app.command()
+@handles_errors
+def serve(home: HomeOpt = None, config: ConfigOpt = None) -> None:
+    """Register the scheduled deployments with a Prefect server and run them until stopped:
+    ingest+score every ROP, features daily, training weekly, monitoring daily (schedules in
+    settings `schedules.*`). Needs a real Prefect server: see infra/ and PREFECT_API_URL."""
+    settings = _settings(home, config, must_exist=True)
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise CellpulseError(
+            "`cellpulse serve` needs a Prefect server: start one (infra/prefect-server.sh, or "
+            "`prefect server start`), then set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    from prefect import serve as prefect_serve
+
+    from cellpulse.flows.deployments import build_deployments, schedules
+
+    deployments = build_deployments(settings, config)
+    console.print(
+        _table(
+            f"cellpulse deployments on {api_url} (Ctrl-C to stop)",
+            ["deployment", "schedule"],
+            [(name, _describe(schedule)) for name, schedule in schedules(settings).items()],
+        )
+    )
+    prefect_serve(*deployments, print_starting_message=False)
+
+
+def _describe(schedule: Any) -> str:
+    if schedule is None:
+        return "not scheduled (run on demand)"
+    if getattr(schedule, "cron", None):
+        return f"cron {schedule.cron} ({schedule.timezone or 'UTC'})"
+    return f"every {schedule.interval}"
+
+
 # ----------------------------------------------------------------------------- backfill
 
 

@@ -79,6 +79,30 @@ class MonitorSettings(BaseModel):
     )
 
 
+class ScheduleSettings(BaseModel):
+    """When the served deployments run (`cellpulse serve`); cron strings in `timezone`."""
+
+    every_rop: bool = Field(
+        True, description="Ingest and score every ROP (interval = rop_minutes)."
+    )
+    rop_delay_minutes: int = Field(
+        5,
+        ge=0,
+        description="Minutes after each ROP boundary the every-ROP run starts (files of the "
+        "period just ended need time to land).",
+    )
+    features_cron: str = Field("0 1 * * *", description="Full feature refresh of stale days.")
+    train_cron: str = Field("0 2 * * 0", description="Weekly retraining.")
+    monitor_cron: str = Field("0 3 * * *", description="Daily monitoring checks.")
+    timezone: str = Field("UTC", description="Time zone of the cron schedules.")
+    late_after_minutes: int = Field(
+        30,
+        ge=1,
+        description="A scheduled run starting this late (after an outage) is skipped: the "
+        "next run catches up on everything pending, so late runs never pile up.",
+    )
+
+
 class ApiSettings(BaseModel):
     """The HTTP API and web page (`cellpulse api`)."""
 
@@ -168,6 +192,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     api: ApiSettings = ApiSettings()
     monitor: MonitorSettings = MonitorSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
 
     @field_validator("home")
     @classmethod

@@ -301,9 +301,7 @@ def log_monitoring(report: MonitorReport, settings: Settings) -> str:
             }
         )
         for check in report.checks:
-            with mlflow.start_run(
-                experiment_id=exp, run_name=check.name, nested=True, tags=tags
-            ):
+            with mlflow.start_run(experiment_id=exp, run_name=check.name, nested=True, tags=tags):
                 mlflow.log_params({"check": check.name, "threshold": check.threshold})
                 mlflow.log_metrics(
                     _finite({"value": check.value, "breached": float(check.breached)})

@@ -1,0 +1,145 @@
+"""The deployments `cellpulse serve` registers: what runs when, and how runs behave.
+
+| deployment        | flow             | schedule (default)          | concurrency |
+|-------------------|------------------|-----------------------------|-------------|
+| `every-rop`       | daily-pipeline   | every ROP, 5 min after it   | 1           |
+| `features-daily`  | features         | 01:00 every day             | 1           |
+| `train-weekly`    | train            | 02:00 on Sundays            | 1           |
+| `monitor-daily`   | monitor          | 03:00 every day             | 1           |
+
+Each deployment runs a thin wrapper flow that takes plain parameters (the home folder and
+an optional config file), so the Prefect UI shows and accepts them. Catch-up policy: a run
+that would overlap a running one of the same deployment is cancelled (CANCEL_NEW), and a
+scheduled run that starts more than `schedules.late_after_minutes` late is skipped; the
+stages are incremental, so the next run catches up on everything still pending.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.runtime import flow_run
+from prefect.schedules import Cron, Interval, Schedule
+
+from cellpulse.settings import Settings, load_settings
+
+ONE_AT_A_TIME = ConcurrencyLimitConfig(
+    limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+)
+
+
+def _settings(home: str, config: str | None) -> Settings:
+    from cellpulse.runtime import configure_process
+
+    settings = load_settings(Path(config) if config else None, home=Path(home))
+    configure_process(settings)
+    return settings
+
+
+def _too_late(settings: Settings) -> bool:
+    """Whether this scheduled run started so late that the next one should do its work."""
+    expected = flow_run.scheduled_start_time
+    if expected is None or flow_run.get_parameters().get("manual"):
+        return False
+    late = datetime.now(UTC) - expected
+    if late > timedelta(minutes=settings.schedules.late_after_minutes):
+        get_run_logger().warning("started %s late; skipped, the next run catches up", late)
+        return True
+    return False
+
+
+@flow(name="scheduled-pipeline", timeout_seconds=3600)
+def scheduled_pipeline(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Ingest new files, build the days they touched, score them (train if no champion)."""
+    settings = _settings(home, config)
+    if _too_late(settings):
+        return "skipped: late"
+    from cellpulse.flows.pipeline import pipeline_flow
+
+    result = pipeline_flow(settings)
+    scored = result.score.rows if result.score else 0
+    return f"ingested {result.ingest.rows_accepted} rows, scored {scored}"
+
+
+@flow(name="scheduled-features", timeout_seconds=3 * 3600)
+def scheduled_features(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Rebuild the features of every day ingest marked stale."""
+    settings = _settings(home, config)
+    if _too_late(settings):
+        return "skipped: late"
+    from cellpulse.flows.features import features_flow
+
+    built = features_flow(settings, only_stale=True)
+    return f"built {len(built.days)} days" if built else "nothing stale"
+
+
+@flow(name="scheduled-train", timeout_seconds=6 * 3600)
+def scheduled_train(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Retrain both model families; promotion rules decide whether the champion changes."""
+    settings = _settings(home, config)
+    if _too_late(settings):
+        return "skipped: late"
+    from cellpulse.flows.train import train_flow
+
+    trained = train_flow(settings)
+    return ", ".join(f"{f} v{lg.version}" for f, lg in trained.logged.items())
+
+
+@flow(name="scheduled-monitor", timeout_seconds=3600)
+def scheduled_monitor(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Drift, availability, topology, score-shift and performance checks."""
+    settings = _settings(home, config)
+    if _too_late(settings):
+        return "skipped: late"
+    from cellpulse.flows.monitor import monitor_flow
+
+    outcome = monitor_flow(settings)
+    return f"{len(outcome.report.breached)} checks crossed, retrained={outcome.retrained}"
+
+
+def schedules(settings: Settings) -> dict[str, Schedule | None]:
+    """Deployment name -> its schedule, from settings (what `serve` registers)."""
+    tz = settings.schedules.timezone
+    return {
+        "every-rop": Interval(
+            timedelta(minutes=settings.rop_minutes),
+            # On the ROP grid, a few minutes after each period ends: :05, :20, :35, :50.
+            anchor_date=datetime(2026, 1, 1, tzinfo=UTC)
+            + timedelta(minutes=settings.schedules.rop_delay_minutes),
+            timezone=tz,
+        )
+        if settings.schedules.every_rop
+        else None,
+        "features-daily": Cron(settings.schedules.features_cron, timezone=tz),
+        "train-weekly": Cron(settings.schedules.train_cron, timezone=tz),
+        "monitor-daily": Cron(settings.schedules.monitor_cron, timezone=tz),
+    }
+
+
+FLOWS = {
+    "every-rop": scheduled_pipeline,
+    "features-daily": scheduled_features,
+    "train-weekly": scheduled_train,
+    "monitor-daily": scheduled_monitor,
+}
+
+
+def build_deployments(settings: Settings, config: Path | None = None) -> list[Any]:
+    parameters = {"home": str(settings.home), "config": str(config) if config else None}
+    deployments = []
+    for name, schedule in schedules(settings).items():
+        deployments.append(
+            FLOWS[name].to_deployment(
+                name=name,
+                schedule=schedule,
+                parameters=parameters,
+                concurrency_limit=ONE_AT_A_TIME,
+                tags=["cellpulse"],
+                description=(FLOWS[name].description or "").strip().splitlines()[0],
+            )
+        )
+    return deployments
