@@ -183,6 +183,12 @@ class Settings(BaseSettings):
         description="PostgreSQL URL for the ops store (postgresql://user:pass@host/db); "
         "default: the DuckDB file <home>/ops.duckdb.",
     )
+    dask_address: str | None = Field(
+        None,
+        description="Fan features and scoring out over days on Dask: a scheduler address "
+        "(tcp://host:8786), or 'local' for a cluster on this machine; default: one process.",
+    )
+    dask_workers: int = Field(2, ge=1, description="Workers of a 'local' Dask cluster.")
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server; default: SQLite under home."
     )

@@ -70,31 +70,55 @@ def affected_days(changed: list[date], spec: FeatureSpec, available: list[date])
     return sorted({d for d in available for c in changed if c <= d <= c + timedelta(days=reach)})
 
 
-def build_days(settings: Settings, spec: FeatureSpec, days: list[date]) -> FeatureSummary:
-    """Build and store features for `days`, one day at a time (bounded memory)."""
-    kpis = kpi_dataset(settings)
-    out = feature_dataset(settings)
+@dataclass(frozen=True)
+class DayBuild:
+    day: date
+    rows: int
+    cells: frozenset[str]
+    columns: int
+
+
+def build_day(settings: Settings, spec: FeatureSpec, day: date) -> DayBuild:
+    """Build and store one day's features from that day plus the spec's lookback. Touches
+    only that day's partition, so days can be built in parallel (on Dask workers too)."""
     lookback_days = math.ceil(spec.lookback() / timedelta(days=1))
-    rows, cells, ncols = 0, set(), 0
-    meta = {SPEC_HASH_KEY: spec.hash()}
-    for day in progress.track(days, "features: building days", total=len(days)):
-        history = kpis.read(day - timedelta(days=lookback_days), day)
-        feats = build_features(
-            history,
-            spec,
-            rop_minutes=settings.rop_minutes,
-            min_denominator=settings.min_denominator,
-            timezone=settings.timezone,
-        )
-        feats = feats.filter(pl.col("ts") >= datetime.combine(day, time(), tzinfo=UTC))
-        out.replace_day(feats, day, meta)
-        rows += feats.height
-        cells.update(feats["cell_id"].unique().to_list())
-        ncols = feats.width
+    history = kpi_dataset(settings).read(day - timedelta(days=lookback_days), day)
+    feats = build_features(
+        history,
+        spec,
+        rop_minutes=settings.rop_minutes,
+        min_denominator=settings.min_denominator,
+        timezone=settings.timezone,
+    )
+    feats = feats.filter(pl.col("ts") >= datetime.combine(day, time(), tzinfo=UTC))
+    feature_dataset(settings).replace_day(feats, day, {SPEC_HASH_KEY: spec.hash()})
+    return DayBuild(day, feats.height, frozenset(feats["cell_id"].unique()), feats.width)
+
+
+def record_built(settings: Settings, spec: FeatureSpec, built: list[DayBuild]) -> FeatureSummary:
+    """After days were built: clear their stale marks, mark their scores stale, summarise."""
+    days = [b.day for b in built]
     with Ledger(settings.ledger_path) as ledger:
         ledger.clear_stale("features", days)
         ledger.mark_stale("scores", days)  # new features, so their scores must be redone
-    return FeatureSummary(days, rows, len(cells), ncols, spec.hash(), out.root)
+    cells = frozenset().union(*(b.cells for b in built)) if built else frozenset()
+    return FeatureSummary(
+        days,
+        sum(b.rows for b in built),
+        len(cells),
+        built[-1].columns if built else 0,
+        spec.hash(),
+        feature_dataset(settings).root,
+    )
+
+
+def build_days(settings: Settings, spec: FeatureSpec, days: list[date]) -> FeatureSummary:
+    """Build and store features for `days`, one day at a time (bounded memory)."""
+    built = [
+        build_day(settings, spec, day)
+        for day in progress.track(days, "features: building days", total=len(days))
+    ]
+    return record_built(settings, spec, built)
 
 
 def read_features(

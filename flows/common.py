@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cellpulse.errors import CellpulseError
+from cellpulse.settings import Settings
 
 
 def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
@@ -19,3 +20,20 @@ def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+def dask_runner(settings: Settings) -> Any:
+    """Prefect's Dask task runner for `settings.dask_address`: an existing scheduler, or a
+    cluster of worker processes on this machine for 'local' (no dashboard: no open port)."""
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address == "local":
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": settings.dask_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
+    return DaskTaskRunner(address=settings.dask_address)

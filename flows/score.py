@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -19,7 +19,7 @@ from cellpulse.features.store import (
     read_features,
     score_dataset,
 )
-from cellpulse.flows.common import retry_on_io
+from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
 from cellpulse.models.scoring import score_features
@@ -82,6 +82,22 @@ def score_days(
     return scores.filter(in_days), anomaly.model.band(features.filter(in_days))
 
 
+@flow(name="score-on-dask")
+def score_on_dask(
+    settings: Settings, days: list[date], anomaly: tracking.Champion, congestion: tracking.Champion
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One scoring task per day on the Dask cluster (each reads its day and the one before,
+    as the single-process path does), gathered here for alerts and publishing."""
+    futures = score_days.map(
+        unmapped(settings), [[d] for d in days], unmapped(anomaly), unmapped(congestion)
+    )
+    parts = [f.result() for f in futures]
+    return (
+        pl.concat([p[0] for p in parts]).sort("cell_id", "ts"),
+        pl.concat([p[1] for p in parts]).sort("cell_id", "ts"),
+    )
+
+
 @task(name="write-scores", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def write_scores(
     settings: Settings, scores: pl.DataFrame, band: pl.DataFrame, days: list[date]
@@ -142,7 +158,13 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
     if not days:
         raise NoDataError("no days to score; pass --from/--to or ingest new data first")
     anomaly, congestion = load_champions(settings)
-    scores, band = score_days(settings, days, anomaly, congestion)
+    if settings.dask_address:
+        runner = dask_runner(settings)
+        scores, band = score_on_dask.with_options(task_runner=runner)(
+            settings, days, anomaly, congestion
+        )
+    else:
+        scores, band = score_days(settings, days, anomaly, congestion)
     alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
     write_scores(settings, scores, band, days)
     new = publish(settings, scores, alerts, days)
