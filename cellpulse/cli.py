@@ -341,6 +341,7 @@ def features(
         f"features: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
         f"{summary.rows:,} rows, {summary.cells} cells, {summary.columns} columns, spec "
         f"{summary.spec_hash} -> {summary.out_dir}"
+        + (f" ({summary.reused} unchanged days reused from cache)" if summary.reused else "")
     )
 
 

@@ -6,6 +6,7 @@ spec's hash in its metadata, so a re-run replaces a day and a model can check wh
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,6 +32,7 @@ class FeatureSummary:
     columns: int
     spec_hash: str
     out_dir: Path
+    reused: int = 0  # days whose inputs were unchanged: their cached build was kept
 
 
 def kpi_dataset(settings: Settings) -> lake.Dataset:
@@ -95,7 +97,33 @@ def build_day(settings: Settings, spec: FeatureSpec, day: date) -> DayBuild:
     return DayBuild(day, feats.height, frozenset(feats["cell_id"].unique()), feats.width)
 
 
-def record_built(settings: Settings, spec: FeatureSpec, built: list[DayBuild]) -> FeatureSummary:
+def inputs_fingerprint(settings: Settings, spec: FeatureSpec, day: date) -> str:
+    """What a day's features depend on: the spec and settings that shape them, and every KPI
+    file of the day and its lookback (path, size, modification time). A new delivery,
+    a compaction or a corrected file changes it."""
+    lookback_days = math.ceil(spec.lookback() / timedelta(days=1))
+    kpis = kpi_dataset(settings)
+    h = hashlib.sha256(
+        f"{settings.home}|{spec.hash()}|{settings.rop_minutes}|{settings.min_denominator}|"
+        f"{settings.timezone}".encode()
+    )
+    for f in kpis.files(day - timedelta(days=lookback_days), day):
+        st = f.stat()
+        h.update(f"|{f.relative_to(kpis.root)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def is_current(settings: Settings, spec: FeatureSpec, day: date) -> bool:
+    """Whether the day's feature partitions exist and were built with `spec`."""
+    files = feature_dataset(settings).files(day, day)
+    return bool(files) and all(
+        lake.read_metadata(f).get(SPEC_HASH_KEY) == spec.hash() for f in files
+    )
+
+
+def record_built(
+    settings: Settings, spec: FeatureSpec, built: list[DayBuild], reused: int = 0
+) -> FeatureSummary:
     """After days were built: clear their stale marks, mark their scores stale, summarise."""
     days = [b.day for b in built]
     with Ledger(settings.ledger_path) as ledger:
@@ -109,6 +137,7 @@ def record_built(settings: Settings, spec: FeatureSpec, built: list[DayBuild]) -
         built[-1].columns if built else 0,
         spec.hash(),
         feature_dataset(settings).root,
+        reused,
     )
 
 

@@ -17,7 +17,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from cellpulse import progress
 from cellpulse.errors import NoDataError
 from cellpulse.features.store import days_between, feature_dataset, kpi_dataset, score_dataset
-from cellpulse.flows.features import build_task
+from cellpulse.flows.features import build_each_day
 from cellpulse.flows.score import score_flow
 from cellpulse.ledger import Ledger
 from cellpulse.settings import Settings
@@ -87,7 +87,7 @@ def backfill_flow(
     for i, day in enumerate(progress.track(days, "backfill: days", total=len(days)), 1):
         t0 = time.perf_counter()
         if "features" in todo[day]:
-            build_task(settings, [day])
+            build_each_day(settings, [day])
         if "score" in todo[day]:
             score_flow(settings, [day])
         summary.ran[day] = todo[day]

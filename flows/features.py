@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
-from prefect import flow, task, unmapped
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from cellpulse import progress
 from cellpulse.features.spec import default_spec
 from cellpulse.features.store import (
     DayBuild,
     FeatureSummary,
     affected_days,
     build_day,
-    build_days,
+    inputs_fingerprint,
+    is_current,
     kpi_dataset,
     record_built,
     resolve_days,
@@ -29,23 +32,54 @@ def stale_days(settings: Settings, stage: str) -> list[date]:
         return ledger.stale(stage)
 
 
-@task(name="build-features", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def build_task(settings: Settings, days: list[date]) -> FeatureSummary:
-    return build_days(settings, default_spec(settings.rop_minutes), days)
+def _day_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    settings: Settings = parameters["settings"]
+    day: date = parameters["day"]
+    spec = default_spec(settings.rop_minutes)
+    return f"features-{day}-{inputs_fingerprint(settings, spec, day)}"
 
 
-@task(name="build-day", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+@task(
+    name="build-day",
+    retries=1,
+    retry_condition_fn=retry_on_io,
+    cache_key_fn=_day_cache_key,
+    cache_expiration=timedelta(days=60),
+    persist_result=True,
+)
 def build_day_task(settings: Settings, day: date) -> DayBuild:
+    """One day's features. Cached on the day's inputs (KPI files of the day and its
+    lookback, the spec): re-running an unchanged day reuses the build."""
     return build_day(settings, default_spec(settings.rop_minutes), day)
+
+
+def _task_for(settings: Settings, day: date) -> Any:
+    """The build task, forced to run when the day's stored output is missing or was built
+    by another spec (a cached result would not bring it back)."""
+    current = is_current(settings, default_spec(settings.rop_minutes), day)
+    return build_day_task if current else build_day_task.with_options(refresh_cache=True)
+
+
+def build_each_day(settings: Settings, days: list[date]) -> FeatureSummary:
+    """Build `days` one after the other in this process (bounded memory)."""
+    built, reused = [], 0
+    for day in progress.track(days, "features: building days", total=len(days)):
+        state = _task_for(settings, day)(settings, day, return_state=True)
+        reused += state.name == "Cached"
+        built.append(state.result())
+    return record_built(settings, default_spec(settings.rop_minutes), built, reused)
 
 
 @flow(name="features-on-dask")
 def build_on_dask(settings: Settings, days: list[date]) -> FeatureSummary:
     """One task per day, spread over the Dask cluster's workers; each writes its own
     partition, so workers share nothing but the lake."""
-    futures = build_day_task.map(unmapped(settings), days)
+    futures = [_task_for(settings, day).submit(settings, day) for day in days]
+    for future in futures:
+        future.wait()
+    reused = sum(f.state.name == "Cached" for f in futures)
     built = sorted((f.result() for f in futures), key=lambda b: b.day)
-    return record_built(settings, default_spec(settings.rop_minutes), built)
+    return record_built(settings, default_spec(settings.rop_minutes), built, reused)
 
 
 @flow(name="features")
@@ -64,4 +98,4 @@ def features_flow(
         days = resolve_days(settings, start, end)
     if settings.dask_address:
         return build_on_dask.with_options(task_runner=dask_runner(settings))(settings, days)
-    return build_task(settings, days)
+    return build_each_day(settings, days)

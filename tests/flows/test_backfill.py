@@ -80,3 +80,41 @@ def test_backfill_fills_gaps_resumes_and_reports(tmp_path, restore_environ):
     )
     assert nothing.exit_code == 2 and "no ingested KPIs between" in nothing.output
     assert date(2030, 1, 1) not in score_dataset(settings).dates()
+
+
+def test_an_unchanged_day_reuses_its_cached_build_and_a_new_delivery_invalidates_it(tmp_path):
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from cellpulse import lake
+    from cellpulse.flows.features import features_flow
+    from cellpulse.ingest import ingest_files
+
+    settings = tiny_settings(tmp_path / "home")
+    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion)
+    ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))
+    day = TINY.start + timedelta(days=TINY.days - 1)
+    first = features_flow(settings, day, day)
+    assert first is not None and first.reused == 0
+    part = feature_dataset(settings).files(day, day)[0]
+    stamp = part.stat().st_mtime_ns
+
+    again = features_flow(settings, day, day)
+    assert again is not None and again.reused == 1 and again.rows == first.rows
+    assert part.stat().st_mtime_ns == stamp  # nothing was rewritten
+
+    # A corrected delivery for that day changes its inputs: the day is built again.
+    kpis = lake.Dataset(settings.lake_dir / "kpi").read(day, day).head(1)
+    fix = kpis.with_columns(pl.lit(1.0).alias("prb_util_dl_pct"))
+    lake.atomic_write_parquet(fix, settings.landing_dir / "late" / "fix.parquet")
+    ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))
+    rebuilt = features_flow(settings, day, day)
+    assert rebuilt is not None and rebuilt.reused == 0
+
+    # Output lost: the cache cannot bring it back, so the day is built again.
+    for f in feature_dataset(settings).files(day, day):
+        f.unlink()
+    restored = features_flow(settings, day, day)
+    assert restored is not None and restored.reused == 0
+    assert feature_dataset(settings).files(day, day)
