@@ -160,6 +160,12 @@ class TrainSettings(BaseModel):
     guard_tolerance: float = Field(
         0.02, ge=0, description="How much worse a guard metric may get before promotion is refused."
     )
+    dask_min_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="With dask_address set, a model whose training rows reach this trains "
+        "with LightGBM's Dask interface across the cluster; smaller ones train locally.",
+    )
 
 
 class Settings(BaseSettings):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cellpulse.errors import CellpulseError
+from cellpulse.models.boosting import DaskTrainer, Trainer, train_local
 from cellpulse.settings import Settings
 
 
@@ -37,3 +40,31 @@ def dask_runner(settings: Settings) -> Any:
             }
         )
     return DaskTaskRunner(address=settings.dask_address)
+
+
+@contextmanager
+def booster_trainer(settings: Settings) -> Iterator[Trainer]:
+    """How training fits boosters: here, or, with `dask_address` set, on the Dask cluster
+    for training sets of at least `train.dask_min_rows` rows."""
+    if not settings.dask_address:
+        yield train_local
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if settings.dask_address == "local":
+        cluster = LocalCluster(
+            n_workers=settings.dask_workers,
+            threads_per_worker=settings.train.n_jobs,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    else:
+        client = Client(settings.dask_address)
+    try:
+        yield DaskTrainer(client, settings.train.dask_min_rows)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

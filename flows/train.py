@@ -13,8 +13,9 @@ from prefect.cache_policies import NO_CACHE
 from cellpulse.errors import SpecMismatchError
 from cellpulse.features.spec import default_spec
 from cellpulse.features.store import kpi_dataset, load_events, read_features, resolve_days
-from cellpulse.flows.common import retry_on_io
+from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, training
+from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.promotion import decide_promotion
 from cellpulse.models.training import Candidate
 from cellpulse.settings import Settings
@@ -40,16 +41,24 @@ def load_training_data(
 
 @task(name="fit-anomaly", cache_policy=NO_CACHE)
 def fit_anomaly(
-    features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings, spec_hash: str
+    features: pl.DataFrame,
+    events: pl.DataFrame | None,
+    settings: Settings,
+    spec_hash: str,
+    trainer: Trainer = train_local,
 ) -> Candidate:
-    return training.train_anomaly(features, events, settings, spec_hash)
+    return training.train_anomaly(features, events, settings, spec_hash, trainer)
 
 
 @task(name="fit-congestion", cache_policy=NO_CACHE)
 def fit_congestion(
-    features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings, spec_hash: str
+    features: pl.DataFrame,
+    kpis: pl.DataFrame,
+    settings: Settings,
+    spec_hash: str,
+    trainer: Trainer = train_local,
 ) -> Candidate:
-    return training.train_congestion(features, kpis, settings, spec_hash)
+    return training.train_congestion(features, kpis, settings, spec_hash, trainer)
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
@@ -104,10 +113,11 @@ def train_flow(
         "data.source": "simulator" if events is not None and labels is None else "oss",
         "data.labels": str(labels_path) if events is not None else "none",
     }
-    candidates = {
-        training.ANOMALY: fit_anomaly(features, events, settings, spec.hash()),
-        training.CONGESTION: fit_congestion(features, kpis, settings, spec.hash()),
-    }
+    with booster_trainer(settings) as trainer:
+        candidates = {
+            training.ANOMALY: fit_anomaly(features, events, settings, spec.hash(), trainer),
+            training.CONGESTION: fit_congestion(features, kpis, settings, spec.hash(), trainer),
+        }
     logged, champions = {}, {}
     for family, candidate in candidates.items():
         try:

@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from cellpulse.models.boosting import BoosterParams, matrix
+from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
 
 Direction = Literal["low", "high", "both"]
 Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
@@ -87,6 +87,7 @@ class AnomalyModel:
         spec_hash: str,
         params: AnomalyParams,
         exclude: pl.Series | None = None,
+        trainer: Trainer = train_local,
     ) -> AnomalyModel:
         """Fit on `features`; rows where `exclude` is True (known faults) are left out."""
         train = features.filter(~exclude) if exclude is not None else features
@@ -101,11 +102,12 @@ class AnomalyModel:
             if ok.sum() < 100:
                 continue
             centre, spread = float(np.median(y[ok])), float(np.std(y[ok])) or 1.0
-            data = lgb.Dataset(
-                x[ok], (y[ok] - centre) / spread, feature_name=names, free_raw_data=True
-            )
-            boosters[t.name] = lgb.train(
-                params.regressor_params(), data, num_boost_round=params.num_trees
+            boosters[t.name] = trainer(
+                params.regressor_params(),
+                x[ok],
+                (y[ok] - centre) / spread,
+                params.num_trees,
+                names,
             )
             units[t.name] = (centre, spread)
         targets = tuple(t for t in targets if t.name in boosters)

@@ -3,9 +3,11 @@ matrix LightGBM reads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -57,3 +59,46 @@ class BoosterParams:
 def matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
     """The named columns as a float64 matrix (nulls become NaN, which LightGBM handles)."""
     return df.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+
+
+# How a booster is trained: in this process, or across a Dask cluster.
+Trainer = Callable[[dict[str, Any], np.ndarray, np.ndarray, int, list[str]], lgb.Booster]
+
+
+def train_local(
+    params: dict[str, Any], x: np.ndarray, y: np.ndarray, rounds: int, names: list[str]
+) -> lgb.Booster:
+    data = lgb.Dataset(x, y, feature_name=names, free_raw_data=True)
+    return lgb.train(params, data, num_boost_round=rounds)
+
+
+@dataclass(frozen=True)
+class DaskTrainer:
+    """Training sets of at least `min_rows` rows train with LightGBM's Dask interface on
+    `client`'s cluster (data-parallel: each worker holds a share of the rows); smaller ones
+    train here, where they are faster."""
+
+    client: Any  # distributed.Client
+    min_rows: int
+
+    def __call__(
+        self, params: dict[str, Any], x: np.ndarray, y: np.ndarray, rounds: int, names: list[str]
+    ) -> lgb.Booster:
+        if len(y) < self.min_rows:
+            return train_local(params, x, y, rounds, names)
+        import dask.array as da
+
+        workers = max(len(self.client.scheduler_info().get("workers", {})), 1)
+        chunk = -(-len(y) // workers)
+        xs = da.from_array(x, chunks=(chunk, x.shape[1]))
+        ys = da.from_array(y, chunks=(chunk,))
+        estimator = (
+            lgb.DaskLGBMClassifier if params.get("objective") == "binary" else lgb.DaskLGBMRegressor
+        )
+        # Threads per worker are the cluster's business (threads_per_worker), not the model's.
+        on_cluster = {k: v for k, v in params.items() if k != "num_threads"}
+        fitted = estimator(client=self.client, n_estimators=rounds, **on_cluster).fit(
+            xs, ys, feature_name=names
+        )
+        booster: lgb.Booster = fitted.to_local().booster_
+        return booster

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse.features.builder import KEY_COLUMNS
-from cellpulse.models.boosting import BoosterParams, matrix
+from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,14 @@ class CongestionModel:
         horizon_minutes: int,
         spec_hash: str,
         params: CongestionParams,
+        trainer: Trainer = train_local,
     ) -> CongestionModel:
         """Fit on rows whose target is known (not null)."""
         known = target.is_not_null()
         names = feature_columns(features.columns)
         x = matrix(features.filter(known), names)
         y = target.filter(known).cast(pl.Int8).to_numpy()
-        data = lgb.Dataset(x, y, feature_name=names, free_raw_data=True)
-        booster = lgb.train(params.classifier_params(), data, num_boost_round=params.num_trees)
+        booster = trainer(params.classifier_params(), x, y, params.num_trees, names)
         return cls(names, booster, horizon_minutes, spec_hash, params)
 
     def predict(self, features: pl.DataFrame) -> np.ndarray:

@@ -17,6 +17,7 @@ from cellpulse.features.targets import event_labels
 from cellpulse.models import evaluation, plots
 from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
 from cellpulse.models.baselines import isolation_forest
+from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.congestion import CongestionModel, CongestionParams
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.settings import Settings
@@ -199,14 +200,18 @@ def anomaly_rule(settings: Settings, labelled: bool) -> PromotionRule:
 
 
 def train_anomaly(
-    features: pl.DataFrame, events: pl.DataFrame | None, settings: Settings, spec_hash: str
+    features: pl.DataFrame,
+    events: pl.DataFrame | None,
+    settings: Settings,
+    spec_hash: str,
+    trainer: Trainer = train_local,
 ) -> Candidate:
     split = split_by_time(features, settings.train.holdout_days)
     params = anomaly_params(settings)
     faults = fault_events(events)
     train = _sample(split.train, settings.train.max_train_rows, params.seed)
     exclude = event_labels(train, faults) if faults is not None else None
-    model = AnomalyModel.fit(train, spec_hash, params, exclude=exclude)
+    model = AnomalyModel.fit(train, spec_hash, params, exclude=exclude, trainer=trainer)
     metrics, scored = evaluate_anomaly(model, split.holdout, events, settings)
     baselines, baseline_scores = anomaly_baselines(split, events, settings)
     figures = {
@@ -294,7 +299,11 @@ def congestion_rule(settings: Settings) -> PromotionRule:
 
 
 def train_congestion(
-    features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings, spec_hash: str
+    features: pl.DataFrame,
+    kpis: pl.DataFrame,
+    settings: Settings,
+    spec_hash: str,
+    trainer: Trainer = train_local,
 ) -> Candidate:
     split = split_by_time(features, settings.train.holdout_days)
     params = congestion_params(settings)
@@ -311,6 +320,7 @@ def train_congestion(
         settings.congestion.horizon_minutes,
         spec_hash,
         params,
+        trainer,
     )
     holdout = split.holdout.sort("cell_id", "ts")
     labels = congestion_labels(holdout, kpis, settings)
