@@ -16,6 +16,7 @@ stages are incremental, so the next run catches up on everything still pending.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ def _settings(home: str, config: str | None) -> Settings:
     return settings
 
 
+SKIPPED_LATE = "skipped: late"
+
+
+def _prepared(home: str, config: str | None) -> Settings | None:
+    """Settings for this run, or None when a scheduled run started too late to be worth it."""
+    settings = _settings(home, config)
+    return None if _too_late(settings) else settings
+
+
 def _too_late(settings: Settings) -> bool:
     """Whether this scheduled run started so late that the next one should do its work."""
     expected = flow_run.scheduled_start_time
@@ -52,12 +62,12 @@ def _too_late(settings: Settings) -> bool:
     return False
 
 
-@flow(name="scheduled-pipeline", timeout_seconds=3600)
-def scheduled_pipeline(home: str, config: str | None = None, manual: bool = False) -> str:
-    """Ingest new files, build the days they touched, score them (train if no champion)."""
-    settings = _settings(home, config)
-    if _too_late(settings):
-        return "skipped: late"
+def _scheduled(home: str, config: str | None, work: Callable[[Settings], str]) -> str:
+    settings = _prepared(home, config)
+    return SKIPPED_LATE if settings is None else work(settings)
+
+
+def _pipeline(settings: Settings) -> str:
     from cellpulse.flows.pipeline import pipeline_flow
 
     result = pipeline_flow(settings)
@@ -65,40 +75,49 @@ def scheduled_pipeline(home: str, config: str | None = None, manual: bool = Fals
     return f"ingested {result.ingest.rows_accepted} rows, scored {scored}"
 
 
-@flow(name="scheduled-features", timeout_seconds=3 * 3600)
-def scheduled_features(home: str, config: str | None = None, manual: bool = False) -> str:
-    """Rebuild the features of every day ingest marked stale."""
-    settings = _settings(home, config)
-    if _too_late(settings):
-        return "skipped: late"
+def _features(settings: Settings) -> str:
     from cellpulse.flows.features import features_flow
 
     built = features_flow(settings, only_stale=True)
     return f"built {len(built.days)} days" if built else "nothing stale"
 
 
-@flow(name="scheduled-train", timeout_seconds=6 * 3600)
-def scheduled_train(home: str, config: str | None = None, manual: bool = False) -> str:
-    """Retrain both model families; promotion rules decide whether the champion changes."""
-    settings = _settings(home, config)
-    if _too_late(settings):
-        return "skipped: late"
+def _train(settings: Settings) -> str:
     from cellpulse.flows.train import train_flow
 
     trained = train_flow(settings)
     return ", ".join(f"{f} v{lg.version}" for f, lg in trained.logged.items())
 
 
-@flow(name="scheduled-monitor", timeout_seconds=3600)
-def scheduled_monitor(home: str, config: str | None = None, manual: bool = False) -> str:
-    """Drift, availability, topology, score-shift and performance checks."""
-    settings = _settings(home, config)
-    if _too_late(settings):
-        return "skipped: late"
+def _monitor(settings: Settings) -> str:
     from cellpulse.flows.monitor import monitor_flow
 
     outcome = monitor_flow(settings)
     return f"{len(outcome.report.breached)} checks crossed, retrained={outcome.retrained}"
+
+
+@flow(name="scheduled-pipeline", timeout_seconds=3600)
+def scheduled_pipeline(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Ingest new files, build the days they touched, score them (train if no champion)."""
+    return _scheduled(home, config, _pipeline)
+
+
+@flow(name="scheduled-features", timeout_seconds=3 * 3600)
+def scheduled_features(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Rebuild the features of every day ingest marked stale."""
+    return _scheduled(home, config, _features)
+
+
+@flow(name="scheduled-train", timeout_seconds=6 * 3600)
+def scheduled_train(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Retrain both model families; promotion rules decide whether the champion changes."""
+    return _scheduled(home, config, _train)
+
+
+@flow(name="scheduled-monitor", timeout_seconds=3600)
+def scheduled_monitor(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Drift, availability, topology, score-shift and performance checks."""
+    return _scheduled(home, config, _monitor)
 
 
 def schedules(settings: Settings) -> dict[str, Schedule | None]:

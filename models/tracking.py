@@ -242,17 +242,22 @@ def champion_version(family: str) -> str | None:
     return _alias_version(MlflowClient(), MODEL_NAMES[family], CHAMPION)
 
 
-def load_champion(family: str) -> Champion:
-    """The family's `@champion` model, unwrapped; NoChampionError if there is none."""
+def _champion_entry(family: str) -> Any:
+    """The registry entry of the family's `@champion`; NoChampionError if there is none."""
     name = MODEL_NAMES[family]
-    client = MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
+        return MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException as exc:
         raise NoChampionError(
             f"no {name}@{CHAMPION} in the registry at {mlflow.get_tracking_uri()}; "
             "run `cellpulse train` (or `cellpulse run`) first"
         ) from exc
+
+
+def load_champion(family: str) -> Champion:
+    """The family's `@champion` model, unwrapped; NoChampionError if there is none."""
+    name = MODEL_NAMES[family]
+    mv = _champion_entry(family)
     try:
         loaded = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     except Exception as exc:
@@ -267,15 +272,8 @@ def load_champion(family: str) -> Champion:
 
 def champion_train_window(family: str) -> tuple[date, date]:
     """The days the family's champion was trained on (its run's `data.train_window` tag)."""
-    name = MODEL_NAMES[family]
-    client = MlflowClient()
-    try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException as exc:
-        raise NoChampionError(
-            f"no {name}@{CHAMPION} to monitor; run `cellpulse train` (or `cellpulse run`) first"
-        ) from exc
-    window = client.get_run(str(mv.run_id)).data.tags.get("data.train_window", "")
+    mv = _champion_entry(family)
+    window = MlflowClient().get_run(str(mv.run_id)).data.tags.get("data.train_window", "")
     first, _, last = window.partition("..")
     return date.fromisoformat(first), date.fromisoformat(last)
 
