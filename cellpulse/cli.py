@@ -957,9 +957,10 @@ def serve(home: HomeOpt = None, config: ConfigOpt = None) -> None:
         )
     from prefect import serve as prefect_serve
 
-    from cellpulse.flows.deployments import build_deployments, schedules
+    from cellpulse.flows.deployments import build_deployments, ensure_training_limit, schedules
 
     deployments = build_deployments(settings, config)
+    ensure_training_limit()
     console.print(
         _table(
             f"cellpulse deployments on {api_url} (Ctrl-C to stop)",

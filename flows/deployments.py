@@ -16,6 +16,7 @@ stages are incremental, so the next run catches up on everything still pending.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -162,3 +163,18 @@ def build_deployments(settings: Settings, config: Path | None = None) -> list[An
             )
         )
     return deployments
+
+
+def ensure_training_limit() -> None:
+    """Create the server's global concurrency limit that keeps trainings from overlapping
+    (the weekly one, a pipeline training a first champion, a manual `cellpulse train`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    from cellpulse.flows.train import TRAINING_LIMIT
+
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=TRAINING_LIMIT, limit=1)
+        )

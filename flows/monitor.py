@@ -81,7 +81,28 @@ def run_checks(settings: Settings) -> MonitorReport:
     ]
     if scores_ref.height and scores_now.height:
         checks.append(monitoring.score_shift(scores_ref, scores_now, cfg.score_psi_threshold))
-    events = load_events(settings.truth_dir / "events.parquet")
+    # Ground truth where it exists (the simulator), and people's verdicts on alerts
+    # (`cellpulse labels`): confirmed faults count, false alarms are not events.
+    labelled = [
+        e
+        for path in (
+            settings.truth_dir / "events.parquet",
+            settings.home / "labels" / "operator.parquet",
+        )
+        if (e := load_events(path)) is not None
+    ]
+    events = (
+        pl.concat(
+            [
+                e.select("cell_id", "start", "end", "kind")
+                if "kind" in e.columns
+                else e.select("cell_id", "start", "end", pl.lit("fault").alias("kind"))
+                for e in labelled
+            ]
+        )
+        if labelled
+        else None
+    )
     performance = monitoring.champion_performance(scores_now, events, cfg.min_event_recall)
     if performance is not None:
         checks.append(performance)

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 
 from cellpulse.errors import SpecMismatchError
 from cellpulse.features.spec import default_spec
@@ -95,6 +96,9 @@ def register(
     return tracking.log_candidate(candidate, settings, decision, champion_metrics, example, tags)
 
 
+TRAINING_LIMIT = "cellpulse-training"
+
+
 @flow(name="train")
 def train_flow(
     settings: Settings,
@@ -113,7 +117,9 @@ def train_flow(
         "data.source": "simulator" if events is not None and labels is None else "oss",
         "data.labels": str(labels_path) if events is not None else "none",
     }
-    with booster_trainer(settings) as trainer:
+    # One training at a time across every deployment and manual run: where the server has
+    # the limit (`cellpulse serve` creates it), a second training waits for the first.
+    with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
         candidates = {
             training.ANOMALY: fit_anomaly(features, events, settings, spec.hash(), trainer),
             training.CONGESTION: fit_congestion(features, kpis, settings, spec.hash(), trainer),

@@ -144,6 +144,8 @@ def test_serve_registers_the_documented_schedules_and_runs_a_triggered_pipeline(
             assert d["global_concurrency_limit"]["limit"] == 1, d["name"]
             assert d["parameters"]["home"] == str(settings.home)
         assert registered == DOCUMENTED
+        limit = _call(api, "GET", "/v2/concurrency_limits/cellpulse-training")
+        assert limit["limit"] == 1  # no two trainings at once, whichever deployment runs them
 
         by_name = {d["name"]: d for d in deployments}
         run = _call(
