@@ -939,6 +939,43 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+# ----------------------------------------------------------------------------- backtest
+
+
+@app.command()
+@handles_errors
+def backtest(
+    folds: Annotated[int, typer.Option(help="Successive origins to train and test.", min=1)] = 3,
+    labels: LabelsOpt = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Rolling-origin backtest of both model families: each fold trains on the past and is
+    tested on the next train.holdout_days days. MLflow gets one parent run per family (mean
+    and spread of every metric) with a nested run per fold; the registry is not touched."""
+    settings = _settings(home, config, must_exist=True)
+    from cellpulse.flows.backtest import backtest_flow
+    from cellpulse.models.backtest import summarise
+
+    result = backtest_flow(settings, folds, labels)
+    for family, family_folds in result.folds.items():
+        console.print(
+            _table(
+                f"{family}: {len(family_folds)} folds, tests "
+                f"{family_folds[0].test[0]}..{family_folds[-1].test[1]} "
+                f"(MLflow run {result.runs[family][:8]})",
+                ["metric", "mean", "std", "folds"],
+                [
+                    (k, f"{m:.4f}", f"{sd:.4f}", n)
+                    for k, (m, sd, n) in summarise(family_folds).items()
+                ],
+            )
+        )
+        for fold in family_folds:
+            if fold.skipped:
+                console.print(f"  fold {fold.index} skipped: {fold.skipped}")
+
+
 # ----------------------------------------------------------------------------- serve
 
 

@@ -30,7 +30,9 @@ from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
 from cellpulse.errors import CellpulseError, NoChampionError
+from cellpulse.models import backtest
 from cellpulse.models.anomaly import AnomalyModel
+from cellpulse.models.backtest import Fold
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.promotion import Decision
 from cellpulse.models.training import Candidate
@@ -276,6 +278,38 @@ def champion_train_window(family: str) -> tuple[date, date]:
     window = MlflowClient().get_run(str(mv.run_id)).data.tags.get("data.train_window", "")
     first, _, last = window.partition("..")
     return date.fromisoformat(first), date.fromisoformat(last)
+
+
+def log_backtest(family: str, folds: list[Fold], settings: Settings, tags: dict[str, str]) -> str:
+    """A parent run in the family's experiment with each metric's mean and spread over the
+    folds, and one nested run per fold (its windows and metrics). Returns the parent id."""
+    exp = experiment_id(family, settings)
+    first, last = folds[0].test[0], folds[-1].test[1]
+    all_tags = {**tags, "run.kind": "backtest", "code.version": code_version()}
+    name = f"{family} backtest {len(folds)} folds, tests {first}..{last}"
+    with mlflow.start_run(experiment_id=exp, run_name=name, tags=all_tags) as parent:
+        mlflow.log_params({"folds": len(folds), "holdout_days": settings.train.holdout_days})
+        summary = backtest.summarise(folds)
+        mlflow.log_metrics(
+            _finite(
+                {f"{k}.mean": m for k, (m, _, _) in summary.items()}
+                | {f"{k}.std": sd for k, (_, sd, _) in summary.items()}
+            )
+        )
+        for fold in folds:
+            fold_tags = {
+                **all_tags,
+                "data.train_window": f"{fold.train[0]}..{fold.train[1]}",
+                "data.holdout_window": f"{fold.test[0]}..{fold.test[1]}",
+            }
+            if fold.skipped:
+                fold_tags["fold.skipped"] = fold.skipped
+            with mlflow.start_run(
+                experiment_id=exp, run_name=f"fold {fold.index}", nested=True, tags=fold_tags
+            ):
+                mlflow.log_param("fold", fold.index)
+                mlflow.log_metrics(_finite(fold.metrics))
+    return str(parent.info.run_id)
 
 
 MONITORING_EXPERIMENT = "cellpulse-monitoring"

@@ -1,0 +1,53 @@
+"""Rolling-origin backtest: several folds, each trained on the past and tested on the next
+period, so a model's quality is a mean and a spread rather than one hold-out's luck."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from datetime import date
+
+import polars as pl
+
+from cellpulse.errors import NoDataError
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    train: tuple[date, date]
+    test: tuple[date, date]
+    metrics: dict[str, float] = field(default_factory=dict)  # model and baseline metrics
+    skipped: str | None = None  # why this fold could not train (e.g. no congestion yet)
+
+
+def fold_ends(days: list[date], folds: int, holdout_days: int, min_train_days: int) -> list[date]:
+    """The last day of each fold's data, oldest fold first: the newest fold ends at the last
+    day, each earlier one `holdout_days` before, so the test periods tile the newest days."""
+    if folds < 1:
+        raise NoDataError("a backtest needs at least one fold")
+    needed = min_train_days + folds * holdout_days
+    if len(days) < needed:
+        raise NoDataError(
+            f"{folds} folds of {holdout_days} test days after {min_train_days} training days "
+            f"need {needed} days of features; found {len(days)}: ingest more or use fewer folds"
+        )
+    return [days[len(days) - 1 - i * holdout_days] for i in reversed(range(folds))]
+
+
+def up_to(features: pl.DataFrame, end: date) -> pl.DataFrame:
+    return features.filter(pl.col("ts").dt.date() <= end)
+
+
+def summarise(folds: list[Fold]) -> dict[str, tuple[float, float, int]]:
+    """metric -> (mean, standard deviation, folds) over the folds that have it."""
+    values: dict[str, list[float]] = {}
+    for fold in folds:
+        for name, value in fold.metrics.items():
+            if not math.isnan(value):
+                values.setdefault(name, []).append(value)
+    return {
+        name: (statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0, len(v))
+        for name, v in sorted(values.items())
+    }
