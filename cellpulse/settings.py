@@ -160,6 +160,13 @@ class TrainSettings(BaseModel):
     guard_tolerance: float = Field(
         0.02, ge=0, description="How much worse a guard metric may get before promotion is refused."
     )
+    calibration_days: int = Field(
+        0,
+        ge=0,
+        description="Newest days of the training window held back to calibrate the "
+        "congestion probability (isotonic); 0: no calibration (on the demo network, the "
+        "booster then sees those days and ranks better, at the same Brier score).",
+    )
     dask_min_rows: int = Field(
         1_000_000,
         ge=1,

@@ -29,6 +29,9 @@ class CongestionModel:
     horizon_minutes: int
     spec_hash: str
     params: CongestionParams = field(default_factory=CongestionParams)
+    # Isotonic map from the booster's raw probability to a calibrated one, as (x, y) knots;
+    # None: the raw probability is used as it is.
+    calibration: tuple[list[float], list[float]] | None = None
 
     @classmethod
     def fit(
@@ -48,8 +51,31 @@ class CongestionModel:
         booster = trainer(params.classifier_params(), x, y, params.num_trees, names)
         return cls(names, booster, horizon_minutes, spec_hash, params)
 
-    def predict(self, features: pl.DataFrame) -> np.ndarray:
+    def predict_raw(self, features: pl.DataFrame) -> np.ndarray:
         return np.asarray(self.booster.predict(matrix(features, self.feature_names)))
+
+    def predict(self, features: pl.DataFrame) -> np.ndarray:
+        """P(congested within the horizon), calibrated where a calibration was fitted."""
+        raw = self.predict_raw(features)
+        knots = getattr(self, "calibration", None)  # models pickled before calibration existed
+        return raw if knots is None else np.interp(raw, knots[0], knots[1])
+
+    def calibrate(self, features: pl.DataFrame, target: pl.Series, min_positives: int = 5) -> bool:
+        """Fit the isotonic calibration on a slice of data later than the training data.
+        Returns whether it was fitted (a slice with too few congested rows is not enough)."""
+        from sklearn.isotonic import IsotonicRegression
+
+        known = target.is_not_null()
+        y = target.filter(known).cast(pl.Int8).to_numpy()
+        if int(y.sum()) < min_positives or int((1 - y).sum()) < min_positives:
+            return False
+        raw = self.predict_raw(features.filter(known))
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+        self.calibration = (
+            [float(v) for v in iso.X_thresholds_],
+            [float(v) for v in iso.y_thresholds_],
+        )
+        return True
 
     def importance(self, top: int = 20) -> list[tuple[str, float]]:
         gain = self.booster.feature_importance("gain")

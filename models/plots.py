@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve
 
 
@@ -41,6 +42,25 @@ def pr_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figur
         ax.legend(loc="upper right")
     else:
         ax.text(0.5, 0.5, "no positives in the hold-out", ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def calibration(y: np.ndarray, probs: dict[str, np.ndarray], title: str) -> Figure:
+    """Reliability diagram: mean predicted probability against the observed rate, in bins
+    of equal size; a calibrated model follows the diagonal."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfectly calibrated")
+    y = np.asarray(y).astype(int)
+    for name, p in probs.items():
+        p = np.asarray(p, dtype=float)
+        if y.any() and (1 - y).any():
+            observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+            ax.plot(predicted, observed, marker="o", label=name)
+    ax.set(xlabel="mean predicted probability", ylabel="observed rate", title=title)
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
 

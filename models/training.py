@@ -307,7 +307,16 @@ def train_congestion(
 ) -> Candidate:
     split = split_by_time(features, settings.train.holdout_days)
     params = congestion_params(settings)
-    train = _sample(split.train, settings.train.max_train_rows, params.seed)
+    # The newest training days calibrate the probability: later than what the booster saw,
+    # earlier than the hold-out it is judged on.
+    fit_rows, calibration_rows = split.train, None
+    if settings.train.calibration_days:
+        try:
+            inner = split_by_time(split.train, settings.train.calibration_days)
+            fit_rows, calibration_rows = inner.train, inner.holdout
+        except NoDataError:
+            pass  # too few days to spare one: the raw probability is used
+    train = _sample(fit_rows, settings.train.max_train_rows, params.seed)
     train_labels = congestion_labels(train, kpis, settings)
     if not train_labels["congested_within"].any():
         raise NoDataError(
@@ -322,13 +331,25 @@ def train_congestion(
         params,
         trainer,
     )
+    calibrated = calibration_rows is not None and model.calibrate(
+        calibration_rows,
+        congestion_labels(calibration_rows, kpis, settings)["congested_within"],
+    )
     holdout = split.holdout.sort("cell_id", "ts")
     labels = congestion_labels(holdout, kpis, settings)
     metrics, y, prob = evaluate_congestion(model, holdout, labels)
+    known = labels["congested_within"].is_not_null().to_numpy()
+    raw = model.predict_raw(holdout)[known]
+    metrics["val_brier_uncalibrated"] = float(np.mean((raw - y) ** 2))
     baselines, base_scores = congestion_baselines(holdout, labels, settings)
     figures = {
         "pr_curve.png": plots.pr_curves(
             y, {"model": prob, **base_scores}, f"congestion within {model.horizon}: hold-out"
+        ),
+        "calibration_curve.png": plots.calibration(
+            y,
+            {"model (calibrated)": prob, "model (raw)": raw} if calibrated else {"model": prob},
+            f"congestion within {model.horizon}: hold-out reliability",
         ),
         "feature_importance.png": plots.importance(model.importance(), "congestion: top features"),
     }
@@ -339,6 +360,8 @@ def train_congestion(
             **asdict(params),
             "horizon_minutes": settings.congestion.horizon_minutes,
             "features": len(model.feature_names),
+            "calibrated": calibrated,
+            "calibration_days": settings.train.calibration_days,
             **{f"rule_{k}": v for k, v in settings.congestion.model_dump().items()},
         },
         metrics,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -84,6 +85,38 @@ def test_congestion_model_beats_its_baselines_and_is_a_probability(
     }
     if not math.isnan(metrics["val_pr_auc"]):
         assert metrics["val_pr_auc"] >= baselines["baseline_persistence_pr_auc"]
+
+
+def test_congestion_probability_can_be_calibrated_on_a_later_slice(
+    tiny_network, features, tmp_path
+):
+    base = tiny_settings(tmp_path)
+    # Hold out the last day and calibrate on the Monday before it (the weekend has no
+    # congestion to calibrate on; then the raw probability would be kept).
+    settings = base.model_copy(
+        update={"train": base.train.model_copy(update={"holdout_days": 1, "calibration_days": 1})}
+    )
+    candidate = training.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    model = candidate.model
+    assert candidate.params["calibrated"] is True and model.calibration is not None
+    _, knots_y = model.calibration
+    assert knots_y == sorted(knots_y)  # isotonic: more raw probability, never less calibrated
+    assert "calibration_curve.png" in candidate.figures
+    assert {"val_brier", "val_brier_uncalibrated"} <= set(candidate.metrics)
+    # On the slice it was fitted to, the isotonic map can only lower the Brier score (the
+    # identity is one of the monotone maps it chose among).
+    monday = features.filter(
+        pl.col("ts").dt.date() == features["ts"].dt.date().max() - timedelta(days=1)
+    )
+    truth = training.congestion_labels(monday, tiny_network[2], settings)["congested_within"]
+    known = truth.is_not_null().to_numpy()
+    y = truth.fill_null(False).to_numpy()[known]
+    brier = lambda p: float(np.mean((p[known] - y) ** 2))  # noqa: E731
+    assert brier(model.predict(monday)) <= brier(model.predict_raw(monday))
+
+    raw = training.train_congestion(features, tiny_network[2], base, SPEC.hash())
+    assert raw.params["calibrated"] is False and raw.model.calibration is None
+    assert raw.metrics["val_brier"] == pytest.approx(raw.metrics["val_brier_uncalibrated"])
 
 
 def test_alert_needs_consecutive_anomalous_rops():
