@@ -10,7 +10,8 @@ a person's decision.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -208,21 +209,31 @@ class OpsStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def _transaction(self, staged: pl.DataFrame | None = None, like: str = "") -> Iterator[None]:
+        """One transaction, committed if the block succeeds, rolled back otherwise; with
+        `staged`, those rows are readable as `incoming` inside it."""
+        if staged is not None:
+            self._db.stage(staged, like)
+        try:
+            self.execute("BEGIN TRANSACTION")
+            try:
+                yield
+                self.execute("COMMIT")
+            except Exception:
+                self.execute("ROLLBACK")
+                raise
+        finally:
+            if staged is not None:
+                self._db.unstage()
+
     def replace_scores(self, scores: pl.DataFrame, start: datetime, end: datetime) -> None:
         """Make `scores` the content of [start, end) in one transaction."""
-        self._db.stage(scores, "scores")
-        self.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction(scores, "scores"):
             self.execute("DELETE FROM scores WHERE ts >= ? AND ts < ?", [start, end])
             columns = ", ".join(scores.columns)
             self.execute(f"INSERT INTO scores ({columns}) SELECT {columns} FROM incoming")
             self._refresh_latest()
-            self.execute("COMMIT")
-        except Exception:
-            self.execute("ROLLBACK")
-            raise
-        finally:
-            self._db.unstage()
 
     def _refresh_latest(self) -> None:
         """latest_scores: each cell's newest score, what the ranking reads (kept here so a
@@ -235,21 +246,12 @@ class OpsStore:
         Returns the ids of the alerts that were new."""
         if alerts.is_empty():
             return []
-        self._db.stage(alerts, "alerts")
-        try:
-            self.execute("BEGIN TRANSACTION")
-            try:
-                new = self.query(
-                    "SELECT alert_id FROM incoming WHERE alert_id NOT IN "
-                    "(SELECT alert_id FROM alerts) ORDER BY alert_id"
-                )["alert_id"].to_list()
-                self._upsert_incoming_alerts()
-                self.execute("COMMIT")
-            except Exception:
-                self.execute("ROLLBACK")
-                raise
-        finally:
-            self._db.unstage()
+        with self._transaction(alerts, "alerts"):
+            new = self.query(
+                "SELECT alert_id FROM incoming WHERE alert_id NOT IN "
+                "(SELECT alert_id FROM alerts) ORDER BY alert_id"
+            )["alert_id"].to_list()
+            self._upsert_incoming_alerts()
         return [str(a) for a in new]
 
     def _upsert_incoming_alerts(self) -> None:
@@ -347,8 +349,7 @@ class OpsStore:
     ) -> dict[str, object]:
         """Move an alert through its lifecycle, recording who did it, when and why."""
         allowed, after = TRANSITIONS[action]
-        self.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             before = str(self.alert(alert_id)["status"])
             if before not in allowed:
                 raise TransitionRefused(
@@ -367,10 +368,6 @@ class OpsStore:
                 "INSERT INTO alert_actions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [alert_id, action, before, after, actor, now, comment],
             )
-            self.execute("COMMIT")
-        except Exception:
-            self.execute("ROLLBACK")
-            raise
         return self.alert(alert_id)
 
     def alert_history(self, alert_id: str) -> pl.DataFrame:
