@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     status VARCHAR NOT NULL, peak_score DOUBLE PRECISION, kpis VARCHAR[], anomalous_rops INTEGER,
     model_version VARCHAR, acknowledged_by VARCHAR, acknowledged_at TIMESTAMPTZ, comment VARCHAR
 );
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS alert_type VARCHAR;
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS severity VARCHAR;
 CREATE TABLE IF NOT EXISTS latest_scores AS SELECT * FROM scores WHERE FALSE;
 CREATE TABLE IF NOT EXISTS alert_actions (
     alert_id VARCHAR NOT NULL, action VARCHAR NOT NULL, status_before VARCHAR NOT NULL,
@@ -257,9 +259,11 @@ class OpsStore:
     def _upsert_incoming_alerts(self) -> None:
         self.execute("""
             INSERT INTO alerts (alert_id, cell_id, site_id, region, opened_at, last_anomalous_at,
-                                closed_at, status, peak_score, kpis, anomalous_rops, model_version)
+                                closed_at, status, peak_score, kpis, anomalous_rops, model_version,
+                                alert_type, severity)
             SELECT alert_id, cell_id, site_id, region, opened_at, last_anomalous_at, closed_at,
-                   status, peak_score, kpis, anomalous_rops, model_version FROM incoming
+                   status, peak_score, kpis, anomalous_rops, model_version, alert_type, severity
+            FROM incoming
             ON CONFLICT (alert_id) DO UPDATE SET
                 last_anomalous_at = excluded.last_anomalous_at,
                 closed_at = CASE WHEN alerts.status IN ('closed', 'false_alarm')
@@ -271,7 +275,8 @@ class OpsStore:
                               AND excluded.status = 'open' THEN alerts.status
                               ELSE excluded.status END,
                 peak_score = excluded.peak_score, kpis = excluded.kpis,
-                anomalous_rops = excluded.anomalous_rops, model_version = excluded.model_version
+                anomalous_rops = excluded.anomalous_rops, model_version = excluded.model_version,
+                alert_type = excluded.alert_type, severity = excluded.severity
         """)
 
     def top_cells(
@@ -299,7 +304,8 @@ class OpsStore:
             f"""{base}
             SELECT r.cell_id, r.ts, r.site_id, r.region, r.rat, r.band, r.anomaly_score,
                    r.is_anomaly, r.anomaly_kpis, r.congestion_prob, r.congestion_horizon,
-                   a.alert_id, a.status AS alert_status, a.opened_at AS alert_opened_at
+                   a.alert_id, a.status AS alert_status, a.opened_at AS alert_opened_at,
+                   a.alert_type, a.severity AS alert_severity
             FROM recent r
             LEFT JOIN (
                 SELECT DISTINCT ON (cell_id) * FROM alerts

@@ -125,6 +125,47 @@ def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int)
         "kpis",
         "anomalous_rops",
         "model_version",
+        alert_type(pl.col("kpis")).alias("alert_type"),
+        alert_severity(pl.col("kpis"), pl.col("peak_score"), pl.col("anomalous_rops")).alias(
+            "severity"
+        ),
+    )
+
+
+# The likely kind of fault, from the KPIs that drive an alert at its peak, first match wins:
+# a cell that is down drags traffic and users with it, so availability comes first; a cell
+# that carries no traffic while it reports itself available is the classic sleeping cell.
+ALERT_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("outage", ("availability_pct",)),
+    ("interference", ("ul_interference_dbm",)),
+    ("accessibility", ("rrc_sr_pct",)),
+    ("retainability", ("drop_rate_pct",)),
+    ("mobility", ("ho_sr_pct",)),
+    ("sleeping_cell", ("dl_volume_mbit", "rrc_conn_mean")),
+    ("degradation", ("dl_ue_thp_mbps", "cqi_mean", "dl_delay_ms")),
+)
+CRITICAL_SCORE = 20.0  # robust spreads; or any outage
+MAJOR_SCORE = 10.0
+MAJOR_ROPS = 8  # two hours of 15-minute ROPs
+
+
+def alert_type(kpis: pl.Expr) -> pl.Expr:
+    expr = pl.lit("unclassified")
+    for name, markers in reversed(ALERT_TYPES):
+        hit = pl.any_horizontal(kpis.list.contains(m) for m in markers)
+        expr = pl.when(hit).then(pl.lit(name)).otherwise(expr)
+    return expr
+
+
+def alert_severity(kpis: pl.Expr, peak: pl.Expr, rops: pl.Expr) -> pl.Expr:
+    """critical: an outage or a peak of CRITICAL_SCORE spreads; major: MAJOR_SCORE spreads
+    or MAJOR_ROPS anomalous ROPs; minor otherwise."""
+    return (
+        pl.when(kpis.list.contains("availability_pct") | (peak >= CRITICAL_SCORE))
+        .then(pl.lit("critical"))
+        .when((peak >= MAJOR_SCORE) | (rops >= MAJOR_ROPS))
+        .then(pl.lit("major"))
+        .otherwise(pl.lit("minor"))
     )
 
 
@@ -144,6 +185,8 @@ def _empty_alerts() -> pl.DataFrame:
             "kpis": pl.List(pl.String),
             "anomalous_rops": pl.UInt32,
             "model_version": pl.String,
+            "alert_type": pl.String,
+            "severity": pl.String,
         }
     )
 

@@ -54,7 +54,8 @@ async function loadRanking() {
     cellText(td(), fmt(row.anomaly_score)).className = "num";
     cellText(td(), (row.anomaly_kpis || []).join(", "));
     cellText(td(), fmt(row.congestion_prob)).className = "num";
-    const alertCell = cellText(td(), row.alert_status || "");
+    const alertCell = cellText(td(), row.alert_status
+      ? `${row.alert_status} · ${row.alert_type || "?"} (${row.alert_severity || "?"})` : "");
     if (row.alert_status) alertCell.className = "status-" + row.alert_status;
     tr.addEventListener("click", () => openCell(row.cell_id));
     body.appendChild(tr);
@@ -102,7 +103,8 @@ async function openCell(cellId) {
 function showAlert() {
   const a = state.alert;
   $("cell-alert").textContent = a
-    ? `Alert ${a.alert_id}: ${a.status}, opened ${a.opened_at}, peak score ${fmt(a.peak_score)}`
+    ? `Alert ${a.alert_id}: ${a.severity || ""} ${a.alert_type || ""}, ${a.status}, `
+      + `opened ${a.opened_at}, peak score ${fmt(a.peak_score)}`
       + (a.acknowledged_by ? `, ${a.status} by ${a.acknowledged_by}` : "")
       + ((a.kpis || []).length ? ` — driven by ${a.kpis.join(", ")}` : "")
     : "No alert on this cell.";

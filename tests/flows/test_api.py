@@ -101,6 +101,10 @@ def test_top_cells_rank_the_outage_cell_first_and_page(client, scored_home):
     assert top["total"] == TINY.cells
     assert top["items"][0]["cell_id"] == outage_cell
     assert top["items"][0]["alert_status"] == "open"
+    assert (top["items"][0]["alert_type"], top["items"][0]["alert_severity"]) == (
+        "outage",
+        "critical",
+    )
     scores = [row["anomaly_score"] for row in top["items"]]
     assert scores == sorted(scores, reverse=True)
 
@@ -315,7 +319,7 @@ def test_the_page_ranks_the_outage_first_draws_the_cell_and_acknowledges(
             ec.presence_of_element_located((By.CSS_SELECTOR, "#cells tbody tr:first-child"))
         )
         assert first.get_attribute("data-cell") == outage_cell
-        assert "open" in first.text
+        assert "open · outage (critical)" in first.text
 
         first.click()
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart path.kpi-line")))

@@ -82,3 +82,41 @@ def test_ranked_lists_and_report_put_the_worst_cell_first():
     report = markdown_report(scores, derive_alerts(scores, 4, 15))
     assert report.index("| b |") < report.index("| c |")
     assert "3 cells, 18 ROPs scored" in report
+
+
+def test_alerts_carry_a_likely_type_and_a_severity():
+    from cellpulse.publish import alert_severity, alert_type
+
+    cases = pl.DataFrame(
+        {
+            "kpis": [
+                ["availability_pct", "dl_volume_mbit", "rrc_conn_mean"],
+                ["dl_volume_mbit", "rrc_conn_mean"],
+                ["ul_interference_dbm", "cqi_mean"],
+                ["rrc_sr_pct"],
+                ["drop_rate_pct"],
+                ["ho_sr_pct"],
+                ["dl_ue_thp_mbps"],
+                [],
+            ],
+            "peak": [6.0, 25.0, 12.0, 6.0, 6.0, 6.0, 6.0, 6.0],
+            "rops": [3, 3, 3, 9, 3, 3, 3, 3],
+        },
+        schema_overrides={"kpis": pl.List(pl.String)},
+    )
+    typed = cases.select(
+        alert_type(pl.col("kpis")).alias("type"),
+        alert_severity(pl.col("kpis"), pl.col("peak"), pl.col("rops")).alias("severity"),
+    )
+    assert typed.rows() == [
+        ("outage", "critical"),  # any outage is critical
+        ("sleeping_cell", "critical"),  # 25 spreads
+        ("interference", "major"),  # 12 spreads
+        ("accessibility", "major"),  # 9 anomalous ROPs
+        ("retainability", "minor"),
+        ("mobility", "minor"),
+        ("degradation", "minor"),
+        ("unclassified", "minor"),
+    ]
+    alerts = derive_alerts(scores_for({"a": "..AAA."}), 4, 15)
+    assert alerts.select("alert_type", "severity").row(0) == ("outage", "critical")
