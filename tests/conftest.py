@@ -35,6 +35,15 @@ def tiny_settings(home: os.PathLike[str] | str) -> Settings:
     )
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return tiny_settings(tmp_path / "home")
@@ -77,7 +86,6 @@ def postgres_server(tmp_path_factory):
     """A real PostgreSQL server for this test session: initdb in a temporary folder, a free
     loopback port, stopped at the end. Yields the URL of its maintenance database."""
     import shutil
-    import socket
     import subprocess
     import tempfile
     from pathlib import Path
@@ -103,9 +111,7 @@ def postgres_server(tmp_path_factory):
     root.chmod(0o755)
     if as_user:
         shutil.chown(root, "nobody")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data = root / "data"
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)  # noqa: E731
     run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "cellpulse", "--no-sync")

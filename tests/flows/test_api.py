@@ -5,7 +5,6 @@ lifecycle, feedback labels) and the page in a real headless Chromium."""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from cellpulse.features.store import load_events
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.settings import AlertSettings, ApiSettings, Settings
 from cellpulse.simulator import build_topology, write_network
-from tests.conftest import OUTAGE_CELL, TINY, outage_events, tiny_settings
+from tests.conftest import OUTAGE_CELL, TINY, free_port, outage_events, tiny_settings
 from tests.unit.test_notify import Receiver
 
 TOKEN = "test-token-0123456789"
@@ -257,17 +256,11 @@ CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(settings):
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 from cellpulse import lake
 from cellpulse.runtime import TELEMETRY_OFF
 from cellpulse.simulator import build_topology, write_network
-from tests.conftest import TINY, outage_events, tiny_settings
+from tests.conftest import TINY, free_port, outage_events, tiny_settings
 
 DOCUMENTED = {  # flows/deployments.py and docs/operations.md
     "every-rop": {"interval": 900.0, "timezone": "UTC"},
@@ -29,12 +28,6 @@ DOCUMENTED = {  # flows/deployments.py and docs/operations.md
     "monitor-daily": {"cron": "0 3 * * *", "timezone": "UTC"},
 }
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _call(api: str, method: str, path: str, body: object = None) -> object:
@@ -78,7 +71,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def prefect_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
         **TELEMETRY_OFF,

@@ -4,7 +4,6 @@ errors, no retry on a refusal, and a dead receiver never raises."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -13,6 +12,7 @@ import polars as pl
 import pytest
 
 from cellpulse.notify import alert_payload, post_alerts
+from tests.conftest import free_port
 
 OPENED = datetime(2026, 1, 13, 9, 30, tzinfo=UTC)
 ALERTS = pl.DataFrame(
@@ -92,9 +92,7 @@ def test_a_refusal_is_not_retried(receiver_factory):
 
 
 def test_a_dead_receiver_gives_up_quietly():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     pauses: list[float] = []
     delivery = post_alerts(
         f"http://127.0.0.1:{port}/", alert_payload(ALERTS, None), 2, 1.0, pauses.append
