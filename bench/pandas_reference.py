@@ -34,6 +34,8 @@ def build_features_pandas(
         cols["day_of_week"] = local.dt.dayofweek
         cols["hour_of_week"] = local.dt.dayofweek * 24 + local.dt.hour
         cols["is_weekend"] = local.dt.dayofweek >= 5
+        holidays = {pd.Timestamp(d).date() for d in spec.holidays}
+        cols["is_holiday"] = local.dt.date.isin(holidays)
     grouped = df.set_index("ts").groupby("cell_id", sort=True)
     for window in spec.missing_windows:
         expected = int(parse_duration(window).total_seconds() // (rop_minutes * 60))
@@ -59,9 +61,43 @@ def build_features_pandas(
             z = np.where(spread > 0, (out[b.kpi].to_numpy(dtype=float) - median) / spread, np.nan)
         cols[f"{b.kpi}_how_median"] = median
         cols[f"{b.kpi}_how_z"] = z
+    for s in spec.stuck:
+        cols[s.column()] = _stuck_run(out, s.kpi, rop_minutes, s.max_window)
+    for c in spec.cosite:
+        by_site = out.groupby(["site_id", "ts"])[c.kpi]
+        total, count = by_site.transform("sum"), by_site.transform("count")
+        x = out[c.kpi]
+        others = count - x.notna()
+        siblings = ((total - x.fillna(0.0)) / others).where(others > 0)
+        stats = {
+            "share": (x / total).where(total > 0),
+            "site_mean": (total / count).where(count > 0),
+            "siblings_mean": siblings,
+            "sibling_dev": x - siblings,
+        }
+        for stat, name in zip(c.stats, c.columns(), strict=True):
+            cols[name] = stats[stat].to_numpy(dtype=float)
     out = pd.concat([out, pd.DataFrame(cols, index=out.index)], axis=1)
     result = pl.from_pandas(out[[*KEY_COLUMNS, *spec.columns()]])
     return result.sort("cell_id", "ts")
+
+
+def _stuck_run(out: pd.DataFrame, kpi: str, rop_minutes: int, max_window: str) -> np.ndarray:
+    """Consecutive earlier ROPs with exactly the current value, capped by the window."""
+    prev = out[["cell_id", "ts", kpi]].copy()
+    prev["ts"] = prev["ts"] + pd.Timedelta(minutes=rop_minutes)
+    merged = out[["cell_id", "ts", kpi]].merge(
+        prev, on=["cell_id", "ts"], how="left", suffixes=("", "_prev")
+    )
+    same = (merged[kpi] == merged[f"{kpi}_prev"]).to_numpy()
+    run_id = pd.Series(~same).groupby(out["cell_id"].to_numpy()).cumsum()
+    run = (
+        pd.Series(0, index=out.index)
+        .groupby([out["cell_id"].to_numpy(), run_id.to_numpy()])
+        .cumcount()
+    )
+    cap = parse_duration(max_window) // pd.Timedelta(minutes=rop_minutes) - 1
+    return np.minimum(run.to_numpy(), cap).astype(float)
 
 
 def _nanmedian_rows(values: np.ndarray) -> np.ndarray:

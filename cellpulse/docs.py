@@ -52,6 +52,7 @@ def features_markdown(rop_minutes: int = 15) -> str:
             ("day_of_week", "0 = Monday … 6 = Sunday"),
             ("hour_of_week", "day_of_week * 24 + hour"),
             ("is_weekend", "Saturday or Sunday"),
+            ("is_holiday", "a local date listed in the `holidays` setting"),
         ]
     rows += [
         (f"rops_missing_{w}", f"ROPs not reported in the last {w} (this one included)")
@@ -80,6 +81,25 @@ def features_markdown(rop_minutes: int = 15) -> str:
                 "at least 5 % of the median)",
             ),
         ]
+    rows += [
+        (
+            s.column(),
+            f"how many ROPs in a row before this one {s.kpi} held exactly this value "
+            f"(0 = it changed; at most the ROPs of {s.max_window} minus one) — frozen counters",
+        )
+        for s in spec.stuck
+    ]
+    cosite = {
+        "share": "this cell's share of its site's total {kpi}",
+        "site_mean": "mean {kpi} over the site's cells at this ROP",
+        "siblings_mean": "mean {kpi} over the site's other cells at this ROP",
+        "sibling_dev": "{kpi} minus the mean of the site's other cells",
+    }
+    for c in spec.cosite:
+        rows += [
+            (name, cosite[stat].format(kpi=c.kpi))
+            for stat, name in zip(c.stats, c.columns(), strict=True)
+        ]
     lines = [
         "# Features",
         "",
@@ -87,6 +107,34 @@ def features_markdown(rop_minutes: int = 15) -> str:
         f"(`python -m cellpulse.docs features > docs/features.md`): {len(rows)} features, "
         f"spec hash `{spec.hash()}`, lookback {spec.lookback().days} days. Every feature at "
         "`ts` uses only rows with timestamps at or before `ts`.",
+        "",
+        "## How they are built",
+        "",
+        "- **Declared as data**: `cellpulse/features/spec.py` (`FeatureSpec`: KPIs, rolling "
+        "windows, lags, deltas, hour-of-week baselines, stuck runs, co-site context, missing "
+        "windows, calendar, holidays). Each transform names its output columns; the spec's "
+        "hash is written into every feature partition and logged with every model, and a "
+        "model refuses features of another spec.",
+        "- **Grid kernels**: a day's KPI rows are scattered into a cells × ROP-slots grid and "
+        "every transform is a vectorised kernel over it (`cellpulse/features/kernels.py`, "
+        "NumPy and Numba): rolling statistics by van Herk/Gil-Werman blocks aligned to "
+        "absolute time (linear in the data whatever the window, and bit-for-bit the same "
+        "whether a day is built alone or inside a range), lags as column shifts, medians of "
+        "up to four past weeks in closed form, site sums as a sparse product.",
+        "- **Incremental**: day D reads only the days its features reach "
+        "(`days_needed`: D, the day before for 24 h windows, and D-7/D-14/D-21 for weekly "
+        "lags and baselines — 5 days, not 22) and equals a full recompute bit for bit "
+        "(`tests/unit/test_features.py`). Days marked stale by ingest are rebuilt by the next "
+        "run.",
+        "- **Bounded memory**: a day is built region by region and, within a region, in chunks "
+        "of whole sites (`feature_chunk_cells`, default 20,000 cells), streamed into one "
+        "parquet file per region. Values are computed in float64 and stored as float32.",
+        "- **Checked**: every feature equals a plain pandas groupby-rolling implementation of "
+        "the same spec (`bench/pandas_reference.py`, `tests/unit/test_feature_parity.py`); "
+        "perturbing every row after a cut-off leaves every feature up to it unchanged.",
+        "- **Speed**: `python -m bench.run features` (results in `bench/RESULTS.md`).",
+        "",
+        "## Columns",
         "",
         "| feature | meaning |",
         "|---|---|",

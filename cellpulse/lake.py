@@ -14,6 +14,7 @@ delta is prepared in a hidden folder and published by renaming the folder, all o
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import uuid
@@ -22,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from cellpulse import failpoints
 
@@ -54,12 +56,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_parquet(
-    df: pl.DataFrame,
+    df: pl.DataFrame | Iterable[pl.DataFrame],
     path: Path,
     metadata: Mapping[str, str] | None = None,
     fast: bool = False,
 ) -> None:
     """Write a parquet file atomically, with optional key/value metadata in its footer.
+
+    `df` may be an iterable of frames of one schema, written as they come (row groups in
+    order) so that a file larger than memory can be produced chunk by chunk.
 
     zstd level 1 by default: most of zstd's size saving at a fraction of its default write
     time. `fast` uses lz4 for files soon rewritten (deliveries awaiting compaction): about
@@ -67,12 +72,15 @@ def atomic_write_parquet(
     """
     tmp = _temp_beside(path)
     try:
-        df.write_parquet(
-            tmp,
-            compression="lz4" if fast else "zstd",
-            compression_level=None if fast else 1,
-            metadata=dict(metadata) if metadata else None,
-        )
+        if isinstance(df, pl.DataFrame):
+            df.write_parquet(
+                tmp,
+                compression="lz4" if fast else "zstd",
+                compression_level=None if fast else 1,
+                metadata=dict(metadata) if metadata else None,
+            )
+        else:
+            _write_chunks(df, tmp, metadata, "lz4" if fast else "zstd")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         failpoints.hit("lake.before_rename")
@@ -80,6 +88,40 @@ def atomic_write_parquet(
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def _write_chunks(
+    chunks: Iterable[pl.DataFrame], path: Path, metadata: Mapping[str, str] | None, codec: str
+) -> None:
+    """Stream frames into one parquet file with polars' own (parallel) writer."""
+    remaining = iter(chunks)
+    first = next(remaining, None)
+    if first is None:
+        raise ValueError(f"no rows to write to {path}")
+    failure: list[BaseException] = []
+
+    def source(
+        with_columns: list[str] | None, predicate: object, n_rows: int | None, batch: int | None
+    ) -> Iterator[pl.DataFrame]:
+        try:
+            for chunk in itertools.chain([first], remaining):
+                yield chunk if with_columns is None else chunk.select(with_columns)
+        except BaseException as exc:  # re-raised as itself below, not as a polars error
+            failure.append(exc)
+            raise
+
+    stream = register_io_source(source, schema=first.schema)
+    try:
+        stream.sink_parquet(
+            path,
+            compression="zstd" if codec == "zstd" else "lz4",
+            compression_level=1 if codec == "zstd" else None,
+            metadata=dict(metadata) if metadata else None,
+        )
+    except Exception:
+        if failure:
+            raise failure[0] from None
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -115,6 +157,13 @@ def split_regions(df: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
         return
     for region in regions:
         yield region, df.filter(pl.col("region") == region)
+
+
+def _region_of(path: Path) -> str:
+    """The region of a part (`region=x/part.parquet`) or delta fragment
+    (`region=x/delta-000001/f-00000.parquet`)."""
+    folder = path.parent if path.parent.name.startswith("region=") else path.parent.parent
+    return folder.name.removeprefix("region=")
 
 
 def delta_seq(fragment: Path) -> int:
@@ -164,10 +213,18 @@ class Dataset:
         ]
         return max(seqs, default=0) + 1
 
-    def day_files(self, day: date) -> list[Path]:
-        """A day's compacted parts (by region), then its deltas in delivery order."""
-        parts = sorted(self.day_dir(day).glob(f"region=*/{PART_FILE}"))
-        return parts + self.deltas(day)
+    def day_files(self, day: date, region: str | None = None) -> list[Path]:
+        """A day's compacted parts (by region), then its deltas in delivery order; only one
+        region's when `region` is given."""
+        parts = sorted(self.day_dir(day).glob(f"region=*/{PART_FILE}")) + self.deltas(day)
+        if region is None:
+            return parts
+        folder = f"region={region}"
+        return [f for f in parts if folder in (f.parent.name, f.parent.parent.name)]
+
+    def regions(self, day: date) -> list[str]:
+        """The regions a day holds rows of."""
+        return sorted({_region_of(f) for f in self.day_files(day)})
 
     def files(self, start: date | None = None, end: date | None = None) -> list[Path]:
         """Files of the partitions with start <= date <= end, in the order readers apply them."""
@@ -187,12 +244,35 @@ class Dataset:
         """All rows of the partitions in [start, end], deltas applied; empty frame when there
         are none. Rows are sorted by (cell_id, ts) within a day's compacted parts, and over
         the whole result wherever deltas were applied."""
-        files = self.files(start, end)
+        return self.read_files(self.files(start, end), columns)
+
+    def read_days(
+        self,
+        days: Iterable[date],
+        region: str | None = None,
+        columns: Iterable[str] | None = None,
+        cells: tuple[str, str] | None = None,
+    ) -> pl.DataFrame:
+        """Rows of just these days, deltas applied, like `read`; optionally only one region's
+        and only cells with `cells[0] <= cell_id <= cells[1]` (parts are sorted by cell_id,
+        so row groups outside the range are skipped)."""
+        wanted_days = set(days)
+        files = [f for d in self.dates() if d in wanted_days for f in self.day_files(d, region)]
+        return self.read_files(files, columns, cells)
+
+    def read_files(
+        self,
+        files: list[Path],
+        columns: Iterable[str] | None = None,
+        cells: tuple[str, str] | None = None,
+    ) -> pl.DataFrame:
         if not files:
             return pl.DataFrame()
         wanted = list(columns) if columns is not None else None
         has_deltas = any(f.parent.name.startswith(DELTA_PREFIX) for f in files)
         scan = pl.scan_parquet(files, hive_partitioning=False)
+        if cells is not None:
+            scan = scan.filter(pl.col("cell_id").is_between(pl.lit(cells[0]), pl.lit(cells[1])))
         if wanted is not None:
             scan = scan.select(list(dict.fromkeys([*KEYS, *wanted])) if has_deltas else wanted)
         rows = scan.collect()
@@ -203,7 +283,11 @@ class Dataset:
         return rows
 
     def write_partition(
-        self, df: pl.DataFrame, day: date, region: str, metadata: Mapping[str, str] | None = None
+        self,
+        df: pl.DataFrame | Iterable[pl.DataFrame],
+        day: date,
+        region: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> Path:
         path = self.partition_path(day, region)
         atomic_write_parquet(df, path, metadata)
@@ -219,10 +303,20 @@ class Dataset:
         place, then the day's deltas oldest first: whatever a crash leaves reads the same,
         because a remaining suffix of deltas re-applied over the new parts changes nothing.
         """
-        regions = sorted(df["region"].unique().to_list()) if df.height else []
-        written = [
-            self.write_partition(part, day, region, metadata) for region, part in split_regions(df)
-        ]
+        return self.replace_day_parts(split_regions(df), day, metadata)
+
+    def replace_day_parts(
+        self,
+        parts: Iterable[tuple[str, pl.DataFrame | Iterable[pl.DataFrame]]],
+        day: date,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[Path]:
+        """`replace_day` from (region, rows) pairs produced one at a time, the rows of a region
+        a frame or an iterable of frames (chunks), so a day never has to be in memory whole."""
+        written, regions = [], []
+        for region, part in parts:
+            written.append(self.write_partition(part, day, region, metadata))
+            regions.append(region)
         failpoints.hit("lake.parts_replaced")
         day_dir = self.day_dir(day)
         if day_dir.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -185,8 +186,17 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".cellpulse"), description="Folder holding everything (--home).")
     rop_minutes: Literal[5, 15, 60] = Field(15, description="Reporting period length.")
     timezone: str = Field("UTC", description="Network-local time zone for calendar features.")
+    holidays: list[date] = Field(
+        default_factory=list,
+        description="Public holidays (YYYY-MM-DD, local dates) for the is_holiday feature.",
+    )
     regions: list[str] = Field(
         default_factory=list, description="Regions this installation may hold; empty = any."
+    )
+    feature_chunk_cells: int = Field(
+        20_000,
+        ge=1,
+        description="Cells whose features are built at once (whole sites); bounds memory.",
     )
     min_denominator: int = Field(
         10, ge=1, description="Fewer attempts than this make a success ratio null, not noise."

@@ -1,22 +1,103 @@
 """The feature builder: one pure function from contract-shaped KPIs to a feature table.
 
 Every feature at `ts` uses only rows with timestamp <= ts: rolling windows trail and include
-ts, lags and hour-of-week baselines look strictly back in time. Windows are time-based, so a
-missing ROP shortens a window instead of shifting it.
+ts, lags and hour-of-week baselines look strictly back in time, co-site features use the
+site's other cells at ts itself. Windows are time-based, so a missing ROP shortens a window
+instead of shifting it.
+
+How: the KPI rows are scattered into a grid of cells × ROP slots (one block of slots per UTC
+day the spec needs), every transform is a vectorised kernel over that grid
+(`cellpulse.features.kernels`), and the rows that were reported are gathered back out.
+Only the days that features of the output days read are put in the grid: for a day with a
+three-week baseline that is the day, the day before and the same weekday 1, 2 and 3 weeks
+earlier, not 22 days.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
 import polars as pl
 
 from cellpulse import contract
+from cellpulse.features import kernels
 from cellpulse.features.spec import FeatureSpec, parse_duration
 
 KEY_COLUMNS = ("cell_id", "ts", *contract.DIMENSIONS)
+EPOCH_DAY = date(1970, 1, 1)
+_US = 1_000_000
 
 
 def with_derived_kpis(kpis: pl.DataFrame, min_denominator: int, rop_minutes: int) -> pl.DataFrame:
     return kpis.with_columns(contract.derived_kpis(min_denominator, rop_minutes))
+
+
+def slots(duration: str, rop_minutes: int, what: str) -> int:
+    """A spec duration in ROP slots; it must be a whole number of ROPs."""
+    seconds = parse_duration(duration).total_seconds()
+    if seconds % (rop_minutes * 60):
+        raise ValueError(f"{what} {duration!r} is not a whole number of {rop_minutes}-minute ROPs")
+    return int(seconds // (rop_minutes * 60))
+
+
+def days_needed(spec: FeatureSpec, out_days: list[date], rop_minutes: int) -> list[date]:
+    """The UTC days whose KPIs the features of `out_days` read: each day, the days its
+    trailing windows reach into, and the days its lags land on."""
+    reach = math.ceil(_window_lookback(spec) / timedelta(days=1))
+    lags = {parse_duration(lag) for _, lag in spec.all_lags()}
+    needed: set[date] = set()
+    for day in out_days:
+        needed |= {day - timedelta(days=k) for k in range(reach + 1)}
+        for lag in lags:
+            first = datetime(day.year, day.month, day.day, tzinfo=UTC) - lag
+            last = first + timedelta(days=1) - timedelta(minutes=rop_minutes)
+            needed |= {first.date(), last.date()}
+    return sorted(needed)
+
+
+def _window_lookback(spec: FeatureSpec) -> timedelta:
+    spans = [parse_duration(r.window) for r in spec.rolling]
+    spans += [parse_duration(w) for w in spec.missing_windows]
+    spans += [parse_duration(s.max_window) for s in spec.stuck]
+    return max(spans, default=timedelta(0))
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Where every kept input row sits: `row_of[cell, column]` is its row number or -1."""
+
+    row_of: np.ndarray  # (cells, columns) int64
+    day_lut: np.ndarray  # epoch day - first_day -> block number, or -1
+    first_day: int  # epoch day of day_lut[0]
+    block_days: np.ndarray  # epoch day of each block
+    per_day: int  # slots per day
+    out_columns: np.ndarray  # grid columns of the output days' slots
+    present: np.ndarray  # (cells, len(out_columns)) bool: a row was reported there
+    out_rows: np.ndarray  # input row numbers of the output, in (cell_id, ts) order
+    complete: bool  # every output slot of every cell was reported
+    in_grid_order: bool  # the input rows are exactly the grid, cell by cell, slot by slot
+
+    def column_of(self, epoch_day: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """Grid columns of (epoch day, slot-of-day) pairs; -1 where that day is not in it."""
+        index = epoch_day - self.first_day
+        inside = (index >= 0) & (index < self.day_lut.size)
+        block = np.where(inside, self.day_lut[np.clip(index, 0, self.day_lut.size - 1)], -1)
+        return np.where(block >= 0, block * self.per_day + slot, -1)
+
+    def lagged_columns(self, lag_slots: int) -> np.ndarray:
+        """For each output column, the grid column `lag_slots` earlier (-1 if not in it)."""
+        absolute = self.absolute(self.out_columns) - lag_slots
+        return self.column_of(absolute // self.per_day, absolute % self.per_day)
+
+    def absolute(self, columns: np.ndarray) -> np.ndarray:
+        """Absolute slot numbers (ROPs since the epoch) of grid columns."""
+        return self.block_days[columns // self.per_day] * self.per_day + columns % self.per_day
 
 
 def build_features(
@@ -26,99 +107,281 @@ def build_features(
     rop_minutes: int,
     min_denominator: int,
     timezone: str = "UTC",
+    since: datetime | None = None,
 ) -> pl.DataFrame:
-    """Features for every (cell_id, ts) of `kpis`, with keys and dimensions first.
+    """Features for every (cell_id, ts) of `kpis` with ts >= `since` (default: all), keys and
+    dimensions first, sorted by (cell_id, ts).
 
     Rows near the start of `kpis` lack history and get nulls where a window or lag reaches
     before it; callers pass the spec's lookback in front of the period they keep.
     """
-    base = with_derived_kpis(kpis, min_denominator, rop_minutes).sort("cell_id", "ts")
-    df = base.select(*KEY_COLUMNS, *spec.kpis)
-    exprs: list[pl.Expr] = []
+    if kpis.height == 0:
+        return _empty(spec)
+    rop_us = rop_minutes * 60 * _US
+    per_day = 24 * 60 // rop_minutes
+    epoch_us = kpis["ts"].dt.epoch("us").to_numpy()
+    unaligned = np.flatnonzero(epoch_us % rop_us)
+    if unaligned.size:
+        raise ValueError(
+            f"ts {kpis['ts'][int(unaligned[0])]} is not aligned to the {rop_minutes}-minute ROP"
+        )
+    absolute = epoch_us // rop_us
+    epoch_day = absolute // per_day
+    # Whole UTC days are built from `since`'s day on; rows before `since` are dropped last.
+    first_out = int(epoch_day.min()) if since is None else int(since.timestamp()) // (86_400)
+    out_days = [
+        EPOCH_DAY + timedelta(days=int(d)) for d in np.unique(epoch_day[epoch_day >= first_out])
+    ]
+    if not out_days:
+        return _empty(spec)
+    # Days before the first reported one would only be empty blocks: leave them out.
+    needed = np.array([(d - EPOCH_DAY).days for d in days_needed(spec, out_days, rop_minutes)])
+    needed = needed[needed >= epoch_day.min()]
+    day_lut = np.full(int(needed[-1] - needed[0]) + 1, -1)
+    day_lut[needed - needed[0]] = np.arange(needed.size)
+    index = epoch_day - needed[0]
+    inside = (index >= 0) & (index < day_lut.size)
+    keep = inside & (day_lut[np.clip(index, 0, day_lut.size - 1)] >= 0)
+    frame = kpis.filter(pl.Series(keep)) if not keep.all() else kpis
+    frame = with_derived_kpis(frame, min_denominator, rop_minutes)
+    grid = _place(frame, absolute[keep], needed, day_lut, per_day, first_out)
+
+    def features_of(kpi: str) -> list[pl.Series]:
+        # Into polars as soon as a KPI is done, so its NumPy arrays are freed early.
+        return _to_series(_kpi_features(frame, kpi, spec, grid, rop_minutes), grid)
+
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        parts = list(pool.map(features_of, _kpis_used(spec)))
+    parts.append(_to_series(_missing_counts(spec, grid, rop_minutes), grid))
+    built = {s.name: s for part in parts for s in part}
+
+    keys = frame.select(KEY_COLUMNS)
+    if not (grid.out_rows.size == frame.height and np.all(grid.out_rows[1:] > grid.out_rows[:-1])):
+        keys = keys[grid.out_rows]
+    columns = [*keys.get_columns()]
     if spec.calendar:
-        local = pl.col("ts").dt.convert_time_zone(timezone)
-        exprs += [
-            local.dt.hour().alias("hour"),
-            (local.dt.weekday() - 1).alias("day_of_week"),  # Monday = 0
-            # Int16: weekday and hour are Int8, and 6 * 24 + 23 does not fit in one.
-            ((local.dt.weekday().cast(pl.Int16) - 1) * 24 + local.dt.hour()).alias("hour_of_week"),
-            (local.dt.weekday() >= 6).alias("is_weekend"),
-        ]
-    for window in spec.missing_windows:
-        expected = int(parse_duration(window).total_seconds() // (rop_minutes * 60))
-        present = (
-            pl.col("ts")
-            .is_not_null()
-            .cast(pl.Int32)
-            .rolling_sum_by("ts", window_size=window)
-            .over("cell_id")
-        )
-        exprs.append((expected - present).clip(lower_bound=0).alias(f"rops_missing_{window}"))
+        columns += _calendar(keys["ts"], timezone, spec.holidays).get_columns()
+    columns += [built[name] for name in spec.columns() if name in built]
+    table = pl.DataFrame(columns).select(*KEY_COLUMNS, *spec.columns())
+    return table if since is None else table.filter(pl.col("ts") >= since)
+
+
+def _to_series(arrays: dict[str, np.ndarray], grid: _Grid) -> list[pl.Series]:
+    """Feature arrays (cells × output slots) as columns of the reported rows; NaN -> null.
+
+    Computed in float64, stored as float32: seven significant digits are more than any KPI
+    carries, LightGBM bins them the same, and a national day halves in memory and on disk."""
+    out = []
+    for name in list(arrays):
+        values = arrays.pop(name)
+        flat = values.ravel() if grid.complete else values[grid.present]
+        del values
+        if name.startswith("rops_missing_"):
+            out.append(pl.Series(name, flat.astype(np.int32)))
+        else:
+            out.append(pl.Series(name, flat.astype(np.float32), nan_to_null=True))
+    return out
+
+
+def _threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _place(
+    frame: pl.DataFrame,
+    absolute: np.ndarray,
+    needed: np.ndarray,
+    day_lut: np.ndarray,
+    per_day: int,
+    first_out: int,
+) -> _Grid:
+    cells = frame["cell_id"].unique().sort()
+    code = frame["cell_id"].cast(pl.Enum(cells)).to_physical().to_numpy().astype(np.int64)
+    epoch_day = absolute // per_day
+    column = day_lut[epoch_day - needed[0]] * per_day + absolute % per_day
+    n_columns = needed.size * per_day
+    flat = code * n_columns + column
+    row_of = np.full(cells.len() * n_columns, -1, dtype=np.int64)
+    row_of[flat] = np.arange(flat.size)
+    row_of = row_of.reshape(cells.len(), n_columns)
+    if np.count_nonzero(row_of >= 0) != flat.size:
+        raise ValueError("KPIs hold duplicated (cell_id, ts) keys; read them through the lake")
+    out_blocks = np.flatnonzero(needed >= first_out)
+    out_blocks = out_blocks[np.isin(needed[out_blocks], np.unique(epoch_day))]
+    out_columns = (out_blocks[:, None] * per_day + np.arange(per_day)).ravel()
+    rows_out = row_of[:, out_columns]
+    present = rows_out >= 0
+    complete = bool(present.all())
+    return _Grid(
+        row_of=row_of,
+        day_lut=day_lut,
+        first_day=int(needed[0]),
+        block_days=needed,
+        per_day=per_day,
+        out_columns=out_columns,
+        present=present,
+        out_rows=rows_out.ravel() if complete else rows_out[present],
+        complete=complete,
+        in_grid_order=flat.size == row_of.size and bool(np.all(flat[1:] > flat[:-1])),
+    )
+
+
+def _kpis_used(spec: FeatureSpec) -> list[str]:
+    used = [*spec.kpis, *(r.kpi for r in spec.rolling), *(k for k, _ in spec.all_lags())]
+    used += [*(s.kpi for s in spec.stuck), *(c.kpi for c in spec.cosite)]
+    return list(dict.fromkeys(used))
+
+
+def _values(frame: pl.DataFrame, kpi: str, grid: _Grid) -> np.ndarray:
+    """The KPI as a cells × columns grid, NaN where nothing (or a null) was reported."""
+    values = frame[kpi].cast(pl.Float64).to_numpy()
+    rows = grid.row_of
+    if grid.in_grid_order:
+        return values.reshape(rows.shape)
+    out = np.full(rows.shape, np.nan)
+    reported = rows >= 0
+    out[reported] = values[rows[reported]]
+    return out
+
+
+def _kpi_features(
+    frame: pl.DataFrame, kpi: str, spec: FeatureSpec, grid: _Grid, rop_minutes: int
+) -> dict[str, np.ndarray]:
+    """Every feature of one KPI, each a cells × output-slots array."""
+    values = _values(frame, kpi, grid)
+    out: dict[str, np.ndarray] = {}
+    current = kernels.take_columns(values, grid.out_columns)
+    if kpi in spec.kpis:
+        out[kpi] = current
+    first, local = _window_grid(spec, grid)
+    first_slot = int(grid.absolute(np.array([first]))[0])
+    window_values = values[:, first:]
     for r in spec.rolling:
-        for stat, name in zip(r.stats, r.columns(), strict=True):
-            col = pl.col(r.kpi)
-            rolled = getattr(col, f"rolling_{stat}_by")("ts", window_size=r.window)
-            exprs.append(rolled.over("cell_id").alias(name))
-    df = df.with_columns(exprs)
-
-    for kpi_lag in _group_lags(spec):
-        lag, kpis_at_lag = kpi_lag
-        shifted = base.select(
-            "cell_id",
-            (pl.col("ts") + parse_duration(lag)).alias("ts"),
-            *[pl.col(k).alias(f"{k}_lag_{lag}") for k in kpis_at_lag],
-        )
-        df = df.join(shifted, on=["cell_id", "ts"], how="left")
-
-    df = df.with_columns(
-        [(pl.col(d.kpi) - pl.col(f"{d.kpi}_lag_{d.vs}")).alias(d.column()) for d in spec.deltas]
-        + [
-            row_median([pl.col(f"{b.kpi}_lag_{lag}") for lag in b.lags()]).alias(
-                f"{b.kpi}_how_median"
-            )
-            for b in spec.baselines
-        ]
-    )
-    robust_z = []
+        if r.kpi == kpi:
+            width = slots(r.window, rop_minutes, f"rolling window of {kpi}")
+            stats = kernels.rolling_stats(window_values, first_slot, width, local, r.stats)
+            out |= dict(zip(r.columns(), stats.values(), strict=True))
+    lagged = _Lagged(values, grid, rop_minutes)
+    for lag in spec.lags:
+        if lag.kpi == kpi:
+            out[lag.column()] = lagged(lag.lag)
+    for d in spec.deltas:
+        if d.kpi == kpi:
+            out[d.column()] = current - lagged(d.vs)
     for b in spec.baselines:
-        median = pl.col(f"{b.kpi}_how_median")
-        mad = row_median([(pl.col(f"{b.kpi}_lag_{lag}") - median).abs() for lag in b.lags()])
-        # With few weeks the MAD can be ~0; a floor relative to the level keeps z finite.
-        spread = pl.max_horizontal(1.4826 * mad, 0.05 * median.abs())
-        robust_z.append(
-            pl.when(spread > 0).then((pl.col(b.kpi) - median) / spread).alias(f"{b.kpi}_how_z")
-        )
-    df = df.with_columns(robust_z)
-    return df.select(*KEY_COLUMNS, *spec.columns()).sort("cell_id", "ts")
+        if b.kpi == kpi:
+            median, z = kernels.robust_z(current, [lagged(lag) for lag in b.lags()])
+            out |= dict(zip(b.columns(), (median, z), strict=True))
+    for s in spec.stuck:
+        if s.kpi == kpi:
+            cap = slots(s.max_window, rop_minutes, f"stuck-run window of {kpi}") - 1
+            out[s.column()] = kernels.repeat_run(window_values, local, cap)
+    for c in spec.cosite:
+        if c.kpi == kpi:
+            out |= _cosite(frame, current, c.stats, c.columns(), grid)
+    return out
 
 
-def row_median(values: list[pl.Expr]) -> pl.Expr:
-    """Median across up to four columns, ignoring nulls, in closed form.
+def _window_grid(spec: FeatureSpec, grid: _Grid) -> tuple[int, np.ndarray]:
+    """The part of the grid trailing windows read: (its first column, the output columns
+    relative to it). It starts `reach` days before the first output day,
+    which `days_needed` put in the grid, so it is contiguous in time where windows look."""
+    reach = math.ceil(_window_lookback(spec) / timedelta(days=1))
+    first_day = grid.block_days[grid.out_columns[0] // grid.per_day] - reach
+    first = int(grid.column_of(np.array([first_day]), np.array([0]))[0])
+    if first < 0:  # the grid starts later than the reach: begin where it begins
+        first = 0
+    return first, grid.out_columns - first
 
-    Polars' list median is ~30x slower for this: it builds a list per row. With at most four
-    values, the median is what remains after dropping the smallest and the largest.
-    """
-    if not 1 <= len(values) <= 4:
-        raise ValueError("row_median takes one to four columns")
-    n = pl.sum_horizontal([v.is_not_null().cast(pl.Int8) for v in values])
-    total = pl.sum_horizontal(values)
-    inner = total - pl.max_horizontal(values) - pl.min_horizontal(values)
-    return (
-        pl.when(n == 1)
-        .then(total)
-        .when(n == 2)
-        .then(total / 2)
-        .when(n == 3)
-        .then(inner)
-        .when(n == 4)
-        .then(inner / 2)
-        .otherwise(None)
+
+class _Lagged:
+    """Lagged copies of one KPI at the output slots, each computed once."""
+
+    def __init__(self, values: np.ndarray, grid: _Grid, rop_minutes: int) -> None:
+        self.values, self.grid, self.rop_minutes = values, grid, rop_minutes
+        self.cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, lag: str) -> np.ndarray:
+        if lag not in self.cache:
+            source = self.grid.lagged_columns(slots(lag, self.rop_minutes, "lag"))
+            self.cache[lag] = kernels.take_columns(self.values, source)
+        return self.cache[lag]
+
+
+def _cosite(
+    frame: pl.DataFrame,
+    current: np.ndarray,
+    stats: tuple[str, ...],
+    names: list[str],
+    grid: _Grid,
+) -> dict[str, np.ndarray]:
+    site_of_cell = _site_codes(frame, grid)
+    total, count = kernels.group_sums(site_of_cell, int(site_of_cell.max()) + 1, current)
+    valid = ~np.isnan(current)
+    others = count - valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        siblings = np.where(others > 0, (total - np.where(valid, current, 0.0)) / others, np.nan)
+        computed: dict[str, Callable[[], np.ndarray]] = {
+            "share": lambda: np.where(total > 0, current / total, np.nan),
+            "site_mean": lambda: np.where(count > 0, total / count, np.nan),
+            "siblings_mean": lambda: siblings,
+            "sibling_dev": lambda: current - siblings,
+        }
+        return {name: computed[stat]() for stat, name in zip(stats, names, strict=True)}
+
+
+def _site_codes(frame: pl.DataFrame, grid: _Grid) -> np.ndarray:
+    """Each grid row's (cell's) site as an integer code."""
+    site = frame["site_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    rows = grid.row_of
+    any_row = rows.max(axis=1)  # every cell has at least one row
+    return np.unique(site[any_row], return_inverse=True)[1]
+
+
+def _missing_counts(spec: FeatureSpec, grid: _Grid, rop_minutes: int) -> dict[str, np.ndarray]:
+    if not spec.missing_windows:
+        return {}
+    first, local = _window_grid(spec, grid)
+    first_slot = int(grid.absolute(np.array([first]))[0])
+    # A reported row is a 0, an unreported slot NaN: the window's count is what was reported.
+    reported = np.where(grid.row_of[:, first:] >= 0, 0.0, np.nan)
+    out = {}
+    for window in spec.missing_windows:
+        width = slots(window, rop_minutes, "missing-data window")
+        present = kernels.rolling_stats(reported, first_slot, width, local, ("count",))["count"]
+        out[f"rops_missing_{window}"] = np.maximum(width - present, 0)
+    return out
+
+
+def _calendar(ts: pl.Series, timezone: str, holidays: tuple[str, ...]) -> pl.DataFrame:
+    local = ts.dt.convert_time_zone(timezone)
+    weekday = local.dt.weekday()  # Monday = 1
+    return pl.DataFrame(
+        {
+            "hour": local.dt.hour(),
+            "day_of_week": weekday - 1,
+            # Int16: weekday and hour are Int8, and 6 * 24 + 23 does not fit in one.
+            "hour_of_week": (weekday.cast(pl.Int16) - 1) * 24 + local.dt.hour(),
+            "is_weekend": weekday >= 6,
+            "is_holiday": local.dt.date().is_in([date.fromisoformat(d) for d in holidays]),
+        }
     )
 
 
-def _group_lags(spec: FeatureSpec) -> list[tuple[str, list[str]]]:
-    """One join per distinct lag, carrying every KPI needed at that lag."""
-    grouped: dict[str, list[str]] = {}
-    for kpi, lag in spec.all_lags():
-        grouped.setdefault(lag, []).append(kpi)
-    return sorted(grouped.items(), key=lambda kv: parse_duration(kv[0]))
+_CALENDAR_TYPES = {
+    "hour": pl.Int8,
+    "day_of_week": pl.Int8,
+    "hour_of_week": pl.Int16,
+    "is_weekend": pl.Boolean,
+    "is_holiday": pl.Boolean,
+}
+
+
+def _empty(spec: FeatureSpec) -> pl.DataFrame:
+    """The feature table's shape with no rows."""
+    keys = {k: pl.String for k in KEY_COLUMNS} | {"ts": pl.Datetime("us", "UTC")}
+    features = {
+        c: _CALENDAR_TYPES.get(c, pl.Int32 if c.startswith("rops_missing_") else pl.Float32)
+        for c in spec.columns()
+    }
+    return pl.DataFrame(schema=keys | features)

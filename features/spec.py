@@ -8,8 +8,12 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-SPEC_VERSION = 2  # 2: hour_of_week no longer overflows on weekends
+if TYPE_CHECKING:
+    from cellpulse.settings import Settings
+
+SPEC_VERSION = 3  # 2: hour_of_week no longer overflows on weekends; 3: co-site, stuck runs
 _DURATION = re.compile(r"^(\d+)(m|h|d)$")
 
 
@@ -75,7 +79,43 @@ class HourOfWeekBaseline:
         return [f"{7 * w}d" for w in range(1, self.weeks + 1)]
 
 
-CALENDAR_COLUMNS = ("hour", "day_of_week", "hour_of_week", "is_weekend")
+@dataclass(frozen=True)
+class StuckRun:
+    """How many ROPs in a row, up to `max_window`, the KPI has repeated exactly the same value
+    (0 when it changed since the previous ROP): frozen counters are a sleeping cell's mark."""
+
+    kpi: str
+    max_window: str = "24h"
+
+    def column(self) -> str:
+        return f"{self.kpi}_stuck_rops"
+
+
+COSITE_STATS = ("share", "site_mean", "siblings_mean", "sibling_dev")
+
+
+@dataclass(frozen=True)
+class CoSite:
+    """The cell against the other cells of its site at the same ROP (the contract has no
+    sector, so a cell's siblings are the site's other cells).
+
+    share: the cell's part of the site's total; site_mean: mean over the site's cells;
+    siblings_mean: mean over the *other* cells (context a fault on this cell does not touch);
+    sibling_dev: the cell's value minus siblings_mean."""
+
+    kpi: str
+    stats: tuple[str, ...] = ("share", "sibling_dev")
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.stats if s not in COSITE_STATS]
+        if unknown:
+            raise ValueError(f"co-site {self.kpi}: unknown stats {unknown}; use {COSITE_STATS}")
+
+    def columns(self) -> list[str]:
+        return [f"{self.kpi}_{stat}" for stat in self.stats]
+
+
+CALENDAR_COLUMNS = ("hour", "day_of_week", "hour_of_week", "is_weekend", "is_holiday")
 
 
 @dataclass(frozen=True)
@@ -85,8 +125,11 @@ class FeatureSpec:
     lags: tuple[Lag, ...] = ()
     deltas: tuple[Delta, ...] = ()
     baselines: tuple[HourOfWeekBaseline, ...] = ()
+    stuck: tuple[StuckRun, ...] = ()
+    cosite: tuple[CoSite, ...] = ()
     missing_windows: tuple[str, ...] = ("24h",)
     calendar: bool = True
+    holidays: tuple[str, ...] = ()  # ISO dates, in the network's local time zone
     version: int = field(default=SPEC_VERSION)
 
     def columns(self) -> list[str]:
@@ -101,6 +144,9 @@ class FeatureSpec:
         cols += [d.column() for d in self.deltas]
         for b in self.baselines:
             cols += b.columns()
+        cols += [s.column() for s in self.stuck]
+        for c in self.cosite:
+            cols += c.columns()
         return cols
 
     def network_columns(self) -> list[str]:
@@ -118,6 +164,7 @@ class FeatureSpec:
         """How much history before a day the builder needs to compute that day exactly."""
         spans = [parse_duration(r.window) for r in self.rolling]
         spans += [parse_duration(w) for w in self.missing_windows]
+        spans += [parse_duration(s.max_window) for s in self.stuck]
         spans += [parse_duration(lag) for _, lag in self.all_lags()]
         return max(spans, default=timedelta(0))
 
@@ -170,7 +217,7 @@ _SEASONAL = (
 )
 
 
-def default_spec(rop_minutes: int = 15) -> FeatureSpec:
+def default_spec(rop_minutes: int = 15, holidays: tuple[str, ...] = ()) -> FeatureSpec:
     """The spec cellpulse ships with: about 120 features per cell and ROP."""
     one_rop = f"{rop_minutes}m"
     short = [one_rop] if rop_minutes < 60 else []
@@ -205,4 +252,17 @@ def default_spec(rop_minutes: int = 15) -> FeatureSpec:
             for vs in ("1d", "7d")
         ),
         baselines=tuple(HourOfWeekBaseline(k) for k in _SEASONAL),
+        stuck=tuple(StuckRun(k) for k in ("dl_volume_mbit", "rrc_conn_mean", "prb_util_dl_pct")),
+        cosite=(
+            CoSite("dl_volume_mbit", ("share", "siblings_mean", "sibling_dev")),
+            CoSite("prb_util_dl_pct", ("site_mean", "siblings_mean", "sibling_dev")),
+            CoSite("rrc_conn_mean", ("share", "siblings_mean")),
+            CoSite("availability_pct", ("siblings_mean", "sibling_dev")),
+        ),
+        holidays=tuple(sorted(holidays)),
     )
+
+
+def spec_for(settings: Settings) -> FeatureSpec:
+    """The spec an installation builds with: the default for its ROP length and holidays."""
+    return default_spec(settings.rop_minutes, tuple(d.isoformat() for d in settings.holidays))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import polars as pl
 
 from cellpulse import lake, progress
 from cellpulse.errors import NoDataError, SpecMismatchError
-from cellpulse.features.builder import build_features
+from cellpulse.features.builder import build_features, days_needed
 from cellpulse.features.spec import FeatureSpec
 from cellpulse.ledger import Ledger
 from cellpulse.settings import Settings
@@ -81,33 +82,69 @@ class DayBuild:
 
 
 def build_day(settings: Settings, spec: FeatureSpec, day: date) -> DayBuild:
-    """Build and store one day's features from that day plus the spec's lookback. Touches
-    only that day's partition, so days can be built in parallel (on Dask workers too)."""
-    lookback_days = math.ceil(spec.lookback() / timedelta(days=1))
-    history = kpi_dataset(settings).read(day - timedelta(days=lookback_days), day)
-    feats = build_features(
-        history,
-        spec,
-        rop_minutes=settings.rop_minutes,
-        min_denominator=settings.min_denominator,
-        timezone=settings.timezone,
+    """Build and store one day's features, region by region and, within a region, in chunks
+    of whole sites (`feature_chunk_cells` cells), each from those cells' rows of the days the
+    spec reads (`days_needed`). Touches only that day's partition, so days can be built in
+    parallel (on Dask workers too); memory follows the chunk, not the network."""
+    kpis = kpi_dataset(settings)
+    needed = days_needed(spec, [day], settings.rop_minutes)
+    since = datetime.combine(day, time(), tzinfo=UTC)
+    rows, cells, width = 0, set[str](), 0
+
+    def chunks(region: str) -> Iterator[pl.DataFrame]:
+        nonlocal rows, width
+        sites = kpis.read_days([day], region, columns=["cell_id", "site_id"]).unique()
+        for lo, hi in site_chunks(sites, settings.feature_chunk_cells):
+            feats = build_features(
+                kpis.read_days(needed, region, cells=(lo, hi)),
+                spec,
+                rop_minutes=settings.rop_minutes,
+                min_denominator=settings.min_denominator,
+                timezone=settings.timezone,
+                since=since,
+            )
+            rows, width = rows + feats.height, feats.width
+            cells.update(feats["cell_id"].unique().to_list())
+            yield feats
+
+    feature_dataset(settings).replace_day_parts(
+        ((region, chunks(region)) for region in kpis.regions(day)),
+        day,
+        {SPEC_HASH_KEY: spec.hash()},
     )
-    feats = feats.filter(pl.col("ts") >= datetime.combine(day, time(), tzinfo=UTC))
-    feature_dataset(settings).replace_day(feats, day, {SPEC_HASH_KEY: spec.hash()})
-    return DayBuild(day, feats.height, frozenset(feats["cell_id"].unique()), feats.width)
+    return DayBuild(day, rows, frozenset(cells), width)
+
+
+def site_chunks(cells: pl.DataFrame, size: int) -> list[tuple[str, str]]:
+    """Cut (cell_id, site_id) pairs into cell_id ranges of about `size` cells that never
+    split a site, so co-site features see every sibling. One range for everything when
+    sites are not contiguous in cell_id order (ids that do not start with their site)."""
+    ordered = cells.sort("cell_id")
+    ids, sites = ordered["cell_id"].to_list(), ordered["site_id"].to_list()
+    if not ids:
+        return []
+    runs = sum(1 for i in range(len(sites)) if i == 0 or sites[i] != sites[i - 1])
+    if runs != len(set(sites)):
+        return [(ids[0], ids[-1])]
+    bounds, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or (i - start >= size and sites[i] != sites[i - 1]):
+            bounds.append((ids[start], ids[i - 1]))
+            start = i
+    return bounds
 
 
 def inputs_fingerprint(settings: Settings, spec: FeatureSpec, day: date) -> str:
     """What a day's features depend on: the spec and settings that shape them, and every KPI
     file of the day and its lookback (path, size, modification time). A new delivery,
     a compaction or a corrected file changes it."""
-    lookback_days = math.ceil(spec.lookback() / timedelta(days=1))
     kpis = kpi_dataset(settings)
     h = hashlib.sha256(
         f"{settings.home}|{spec.hash()}|{settings.rop_minutes}|{settings.min_denominator}|"
         f"{settings.timezone}".encode()
     )
-    for f in kpis.files(day - timedelta(days=lookback_days), day):
+    needed = set(days_needed(spec, [day], settings.rop_minutes))
+    for f in (f for d in kpis.dates() if d in needed for f in kpis.day_files(d)):
         st = f.stat()
         h.update(f"|{f.relative_to(kpis.root)}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()

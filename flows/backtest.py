@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from cellpulse.errors import NoDataError
-from cellpulse.features.spec import default_spec
+from cellpulse.features.spec import spec_for
 from cellpulse.features.store import load_events
 from cellpulse.flows.train import load_training_data
 from cellpulse.models import backtest, tracking, training
@@ -65,7 +65,7 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     """Train and evaluate both families on `folds` successive origins; each fold's test
     period is the `train.holdout_days` after its training data."""
     tracking.configure(settings)
-    spec = default_spec(settings.rop_minutes)
+    spec = spec_for(settings)
     features, kpis = load_training_data(settings, None, None)
     labels_path = labels or settings.truth_dir / "events.parquet"
     events = load_events(labels_path)

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse import lake
 from cellpulse.errors import CellpulseError, NoDataError
-from cellpulse.features.spec import default_spec
+from cellpulse.features.spec import spec_for
 from cellpulse.features.store import kpi_dataset, load_events, read_features, score_dataset
 from cellpulse.models import tracking
 from cellpulse.models.scoreboard import flat_metrics, scoreboard
@@ -56,7 +56,7 @@ class Inputs:
 
 def _features(settings: Settings, start: date, end: date) -> pl.DataFrame | None:
     try:
-        return read_features(settings, start, end, default_spec(settings.rop_minutes))
+        return read_features(settings, start, end, spec_for(settings))
     except CellpulseError:  # none built, or built by another spec: that baseline is skipped
         return None
 

@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import progress
-from cellpulse.features.spec import default_spec
+from cellpulse.features.spec import spec_for
 from cellpulse.features.store import (
     DayBuild,
     FeatureSummary,
@@ -35,7 +35,7 @@ def stale_days(settings: Settings, stage: str) -> list[date]:
 def _day_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     settings: Settings = parameters["settings"]
     day: date = parameters["day"]
-    spec = default_spec(settings.rop_minutes)
+    spec = spec_for(settings)
     return f"features-{day}-{inputs_fingerprint(settings, spec, day)}"
 
 
@@ -50,13 +50,13 @@ def _day_cache_key(context: Any, parameters: dict[str, Any]) -> str:
 def build_day_task(settings: Settings, day: date) -> DayBuild:
     """One day's features. Cached on the day's inputs (KPI files of the day and its
     lookback, the spec): re-running an unchanged day reuses the build."""
-    return build_day(settings, default_spec(settings.rop_minutes), day)
+    return build_day(settings, spec_for(settings), day)
 
 
 def _task_for(settings: Settings, day: date) -> Any:
     """The build task, forced to run when the day's stored output is missing or was built
     by another spec (a cached result would not bring it back)."""
-    current = is_current(settings, default_spec(settings.rop_minutes), day)
+    current = is_current(settings, spec_for(settings), day)
     return build_day_task if current else build_day_task.with_options(refresh_cache=True)
 
 
@@ -67,7 +67,7 @@ def build_each_day(settings: Settings, days: list[date]) -> FeatureSummary:
         state = _task_for(settings, day)(settings, day, return_state=True)
         reused += state.name == "Cached"
         built.append(state.result())
-    return record_built(settings, default_spec(settings.rop_minutes), built, reused)
+    return record_built(settings, spec_for(settings), built, reused)
 
 
 @flow(name="features-on-dask")
@@ -79,7 +79,7 @@ def build_on_dask(settings: Settings, days: list[date]) -> FeatureSummary:
         future.wait()
     reused = sum(f.state.name == "Cached" for f in futures)
     built = sorted((f.result() for f in futures), key=lambda b: b.day)
-    return record_built(settings, default_spec(settings.rop_minutes), built, reused)
+    return record_built(settings, spec_for(settings), built, reused)
 
 
 @flow(name="features")
@@ -92,7 +92,7 @@ def features_flow(
         changed = stale_days(settings, "features")
         if not changed:
             return None
-        spec = default_spec(settings.rop_minutes)
+        spec = spec_for(settings)
         days = affected_days(changed, spec, kpi_dataset(settings).dates())
     else:
         days = resolve_days(settings, start, end)

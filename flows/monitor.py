@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse import lake, monitoring
 from cellpulse.errors import NoDataError
-from cellpulse.features.spec import default_spec
+from cellpulse.features.spec import spec_for
 from cellpulse.features.store import (
     feature_dataset,
     kpi_dataset,
@@ -72,7 +72,7 @@ def run_checks(settings: Settings) -> MonitorReport:
     scores_ref = sample_days(score_dataset(settings), score_ref_days, n)
     scores_now = score_dataset(settings).read(recent[0], recent[-1])
     # Calendar features differ between any two windows by construction: not drift.
-    spec = default_spec(settings.rop_minutes)
+    spec = spec_for(settings)
     columns = [c for c in spec.network_columns() if c in feats_ref.columns]
     checks = [
         monitoring.feature_psi(feats_ref, feats_now, columns, cfg.psi_threshold),

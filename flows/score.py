@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse.errors import NoDataError
-from cellpulse.features.spec import default_spec
+from cellpulse.features.spec import spec_for
 from cellpulse.features.store import (
     expected_dataset,
     feature_dataset,
@@ -62,7 +62,7 @@ def score_days(
     settings: Settings, days: list[date], anomaly: tracking.Champion, congestion: tracking.Champion
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The score table of `days`, and the anomaly model's expected band for each watched KPI."""
-    spec = default_spec(settings.rop_minutes)
+    spec = spec_for(settings)
     # One day of context before the first day, so the consecutive-ROP alert rule sees
     # the run that leads into it.
     day_before = days[0] - timedelta(days=1)

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from cellpulse.errors import SpecMismatchError
-from cellpulse.features.spec import default_spec
+from cellpulse.features.spec import spec_for
 from cellpulse.features.store import kpi_dataset, load_events, read_features, resolve_days
 from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, training
@@ -34,7 +34,7 @@ def load_training_data(
     settings: Settings, start: date | None, end: date | None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     days = resolve_days(settings, start, end)
-    spec = default_spec(settings.rop_minutes)
+    spec = spec_for(settings)
     features = read_features(settings, days[0], days[-1], spec)
     kpis = kpi_dataset(settings).read(days[0], days[-1])
     return features, kpis
@@ -108,7 +108,7 @@ def train_flow(
 ) -> TrainResult:
     """Train both families on [start, end] (default: every day with features)."""
     tracking.configure(settings)
-    spec = default_spec(settings.rop_minutes)
+    spec = spec_for(settings)
     features, kpis = load_training_data(settings, start, end)
     labels_path = labels or settings.truth_dir / "events.parquet"
     events = load_events(labels_path)

@@ -1,4 +1,4 @@
-"""Every feature of the polars builder equals the straightforward pandas reference."""
+"""Every feature of the builder equals the straightforward pandas reference."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from bench.pandas_reference import build_features_pandas
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 
-# pandas' rolling variance (running sums of squares) leaves ~1e-6 where the exact answer is 0.
-RTOL, ATOL = 1e-7, 1e-5
+# Features are stored as float32 (relative precision 6e-8); pandas' rolling variance (running
+# sums of squares) leaves ~1e-6 where the exact answer is 0.
+RTOL, ATOL = 3e-7, 1e-5
 
 
 def test_every_feature_matches_the_pandas_reference(tiny_network):

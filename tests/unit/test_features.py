@@ -4,7 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cellpulse.features.builder import KEY_COLUMNS, build_features, row_median
+from cellpulse.features.builder import KEY_COLUMNS, build_features
+from cellpulse.features.kernels import median_of_few
 from cellpulse.features.spec import FeatureSpec, Lag, Rolling, default_spec
 from cellpulse.features.store import affected_days
 
@@ -55,8 +56,9 @@ def test_lags_are_exact_in_time_even_with_missing_rops(tiny_network):
     row = feats.filter(pl.col("ts") == t)
     yesterday = kpis.filter(pl.col("ts") == t - timedelta(days=1))["prb_util_dl_pct"].item()
     prev = kpis.filter(pl.col("ts") == t - timedelta(minutes=15))["prb_util_dl_pct"].item()
-    assert row["prb_util_dl_pct_lag_1d"].item() == yesterday
-    assert row["prb_util_dl_pct_lag_15m"].item() == prev
+    # features are stored as float32
+    assert row["prb_util_dl_pct_lag_1d"].item() == np.float32(yesterday)
+    assert row["prb_util_dl_pct_lag_15m"].item() == np.float32(prev)
     after_hole = feats.filter(pl.col("ts") == t - timedelta(minutes=15))
     assert after_hole["prb_util_dl_pct_lag_15m"].item() is None  # the missing ROP, not a shift
 
@@ -92,12 +94,14 @@ def one_cell(ts: list[datetime], x: list[float]) -> pl.DataFrame:
     )
 
 
-def _build_plain(kpis: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
+def _build_plain(
+    kpis: pl.DataFrame, spec: FeatureSpec, rop_minutes: int = 15, **kw
+) -> pl.DataFrame:
     """build_features on a frame with a custom KPI column (no contract derivations needed)."""
     from cellpulse import contract
 
     padded = kpis.with_columns(pl.lit(0.0).alias(c) for c in contract.MEASUREMENT_NAMES)
-    return build_features(padded, spec, rop_minutes=15, min_denominator=10)
+    return build_features(padded, spec, rop_minutes=rop_minutes, min_denominator=10, **kw)
 
 
 def test_ratio_kpis_come_from_counters_and_are_null_on_tiny_denominators(tiny_network):
@@ -128,12 +132,17 @@ def test_hour_of_week_baseline_is_the_median_of_past_weeks():
     assert last["x_how_z"] == pytest.approx((60 - 20) / (1.4826 * 10))
 
 
-def test_row_median_ignores_nulls():
-    df = pl.DataFrame(
-        {"a": [1.0, None, 5.0, None], "b": [3.0, 2.0, None, None], "c": [2.0, 4.0, None, None]}
+def test_median_of_few_ignores_missing_values():
+    nan = np.nan
+    a, b, c = (
+        np.array([1.0, nan, 5.0, nan]),
+        np.array([3.0, 2.0, nan, nan]),
+        np.array([2.0, 4.0, nan, nan]),
     )
-    out = df.select(row_median([pl.col("a"), pl.col("b"), pl.col("c")]).alias("m"))
-    assert out["m"].to_list() == [2.0, 3.0, 5.0, None]
+    out = median_of_few([a, b, c])
+    np.testing.assert_array_equal(out, [2.0, 3.0, 5.0, nan])
+    four = median_of_few([np.array([4.0]), np.array([1.0]), np.array([3.0]), np.array([10.0])])
+    assert four.tolist() == [3.5]
 
 
 def test_a_changed_day_stales_every_later_day_whose_lookback_reaches_it():
@@ -154,3 +163,80 @@ def test_calendar_covers_the_whole_week():
     )
     assert feats["hour_of_week"].to_list() == list(range(168))  # Sunday 23:00 is 167
     assert feats["is_weekend"].sum() == 48
+
+
+def test_a_day_built_from_only_the_days_it_needs_equals_the_full_build(tiny_network):
+    """Incremental: day D from D plus the days its windows and lags read is bit-for-bit the
+    same as D inside a build of the whole range."""
+    from cellpulse.features.builder import days_needed
+
+    kpis = tiny_network[2].filter(pl.int_range(pl.len()).over("cell_id") % 11 != 5)  # holes
+    day = date(2026, 1, 13)
+    since = datetime(2026, 1, 13, tzinfo=UTC)
+    needed = days_needed(SPEC, [day], 15)
+    assert date(2026, 1, 12) in needed and date(2026, 1, 6) in needed
+    assert date(2026, 1, 9) not in needed  # nothing reads four days back
+    subset = kpis.filter(pl.col("ts").dt.date().is_in(needed))
+    alone = build_features(subset, SPEC, rop_minutes=15, min_denominator=10, since=since)
+    full = build(kpis).filter(pl.col("ts") >= since)
+    assert alone.height == full.height > 0
+    assert alone.equals(full)
+
+
+def test_stuck_run_counts_repeats_up_to_its_window():
+    from cellpulse.features.spec import StuckRun
+
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    ts = [t0 + timedelta(minutes=15 * i) for i in (0, 1, 2, 3, 4, 5, 7, 8)]  # slot 6 missing
+    kpis = one_cell(ts, [5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    spec = FeatureSpec(
+        kpis=("x",), stuck=(StuckRun("x", "1h"),), calendar=False, missing_windows=()
+    )
+    feats = _build_plain(kpis, spec)
+    # 1h holds four ROPs, so at most three earlier ones can repeat; a gap breaks the run.
+    assert feats["x_stuck_rops"].to_list() == [0, 0, 1, 2, 3, 3, 0, 1]
+
+
+def test_cosite_features_compare_a_cell_with_its_site():
+    from cellpulse.features.spec import CoSite
+
+    ts = datetime(2026, 1, 5, tzinfo=UTC)
+    kpis = pl.concat(
+        [
+            one_cell([ts], [x]).with_columns(cell_id=pl.lit(c), site_id=pl.lit(s))
+            for c, s, x in [
+                ("a1", "A", 10.0),
+                ("a2", "A", 30.0),
+                ("a3", "A", None),
+                ("b1", "B", 7.0),
+            ]
+        ]
+    )
+    stats = ("share", "site_mean", "siblings_mean", "sibling_dev")
+    spec = FeatureSpec(
+        kpis=("x",), cosite=(CoSite("x", stats),), calendar=False, missing_windows=()
+    )
+    rows = {r["cell_id"]: r for r in _build_plain(kpis, spec).iter_rows(named=True)}
+    assert rows["a1"]["x_share"] == 0.25 and rows["a2"]["x_share"] == 0.75
+    assert rows["a1"]["x_site_mean"] == 20.0
+    assert rows["a1"]["x_siblings_mean"] == 30.0 and rows["a1"]["x_sibling_dev"] == -20.0
+    assert rows["a3"]["x_siblings_mean"] == 20.0 and rows["a3"]["x_sibling_dev"] is None
+    assert rows["b1"]["x_share"] == 1.0 and rows["b1"]["x_siblings_mean"] is None
+
+
+def test_holidays_come_from_the_spec_in_local_time():
+    ts = [datetime(2026, 12, 24, 22, tzinfo=UTC), datetime(2026, 12, 24, 23, tzinfo=UTC)]
+    spec = FeatureSpec(kpis=("x",), missing_windows=(), holidays=("2026-12-25",))
+    plain = _build_plain(one_cell(ts, [1.0, 1.0]), spec, 60, timezone="Europe/Berlin")
+    assert plain["is_holiday"].to_list() == [False, True]  # 23:00 UTC is midnight in Berlin
+    assert spec.hash() != FeatureSpec(kpis=("x",), missing_windows=()).hash()
+
+
+def test_unaligned_timestamps_and_duplicated_keys_are_refused():
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not aligned to the 15-minute ROP"):
+        _build_plain(one_cell([t0 + timedelta(minutes=7)], [1.0]), FeatureSpec(kpis=("x",)))
+    with pytest.raises(ValueError, match="duplicated"):
+        _build_plain(one_cell([t0, t0], [1.0, 2.0]), FeatureSpec(kpis=("x",)))
+    with pytest.raises(ValueError, match="whole number of 60-minute ROPs"):
+        _build_plain(one_cell([t0], [1.0]), FeatureSpec(kpis=("x",), lags=(Lag("x", "15m"),)), 60)

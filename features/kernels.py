@@ -1,0 +1,216 @@
+"""Vectorised NumPy kernels over a grid of cells × ROP slots.
+
+A KPI lives in a 2-D float array, one row per cell and one column per ROP slot, NaN where
+the cell reported nothing (or a null). Every kernel only looks back in time, and sums are
+taken in an order fixed by absolute time (not by where a grid happens to start), so a day
+built on its own equals, bit for bit, the same day built inside a longer range.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from scipy import sparse
+
+STATS = ("mean", "std", "min", "max", "sum", "count")
+
+
+def rolling_stats(
+    grid: np.ndarray,
+    first_slot: int,
+    width: int,
+    positions: np.ndarray,
+    stats: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """mean/std (sample, ddof 1)/min/max/sum/count of the non-missing values in the trailing
+    `width` slots ending at each of `positions` (grid columns), per row: each array has shape
+    (rows, len(positions)); NaN where the window holds no value (std: fewer than two).
+
+    `first_slot` is the absolute slot number (ROPs since the epoch) of grid column 0.
+    """
+    unknown = [s for s in stats if s not in STATS]
+    if unknown:
+        raise ValueError(f"unknown rolling statistics {unknown}; use {STATS}")
+    out = np.empty((len(STATS), grid.shape[0], positions.size))
+    wanted = np.array([s in stats for s in STATS])
+    _rolling(
+        np.ascontiguousarray(grid, dtype=np.float64),
+        first_slot % width,
+        width,
+        positions.astype(np.int64),
+        wanted,
+        out,
+    )
+    return {s: out[STATS.index(s)] for s in stats}
+
+
+@numba.njit(nogil=True, cache=True)
+def _rolling(grid, pad, width, positions, wanted, out):  # type: ignore[no-untyped-def]
+    """van Herk/Gil-Werman, one row at a time: cut time into blocks of `width` slots aligned
+    to absolute slot 0, keep each block's running prefix and suffix; a window is one block's
+    prefix, or the suffix of one block plus the prefix of the next. Linear in the grid
+    whatever the width, and the sums at a slot are taken over the slots of its window only,
+    in an order fixed by absolute time: a day built alone equals the same day built inside
+    a longer range, bit for bit."""
+    rows, length = grid.shape
+    padded = ((pad + length + width - 1) // width) * width
+    nan = np.nan
+    extremes = wanted[2] or wanted[3]
+    # running count, sum, sum of squares, min, max: prefix (p) and suffix (q)
+    p = np.empty((5, padded))
+    q = np.empty((5, padded))
+    for r in range(rows):
+        for j in range(padded):
+            v = grid[r, j - pad] if pad <= j < pad + length else nan
+            if j % width == 0 or j == 0:
+                c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
+            if v == v:
+                c += 1.0
+                s1 += v
+                s2 += v * v
+                if extremes:
+                    lo = v if not lo <= v else lo
+                    hi = v if not hi >= v else hi
+            p[0, j], p[1, j], p[2, j], p[3, j], p[4, j] = c, s1, s2, lo, hi
+        for j in range(padded - 1, -1, -1):
+            v = grid[r, j - pad] if pad <= j < pad + length else nan
+            if (j + 1) % width == 0:
+                c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
+            if v == v:
+                c += 1.0
+                s1 += v
+                s2 += v * v
+                if extremes:
+                    lo = v if not lo <= v else lo
+                    hi = v if not hi >= v else hi
+            q[0, j], q[1, j], q[2, j], q[3, j], q[4, j] = c, s1, s2, lo, hi
+        for i in range(positions.size):
+            e = positions[i] + pad
+            b = e - width + 1
+            if b <= 0 or b % width == 0:
+                c, s1, s2, lo, hi = p[0, e], p[1, e], p[2, e], p[3, e], p[4, e]
+            else:
+                c, s1, s2 = q[0, b] + p[0, e], q[1, b] + p[1, e], q[2, b] + p[2, e]
+                lo, hi = q[3, b], q[4, b]
+                if not lo <= p[3, e]:
+                    lo = p[3, e] if p[3, e] == p[3, e] else lo
+                if not hi >= p[4, e]:
+                    hi = p[4, e] if p[4, e] == p[4, e] else hi
+            mean = s1 / c if c > 0 else nan
+            if wanted[0]:
+                out[0, r, i] = mean
+            if wanted[1]:
+                if c > 1:
+                    # Sums of squares lose the exact zero of a constant window to rounding.
+                    var = (s2 - s1 * mean) / (c - 1)
+                    out[1, r, i] = np.sqrt(var) if var > 0 else 0.0
+                else:
+                    out[1, r, i] = nan
+            out[2, r, i] = lo
+            out[3, r, i] = hi
+            out[4, r, i] = s1 if c > 0 else nan
+            out[5, r, i] = c
+
+
+def repeat_run(grid: np.ndarray, positions: np.ndarray, cap: int) -> np.ndarray:
+    """How many slots in a row before each position held exactly the position's value,
+    capped at `cap` (0 when the value changed, or either value is missing)."""
+    rows, length = grid.shape
+    same = np.zeros((rows, length), dtype=bool)
+    np.equal(grid[:, 1:], grid[:, :-1], out=same[:, 1:])
+    index = np.arange(length)
+    last_change = np.maximum.accumulate(np.where(same, 0, index), axis=1)
+    run = index[positions] - last_change[:, positions]
+    return np.minimum(run, cap).astype(np.float64)
+
+
+def median_of_few(values: list[np.ndarray]) -> np.ndarray:
+    """Element-wise median across one to four arrays, ignoring NaN (NaN if all are)."""
+    if not 1 <= len(values) <= 4:
+        raise ValueError("median_of_few takes one to four arrays")
+    past = np.stack([np.asarray(v, dtype=np.float64).ravel() for v in values])
+    median, _ = _median_z(past, np.zeros(past.shape[1]))
+    return median.reshape(np.shape(values[0]))
+
+
+def robust_z(current: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(median of `past` (one to four arrays), `current`'s robust z-score against it). The
+    spread is 1.4826 × the median absolute deviation, floored at 5% of the median's size so
+    that a KPI that barely moved in the past weeks does not give z-scores in the thousands."""
+    if not 1 <= len(past) <= 4:
+        raise ValueError("robust_z takes one to four past arrays")
+    stacked = np.stack([p.ravel() for p in past])
+    median, z = _median_z(stacked, np.ascontiguousarray(current, dtype=np.float64).ravel())
+    return median.reshape(current.shape), z.reshape(current.shape)
+
+
+@numba.njit(nogil=True, cache=True)
+def _median_z(past, current):  # type: ignore[no-untyped-def]
+    k, n = past.shape
+    median = np.empty(n)
+    z = np.empty(n)
+    buf = np.empty(4)
+    for i in range(n):
+        m = 0
+        for j in range(k):
+            v = past[j, i]
+            if v == v:
+                buf[m] = v
+                m += 1
+        if m == 0:
+            median[i] = np.nan
+            z[i] = np.nan
+            continue
+        med = _median_of(buf, m)
+        for j in range(m):
+            buf[j] = abs(buf[j] - med)
+        spread = max(1.4826 * _median_of(buf, m), 0.05 * abs(med))
+        median[i] = med
+        z[i] = (current[i] - med) / spread if spread > 0 else np.nan
+    return median, z
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _median_of(values, m):  # type: ignore[no-untyped-def]
+    """Median of the first m (1 to 4) entries in closed form: with at most four values it
+    is what remains after dropping the smallest and the largest."""
+    if m == 1:
+        return values[0]
+    if m == 2:
+        return 0.5 * (values[0] + values[1])
+    total, lo, hi = 0.0, np.inf, -np.inf
+    for j in range(m):
+        total += values[j]
+        lo = min(lo, values[j])
+        hi = max(hi, values[j])
+    inner = total - lo - hi
+    return inner if m == 3 else 0.5 * inner
+
+
+def take_columns(grid: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """grid[:, columns] with NaN where a column is -1, copied run by run: the columns asked
+    for are a few contiguous runs (whole days), so slices beat a general gather."""
+    out = np.empty((grid.shape[0], columns.size))
+    missing = columns < 0
+    step = np.diff(columns)
+    breaks = np.flatnonzero((step != 1) | missing[1:] | missing[:-1]) + 1
+    for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, columns.size], strict=True):
+        if missing[lo]:
+            out[:, lo:hi] = np.nan
+        else:
+            out[:, lo:hi] = grid[:, columns[lo] : columns[lo] + hi - lo]
+    return out
+
+
+def group_sums(
+    groups: np.ndarray, n_groups: int, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (e.g. site) and slot: the sum of the members' non-missing values and how
+    many there were, each broadcast back to the members' rows."""
+    members = sparse.csr_matrix(
+        (np.ones(groups.size), (groups, np.arange(groups.size))), shape=(n_groups, groups.size)
+    )
+    valid = ~np.isnan(grid)
+    total = members @ np.where(valid, grid, 0.0)
+    count = members @ valid.astype(np.float64)
+    return total[groups], count[groups]
