@@ -8,7 +8,7 @@ import sys
 
 from cellpulse.runtime import DEFAULTS
 
-SUITES = ("simulator", "ingest", "features", "api")
+SUITES = ("simulator", "ingest", "features", "scoring", "api")
 
 
 def main(argv: list[str]) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
+from cellpulse.models.compiled import predict
 
 Direction = Literal["low", "high", "both"]
 Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
@@ -154,8 +155,7 @@ class AnomalyModel:
         x = matrix(features, self.feature_names)
         return pl.DataFrame(
             {
-                f"expected_{t.name}": np.asarray(self.boosters[t.name].predict(x))
-                * self.units[t.name][1]
+                f"expected_{t.name}": predict(self.boosters[t.name], x) * self.units[t.name][1]
                 + self.units[t.name][0]
                 for t in self.targets
             }

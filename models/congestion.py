@@ -10,6 +10,7 @@ import polars as pl
 
 from cellpulse.features.builder import KEY_COLUMNS
 from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
+from cellpulse.models.compiled import predict
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class CongestionModel:
         return cls(names, booster, horizon_minutes, spec_hash, params)
 
     def predict_raw(self, features: pl.DataFrame) -> np.ndarray:
-        return np.asarray(self.booster.predict(matrix(features, self.feature_names)))
+        return predict(self.booster, matrix(features, self.feature_names))
 
     def predict(self, features: pl.DataFrame) -> np.ndarray:
         """P(congested within the horizon), calibrated where a calibration was fitted."""

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
 from cellpulse.errors import SpecMismatchError
 from cellpulse.models.anomaly import AnomalyModel
+from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.training import score_anomaly
 from cellpulse.publish import ModelRef, assemble_scores
 from cellpulse.settings import Settings
+
+_ENGINES: dict[Path, CompiledModels] = {}
+
+
+def scoring_engine(settings: Settings) -> CompiledModels | None:
+    """The compiled-model engine when `score_engine` is "compiled" (one per home and
+    process, so each model loads once), else None: LightGBM's own predict."""
+    if settings.score_engine != "compiled":
+        return None
+    cache = settings.home / "compiled"
+    if cache not in _ENGINES:
+        _ENGINES[cache] = CompiledModels(cache, settings.train.n_jobs)
+    return _ENGINES[cache]
 
 
 def check_spec(model_spec: str, features_spec: str, what: str) -> None:

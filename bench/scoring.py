@@ -1,0 +1,108 @@
+"""Scoring speed: LightGBM's own predict against the same models compiled to native code
+(treelite/tl2cgen + gcc), per model and for the whole score table, on one day of 10,000
+cells (960,000 feature rows). Models are trained with the default settings (100 trees, 31
+leaves) on 8 days of 1,000 cells."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from bench.common import Measurement, peak_rss_mb, record, repeat
+from cellpulse.features.builder import build_features
+from cellpulse.features.spec import default_spec
+from cellpulse.models import training
+from cellpulse.models.boosting import matrix
+from cellpulse.models.compiled import CompiledModels, compiled_scoring, predict
+from cellpulse.models.scoring import score_features
+from cellpulse.publish import ModelRef
+from cellpulse.settings import Settings
+from cellpulse.simulator import SimulationConfig, iter_days
+
+
+def main(runs: int = 3) -> None:
+    spec = default_spec(15)
+    with tempfile.TemporaryDirectory(prefix="cellpulse-bench-") as tmp:
+        settings = Settings(home=Path(tmp) / "home")
+        small = pl.concat([d for _, d in iter_days(SimulationConfig(cells=1_000, days=8, seed=2))])
+        feats_small = build_features(small, spec, rop_minutes=15, min_denominator=10)
+        anomaly = training.train_anomaly(feats_small, None, settings, spec.hash()).model
+        congestion = training.train_congestion(feats_small, small, settings, spec.hash()).model
+        big = pl.concat([d for _, d in iter_days(SimulationConfig(cells=10_000, days=8, seed=1))])
+        last = big["ts"].max().date()  # type: ignore[union-attr]
+        features = build_features(
+            big,
+            spec,
+            rop_minutes=15,
+            min_denominator=10,
+            since=datetime(last.year, last.month, last.day, tzinfo=UTC),
+        )
+        del big
+        engine = CompiledModels(Path(tmp) / "compiled", settings.train.n_jobs)
+        x_congestion = matrix(features, congestion.feature_names)
+        x_anomaly = matrix(features, anomaly.feature_names)
+        regressor = anomaly.boosters["dl_volume_mbit"]
+        results: list[Measurement] = []
+        for label, booster, x in (
+            ("congestion classifier", congestion.booster, x_congestion),
+            ("anomaly regressor (dl_volume_mbit)", regressor, x_anomaly),
+        ):
+            rows, plain = repeat(lambda b=booster, m=x: predict(b, m).size, runs)
+            with compiled_scoring(engine):
+                predict(booster, x[:10])  # compile once, outside the timing
+                rows, fast = repeat(lambda b=booster, m=x: predict(b, m).size, runs)
+                same = np.array_equal(predict(booster, x), np.asarray(booster.predict(x)))
+            lgb_m = Measurement(f"{label}: LightGBM predict", rows, plain, peak_rss_mb())
+            results += [
+                lgb_m,
+                Measurement(
+                    f"{label}: compiled",
+                    rows,
+                    fast,
+                    peak_rss_mb(),
+                    f"{lgb_m.median_s / (sorted(fast)[len(fast) // 2]):.1f}x LightGBM; "
+                    f"identical outputs: {same}",
+                ),
+            ]
+
+        def score_table() -> int:
+            return score_features(
+                features,
+                anomaly,
+                congestion,
+                ModelRef("anomaly", "1", "run"),
+                ModelRef("congestion", "1", "run"),
+                settings,
+                datetime.now(UTC),
+                spec.hash(),
+            ).height
+
+        rows, plain = repeat(score_table, runs)
+        with compiled_scoring(engine):
+            rows, fast = repeat(score_table, runs)
+        n_models = len(anomaly.boosters) + 1
+        results += [
+            Measurement(
+                f"score table ({n_models} models): LightGBM", rows, plain, peak_rss_mb()
+            ),
+            Measurement(
+                f"score table ({n_models} models): compiled", rows, fast, peak_rss_mb()
+            ),
+        ]
+    record(
+        "Scoring",
+        "python -m bench.run scoring",
+        results,
+        "Rows are feature rows (one cell at one ROP). Per-model rows/s is one booster's "
+        "predict on the whole matrix; the score table runs every anomaly regressor, the "
+        "congestion classifier, residual standardisation, driver KPIs and alert flags. "
+        "Goal: >= 1 M rows/s per model. `score_engine: compiled` turns compiled scoring on.",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Compiled scoring: LightGBM boosters turned into native code (treelite -> C -> gcc, via
+tl2cgen), same predictions, about twice as fast as LightGBM's own `predict`.
+
+A booster is compiled the first time it scores and the shared library is kept in
+`<home>/compiled/<hash of the model text>.so`, so each model version compiles once per
+installation. Where compiling is impossible (no C compiler) scoring says so once and
+falls back to LightGBM, whose numbers are the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class CompiledModels:
+    """Compiled twins of boosters, each compiled once and loaded once per process."""
+
+    def __init__(self, cache_dir: Path, threads: int = 2) -> None:
+        self.cache_dir = cache_dir
+        self.threads = threads
+        self._loaded: dict[int, tuple[lgb.Booster, object]] = {}
+        self._lock = threading.Lock()
+        self.failed: str | None = None  # why compiling is impossible here, once known
+
+    def predict(self, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+        if self.failed is None:
+            predictor = self._predictor(booster)
+            if predictor is not None:
+                import tl2cgen
+
+                matrix = tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float64))
+                return np.asarray(predictor.predict(matrix)).reshape(x.shape[0])  # type: ignore[attr-defined]
+        return np.asarray(booster.predict(x))
+
+    def _predictor(self, booster: lgb.Booster) -> object | None:
+        with self._lock:
+            known = self._loaded.get(id(booster))
+            if known is not None and known[0] is booster:
+                return known[1]
+            try:
+                predictor = self._load(booster)
+            except Exception as exc:  # no compiler, no tl2cgen, a failing build: say why once
+                self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.warning("compiled scoring unavailable (%s); using LightGBM", self.failed)
+                return None
+            self._loaded[id(booster)] = (booster, predictor)
+            return predictor
+
+    def _load(self, booster: lgb.Booster) -> object:
+        import tl2cgen
+        import treelite
+
+        text = booster.model_to_string()
+        library = self.cache_dir / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.so"
+        if not library.exists():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            # Built aside and renamed, so a concurrent or interrupted build never leaves a
+            # half-written library where another process would load it.
+            partial = library.with_name(f".{library.stem}.{uuid.uuid4().hex}.so")
+            try:
+                tl2cgen.export_lib(
+                    treelite.frontend.from_lightgbm(booster),
+                    toolchain=os.environ.get("CC", "gcc"),
+                    libpath=str(partial),
+                    params={"parallel_comp": max(1, self.threads)},
+                    nthread=self.threads,
+                    verbose=False,
+                )
+                os.replace(partial, library)
+            finally:
+                partial.unlink(missing_ok=True)
+        return tl2cgen.Predictor(str(library), nthread=self.threads, verbose=False)
+
+
+_ENGINE: ContextVar[CompiledModels | None] = ContextVar("cellpulse_compiled", default=None)
+
+
+def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    """`booster.predict(x)`, by its compiled twin inside `compiled_scoring`."""
+    engine = _ENGINE.get()
+    return np.asarray(booster.predict(x)) if engine is None else engine.predict(booster, x)
+
+
+@contextmanager
+def compiled_scoring(engine: CompiledModels | None) -> Iterator[None]:
+    """Score with compiled models inside the block (no-op for None)."""
+    token = _ENGINE.set(engine)
+    try:
+        yield
+    finally:
+        _ENGINE.reset(token)

@@ -1,0 +1,59 @@
+"""Compiled scoring gives exactly LightGBM's numbers, for the regressors and the classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cellpulse.features.builder import build_features
+from cellpulse.features.spec import default_spec
+from cellpulse.models import training
+from cellpulse.models.compiled import CompiledModels, compiled_scoring
+from tests.conftest import tiny_settings
+
+SPEC = default_spec(15)
+pytest.importorskip("tl2cgen")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_network, tmp_path_factory):
+    features = build_features(tiny_network[2], SPEC, rop_minutes=15, min_denominator=10)
+    settings = tiny_settings(tmp_path_factory.mktemp("home"))
+    anomaly = training.train_anomaly(features, tiny_network[1], settings, SPEC.hash())
+    congestion = training.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    return anomaly, congestion, settings
+
+
+def test_compiled_models_score_exactly_like_lightgbm(trained, tmp_path):
+    anomaly, congestion, settings = trained
+    holdout = anomaly.split.holdout
+    plain_scores = training.score_anomaly(anomaly.model, holdout, settings)
+    plain_prob = congestion.model.predict(congestion.split.holdout)
+    engine = CompiledModels(tmp_path / "compiled")
+    with compiled_scoring(engine):
+        fast_scores = training.score_anomaly(anomaly.model, holdout, settings)
+        fast_prob = congestion.model.predict(congestion.split.holdout)
+    assert engine.failed is None
+    libraries = sorted((tmp_path / "compiled").glob("*.so"))
+    assert len(libraries) == len(anomaly.model.boosters) + 1  # every booster compiled once
+    assert fast_scores.equals(plain_scores)
+    assert np.array_equal(fast_prob, plain_prob)
+    assert ((fast_prob > 0) & (fast_prob < 1)).all()  # the sigmoid is applied, as LightGBM does
+
+    # A second engine (another process, say) loads the cached libraries instead of compiling.
+    mtimes = [f.stat().st_mtime_ns for f in libraries]
+    again = CompiledModels(tmp_path / "compiled")
+    with compiled_scoring(again):
+        assert np.array_equal(congestion.model.predict(congestion.split.holdout), plain_prob)
+    assert [f.stat().st_mtime_ns for f in libraries] == mtimes
+
+
+def test_without_a_compiler_scoring_falls_back_to_lightgbm(trained, tmp_path, monkeypatch):
+    _, congestion, _ = trained
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    engine = CompiledModels(tmp_path / "compiled")
+    with compiled_scoring(engine):
+        prob = congestion.model.predict(congestion.split.holdout)
+    assert engine.failed is not None
+    assert np.array_equal(prob, congestion.model.predict(congestion.split.holdout))
+    assert not list((tmp_path / "compiled").glob("*.so"))
