@@ -92,6 +92,9 @@ def register(
     decision = decide_promotion(
         candidate.metrics, champion_metrics, candidate.baseline_reference(), candidate.rule
     )
+    # The server may have gone away while the models were fitting: a clear, retried error
+    # before anything is written, never a half-registered model.
+    tracking.check_tracking(settings)
     example = candidate.split.holdout.head(5)
     return tracking.log_candidate(candidate, settings, decision, champion_metrics, example, tags)
 
@@ -108,6 +111,7 @@ def train_flow(
 ) -> TrainResult:
     """Train both families on [start, end] (default: every day with features)."""
     tracking.configure(settings)
+    tracking.check_tracking(settings)  # before hours of fitting, not after
     spec = spec_for(settings)
     features, kpis = load_training_data(settings, start, end)
     labels_path = labels or settings.truth_dir / "events.parquet"

@@ -8,12 +8,16 @@ holds. Everything else in cellpulse works on plain models and tables.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
+import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import metadata
@@ -87,6 +91,35 @@ def configure(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.tracking_uri)
 
 
+class TrackingUnavailable(CellpulseError, ConnectionError):
+    """The MLflow tracking server cannot be reached (retryable)."""
+
+
+def check_tracking(settings: Settings, attempts: int = 3, first_wait_s: float = 1.0) -> None:
+    """Fail with one clear line when the tracking server does not answer its health check
+    after `attempts` tries (1, 2, 4 … s apart). A local SQLite store needs no check."""
+    uri = settings.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    shown = re.sub(r"//[^/@]*@", "//***@", uri)  # never print credentials
+    problem = ""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+                problem = f"HTTP {answer.status}"
+        except OSError as exc:
+            problem = str(getattr(exc, "reason", exc))
+        if attempt < attempts - 1:
+            time.sleep(first_wait_s * 2**attempt)
+    raise TrackingUnavailable(
+        f"MLflow tracking server {shown} is unreachable ({problem}) after {attempts} tries; "
+        "start it (infra/mlflow-server.sh) or fix mlflow_tracking_uri. No model was "
+        "registered and the champions are unchanged."
+    )
+
+
 def experiment_id(family: str, settings: Settings) -> str:
     """One experiment per model family, artifacts under the home (never the working dir)."""
     return _experiment(MODEL_NAMES[family], settings)
@@ -130,6 +163,37 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
         if f == f and abs(f) != float("inf"):
             out[k] = f
     return out
+
+
+def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash: str) -> None:
+    """Record which lake data trained and judged the run (`mlflow.data`, shown under the
+    run's Datasets): the feature partitions of the training and hold-out windows, named by
+    window, with a digest of their files (so a rebuilt day shows as a different dataset),
+    the feature schema, and the lake folder as source. Nothing is copied or loaded."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    from cellpulse.features.store import feature_dataset
+
+    features = feature_dataset(settings)
+    windows = {"training": candidate.split.train_days, "holdout": candidate.split.holdout_days}
+    for context, (start, end) in windows.items():
+        files = features.files(start, end)
+        digest = hashlib.sha256(spec_hash.encode())
+        for f in files:
+            st = f.stat()
+            digest.update(f"|{f.relative_to(features.root)}|{st.st_size}|{st.st_mtime_ns}".encode())
+        dataset = MetaDataset(
+            source=resolve_dataset_source(str(features.root)),
+            name=f"features {start}..{end}",
+            digest=digest.hexdigest()[:16],
+            schema=schema,
+        )
+        mlflow.log_input(
+            dataset,
+            context=context,
+            tags={"feature_spec_hash": spec_hash, "files": str(len(files))},
+        )
 
 
 def log_candidate(
@@ -180,6 +244,7 @@ def log_candidate(
         mlflow.log_text(decision.reason + "\n", "promotion.txt")
         wrapper = CellpulsePyfunc(candidate.model)
         signature = infer_signature(example, wrapper.predict(None, example))
+        log_lineage(settings, candidate, signature.inputs, tags.get("feature_spec_hash", ""))
         # The registry prints "Successfully registered model ..." to stderr; the CLI reports
         # the version itself, so keep that chatter out of the user's terminal.
         with contextlib.redirect_stderr(io.StringIO()):

@@ -86,3 +86,22 @@ def test_promote_by_hand_checks_the_version(registry):
     with pytest.raises(CellpulseError, match="no @previous version"):
         tracking.rollback("congestion", "nothing there", "x")
     assert tracking.resolve_family("cellpulse-congestion") == "congestion"
+
+
+def test_runs_record_their_training_and_holdout_data_as_mlflow_datasets(registry):
+    import mlflow
+
+    _, logged = registry
+    candidate, run = logged[0]
+    inputs = mlflow.get_run(run.run_id).inputs.dataset_inputs
+    by_context = {
+        next(t.value for t in i.tags if t.key == "mlflow.data.context"): i for i in inputs
+    }
+    assert set(by_context) == {"training", "holdout"}
+    train = by_context["training"].dataset
+    start, end = candidate.split.train_days
+    assert train.name == f"features {start}..{end}"
+    assert train.source_type == "local"
+    assert "prb_util_dl_pct" in train.schema
+    assert by_context["holdout"].dataset.digest != ""
+    assert {t.key: t.value for t in by_context["training"].tags}["feature_spec_hash"] == SPEC.hash()
