@@ -60,6 +60,23 @@ class AlertAction(BaseModel):
     comment: str | None = Field(None, max_length=2000)
 
 
+class Problem(BaseModel):
+    """Every error answer: one line saying what is wrong and how to fix it."""
+
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents in the OpenAPI schema."""
+    meaning = {
+        401: "missing or wrong bearer token",
+        404: "no such cell or alert",
+        409: "the alert's state does not allow this action",
+        503: "the ops store is busy or unreachable (retry), or holds no scores yet",
+    }
+    return {code: {"model": Problem, "description": meaning[code]} for code in codes}
+
+
 def create_app(settings: Settings) -> FastAPI:
     token = api_token(settings)
     bearer = HTTPBearer(auto_error=False)
@@ -101,7 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
             latest = store.query("SELECT count(*) AS n, max(ts) AS ts FROM scores").row(0)
         return {"status": "ok", "scores": latest[0], "latest_ts": latest[1]}
 
-    @app.get("/api/cells/top", dependencies=guarded)
+    @app.get("/api/cells/top", dependencies=guarded, responses=_errors(401, 503))
     def top_cells(
         kind: Literal["anomaly", "congestion"] = "anomaly",
         region: Annotated[str | None, Query(max_length=64)] = None,
@@ -125,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
             "items": _records(rows),
         }
 
-    @app.get("/api/cells/{cell_id}", dependencies=guarded)
+    @app.get("/api/cells/{cell_id}", dependencies=guarded, responses=_errors(401, 404, 503))
     def cell(
         cell_id: Annotated[str, PathParam(pattern=ID_PATTERN)],
         start: datetime | None = None,
@@ -161,7 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
             "kpi_units": {m.name: m.unit for m in contract.MEASUREMENTS if m.name in CELL_KPIS},
         }
 
-    @app.get("/api/alerts", dependencies=guarded)
+    @app.get("/api/alerts", dependencies=guarded, responses=_errors(401, 503))
     def alerts(
         status: Literal["open", "acknowledged", "closed", "false_alarm"] | None = None,
         region: Annotated[str | None, Query(max_length=64)] = None,
@@ -174,7 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
             rows, total = store.alerts(limit, offset, status=status, region=region, cell_id=cell_id)
         return {"total": total, "limit": limit, "offset": offset, "items": _records(rows)}
 
-    @app.get("/api/alerts/{alert_id}", dependencies=guarded)
+    @app.get("/api/alerts/{alert_id}", dependencies=guarded, responses=_errors(401, 404, 503))
     def alert(alert_id: Annotated[str, PathParam(pattern=ID_PATTERN)]) -> dict[str, Any]:
         """One alert and every action people took on it."""
         with open_ops_store(settings, read_only=True) as store:
@@ -185,7 +202,11 @@ def create_app(settings: Settings) -> FastAPI:
             history = store.alert_history(alert_id)
         return {**_jsonable(found), "history": _records(history)}
 
-    @app.post("/api/alerts/{alert_id}/{action}", dependencies=guarded)
+    @app.post(
+        "/api/alerts/{alert_id}/{action}",
+        dependencies=guarded,
+        responses=_errors(401, 404, 409, 503),
+    )
     def act(
         alert_id: Annotated[str, PathParam(pattern=ID_PATTERN)],
         action: Literal["acknowledge", "close", "false_alarm"],
@@ -203,13 +224,13 @@ def create_app(settings: Settings) -> FastAPI:
                 raise HTTPException(409, str(exc)) from None
         return _jsonable(updated)
 
-    @app.get("/api/models", dependencies=guarded)
+    @app.get("/api/models", dependencies=guarded, responses=_errors(401, 503))
     def models() -> dict[str, Any]:
         """Model versions behind the stored scores, and the period each scored."""
         with open_ops_store(settings, read_only=True) as store:
             return {"items": _records(store.models_in_use())}
 
-    @app.get("/api/feedback/labels", dependencies=guarded)
+    @app.get("/api/feedback/labels", dependencies=guarded, responses=_errors(401, 503))
     def labels() -> dict[str, Any]:
         """People's verdicts on alerts as labels (cell_id, start, end, label): confirmed
         events and false alarms, for the supervised model and the scoreboard."""
