@@ -137,6 +137,7 @@ def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int)
 # that carries no traffic while it reports itself available is the classic sleeping cell.
 ALERT_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("outage", ("availability_pct",)),
+    ("frozen_counters", ("frozen_counters",)),
     ("interference", ("ul_interference_dbm",)),
     ("accessibility", ("rrc_sr_pct",)),
     ("retainability", ("drop_rate_pct",)),

@@ -4,7 +4,8 @@ Each regressor predicts what a KPI *should* be from context an ongoing fault doe
 contaminate: time of week, the cell's hour-of-week baselines and its values a day and a week
 ago. The residual, standardised by the cell's own robust spread, says how abnormal the cell is
 now. Because the expectation does not follow the fault, a sustained outage keeps scoring for
-as long as it lasts, not only at its onset.
+as long as it lasts, not only at its onset. Frozen counters, which residuals cannot see
+(the repeated values look normal), score from the feature store's stuck-value runs.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ TARGETS: tuple[TargetKpi, ...] = (
     TargetKpi("ul_interference_dbm", "high", 0.5),
     TargetKpi("dl_delay_ms", "high", 0.5),
 )
+
+# Frozen counters: the node repeats its last report. Residuals miss it (the frozen values
+# look normal), so a run of exactly repeated, non-zero values on every one of these KPIs
+# scores on its own, one spread per repeated ROP, as the pseudo-KPI "frozen_counters".
+FROZEN = "frozen_counters"
+FROZEN_KPIS = ("dl_volume_mbit", "rrc_conn_mean", "prb_util_dl_pct")
+FROZEN_MIN_ROPS = 3
 
 CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
 CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
@@ -205,7 +213,10 @@ class AnomalyModel:
             scale = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name])
             z = _bad(pl.col(t.name) / scale, t.direction)
             out.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
-        return scaled.sort("_row").select(out)
+        z = scaled.sort("_row").select(out)
+        return (
+            z.with_columns(features.select(frozen_z()).to_series()) if has_frozen(features) else z
+        )
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
@@ -219,7 +230,7 @@ class AnomalyModel:
         outage) outrank one, and the many KPIs that are fine add no noise.
         """
         zs = z.to_numpy()
-        names = [t.name for t in self.targets]
+        names = z.columns
         order = np.argsort(-zs, axis=1)[:, :3]
         top = np.take_along_axis(zs, order, axis=1)
         score = np.sqrt((top**2).sum(axis=1))
@@ -230,6 +241,26 @@ class AnomalyModel:
                 "anomaly_kpis": pl.Series(kpis, dtype=pl.List(pl.String)),
             }
         )
+
+
+def has_frozen(features: pl.DataFrame) -> bool:
+    return all(f"{k}_stuck_rops" in features.columns for k in FROZEN_KPIS)
+
+
+def frozen_z() -> pl.Expr:
+    """How many ROPs in a row every FROZEN_KPIS value has repeated exactly (zeros do not
+    count: an idle cell legitimately reports zero), as a z from FROZEN_MIN_ROPS on."""
+    runs = [
+        pl.when(pl.col(k) != 0).then(pl.col(f"{k}_stuck_rops")).otherwise(0.0) for k in FROZEN_KPIS
+    ]
+    frozen = pl.min_horizontal(runs).cast(pl.Float64)
+    return (
+        pl.when(frozen >= FROZEN_MIN_ROPS)
+        .then(frozen.clip(upper_bound=Z_CAP))
+        .otherwise(0.0)
+        .fill_null(0.0)
+        .alias(FROZEN)
+    )
 
 
 def _bad(value: pl.Expr, direction: Direction) -> pl.Expr:

@@ -164,3 +164,35 @@ def test_better_challenger_is_promoted_unless_a_guard_breaks():
     assert better.promote and "beats champion" in better.reason
     guard = decide_promotion({"val_pr_auc": 0.8, "val_brier": 0.05}, champion, {}, RULE)
     assert not guard.promote and "val_brier" in guard.reason
+
+
+def test_frozen_counters_score_although_every_value_looks_normal(tiny_network, anomaly):
+    """The node repeats one report for three hours: nothing is out of range, but the run of
+    identical values scores and names frozen_counters as the driver."""
+    from cellpulse import contract
+    from cellpulse.models.anomaly import FROZEN
+
+    topo, _, kpis = tiny_network
+    candidate, settings = anomaly
+    cell = topo.cell_id[(OUTAGE_CELL + 5) % len(topo.cell_id)]
+    start = candidate.split.holdout["ts"].min() + timedelta(hours=10)
+    window = (pl.col("cell_id") == cell) & pl.col("ts").is_between(
+        start, start + timedelta(hours=3), closed="left"
+    )
+    first = kpis.filter((pl.col("cell_id") == cell) & (pl.col("ts") == start))
+    frozen = kpis.with_columns(
+        pl.when(window).then(first[m].item()).otherwise(pl.col(m)).alias(m)
+        for m in contract.MEASUREMENT_NAMES
+        if m not in ("prb_avail_dl", "unavail_s")
+    )
+    feats = build_features(frozen, SPEC, rop_minutes=15, min_denominator=10)
+    scored = feats.select("cell_id", "ts").with_columns(candidate.model.score(feats))
+    during = scored.filter(window & (pl.col("ts") >= start + timedelta(hours=1)))
+    assert during.height == 8
+    # One more spread per repeated ROP: the driver from the first hour, above the alert
+    # threshold from the second.
+    assert all(FROZEN in kpis_ for kpis_ in during["anomaly_kpis"].to_list())
+    assert (during["anomaly_score"].diff().drop_nulls() > 0).all()
+    assert (during["anomaly_score"].tail(6) > candidate.model.threshold).all()
+    others = scored.filter(pl.col("cell_id") != cell)
+    assert not others["anomaly_kpis"].list.contains(FROZEN).any()
