@@ -369,6 +369,19 @@ def train(
     start: FromOpt = None,
     end: ToOpt = None,
     labels: LabelsOpt = None,
+    tune: Annotated[
+        int,
+        typer.Option(
+            "--tune",
+            min=0,
+            help="Search up to N LightGBM parameter sets per model first (trial 0 = the "
+            "configured ones), each a nested MLflow run; the best on the hold-out is registered.",
+        ),
+    ] = 0,
+    tune_minutes: Annotated[
+        float,
+        typer.Option("--tune-minutes", min=0, help="Time box for each model's search."),
+    ] = 30.0,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -379,7 +392,7 @@ def train(
     settings = _settings(home, config, must_exist=True)
     from cellpulse.flows.train import train_flow
 
-    result = train_flow(settings, _day(start), _day(end), labels)
+    result = train_flow(settings, _day(start), _day(end), labels, tune, tune_minutes)
     _print_train(result, settings)
 
 
@@ -392,6 +405,8 @@ def _print_train(result: Any, settings: Settings) -> None:
             if logged.decision.promote
             else "[yellow]not promoted[/]"
         )
+        if family in result.tuning:
+            console.print(f"  tuning: {result.tuning[family]}")
         console.print(
             f"  {logged.name} version {logged.version}: {verdict} — {logged.decision.reason}"
         )

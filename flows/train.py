@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -15,11 +15,11 @@ from cellpulse.errors import SpecMismatchError
 from cellpulse.features.spec import spec_for
 from cellpulse.features.store import kpi_dataset, load_events, read_features, resolve_days
 from cellpulse.flows.common import booster_trainer, retry_on_io
-from cellpulse.models import tracking, training
+from cellpulse.models import tracking, training, tuning
 from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.promotion import decide_promotion
 from cellpulse.models.training import Candidate
-from cellpulse.settings import Settings
+from cellpulse.settings import Settings, TrainSettings
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class TrainResult:
     logged: dict[str, tracking.Logged]
     candidates: dict[str, Candidate]
     champion_metrics: dict[str, dict[str, float] | None]
+    tuning: dict[str, str] = field(default_factory=dict)  # family -> what the search chose
 
 
 @task(name="load-training-data", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -108,8 +109,12 @@ def train_flow(
     start: date | None = None,
     end: date | None = None,
     labels: Path | None = None,
+    tune: int = 0,
+    tune_minutes: float = 30.0,
 ) -> TrainResult:
-    """Train both families on [start, end] (default: every day with features)."""
+    """Train both families on [start, end] (default: every day with features). With
+    `tune` > 0, each family first searches up to `tune` parameter sets (within
+    `tune_minutes`), logged as nested runs, and registers the best one."""
     tracking.configure(settings)
     tracking.check_tracking(settings)  # before hours of fitting, not after
     spec = spec_for(settings)
@@ -121,18 +126,45 @@ def train_flow(
         "data.source": "simulator" if events is not None and labels is None else "oss",
         "data.labels": str(labels_path) if events is not None else "none",
     }
+
+    def fit(family: str, train: TrainSettings, trainer: Trainer) -> Candidate:
+        trial_settings = settings.model_copy(update={"train": train})
+        if family == training.ANOMALY:
+            return fit_anomaly(features, events, trial_settings, spec.hash(), trainer)
+        return fit_congestion(features, kpis, trial_settings, spec.hash(), trainer)
+
+    candidates: dict[str, Candidate] = {}
+    searched: dict[str, str] = {}
+    family_tags = {family: dict(tags) for family in (training.ANOMALY, training.CONGESTION)}
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
     with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
-        candidates = {
-            training.ANOMALY: fit_anomaly(features, events, settings, spec.hash(), trainer),
-            training.CONGESTION: fit_congestion(features, kpis, settings, spec.hash(), trainer),
-        }
+        for family in (training.ANOMALY, training.CONGESTION):
+            if not tune:
+                candidates[family] = fit(family, settings.train, trainer)
+                continue
+            trials = tuning.search(
+                lambda train, f=family: fit(f, train, trainer),  # type: ignore[misc]
+                settings.train,
+                tune,
+                tune_minutes * 60,
+                settings.train.seed,
+            )
+            chosen = tuning.best(trials)
+            parent = tracking.log_trials(family, trials, chosen, settings, tags)
+            family_tags[family] |= {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
+            candidates[family] = chosen.candidate
+            searched[family] = (
+                f"trial {chosen.number} of {len(trials)} won "
+                f"({chosen.candidate.rule.primary} {chosen.primary:.4f}; "
+                + ", ".join(f"{k}={v}" for k, v in chosen.params.items())
+                + f"); trials in MLflow run {parent}"
+            )
     logged, champions = {}, {}
     for family, candidate in candidates.items():
         try:
             champions[family] = evaluate_champion(candidate, events, kpis, settings)
         except SpecMismatchError:
             champions[family] = None
-        logged[family] = register(candidate, champions[family], settings, tags)
-    return TrainResult(logged, candidates, champions)
+        logged[family] = register(candidate, champions[family], settings, family_tags[family])
+    return TrainResult(logged, candidates, champions, searched)

@@ -40,6 +40,7 @@ from cellpulse.models.backtest import Fold
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.promotion import Decision
 from cellpulse.models.training import Candidate
+from cellpulse.models.tuning import SEARCH_SPACE, Trial
 from cellpulse.monitoring import MonitorReport
 from cellpulse.settings import Settings
 
@@ -374,6 +375,43 @@ def log_backtest(family: str, folds: list[Fold], settings: Settings, tags: dict[
             ):
                 mlflow.log_param("fold", fold.index)
                 mlflow.log_metrics(_finite(fold.metrics))
+    return str(parent.info.run_id)
+
+
+def log_trials(
+    family: str, trials: list[Trial], chosen: Trial, settings: Settings, tags: dict[str, str]
+) -> str:
+    """A parent run for a hyperparameter search (the space, the trial count, the best
+    primary metric and which trial won) and one nested run per trial with its parameters,
+    hold-out metrics and fitting time. Returns the parent id."""
+    exp = experiment_id(family, settings)
+    primary = chosen.candidate.rule.primary
+    all_tags = {
+        **tags,
+        "run.kind": "tuning",
+        "code.version": code_version(),
+        "tuning.best_trial": str(chosen.number),
+    }
+    name = f"{family} tuning, {len(trials)} trials"
+    with mlflow.start_run(experiment_id=exp, run_name=name, tags=all_tags) as parent:
+        mlflow.log_params(
+            {"trials": len(trials), "primary_metric": primary}
+            | {f"space.{k}": ",".join(map(str, v)) for k, v in SEARCH_SPACE.items()}
+        )
+        mlflow.log_metrics(_finite({f"best_{primary}": chosen.primary}))
+        mlflow.log_params({f"best.{k}": v for k, v in chosen.params.items()})
+        for trial in trials:
+            trial_tags = {"tuning.trial": str(trial.number), "tuning.chosen": str(trial is chosen)}
+            with mlflow.start_run(
+                experiment_id=exp,
+                run_name=f"trial {trial.number}: "
+                + " ".join(f"{k}={v}" for k, v in trial.params.items()),
+                nested=True,
+                tags=trial_tags,
+            ):
+                mlflow.log_params(trial.params)
+                mlflow.log_metrics(_finite(trial.candidate.metrics))
+                mlflow.log_metric("fit_seconds", trial.seconds)
     return str(parent.info.run_id)
 
 
