@@ -33,10 +33,15 @@ class Measurement:
         return self.rows / self.median_s if self.median_s else float("nan")
 
 
-def repeat(fn: Callable[[], int], runs: int) -> tuple[int, list[float]]:
-    """Run `fn` (which returns the rows it handled) `runs` times; wall seconds of each."""
+def repeat(
+    fn: Callable[[], int], runs: int, setup: Callable[[], object] | None = None
+) -> tuple[int, list[float]]:
+    """Run `fn` (which returns the rows it handled) `runs` times; wall seconds of each.
+    `setup` (untimed) runs before each, e.g. to remove the previous run's output."""
     times, rows = [], 0
     for _ in range(runs):
+        if setup is not None:
+            setup()
         t0 = time.perf_counter()
         rows = fn()
         times.append(time.perf_counter() - t0)

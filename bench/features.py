@@ -113,7 +113,16 @@ def build_day_once(home: str, day: str) -> None:
     t0 = time.perf_counter()
     built = build_day(settings, spec_for(settings), date.fromisoformat(day))
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "rows": built.rows, "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "rows": built.rows, "peak_rss_mb": own_peak_mb()}))
+
+
+def own_peak_mb() -> float:
+    """This process's peak RSS since it started (VmHWM). getrusage's maxrss would include
+    the parent's peak, which Linux carries across fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return peak_rss_mb()
 
 
 def main(runs: int = 3) -> None:

@@ -33,7 +33,6 @@ def scan(root: Path) -> int:
 
 
 def ingest_once(root: Path, work: Path) -> int:
-    shutil.rmtree(work, ignore_errors=True)
     summary = ingest_files([root], Settings(home=work), NOW)
     return summary.rows_accepted
 
@@ -54,7 +53,9 @@ def case(label: str, cells: int, days: int, runs: int) -> list[Measurement]:
         landing(src, cells, days)
         rows, scan_times = repeat(lambda: scan(src), runs)
         ceiling = Measurement(f"parquet scan ceiling, {label}", rows, scan_times, peak_rss_mb())
-        rows, times = repeat(lambda: ingest_once(src, work), runs)
+        rows, times = repeat(
+            lambda: ingest_once(src, work), runs, lambda: shutil.rmtree(work, ignore_errors=True)
+        )
         ingest = Measurement(f"ingest, {label}", rows, times, peak_rss_mb())
         ratio = ingest.median_s / ceiling.median_s
         compact_times = []

@@ -8,7 +8,7 @@ import sys
 
 from cellpulse.runtime import DEFAULTS
 
-SUITES = ("simulator", "ingest", "features", "scoring", "api")
+SUITES = ("simulator", "ingest", "features", "scoring", "e2e", "api")
 
 
 def main(argv: list[str]) -> None:

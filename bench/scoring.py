@@ -86,12 +86,8 @@ def main(runs: int = 3) -> None:
             rows, fast = repeat(score_table, runs)
         n_models = len(anomaly.boosters) + 1
         results += [
-            Measurement(
-                f"score table ({n_models} models): LightGBM", rows, plain, peak_rss_mb()
-            ),
-            Measurement(
-                f"score table ({n_models} models): compiled", rows, fast, peak_rss_mb()
-            ),
+            Measurement(f"score table ({n_models} models): LightGBM", rows, plain, peak_rss_mb()),
+            Measurement(f"score table ({n_models} models): compiled", rows, fast, peak_rss_mb()),
         ]
     record(
         "Scoring",

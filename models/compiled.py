@@ -9,11 +9,14 @@ falls back to LightGBM, whose numbers are the same.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -60,6 +63,18 @@ class CompiledModels:
             return predictor
 
     def _load(self, booster: lgb.Booster) -> object:
+        # tl2cgen narrates on stdout and warns that the model came from a newer treelite
+        # (it bundles an older reader that handles LightGBM models fine): keep that out of
+        # the user's terminal, at debug level in the log.
+        chatter = io.StringIO()
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predictor = self._compile_and_load(booster)
+        if chatter.getvalue().strip():
+            log.debug("tl2cgen: %s", chatter.getvalue().strip())
+        return predictor
+
+    def _compile_and_load(self, booster: lgb.Booster) -> object:
         import tl2cgen
         import treelite
 
