@@ -14,6 +14,8 @@ import hashlib
 import io
 import logging
 import os
+import sys
+import tempfile
 import threading
 import uuid
 import warnings
@@ -67,7 +69,11 @@ class CompiledModels:
         # (it bundles an older reader that handles LightGBM models fine): keep that out of
         # the user's terminal, at debug level in the log.
         chatter = io.StringIO()
-        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+        with (
+            contextlib.redirect_stdout(chatter),
+            _native_stderr_to(chatter),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore")
             predictor = self._compile_and_load(booster)
         if chatter.getvalue().strip():
@@ -98,6 +104,22 @@ class CompiledModels:
             finally:
                 partial.unlink(missing_ok=True)
         return tl2cgen.Predictor(str(library), nthread=self.threads, verbose=False)
+
+
+@contextmanager
+def _native_stderr_to(sink: io.StringIO) -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 (treelite logs there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            sink.write(capture.read().decode(errors="replace"))
 
 
 _ENGINE: ContextVar[CompiledModels | None] = ContextVar("cellpulse_compiled", default=None)

@@ -48,12 +48,44 @@ def score_features(
     scored_at: datetime,
     spec_hash: str,
 ) -> pl.DataFrame:
-    """The score table for every feature row, sorted by (cell_id, ts)."""
+    """The score table for every feature row, sorted by (cell_id, ts).
+
+    Scored in chunks of whole cells of about `SCORE_CHUNK_ROWS` rows: the models' float64
+    matrices and intermediate columns then take a bounded amount of memory, whatever the
+    size of the network (a cell's rows stay together, so its alert runs are unbroken)."""
     check_spec(anomaly.spec_hash, spec_hash, "anomaly")
     check_spec(congestion.spec_hash, spec_hash, "congestion")
-    feats = features.sort("cell_id", "ts")
-    anomalies = score_anomaly(anomaly, feats, settings)
-    prob = pl.Series("congestion_prob", congestion.predict(feats))
-    return assemble_scores(
-        feats, anomalies, prob, congestion.horizon, anomaly_ref, congestion_ref, scored_at
-    )
+    parts = []
+    ranges = cell_ranges(features, SCORE_CHUNK_ROWS)
+    for bounds in ranges or [None]:  # an empty frame still gets the table's columns
+        chunk = (
+            features
+            if bounds is None or len(ranges) == 1
+            else features.filter(pl.col("cell_id").is_between(pl.lit(bounds[0]), pl.lit(bounds[1])))
+        )
+        feats = chunk.sort("cell_id", "ts")
+        del chunk
+        anomalies = score_anomaly(anomaly, feats, settings)
+        prob = pl.Series("congestion_prob", congestion.predict(feats))
+        parts.append(
+            assemble_scores(
+                feats, anomalies, prob, congestion.horizon, anomaly_ref, congestion_ref, scored_at
+            )
+        )
+    return pl.concat(parts)
+
+
+SCORE_CHUNK_ROWS = 1_000_000
+
+
+def cell_ranges(features: pl.DataFrame, rows: int) -> list[tuple[str, str]]:
+    """Consecutive cell_id ranges (inclusive) of about `rows` feature rows each."""
+    counts = features.group_by("cell_id").len().sort("cell_id")
+    ids, sizes = counts["cell_id"].to_list(), counts["len"].to_list()
+    ranges, start, acc = [], 0, 0
+    for i, size in enumerate(sizes):
+        acc += size
+        if acc >= rows or i == len(sizes) - 1:
+            ranges.append((ids[start], ids[i]))
+            start, acc = i + 1, 0
+    return ranges

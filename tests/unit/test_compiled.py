@@ -57,3 +57,34 @@ def test_without_a_compiler_scoring_falls_back_to_lightgbm(trained, tmp_path, mo
     assert engine.failed is not None
     assert np.array_equal(prob, congestion.model.predict(congestion.split.holdout))
     assert not list((tmp_path / "compiled").glob("*.so"))
+
+
+def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch):
+    """A national day is scored in chunks of whole cells to bound memory; the table must be
+    the one a single pass gives (alert runs included)."""
+    from datetime import UTC, datetime
+
+    from cellpulse.models import scoring
+    from cellpulse.publish import ModelRef
+
+    anomaly, congestion, settings = trained
+    holdout = anomaly.split.holdout.sample(fraction=1.0, shuffle=True, seed=1)
+
+    def table():
+        return scoring.score_features(
+            holdout,
+            anomaly.model,
+            congestion.model,
+            ModelRef("a", "1", "r"),
+            ModelRef("c", "1", "r"),
+            settings,
+            datetime(2026, 1, 1, tzinfo=UTC),
+            SPEC.hash(),
+        )
+
+    whole = table()
+    monkeypatch.setattr(scoring, "SCORE_CHUNK_ROWS", 500)
+    assert len(scoring.cell_ranges(holdout, 500)) > 3
+    chunked = table()
+    assert chunked.equals(whole)
+    assert whole["is_anomaly"].sum() > 0
