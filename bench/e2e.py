@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from bench.common import Measurement, peak_rss_mb, record
 from bench.ingest import NOW
+from bench.scoring import table
 from cellpulse import lake
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import spec_for
@@ -21,8 +21,6 @@ from cellpulse.features.store import build_day, read_features
 from cellpulse.ingest import ingest_files
 from cellpulse.models import training
 from cellpulse.models.compiled import CompiledModels, compiled_scoring
-from cellpulse.models.scoring import score_features
-from cellpulse.publish import ModelRef
 from cellpulse.settings import Settings
 from cellpulse.simulator import SimulationConfig, iter_days, split_into_files
 
@@ -68,28 +66,8 @@ def main(runs: int = 1) -> None:
         features = read_features(settings, last, last, spec)
         engine = CompiledModels(settings.home / "compiled", settings.train.n_jobs)
         with compiled_scoring(engine):
-            score_features(  # compile both models' boosters once, outside the timing
-                features.head(100),
-                anomaly,
-                congestion,
-                ModelRef("anomaly", "1", "-"),
-                ModelRef("congestion", "1", "-"),
-                settings,
-                datetime.now(UTC),
-                spec.hash(),
-            )
-            scores, t_score = timed(
-                lambda: score_features(
-                    features,
-                    anomaly,
-                    congestion,
-                    ModelRef("anomaly", "1", "-"),
-                    ModelRef("congestion", "1", "-"),
-                    settings,
-                    datetime.now(UTC),
-                    spec.hash(),
-                )
-            )
+            table(features.head(100), anomaly, congestion, settings)  # compile, untimed
+            scores, t_score = timed(lambda: table(features, anomaly, congestion, settings))
         peak = peak_rss_mb()
         total = t_ingest + t_features + t_score
         results = [

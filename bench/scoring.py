@@ -16,12 +16,33 @@ from bench.common import Measurement, peak_rss_mb, record, repeat
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 from cellpulse.models import training
+from cellpulse.models.anomaly import AnomalyModel
 from cellpulse.models.boosting import matrix
 from cellpulse.models.compiled import CompiledModels, compiled_scoring, predict
+from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.scoring import score_features
 from cellpulse.publish import ModelRef
 from cellpulse.settings import Settings
 from cellpulse.simulator import SimulationConfig, iter_days
+
+
+def table(
+    features: pl.DataFrame,
+    anomaly: AnomalyModel,
+    congestion: CongestionModel,
+    settings: Settings,
+) -> pl.DataFrame:
+    """The score table of `features` with these models (placeholder registry references)."""
+    return score_features(
+        features,
+        anomaly,
+        congestion,
+        ModelRef("anomaly", "1", "-"),
+        ModelRef("congestion", "1", "-"),
+        settings,
+        datetime.now(UTC),
+        anomaly.spec_hash,
+    )
 
 
 def main(runs: int = 3) -> None:
@@ -70,16 +91,7 @@ def main(runs: int = 3) -> None:
             ]
 
         def score_table() -> int:
-            return score_features(
-                features,
-                anomaly,
-                congestion,
-                ModelRef("anomaly", "1", "run"),
-                ModelRef("congestion", "1", "run"),
-                settings,
-                datetime.now(UTC),
-                spec.hash(),
-            ).height
+            return table(features, anomaly, congestion, settings).height
 
         rows, plain = repeat(score_table, runs)
         with compiled_scoring(engine):

@@ -196,7 +196,8 @@ class Settings(BaseSettings):
     score_engine: Literal["lightgbm", "compiled"] = Field(
         "lightgbm",
         description="compiled: score with the LightGBM models compiled to native code "
-        "(treelite/tl2cgen + gcc, cached in <home>/compiled; same scores, about twice as fast).",
+        "(treelite/tl2cgen + gcc, cached in <home>/compiled): the same scores, faster "
+        "(bench/RESULTS.md, Scoring).",
     )
     feature_chunk_cells: int = Field(
         20_000,

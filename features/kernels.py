@@ -55,35 +55,14 @@ def _rolling(grid, pad, width, positions, wanted, out):  # type: ignore[no-untyp
     rows, length = grid.shape
     padded = ((pad + length + width - 1) // width) * width
     nan = np.nan
-    extremes = wanted[2] or wanted[3]
+    extremes = bool(wanted[2] or wanted[3])
     # running count, sum, sum of squares, min, max: prefix (p) and suffix (q)
     p = np.empty((5, padded))
     q = np.empty((5, padded))
     for r in range(rows):
-        for j in range(padded):
-            v = grid[r, j - pad] if pad <= j < pad + length else nan
-            if j % width == 0 or j == 0:
-                c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
-            if v == v:
-                c += 1.0
-                s1 += v
-                s2 += v * v
-                if extremes:
-                    lo = v if not lo <= v else lo
-                    hi = v if not hi >= v else hi
-            p[0, j], p[1, j], p[2, j], p[3, j], p[4, j] = c, s1, s2, lo, hi
-        for j in range(padded - 1, -1, -1):
-            v = grid[r, j - pad] if pad <= j < pad + length else nan
-            if (j + 1) % width == 0:
-                c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
-            if v == v:
-                c += 1.0
-                s1 += v
-                s2 += v * v
-                if extremes:
-                    lo = v if not lo <= v else lo
-                    hi = v if not hi >= v else hi
-            q[0, j], q[1, j], q[2, j], q[3, j], q[4, j] = c, s1, s2, lo, hi
+        row = grid[r]
+        _running(row, pad, width, extremes, p, forward=True)
+        _running(row, pad, width, extremes, q, forward=False)
         for i in range(positions.size):
             e = positions[i] + pad
             b = e - width + 1
@@ -110,6 +89,29 @@ def _rolling(grid, pad, width, positions, wanted, out):  # type: ignore[no-untyp
             out[3, r, i] = hi
             out[4, r, i] = s1 if c > 0 else nan
             out[5, r, i] = c
+
+
+@numba.njit(nogil=True, cache=True)
+def _running(row, pad, width, extremes, out, forward):  # type: ignore[no-untyped-def]
+    """Within each block of `width` slots: the running count, sum, sum of squares, min and
+    max of the non-missing values, from the block's start (forward) or end (backward)."""
+    nan = np.nan
+    length = row.size
+    padded = out.shape[1]
+    c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
+    for step in range(padded):
+        j = step if forward else padded - 1 - step
+        if (j % width == 0) if forward else ((j + 1) % width == 0):
+            c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
+        v = row[j - pad] if pad <= j < pad + length else nan
+        if v == v:
+            c += 1.0
+            s1 += v
+            s2 += v * v
+            if extremes:
+                lo = v if not lo <= v else lo
+                hi = v if not hi >= v else hi
+        out[0, j], out[1, j], out[2, j], out[3, j], out[4, j] = c, s1, s2, lo, hi
 
 
 def repeat_run(grid: np.ndarray, positions: np.ndarray, cap: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Compiled scoring: LightGBM boosters turned into native code (treelite -> C -> gcc, via
-tl2cgen), same predictions, about twice as fast as LightGBM's own `predict`.
+tl2cgen), same predictions, faster than LightGBM's own `predict`.
 
 A booster is compiled the first time it scores and the shared library is kept in
 `<home>/compiled/<hash of the model text>.so`, so each model version compiles once per
