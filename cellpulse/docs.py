@@ -127,7 +127,7 @@ def features_markdown(rop_minutes: int = 15) -> str:
         "(`tests/unit/test_features.py`). Days marked stale by ingest are rebuilt by the next "
         "run.",
         "- **Bounded memory**: a day is built region by region and, within a region, in chunks "
-        "of whole sites (`feature_chunk_cells`, default 20,000 cells), streamed into one "
+        "of whole sites (`feature_chunk_cells`, default 10,000 cells), streamed into one "
         "parquet file per region. Values are computed in float64 and stored as float32.",
         "- **Checked**: every feature equals a plain pandas groupby-rolling implementation of "
         "the same spec (`bench/pandas_reference.py`, `tests/unit/test_feature_parity.py`); "

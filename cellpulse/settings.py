@@ -200,7 +200,7 @@ class Settings(BaseSettings):
         "(bench/RESULTS.md, Scoring).",
     )
     feature_chunk_cells: int = Field(
-        20_000,
+        10_000,
         ge=1,
         description="Cells whose features are built at once (whole sites); bounds memory.",
     )
