@@ -81,3 +81,26 @@ def false_alarms_per_100_cell_days(
     ).item()
     cell_days = df.height * rop_minutes / 1440
     return 100 * starts / cell_days if cell_days else float("nan")
+
+
+SLICE_COLUMNS = ("region", "band", "rat")
+
+
+def slice_metrics(dims: pl.DataFrame, y: np.ndarray, scores: dict[str, np.ndarray]) -> pl.DataFrame:
+    """PR-AUC of each scorer within every value of each slice column (`dims` aligned with
+    `y`): slice, value, rows, positives, then one column per scorer."""
+    rows = []
+    for column in (c for c in SLICE_COLUMNS if c in dims.columns):
+        values = dims[column].to_numpy()
+        for value in sorted(set(values.tolist()) - {None}):
+            mask = values == value
+            rows.append(
+                {
+                    "slice": column,
+                    "value": str(value),
+                    "rows": int(mask.sum()),
+                    "positives": int(y[mask].sum()),
+                    **{f"pr_auc_{name}": pr_auc(y[mask], s[mask]) for name, s in scores.items()},
+                }
+            )
+    return pl.DataFrame(rows)

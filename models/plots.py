@@ -116,3 +116,18 @@ def worst_cells(
     axes[0, 0].set_title("anomaly score, worst cells (orange: labelled faults, grey: surges)")
     fig.tight_layout()
     return fig
+
+
+def slice_table(table: pl.DataFrame, title: str) -> Figure:
+    """A table of per-slice hold-out metrics (one row per region / band / ...)."""
+    shown = table.with_columns(pl.col(c).round(3) for c, t in table.schema.items() if t.is_float())
+    rows = [["–" if v is None else str(v) for v in row] for row in shown.iter_rows()]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * (len(rows) + 1) + 0.9))
+    ax.axis("off")
+    grid = ax.table(cellText=rows or [["–"] * table.width], colLabels=table.columns, loc="center")
+    grid.auto_set_font_size(False)
+    grid.set_fontsize(8)
+    grid.scale(1, 1.25)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -228,10 +228,11 @@ def train_anomaly(
     }
     if faults is not None:
         y = event_labels(scored, faults).to_numpy()
-        figures["pr_curve.png"] = plots.pr_curves(
-            y,
-            {"model": scored["anomaly_score"].to_numpy(), **baseline_scores},
-            "anomaly: fault ROPs on hold-out",
+        all_scores = {"model": scored["anomaly_score"].to_numpy(), **baseline_scores}
+        figures["pr_curve.png"] = plots.pr_curves(y, all_scores, "anomaly: fault ROPs on hold-out")
+        dims = split.holdout.sort("cell_id", "ts").select(evaluation.SLICE_COLUMNS)
+        figures["slices.png"] = plots.slice_table(
+            evaluation.slice_metrics(dims, y, all_scores), "anomaly: hold-out PR-AUC per slice"
         )
     metrics["threshold"] = model.threshold
     return Candidate(
@@ -352,6 +353,14 @@ def train_congestion(
             f"congestion within {model.horizon}: hold-out reliability",
         ),
         "feature_importance.png": plots.importance(model.importance(), "congestion: top features"),
+        "slices.png": plots.slice_table(
+            evaluation.slice_metrics(
+                holdout.filter(pl.Series(known)).select(evaluation.SLICE_COLUMNS),
+                y,
+                {"model": prob, **base_scores},
+            ),
+            f"congestion within {model.horizon}: hold-out PR-AUC per slice",
+        ),
     }
     return Candidate(
         CONGESTION,

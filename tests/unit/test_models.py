@@ -48,6 +48,7 @@ def test_injected_outage_outranks_every_normal_cell(tiny_network, anomaly):
     assert flagged["is_anomaly"].sum() >= flagged.height - 2  # all but the first N-1 ROPs
     assert "availability_pct" in flagged["anomaly_kpis"][5].to_list()
     assert candidate.metrics["val_event_recall"] == 1.0
+    assert candidate.figures["slices.png"].startswith(b"\x89PNG")  # per-slice table plot
 
 
 def test_scores_ignore_row_and_column_order(anomaly):
@@ -196,3 +197,21 @@ def test_frozen_counters_score_although_every_value_looks_normal(tiny_network, a
     assert (during["anomaly_score"].tail(6) > candidate.model.threshold).all()
     others = scored.filter(pl.col("cell_id") != cell)
     assert not others["anomaly_kpis"].list.contains(FROZEN).any()
+
+
+def test_per_slice_metrics_recompute_the_pr_auc_within_each_slice(tiny_network, features, tmp_path):
+    from cellpulse.models.evaluation import pr_auc, slice_metrics
+
+    settings = tiny_settings(tmp_path)
+    candidate = training.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    assert candidate.figures["slices.png"].startswith(b"\x89PNG")
+    dims = pl.DataFrame({"region": ["n", "n", "s", "s", "s"], "band": ["a", "b", "a", "a", "b"]})
+    y = np.array([1, 0, 0, 1, 1])
+    score = np.array([0.9, 0.1, 0.8, 0.2, 0.7])
+    table = slice_metrics(dims, y, {"model": score})
+    south = table.filter((pl.col("slice") == "region") & (pl.col("value") == "s")).row(
+        0, named=True
+    )
+    assert (south["rows"], south["positives"]) == (3, 2)
+    assert south["pr_auc_model"] == pytest.approx(pr_auc(y[2:], score[2:]))
+    assert table.filter(pl.col("slice") == "band").height == 2
