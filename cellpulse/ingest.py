@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse import contract, failpoints, lake, progress
-from cellpulse.errors import ContractError, MappingError, NoDataError
+from cellpulse.errors import UNREADABLE, ContractError, MappingError, NoDataError
 from cellpulse.ledger import FileRecord, Ledger
 from cellpulse.mapping import Mapping, apply_mapping, read_source
 from cellpulse.settings import Settings
@@ -111,7 +111,7 @@ def read_landing_file(path: Path) -> pl.DataFrame:
         raise ContractError(f"{path}: the file is empty; ask the OSS export to re-deliver it")
     try:
         return pl.read_parquet(path, hive_partitioning=False)
-    except Exception as exc:
+    except UNREADABLE as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ContractError(
             f"{path}: not a readable parquet file ({first[:160]}); it may be truncated or "

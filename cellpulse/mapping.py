@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cellpulse import contract
-from cellpulse.errors import MappingError
+from cellpulse.errors import UNREADABLE, MappingError
 
 # Multipliers from a source unit to the contract's unit of the same quantity.
 UNITS: dict[str, float] = {
@@ -251,7 +251,7 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
     if mapping.format == "parquet":
         try:
             return pl.read_parquet(path)
-        except Exception as exc:
+        except UNREADABLE as exc:
             raise MappingError(
                 f"{path}: not a readable parquet file "
                 f"({str(exc).splitlines()[0][:120]}); re-deliver it"
@@ -276,7 +276,7 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
             infer_schema=False,
             quote_char=d.quote,
         )
-    except Exception as exc:
+    except UNREADABLE as exc:
         raise MappingError(
             f"{path}: unreadable as CSV with separator {d.separator!r} "
             f"({str(exc).splitlines()[0][:120]})"

@@ -160,3 +160,25 @@ def test_the_fuzz_corpus_covered_every_kind_of_damage():
         "flip_bytes",
     }
     print(f"\ningest fuzz: {len(tried)} damaged files tried")
+
+
+def test_a_file_that_makes_the_parquet_reader_panic_is_rejected_not_fatal(
+    tmp_path, real_file, monkeypatch
+):
+    """Some corrupt files make polars panic; its PanicException is not an Exception."""
+    from polars.exceptions import PanicException
+
+    import cellpulse.ingest as ingest
+
+    s = tiny_settings(tmp_path / "home")
+    s.landing_dir.mkdir(parents=True)
+    real_file.write_parquet(s.landing_dir / "bad.parquet")
+
+    def panics(*args, **kwargs):
+        raise PanicException("assertion failed: offset + length <= self.length")
+
+    monkeypatch.setattr(ingest.pl, "read_parquet", panics)
+    summary = ingest_files([s.landing_dir], s, NOW)
+    (result,) = summary.files
+    assert result.status == "rejected"
+    assert "not a readable parquet file (assertion failed" in result.reason
