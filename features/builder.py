@@ -146,13 +146,17 @@ def build_features(
     frame = with_derived_kpis(frame, min_denominator, rop_minutes)
     grid = _place(frame, absolute[keep], needed, day_lut, per_day, first_out)
 
+    window = _window(spec, grid)
+    sites = _site_codes(frame, grid) if spec.cosite else None  # shared by every co-site KPI
+
     def features_of(kpi: str) -> list[pl.Series]:
         # Into polars as soon as a KPI is done, so its NumPy arrays are freed early.
-        return _to_series(_kpi_features(frame, kpi, spec, grid, rop_minutes), grid)
+        arrays = _kpi_features(frame, kpi, spec, grid, window, sites, rop_minutes)
+        return _to_series(arrays, grid)
 
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
         parts = list(pool.map(features_of, _kpis_used(spec)))
-    parts.append(_to_series(_missing_counts(spec, grid, rop_minutes), grid))
+    parts.append(_to_series(_missing_counts(spec, grid, window, rop_minutes), grid))
     built = {s.name: s for part in parts for s in part}
 
     keys = frame.select(KEY_COLUMNS)
@@ -245,7 +249,13 @@ def _values(frame: pl.DataFrame, kpi: str, grid: _Grid) -> np.ndarray:
 
 
 def _kpi_features(
-    frame: pl.DataFrame, kpi: str, spec: FeatureSpec, grid: _Grid, rop_minutes: int
+    frame: pl.DataFrame,
+    kpi: str,
+    spec: FeatureSpec,
+    grid: _Grid,
+    window: _Window,
+    sites: np.ndarray | None,
+    rop_minutes: int,
 ) -> dict[str, np.ndarray]:
     """Every feature of one KPI, each a cells × output-slots array."""
     values = _values(frame, kpi, grid)
@@ -253,13 +263,13 @@ def _kpi_features(
     current = kernels.take_columns(values, grid.out_columns)
     if kpi in spec.kpis:
         out[kpi] = current
-    first, local = _window_grid(spec, grid)
-    first_slot = int(grid.absolute(np.array([first]))[0])
-    window_values = values[:, first:]
+    window_values = values[:, window.first :]
     for r in spec.rolling:
         if r.kpi == kpi:
             width = slots(r.window, rop_minutes, f"rolling window of {kpi}")
-            stats = kernels.rolling_stats(window_values, first_slot, width, local, r.stats)
+            stats = kernels.rolling_stats(
+                window_values, window.first_slot, width, window.local, r.stats
+            )
             out |= dict(zip(r.columns(), stats.values(), strict=True))
     lagged = _Lagged(values, grid, rop_minutes)
     for lag in spec.lags:
@@ -275,23 +285,33 @@ def _kpi_features(
     for s in spec.stuck:
         if s.kpi == kpi:
             cap = slots(s.max_window, rop_minutes, f"stuck-run window of {kpi}") - 1
-            out[s.column()] = kernels.repeat_run(window_values, local, cap)
+            out[s.column()] = kernels.repeat_run(window_values, window.local, cap)
     for c in spec.cosite:
         if c.kpi == kpi:
-            out |= _cosite(frame, current, c.stats, c.columns(), grid)
+            assert sites is not None
+            out |= _cosite(sites, current, c.stats, c.columns())
     return out
 
 
-def _window_grid(spec: FeatureSpec, grid: _Grid) -> tuple[int, np.ndarray]:
-    """The part of the grid trailing windows read: (its first column, the output columns
-    relative to it). It starts `reach` days before the first output day,
-    which `days_needed` put in the grid, so it is contiguous in time where windows look."""
+@dataclass(frozen=True)
+class _Window:
+    """The part of the grid trailing windows read: its first column, that column's absolute
+    slot, and the output columns relative to it. It starts `reach` days before the first
+    output day, which `days_needed` put in the grid, so it is contiguous in time where
+    windows look."""
+
+    first: int
+    first_slot: int
+    local: np.ndarray
+
+
+def _window(spec: FeatureSpec, grid: _Grid) -> _Window:
     reach = math.ceil(_window_lookback(spec) / timedelta(days=1))
     first_day = grid.block_days[grid.out_columns[0] // grid.per_day] - reach
     first = int(grid.column_of(np.array([first_day]), np.array([0]))[0])
-    if first < 0:  # the grid starts later than the reach: begin where it begins
-        first = 0
-    return first, grid.out_columns - first
+    first = max(first, 0)  # the grid starts later than the reach: begin where it begins
+    first_slot = int(grid.absolute(np.array([first]))[0])
+    return _Window(first, first_slot, grid.out_columns - first)
 
 
 class _Lagged:
@@ -309,13 +329,8 @@ class _Lagged:
 
 
 def _cosite(
-    frame: pl.DataFrame,
-    current: np.ndarray,
-    stats: tuple[str, ...],
-    names: list[str],
-    grid: _Grid,
+    site_of_cell: np.ndarray, current: np.ndarray, stats: tuple[str, ...], names: list[str]
 ) -> dict[str, np.ndarray]:
-    site_of_cell = _site_codes(frame, grid)
     total, count = kernels.group_sums(site_of_cell, int(site_of_cell.max()) + 1, current)
     valid = ~np.isnan(current)
     others = count - valid
@@ -338,18 +353,20 @@ def _site_codes(frame: pl.DataFrame, grid: _Grid) -> np.ndarray:
     return np.unique(site[any_row], return_inverse=True)[1]
 
 
-def _missing_counts(spec: FeatureSpec, grid: _Grid, rop_minutes: int) -> dict[str, np.ndarray]:
+def _missing_counts(
+    spec: FeatureSpec, grid: _Grid, window: _Window, rop_minutes: int
+) -> dict[str, np.ndarray]:
     if not spec.missing_windows:
         return {}
-    first, local = _window_grid(spec, grid)
-    first_slot = int(grid.absolute(np.array([first]))[0])
     # A reported row is a 0, an unreported slot NaN: the window's count is what was reported.
-    reported = np.where(grid.row_of[:, first:] >= 0, 0.0, np.nan)
+    reported = np.where(grid.row_of[:, window.first :] >= 0, 0.0, np.nan)
     out = {}
-    for window in spec.missing_windows:
-        width = slots(window, rop_minutes, "missing-data window")
-        present = kernels.rolling_stats(reported, first_slot, width, local, ("count",))["count"]
-        out[f"rops_missing_{window}"] = np.maximum(width - present, 0)
+    for span in spec.missing_windows:
+        width = slots(span, rop_minutes, "missing-data window")
+        present = kernels.rolling_stats(
+            reported, window.first_slot, width, window.local, ("count",)
+        )["count"]
+        out[f"rops_missing_{span}"] = np.maximum(width - present, 0)
     return out
 
 
