@@ -161,6 +161,19 @@ class TrainSettings(BaseModel):
     guard_tolerance: float = Field(
         0.02, ge=0, description="How much worse a guard metric may get before promotion is refused."
     )
+    supervised: Literal["blend", "replace", "off"] = Field(
+        "blend",
+        description="With labelled faults in the training window (the simulator's ground "
+        "truth or `train --labels FILE`), also fit a LightGBM fault classifier. blend: the "
+        "anomaly score is the stronger of the two models' evidence (either alone can raise "
+        "an alert); replace: the classifier's alone; off: unsupervised only.",
+    )
+    supervised_min_events: int = Field(
+        5,
+        ge=1,
+        description="Labelled fault events the training window needs before a classifier "
+        "is fitted (fewer teach it nothing general).",
+    )
     calibration_days: int = Field(
         0,
         ge=0,

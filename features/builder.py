@@ -205,9 +205,9 @@ def _place(
     column = day_lut[epoch_day - needed[0]] * per_day + absolute % per_day
     n_columns = needed.size * per_day
     flat = code * n_columns + column
-    row_of = np.full(cells.len() * n_columns, -1, dtype=np.int64)
-    row_of[flat] = np.arange(flat.size)
-    row_of = row_of.reshape(cells.len(), n_columns)
+    flat_rows = np.full(cells.len() * n_columns, -1, dtype=np.int64)
+    flat_rows[flat] = np.arange(flat.size)
+    row_of = flat_rows.reshape(cells.len(), n_columns)
     if np.count_nonzero(row_of >= 0) != flat.size:
         raise ValueError("KPIs hold duplicated (cell_id, ts) keys; read them through the lake")
     out_blocks = np.flatnonzero(needed >= first_out)
@@ -396,8 +396,9 @@ _CALENDAR_TYPES = {
 
 def _empty(spec: FeatureSpec) -> pl.DataFrame:
     """The feature table's shape with no rows."""
-    keys = {k: pl.String for k in KEY_COLUMNS} | {"ts": pl.Datetime("us", "UTC")}
-    features = {
+    keys: dict[str, pl.DataType | type[pl.DataType]] = {k: pl.String for k in KEY_COLUMNS}
+    keys["ts"] = pl.Datetime("us", "UTC")
+    features: dict[str, pl.DataType | type[pl.DataType]] = {
         c: _CALENDAR_TYPES.get(c, pl.Int32 if c.startswith("rops_missing_") else pl.Float32)
         for c in spec.columns()
     }

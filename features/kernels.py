@@ -45,7 +45,7 @@ def rolling_stats(
 
 
 @numba.njit(nogil=True, cache=True)
-def _rolling(grid, pad, width, positions, wanted, out):  # type: ignore[no-untyped-def]
+def _rolling(grid, pad, width, positions, wanted, out):
     """van Herk/Gil-Werman, one row at a time: cut time into blocks of `width` slots aligned
     to absolute slot 0, keep each block's running prefix and suffix; a window is one block's
     prefix, or the suffix of one block plus the prefix of the next. Linear in the grid
@@ -92,7 +92,7 @@ def _rolling(grid, pad, width, positions, wanted, out):  # type: ignore[no-untyp
 
 
 @numba.njit(nogil=True, cache=True)
-def _running(row, pad, width, extremes, out, forward):  # type: ignore[no-untyped-def]
+def _running(row, pad, width, extremes, out, forward):
     """Within each block of `width` slots: the running count, sum, sum of squares, min and
     max of the non-missing values, from the block's start (forward) or end (backward)."""
     nan = np.nan
@@ -147,7 +147,7 @@ def robust_z(current: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, n
 
 
 @numba.njit(nogil=True, cache=True)
-def _median_z(past, current):  # type: ignore[no-untyped-def]
+def _median_z(past, current):
     k, n = past.shape
     median = np.empty(n)
     z = np.empty(n)
@@ -173,7 +173,7 @@ def _median_z(past, current):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _median_of(values, m):  # type: ignore[no-untyped-def]
+def _median_of(values, m):
     """Median of the first m (1 to 4) entries in closed form: with at most four values it
     is what remains after dropping the smallest and the largest."""
     if m == 1:

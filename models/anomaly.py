@@ -19,6 +19,7 @@ import polars as pl
 
 from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
 from cellpulse.models.compiled import predict
+from cellpulse.models.supervised import FaultClassifier, as_score, classifier_inputs
 
 Direction = Literal["low", "high", "both"]
 Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
@@ -88,6 +89,10 @@ class AnomalyModel:
     targets: tuple[TargetKpi, ...] = TARGETS
     params: AnomalyParams = field(default_factory=AnomalyParams)
     units: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Supervised mode (see models.supervised): the fault classifier, and whether its
+    # evidence is blended with the unsupervised score ("blend") or replaces it ("replace").
+    classifier: FaultClassifier | None = None
+    supervised: Literal["blend", "replace", "off"] = "off"
 
     @classmethod
     def fit(
@@ -211,16 +216,67 @@ class AnomalyModel:
         out = []
         for t in self.targets:
             scale = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name])
-            z = _bad(pl.col(t.name) / scale, t.direction)
-            out.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
+            bad = _bad(pl.col(t.name) / scale, t.direction)
+            out.append(bad.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
         z = scaled.sort("_row").select(out)
         return (
             z.with_columns(features.select(frozen_z()).to_series()) if has_frozen(features) else z
         )
 
+    def fit_classifier(
+        self,
+        features: pl.DataFrame,
+        in_fault: pl.Series,
+        events: int,
+        mode: Literal["blend", "replace"],
+        trainer: Trainer = train_local,
+    ) -> None:
+        """Supervised mode: learn P(fault) from labelled rows (`in_fault`, events included)."""
+        inputs = classifier_inputs(features, self.zscores(features))
+        self.classifier = FaultClassifier.fit(inputs, in_fault, events, self.params, trainer)
+        self.supervised = mode
+
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
-        return self.combine(self.zscores(features))
+        return self.components(features)[0]
+
+    def components(self, features: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
+        """The score (as `score`) and what it is made of: `unsupervised` always, and
+        `probability` (P(fault)) in supervised mode."""
+        z = self.zscores(features)
+        scored = self.combine(z)
+        parts = {"unsupervised": scored["anomaly_score"].to_numpy()}
+        classifier = getattr(self, "classifier", None)  # models pickled before it existed
+        if classifier is None:
+            return scored, parts
+        inputs = classifier_inputs(features, z)
+        parts["probability"] = classifier.probability(inputs)
+        supervised = as_score(parts["probability"], self.threshold)
+        replace = self.supervised == "replace"
+        score = supervised if replace else np.maximum(parts["unsupervised"], supervised)
+        # Alerting rows where the classifier's evidence is the stronger are explained by its
+        # own per-feature contributions; the others keep their residual drivers.
+        kpis = scored["anomaly_kpis"]
+        explain = score > self.threshold
+        if not replace:
+            explain &= supervised > parts["unsupervised"]
+        rows = np.flatnonzero(explain)
+        if rows.size:
+            explained = pl.DataFrame(
+                {
+                    "_row": pl.Series(rows, dtype=pl.UInt32),
+                    "_kpis": pl.Series(classifier.drivers(inputs[rows]), dtype=pl.List(pl.String)),
+                }
+            )
+            kpis = (
+                kpis.to_frame()
+                .with_row_index("_row")
+                .join(explained, on="_row", how="left", maintain_order="left")
+                .select(pl.coalesce("_kpis", "anomaly_kpis"))
+                .to_series()
+                .alias("anomaly_kpis")
+            )
+        return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis}), parts
 
     def combine(self, z: pl.DataFrame) -> pl.DataFrame:
         """One score per row from the per-KPI z (see `zscores`).

@@ -56,7 +56,7 @@ def score_features(
     check_spec(anomaly.spec_hash, spec_hash, "anomaly")
     check_spec(congestion.spec_hash, spec_hash, "congestion")
     parts = []
-    ranges = cell_ranges(features, SCORE_CHUNK_ROWS)
+    ranges: list[tuple[str, str] | None] = list(cell_ranges(features, SCORE_CHUNK_ROWS))
     for bounds in ranges or [None]:  # an empty frame still gets the table's columns
         chunk = (
             features

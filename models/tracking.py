@@ -184,7 +184,7 @@ def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash
         for f in files:
             st = f.stat()
             digest.update(f"|{f.relative_to(features.root)}|{st.st_size}|{st.st_mtime_ns}".encode())
-        dataset = MetaDataset(
+        dataset = MetaDataset(  # type: ignore[abstract]  # concrete in practice
             source=resolve_dataset_source(str(features.root)),
             name=f"features {start}..{end}",
             digest=digest.hexdigest()[:16],

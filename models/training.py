@@ -108,6 +108,37 @@ def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Setting
     return scored.with_columns(flags)
 
 
+def fit_supervised(
+    model: AnomalyModel,
+    train: pl.DataFrame,
+    in_fault: pl.Series | None,
+    faults: pl.DataFrame | None,
+    settings: Settings,
+    trainer: Trainer,
+) -> str:
+    """Supervised mode: fit the fault classifier where the training window holds enough
+    labelled faults. Returns what was done, for the run's params."""
+    mode = settings.train.supervised
+    if mode == "off":
+        return "off"
+    if in_fault is None or faults is None:
+        return "off (no labels)"
+    window = train.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
+    cells = train["cell_id"].unique()
+    events = faults.filter(
+        pl.col("cell_id").is_in(cells.implode())
+        & (pl.col("end") > window[0])
+        & (pl.col("start") <= window[1])
+    ).height
+    if events < settings.train.supervised_min_events:
+        return (
+            f"off ({events} labelled fault events in the training window, "
+            f"{settings.train.supervised_min_events} needed)"
+        )
+    model.fit_classifier(train, in_fault, events, mode, trainer)
+    return f"{mode} ({events} labelled fault events)"
+
+
 def evaluate_anomaly(
     model: AnomalyModel, holdout: pl.DataFrame, events: pl.DataFrame | None, settings: Settings
 ) -> tuple[dict[str, float], pl.DataFrame]:
@@ -119,6 +150,12 @@ def evaluate_anomaly(
     faults = fault_events(events)
     if faults is not None:
         metrics |= detection_metrics("val", scored, faults, settings)
+        if getattr(model, "classifier", None) is not None:
+            # Each half of a blended score on its own, to see what the blend buys.
+            parts = model.components(holdout)[1]
+            y = event_labels(scored, faults).to_numpy()
+            metrics["val_unsupervised_pr_auc"] = evaluation.pr_auc(y, parts["unsupervised"])
+            metrics["val_classifier_pr_auc"] = evaluation.pr_auc(y, parts["probability"])
     return metrics, scored
 
 
@@ -212,6 +249,7 @@ def train_anomaly(
     train = _sample(split.train, settings.train.max_train_rows, params.seed)
     exclude = event_labels(train, faults) if faults is not None else None
     model = AnomalyModel.fit(train, spec_hash, params, exclude=exclude, trainer=trainer)
+    supervised = fit_supervised(model, train, exclude, faults, settings, trainer)
     metrics, scored = evaluate_anomaly(model, split.holdout, events, settings)
     baselines, baseline_scores = anomaly_baselines(split, events, settings)
     figures = {
@@ -226,6 +264,10 @@ def train_anomaly(
             model.threshold,
         ),
     }
+    if model.classifier is not None:
+        figures["classifier_importance.png"] = plots.importance(
+            model.classifier.importance(), "anomaly: fault classifier, top features"
+        )
     if faults is not None:
         y = event_labels(scored, faults).to_numpy()
         all_scores = {"model": scored["anomaly_score"].to_numpy(), **baseline_scores}
@@ -238,7 +280,12 @@ def train_anomaly(
     return Candidate(
         ANOMALY,
         model,
-        {**asdict(params), "targets": len(model.targets), "features": len(model.feature_names)},
+        {
+            **asdict(params),
+            "targets": len(model.targets),
+            "features": len(model.feature_names),
+            "supervised": supervised,
+        },
         metrics,
         baselines,
         anomaly_rule(settings, not math.isnan(metrics.get("val_pr_auc", math.nan))),

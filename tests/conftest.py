@@ -81,6 +81,23 @@ def tiny_network() -> tuple[Topology, pl.DataFrame, pl.DataFrame]:
     return topo, events, kpis
 
 
+# Many labelled faults of every type: enough for the supervised fault classifier to learn.
+LABELLED = SimulationConfig(cells=40, days=12, start=START, seed=5, events_per_cell_day=0.06)
+
+
+@pytest.fixture(scope="session")
+def labelled_network() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(events, features) of a 40-cell, 12-day network with about 30 labelled events."""
+    from cellpulse.features.builder import build_features
+    from cellpulse.features.spec import default_spec
+    from cellpulse.simulator import draw_events
+
+    topo = build_topology(LABELLED)
+    events = draw_events(topo, LABELLED)
+    kpis = pl.concat([day for _, day in iter_days(LABELLED, topo, events)])
+    return events, build_features(kpis, default_spec(15), rop_minutes=15, min_denominator=10)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     """A real PostgreSQL server for this test session: initdb in a temporary folder, a free

@@ -88,3 +88,15 @@ def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch)
     chunked = table()
     assert chunked.equals(whole)
     assert whole["is_anomaly"].sum() > 0
+
+
+def test_compiled_supervised_scores_exactly_like_lightgbm(labelled_network, tmp_path):
+    events, features = labelled_network
+    settings = tiny_settings(tmp_path / "home")
+    anomaly = training.train_anomaly(features, events, settings, SPEC.hash())
+    assert anomaly.model.classifier is not None
+    holdout = anomaly.split.holdout
+    plain = training.score_anomaly(anomaly.model, holdout, settings)
+    with compiled_scoring(CompiledModels(tmp_path / "compiled")):
+        fast = training.score_anomaly(anomaly.model, holdout, settings)
+    assert fast.equals(plain)

@@ -174,7 +174,7 @@ def test_frozen_counters_score_although_every_value_looks_normal(tiny_network, a
     from cellpulse.models.anomaly import FROZEN
 
     topo, _, kpis = tiny_network
-    candidate, settings = anomaly
+    candidate, _ = anomaly
     cell = topo.cell_id[(OUTAGE_CELL + 5) % len(topo.cell_id)]
     start = candidate.split.holdout["ts"].min() + timedelta(hours=10)
     window = (pl.col("cell_id") == cell) & pl.col("ts").is_between(
