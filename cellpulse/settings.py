@@ -131,7 +131,15 @@ class CongestionRule(BaseModel):
     thp_floor_mbps: float = Field(10.0, description="User DL throughput below this.")
     min_active_ue: float = Field(5.0, description="With at least this many active users.")
     min_consecutive_rops: int = Field(3, ge=1, description="For this many ROPs in a row.")
-    horizon_minutes: int = Field(60, ge=1, description="Forecast horizon of the model.")
+    horizon: Literal["minutes", "next_day_busy_hour"] = Field(
+        "minutes",
+        description="What the congestion model forecasts. minutes: congested within the next "
+        "horizon_minutes; next_day_busy_hour: congested during the cell's busy hour (its "
+        "clock hour with the most DL traffic, in `timezone`) of the next local day.",
+    )
+    horizon_minutes: int = Field(
+        60, ge=1, description="Forecast horizon of the model (horizon: minutes)."
+    )
 
 
 class AlertSettings(BaseModel):

@@ -6,6 +6,8 @@ from the feature table and never enter it.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 
 from cellpulse.settings import CongestionRule
@@ -126,24 +128,84 @@ def event_labels(keys: pl.DataFrame, events: pl.DataFrame) -> pl.Series:
     return flags
 
 
-def congestion_labels(
-    keys: pl.DataFrame, kpis: pl.DataFrame, rule: CongestionRule, rop_minutes: int
+def busy_hour_target(
+    flags: pl.DataFrame, kpis: pl.DataFrame, rop_minutes: int, timezone: str = "UTC"
 ) -> pl.DataFrame:
-    """For each (cell_id, ts) of `keys`: `congested_within` (the forecast target, null where
-    the horizon is not in the data yet), `congested_now` (the persistence baseline: the rule
-    has held up to now) and `congested_last_week` (the seasonal-naive baseline: the target at
-    the same ROP a week earlier). `kpis` must reach a week before and a horizon after `keys`
-    for every label to be known."""
+    """`congested_within`: the cell is congested (`flags["congested"]`) in at least one ROP of
+    its busy hour of the next local day; `busy_hour_yesterday`: the same for the previous
+    local day (the persistence guess, known at every ROP of today).
+
+    A cell's busy hour of a day is its clock hour (in `timezone`) with the most DL traffic
+    that day. Null where the day in question is not complete in the data."""
+    local = pl.col("ts").dt.convert_time_zone(timezone)
+    rows = (
+        flags.select("cell_id", "ts", "congested")
+        .join(kpis.select("cell_id", "ts", "dl_volume_mbit"), on=["cell_id", "ts"], how="left")
+        .with_columns(local.dt.date().alias("_day"), local.dt.hour().alias("_hour"))
+    )
+    hourly = rows.group_by("cell_id", "_day", "_hour").agg(
+        pl.col("dl_volume_mbit").sum().alias("_volume"), pl.col("congested").any().alias("_hot")
+    )
+    busy = (
+        hourly.sort(["cell_id", "_day", "_volume", "_hour"], descending=[False, False, True, False])
+        .group_by("cell_id", "_day", maintain_order=True)
+        .first()
+    )
+    # A day is known once its last ROP is in the data.
+    last = rows.select(pl.col("ts").max().dt.convert_time_zone(timezone)).item()
+    rop = timedelta(minutes=rop_minutes)
+    last_complete = last.date() if (last + rop).date() > last.date() else last.date() - timedelta(1)
+    busy = busy.filter(pl.col("_day") <= last_complete).select(
+        "cell_id", "_day", pl.col("_hot").alias("_busy_hot")
+    )
+
+    def day_after(days: int, name: str) -> pl.DataFrame:
+        """The busy-hour flag of each day, keyed by the day `days` earlier."""
+        return busy.select(
+            "cell_id",
+            (pl.col("_day") - pl.duration(days=days)).alias("_day"),
+            pl.col("_busy_hot").alias(name),
+        )
+
+    return (
+        rows.select("cell_id", "ts", "_day")
+        .join(day_after(1, "congested_within"), on=["cell_id", "_day"], how="left")
+        .join(day_after(-1, "busy_hour_yesterday"), on=["cell_id", "_day"], how="left")
+        .drop("_day")
+        .sort("cell_id", "ts")
+    )
+
+
+def congestion_labels(
+    keys: pl.DataFrame,
+    kpis: pl.DataFrame,
+    rule: CongestionRule,
+    rop_minutes: int,
+    timezone: str = "UTC",
+) -> pl.DataFrame:
+    """For each (cell_id, ts) of `keys`: `congested_within` (the forecast target of the
+    rule's horizon, null where it is not in the data yet), `persistence` (the persistence
+    guess: the rule holds now; for the next day's busy hour, it held in yesterday's) and
+    `seasonal` (the seasonal-naive guess: the target at the same ROP a week earlier).
+    `kpis` must reach a week before and a horizon after `keys` for every label to be known."""
     flags = congestion_flags(kpis, rule, rop_minutes)
-    target = congestion_target(flags, rule.horizon_minutes, rop_minutes)
+    if rule.horizon == "next_day_busy_hour":
+        target = busy_hour_target(flags, kpis, rop_minutes, timezone)
+        persistence = target.select(
+            "cell_id", "ts", pl.col("busy_hour_yesterday").alias("persistence")
+        )
+        target = target.drop("busy_hour_yesterday")
+    else:
+        target = congestion_target(flags, rule.horizon_minutes, rop_minutes)
+        persistence = flags.select("cell_id", "ts", pl.col("congested_now").alias("persistence"))
     week_ago = target.select(
         "cell_id",
         (pl.col("ts") + pl.duration(days=7)).alias("ts"),
-        pl.col("congested_within").alias("congested_last_week"),
+        pl.col("congested_within").alias("seasonal"),
     )
     return (
         keys.select("cell_id", "ts")
         .join(target, on=["cell_id", "ts"], how="left")
-        .join(flags.select("cell_id", "ts", "congested_now"), on=["cell_id", "ts"], how="left")
+        .join(persistence, on=["cell_id", "ts"], how="left")
         .join(week_ago, on=["cell_id", "ts"], how="left")
     )

@@ -72,8 +72,10 @@ def load_inputs(settings: Settings, start: date, end: date, labels: Path) -> Inp
     if "kind" not in events.columns:
         events = events.with_columns(pl.lit("fault").alias("kind"))
     # A week before the window: per-cell statistics for the z-score baseline and last week's
-    # congestion for the seasonal one; a day after it: the forecast horizon of its last ROPs.
-    history = kpi_dataset(settings).read(start - timedelta(days=7), end + timedelta(days=1))
+    # congestion for the seasonal one; after it, the forecast horizon of its last ROPs (a
+    # day, or two for the next local day's busy hour).
+    ahead = 2 if settings.congestion.horizon == "next_day_busy_hour" else 1
+    history = kpi_dataset(settings).read(start - timedelta(days=7), end + timedelta(days=ahead))
     if history.is_empty():
         raise NoDataError(f"no ingested KPIs around {start}..{end}; ingest them first")
     reference = history.filter(pl.col("ts").dt.date() < start)

@@ -1,4 +1,5 @@
-"""Congestion model: P(cell congested within the horizon), a LightGBM classifier on features."""
+"""Congestion model: P(cell congested within the horizon), a LightGBM classifier on features.
+The horizon is the next `horizon_minutes`, or the cell's busy hour of the next local day."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class CongestionModel:
     # Isotonic map from the booster's raw probability to a calibrated one, as (x, y) knots;
     # None: the raw probability is used as it is.
     calibration: tuple[list[float], list[float]] | None = None
+    horizon_kind: str = "minutes"  # or "next_day_busy_hour" (CongestionRule.horizon)
 
     @classmethod
     def fit(
@@ -43,6 +45,7 @@ class CongestionModel:
         spec_hash: str,
         params: CongestionParams,
         trainer: Trainer = train_local,
+        horizon_kind: str = "minutes",
     ) -> CongestionModel:
         """Fit on rows whose target is known (not null)."""
         known = target.is_not_null()
@@ -50,7 +53,7 @@ class CongestionModel:
         x = matrix(features.filter(known), names)
         y = target.filter(known).cast(pl.Int8).to_numpy()
         booster = trainer(params.classifier_params(), x, y, params.num_trees, names)
-        return cls(names, booster, horizon_minutes, spec_hash, params)
+        return cls(names, booster, horizon_minutes, spec_hash, params, None, horizon_kind)
 
     def predict_raw(self, features: pl.DataFrame) -> np.ndarray:
         return predict(self.booster, matrix(features, self.feature_names))
@@ -84,6 +87,16 @@ class CongestionModel:
         return [(self.feature_names[i], float(gain[i])) for i in order]
 
     @property
+    def horizon_phrase(self) -> str:
+        """The forecast in words, for plot titles."""
+        if self.horizon == "busy hour D+1":
+            return "in the next day's busy hour"
+        return f"within {self.horizon}"
+
+    @property
     def horizon(self) -> str:
+        """How the score table names the horizon: `1h`, `15m`, or `busy hour D+1`."""
+        if getattr(self, "horizon_kind", "minutes") == "next_day_busy_hour":
+            return "busy hour D+1"
         h = self.horizon_minutes
         return f"{h // 60}h" if h % 60 == 0 else f"{h}m"

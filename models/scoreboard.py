@@ -228,7 +228,9 @@ def congestion_detectors(
     scores: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
 ) -> dict[str, pl.DataFrame]:
     """Each detector's score on the scored rows whose target is known."""
-    labels = congestion_labels(scores, kpis, settings.congestion, settings.rop_minutes)
+    labels = congestion_labels(
+        scores, kpis, settings.congestion, settings.rop_minutes, settings.timezone
+    )
     joined = (
         scores.select("cell_id", "ts", "congestion_prob")
         .join(labels, on=["cell_id", "ts"], how="left")
@@ -237,8 +239,8 @@ def congestion_detectors(
     )
     detectors = {
         "model": pl.col("congestion_prob"),
-        "persistence": pl.col("congested_now").fill_null(False).cast(pl.Float64),
-        "seasonal": pl.col("congested_last_week").cast(pl.Float64),
+        "persistence": pl.col("persistence").fill_null(False).cast(pl.Float64),
+        "seasonal": pl.col("seasonal").cast(pl.Float64),
         "threshold": pl.col("prb_util_dl_pct").fill_null(0) / 100,
     }
     return {

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import metadata
@@ -177,6 +178,11 @@ def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash
     from cellpulse.features.store import feature_dataset
 
     features = feature_dataset(settings)
+    with warnings.catch_warnings():
+        # MLflow registers the local-file source twice (with and without "file:") and warns
+        # that a path matches both; they are the same source.
+        warnings.filterwarnings("ignore", "The specified dataset source", UserWarning)
+        source = resolve_dataset_source(str(features.root))
     windows = {"training": candidate.split.train_days, "holdout": candidate.split.holdout_days}
     for context, (start, end) in windows.items():
         files = features.files(start, end)
@@ -185,7 +191,7 @@ def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash
             st = f.stat()
             digest.update(f"|{f.relative_to(features.root)}|{st.st_size}|{st.st_mtime_ns}".encode())
         dataset = MetaDataset(  # type: ignore[abstract]  # concrete in practice
-            source=resolve_dataset_source(str(features.root)),
+            source=source,
             name=f"features {start}..{end}",
             digest=digest.hexdigest()[:16],
             schema=schema,

@@ -306,7 +306,9 @@ def congestion_labels(
     features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
 ) -> pl.DataFrame:
     """Per feature row: target and baseline labels (see features.targets.congestion_labels)."""
-    return targets.congestion_labels(features, kpis, settings.congestion, settings.rop_minutes)
+    return targets.congestion_labels(
+        features, kpis, settings.congestion, settings.rop_minutes, settings.timezone
+    )
 
 
 def evaluate_congestion(
@@ -324,8 +326,8 @@ def congestion_baselines(
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     scores = {
-        "persistence": labels["congested_now"].fill_null(False).cast(pl.Float64).to_numpy(),
-        "seasonal": labels["congested_last_week"].cast(pl.Float64).to_numpy(),
+        "persistence": labels["persistence"].fill_null(False).cast(pl.Float64).to_numpy(),
+        "seasonal": labels["seasonal"].cast(pl.Float64).to_numpy(),
         "threshold": (holdout["prb_util_dl_pct"].fill_null(0) / 100).to_numpy(),
     }
     out: dict[str, float] = {}
@@ -378,6 +380,7 @@ def train_congestion(
         spec_hash,
         params,
         trainer,
+        settings.congestion.horizon,
     )
     calibrated = calibration_rows is not None and model.calibrate(
         calibration_rows,
@@ -392,12 +395,12 @@ def train_congestion(
     baselines, base_scores = congestion_baselines(holdout, labels, settings)
     figures = {
         "pr_curve.png": plots.pr_curves(
-            y, {"model": prob, **base_scores}, f"congestion within {model.horizon}: hold-out"
+            y, {"model": prob, **base_scores}, f"congestion {model.horizon_phrase}: hold-out"
         ),
         "calibration_curve.png": plots.calibration(
             y,
             {"model (calibrated)": prob, "model (raw)": raw} if calibrated else {"model": prob},
-            f"congestion within {model.horizon}: hold-out reliability",
+            f"congestion {model.horizon_phrase}: hold-out reliability",
         ),
         "feature_importance.png": plots.importance(model.importance(), "congestion: top features"),
         "slices.png": plots.slice_table(
@@ -406,7 +409,7 @@ def train_congestion(
                 y,
                 {"model": prob, **base_scores},
             ),
-            f"congestion within {model.horizon}: hold-out PR-AUC per slice",
+            f"congestion {model.horizon_phrase}: hold-out PR-AUC per slice",
         ),
     }
     return Candidate(
@@ -414,7 +417,7 @@ def train_congestion(
         model,
         {
             **asdict(params),
-            "horizon_minutes": settings.congestion.horizon_minutes,
+            "horizon": model.horizon,
             "features": len(model.feature_names),
             "calibrated": calibrated,
             "calibration_days": settings.train.calibration_days,

@@ -88,6 +88,25 @@ def test_congestion_model_beats_its_baselines_and_is_a_probability(
         assert metrics["val_pr_auc"] >= baselines["baseline_persistence_pr_auc"]
 
 
+def test_congestion_can_forecast_the_next_days_busy_hour(tiny_network, features, tmp_path):
+    base = tiny_settings(tmp_path)
+    settings = base.model_copy(
+        update={"congestion": base.congestion.model_copy(update={"horizon": "next_day_busy_hour"})}
+    )
+    candidate = training.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    assert candidate.model.horizon == "busy hour D+1"
+    assert candidate.params["horizon"] == "busy hour D+1"
+    # One label per cell and local day: every ROP of a day forecasts the same busy hour.
+    labels = training.congestion_labels(candidate.split.holdout, tiny_network[2], settings)
+    per_day = labels.group_by("cell_id", pl.col("ts").dt.date()).agg(
+        pl.col("congested_within").n_unique()
+    )
+    assert (per_day["congested_within"] == 1).all()
+    assert labels["congested_within"].any()  # the tiny network's busy hours do congest
+    assert not math.isnan(candidate.metrics["val_pr_auc"])
+    assert "baseline_persistence_pr_auc" in candidate.baselines
+
+
 def test_congestion_probability_can_be_calibrated_on_a_later_slice(
     tiny_network, features, tmp_path
 ):
