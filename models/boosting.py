@@ -57,8 +57,9 @@ class BoosterParams:
 
 
 def matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    """The named columns as a float64 matrix (nulls become NaN, which LightGBM handles)."""
-    return df.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+    """The named columns as a row-major float64 matrix (nulls become NaN, which LightGBM
+    handles): the layout LightGBM and compiled models read without another copy."""
+    return df.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy(order="c")
 
 
 # How a booster is trained: in this process, or across a Dask cluster.

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,17 +39,28 @@ class CompiledModels:
         self.threads = threads
         self._loaded: dict[int, tuple[lgb.Booster, object]] = {}
         self._lock = threading.Lock()
+        self._matrices: dict[int, object] = {}  # id of a live input matrix -> its DMatrix
         self.failed: str | None = None  # why compiling is impossible here, once known
 
     def predict(self, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
         if self.failed is None:
             predictor = self._predictor(booster)
             if predictor is not None:
-                import tl2cgen
-
-                matrix = tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float64))
-                return np.asarray(predictor.predict(matrix)).reshape(x.shape[0])  # type: ignore[attr-defined]
+                return np.asarray(predictor.predict(self._dmatrix(x))).reshape(x.shape[0])  # type: ignore[attr-defined]
         return np.asarray(booster.predict(x))
+
+    def _dmatrix(self, x: np.ndarray) -> object:
+        """tl2cgen's copy of `x`, made once while `x` lives: the anomaly model's regressors
+        all score the same matrix, and the copy costs as much as a booster's predict."""
+        import tl2cgen
+
+        key = id(x)
+        matrix = self._matrices.get(key)
+        if matrix is None:
+            matrix = tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float64))
+            self._matrices[key] = matrix
+            weakref.finalize(x, self._matrices.pop, key, None)
+        return matrix
 
     def _predictor(self, booster: lgb.Booster) -> object | None:
         with self._lock:
