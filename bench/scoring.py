@@ -117,7 +117,7 @@ def main(runs: int = 3) -> None:
         rows, plain = repeat(score_table, runs)
         with compiled_scoring(engine):
             rows, fast = repeat(score_table, runs)
-        n_models = len(anomaly.boosters) + 1
+        n_models = len(anomaly.boosters) + 1 + (anomaly.classifier is not None)
         results += [
             Measurement(f"score table ({n_models} models): LightGBM", rows, plain, peak_rss_mb()),
             Measurement(f"score table ({n_models} models): compiled", rows, fast, peak_rss_mb()),
@@ -128,7 +128,8 @@ def main(runs: int = 3) -> None:
         results,
         "Rows are feature rows (one cell at one ROP). Per-model rows/s is one booster's "
         "predict on the whole matrix; the score table runs every anomaly regressor, the "
-        "congestion classifier, residual standardisation, driver KPIs and alert flags. "
+        "congestion classifier, the fault classifier, residual standardisation, driver KPIs "
+        "(contributions for the alerts the fault classifier raises) and alert flags. "
         "Goal: >= 1 M rows/s per model. `score_engine: compiled` turns compiled scoring on.",
     )
 

@@ -16,6 +16,7 @@ from typing import Literal
 import lightgbm as lgb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
 from cellpulse.models.compiled import predict
@@ -74,6 +75,20 @@ class AnomalyParams(BoosterParams):
 def context_columns(columns: list[str]) -> list[str]:
     """Features a regressor may use: calendar, day-old and week-old values, baselines."""
     return [c for c in columns if c in CALENDAR or c.endswith(CONTEXT_SUFFIXES)]
+
+
+@dataclass
+class Scores:
+    """An anomaly model's scores and their parts: `frame` (anomaly_score, anomaly_kpis from
+    the residuals), the unsupervised score, and in supervised mode P(fault), the classifier's
+    inputs (kept to explain alerts) and `classifier_led`, the rows above the threshold on
+    the classifier's evidence."""
+
+    frame: pl.DataFrame
+    unsupervised: np.ndarray
+    probability: np.ndarray | None = None
+    inputs: pl.DataFrame | None = None
+    classifier_led: np.ndarray | None = None
 
 
 @dataclass
@@ -238,45 +253,71 @@ class AnomalyModel:
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
-        return self.components(features)[0]
+        scores = self.components(features)
+        return self.explain(scores, features["cell_id"], scores.classifier_led)
 
-    def components(self, features: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
-        """The score (as `score`) and what it is made of: `unsupervised` always, and
-        `probability` (P(fault)) in supervised mode."""
+    def components(self, features: pl.DataFrame) -> Scores:
+        """The score and what it is made of, before the classifier explains anything."""
         z = self.zscores(features)
         scored = self.combine(z)
-        parts = {"unsupervised": scored["anomaly_score"].to_numpy()}
+        unsupervised = scored["anomaly_score"].to_numpy()
         classifier = getattr(self, "classifier", None)  # models pickled before it existed
         if classifier is None:
-            return scored, parts
+            return Scores(scored, unsupervised)
         inputs = classifier_inputs(features, z)
-        parts["probability"] = classifier.probability(inputs)
-        supervised = as_score(parts["probability"], self.threshold)
+        probability = classifier.probability(inputs)
+        supervised = as_score(probability, self.threshold)
         replace = self.supervised == "replace"
-        score = supervised if replace else np.maximum(parts["unsupervised"], supervised)
-        # Alerting rows where the classifier's evidence is the stronger are explained by its
-        # own per-feature contributions; the others keep their residual drivers.
-        kpis = scored["anomaly_kpis"]
-        explain = score > self.threshold
+        score = supervised if replace else np.maximum(unsupervised, supervised)
+        # Where the classifier's evidence is the stronger (all rows, when it replaces the
+        # residuals), its own per-feature contributions explain an alert (see `explain`).
+        led = score > self.threshold
         if not replace:
-            explain &= supervised > parts["unsupervised"]
-        rows = np.flatnonzero(explain)
-        if rows.size:
-            explained = pl.DataFrame(
-                {
-                    "_row": pl.Series(rows, dtype=pl.UInt32),
-                    "_kpis": pl.Series(classifier.drivers(inputs[rows]), dtype=pl.List(pl.String)),
-                }
+            led &= supervised > unsupervised
+        frame = scored.with_columns(pl.Series("anomaly_score", score))
+        return Scores(frame, unsupervised, probability, inputs, led)
+
+    def explain(self, scores: Scores, cells: pl.Series, rows: np.ndarray | None) -> pl.DataFrame:
+        """`scores.frame` with the classifier's drivers as `anomaly_kpis` on `rows` (a mask;
+        scoring passes the classifier-led rows that raise an alert). Contributions cost about
+        a hundred predictions each, so a run of such rows of one cell (adjacent rows: in
+        time order when the rows are, as scoring sorts them) is explained once, at its most
+        probable row: a fault's drivers do not change from one ROP to the next."""
+        if rows is None or not rows.any() or self.classifier is None or scores.inputs is None:
+            return scores.frame
+        assert scores.probability is not None
+        frame = pl.DataFrame(
+            {"cell_id": cells, "_explain": rows, "_p": scores.probability}
+        ).with_row_index("_row")
+        starts = pl.col("_explain") & (
+            ~pl.col("_explain").shift(1, fill_value=False)
+            | (pl.col("cell_id") != pl.col("cell_id").shift(1))
+        )
+        runs = (
+            frame.with_columns(starts.cum_sum().alias("_run"))
+            .filter(pl.col("_explain"))
+            .with_columns(
+                pl.col("_row").sort_by("_p", descending=True).first().over("_run").alias("_peak")
             )
-            kpis = (
-                kpis.to_frame()
-                .with_row_index("_row")
-                .join(explained, on="_row", how="left", maintain_order="left")
-                .select(pl.coalesce("_kpis", "anomaly_kpis"))
-                .to_series()
-                .alias("anomaly_kpis")
-            )
-        return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis}), parts
+        )
+        peaks = runs["_peak"].unique().sort()
+        drivers = pl.DataFrame(
+            {
+                "_peak": peaks,
+                "_kpis": pl.Series(
+                    self.classifier.drivers(scores.inputs[peaks.to_numpy()]),
+                    dtype=pl.List(pl.String),
+                ),
+            }
+        )
+        explained = runs.select("_row", "_peak").join(drivers, on="_peak").select("_row", "_kpis")
+        kpis = (
+            scores.frame.select("anomaly_kpis")
+            .with_row_index("_row")
+            .join(explained, on="_row", how="left", maintain_order="left")
+            .select(pl.coalesce("_kpis", "anomaly_kpis").alias("anomaly_kpis"))
+        )
+        return scores.frame.with_columns(kpis.to_series())
 
     def combine(self, z: pl.DataFrame) -> pl.DataFrame:
         """One score per row from the per-KPI z (see `zscores`).
@@ -286,22 +327,28 @@ class AnomalyModel:
         outage) outrank one, and the many KPIs that are fine add no noise.
         """
         zs = z.to_numpy()
-        names = z.columns
-        order = np.argsort(-zs, axis=1)[:, :3]
-        top = np.take_along_axis(zs, order, axis=1)
-        score = np.sqrt((top**2).sum(axis=1))
-        # Driving KPIs, worst first: each of the top three whose z reaches DRIVER_Z (built
-        # column-wise; a Python list per row costs seconds on a national day).
-        labels = np.asarray(names, dtype=object)
-        drivers = pl.DataFrame(
-            {
-                f"_{k}": pl.Series(labels[order[:, k]], dtype=pl.String).set(
-                    pl.Series(top[:, k] < DRIVER_Z), None
-                )
-                for k in range(order.shape[1])
-            }
+        labels = pl.Series(z.columns, dtype=pl.String)
+        # The three largest per row, then in order: a partial sort of every row is cheaper
+        # than a full one.
+        k = min(3, zs.shape[1])
+        order = (
+            np.argpartition(-zs, k - 1, axis=1)[:, :k]
+            if zs.shape[1] > k
+            else np.tile(np.arange(k), (zs.shape[0], 1))
         )
-        kpis = drivers.select(pl.concat_list(pl.all()).list.drop_nulls()).to_series()
+        top = np.take_along_axis(zs, order, axis=1)
+        within = np.argsort(-top, axis=1, kind="stable")
+        order = np.take_along_axis(order, within, axis=1)
+        top = np.take_along_axis(top, within, axis=1)
+        score = np.sqrt((top**2).sum(axis=1))
+        # Driving KPIs, worst first: each of the top three whose z reaches DRIVER_Z. Built as
+        # one Arrow list array from offsets (the top z are sorted, so a row's drivers are a
+        # prefix of its three): a Python list per row costs seconds on a national day.
+        drives = top >= DRIVER_Z
+        offsets = np.zeros(zs.shape[0] + 1, dtype=np.int32)
+        np.cumsum(drives.sum(axis=1), out=offsets[1:])
+        names = labels.gather(order[drives]).to_arrow()
+        kpis = pl.Series(pa.ListArray.from_arrays(pa.array(offsets), names))
         return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis.alias("anomaly_kpis")})
 
 

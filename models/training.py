@@ -101,11 +101,21 @@ def anomaly_params(settings: Settings) -> AnomalyParams:
 def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts)."""
     feats = features.sort("cell_id", "ts")
-    scored = pl.concat([feats.select("cell_id", "ts"), model.score(feats)], how="horizontal")
+    scores = model.components(feats)
+    keys = feats.select("cell_id", "ts")
     flags = alert_flags(
-        scored, model.threshold, settings.alerts.consecutive_rops, settings.rop_minutes
+        pl.concat([keys, scores.frame], how="horizontal"),
+        model.threshold,
+        settings.alerts.consecutive_rops,
+        settings.rop_minutes,
     )
-    return scored.with_columns(flags)
+    # The classifier explains the alerts it raises (its contributions are costly: alerting
+    # rows only, not every row above the threshold).
+    led = scores.classifier_led
+    explained = model.explain(
+        scores, feats["cell_id"], None if led is None else led & flags.to_numpy()
+    )
+    return pl.concat([keys, explained], how="horizontal").with_columns(flags)
 
 
 def fit_supervised(
@@ -152,10 +162,10 @@ def evaluate_anomaly(
         metrics |= detection_metrics("val", scored, faults, settings)
         if getattr(model, "classifier", None) is not None:
             # Each half of a blended score on its own, to see what the blend buys.
-            parts = model.components(holdout)[1]
+            parts = model.components(holdout)
             y = event_labels(scored, faults).to_numpy()
-            metrics["val_unsupervised_pr_auc"] = evaluation.pr_auc(y, parts["unsupervised"])
-            metrics["val_classifier_pr_auc"] = evaluation.pr_auc(y, parts["probability"])
+            metrics["val_unsupervised_pr_auc"] = evaluation.pr_auc(y, parts.unsupervised)
+            metrics["val_classifier_pr_auc"] = evaluation.pr_auc(y, parts.probability)
     return metrics, scored
 
 

@@ -63,23 +63,25 @@ def test_blend_is_the_stronger_evidence_and_explains_its_alerts(blended):
     candidate, settings = blended
     model = candidate.model
     holdout = candidate.split.holdout.sort("cell_id", "ts")
-    scored, parts = model.components(holdout)
-    supervised = as_score(parts["probability"], model.threshold)
+    parts = model.components(holdout)
+    supervised = as_score(parts.probability, model.threshold)
     assert np.array_equal(
-        scored["anomaly_score"].to_numpy(), np.maximum(parts["unsupervised"], supervised)
+        parts.frame["anomaly_score"].to_numpy(), np.maximum(parts.unsupervised, supervised)
     )
-    # Rows the classifier raises above the threshold carry the KPIs its contributions name.
-    by_classifier = (supervised > model.threshold) & (supervised > parts["unsupervised"])
+    # Alerting rows the classifier raises carry the KPIs its contributions name.
+    scored = training.score_anomaly(model, holdout, settings)
+    by_classifier = (supervised > parts.unsupervised) & scored["is_anomaly"].to_numpy()
     assert by_classifier.any()
     kpis = scored["anomaly_kpis"].to_list()
     known = set(model.classifier.kpis.values())
     for row in np.flatnonzero(by_classifier):
         assert kpis[row] and set(kpis[row]) <= known
+    # Explained once per run, at its most probable row: that row's own contributions.
+    peak = int(np.flatnonzero(by_classifier)[np.argmax(parts.probability[by_classifier])])
+    assert kpis[peak] == model.classifier.drivers(parts.inputs[[peak]])[0]
     # Scoring stays independent of row order with the classifier in the score.
     shuffled = holdout.sample(fraction=1.0, shuffle=True, seed=1)
-    assert training.score_anomaly(model, shuffled, settings).equals(
-        training.score_anomaly(model, holdout, settings)
-    )
+    assert training.score_anomaly(model, shuffled, settings).equals(scored)
 
 
 def test_replace_scores_with_the_probability_alone(labelled_network, tmp_path):
@@ -87,10 +89,10 @@ def test_replace_scores_with_the_probability_alone(labelled_network, tmp_path):
     settings = settings_with(tmp_path, supervised="replace")
     candidate = training.train_anomaly(features, events, settings, SPEC.hash())
     holdout = candidate.split.holdout.sort("cell_id", "ts")
-    scored, parts = candidate.model.components(holdout)
+    parts = candidate.model.components(holdout)
     assert np.array_equal(
-        scored["anomaly_score"].to_numpy(),
-        as_score(parts["probability"], candidate.model.threshold),
+        parts.frame["anomaly_score"].to_numpy(),
+        as_score(parts.probability, candidate.model.threshold),
     )
     assert candidate.metrics["val_pr_auc"] == pytest.approx(
         candidate.metrics["val_classifier_pr_auc"]
