@@ -130,72 +130,103 @@ def median_of_few(values: list[np.ndarray]) -> np.ndarray:
     """Element-wise median across one to four arrays, ignoring NaN (NaN if all are)."""
     if not 1 <= len(values) <= 4:
         raise ValueError("median_of_few takes one to four arrays")
-    past = np.stack([np.asarray(v, dtype=np.float64).ravel() for v in values])
-    median, _ = _median_z(past, np.zeros(past.shape[1]))
+    past = [np.atleast_2d(np.asarray(v, dtype=np.float64)) for v in values]
+    median, _ = _median_z(*_four(past), len(past), np.zeros(past[0].shape))  # type: ignore[call-arg]
     return median.reshape(np.shape(values[0]))
 
 
 def robust_z(current: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(median of `past` (one to four arrays), `current`'s robust z-score against it). The
     spread is 1.4826 × the median absolute deviation, floored at 5% of the median's size so
-    that a KPI that barely moved in the past weeks does not give z-scores in the thousands."""
+    that a KPI that barely moved in the past weeks does not give z-scores in the thousands.
+
+    The past arrays are read where they lie (views included): stacking them first would
+    allocate and touch hundreds of megabytes on a national day."""
     if not 1 <= len(past) <= 4:
         raise ValueError("robust_z takes one to four past arrays")
-    stacked = np.stack([p.ravel() for p in past])
-    median, z = _median_z(stacked, np.ascontiguousarray(current, dtype=np.float64).ravel())
-    return median.reshape(current.shape), z.reshape(current.shape)
+    shaped = [np.atleast_2d(np.asarray(p, dtype=np.float64)) for p in past]
+    median, z = _median_z(  # type: ignore[call-arg]
+        *_four(shaped), len(shaped), np.atleast_2d(current).astype(np.float64, copy=False)
+    )
+    return median.reshape(np.shape(current)), z.reshape(np.shape(current))
+
+
+def _four(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Pad to four arguments (the kernel reads only the first k)."""
+    return (*arrays, *([arrays[0]] * (4 - len(arrays))))
 
 
 @numba.njit(nogil=True, cache=True)
-def _median_z(past, current):
-    k, n = past.shape
-    median = np.empty(n)
-    z = np.empty(n)
-    buf = np.empty(4)
-    for i in range(n):
-        m = 0
-        for j in range(k):
-            v = past[j, i]
-            if v == v:
-                buf[m] = v
-                m += 1
-        if m == 0:
-            median[i] = np.nan
-            z[i] = np.nan
-            continue
-        med = _median_of(buf, m)
-        for j in range(m):
-            buf[j] = abs(buf[j] - med)
-        spread = max(1.4826 * _median_of(buf, m), 0.05 * abs(med))
-        median[i] = med
-        z[i] = (current[i] - med) / spread if spread > 0 else np.nan
+def _median_z(p0, p1, p2, p3, k, current):
+    """Per element of the first k past arrays (2-D, same shape as `current`): the median of
+    its non-missing values and `current`'s robust z against it. Closed forms, values in
+    registers: with at most four values the median is what remains after dropping the
+    smallest and the largest."""
+    rows, cols = current.shape
+    median = np.empty((rows, cols))
+    z = np.empty((rows, cols))
+    for r in range(rows):
+        for c in range(cols):
+            m = 0
+            total, lo, hi = 0.0, np.inf, -np.inf
+            a0 = a1 = a2 = a3 = 0.0
+            for j in range(k):
+                v = p0[r, c] if j == 0 else p1[r, c] if j == 1 else p2[r, c] if j == 2 else p3[r, c]
+                if v == v:
+                    if m == 0:
+                        a0 = v
+                    elif m == 1:
+                        a1 = v
+                    elif m == 2:
+                        a2 = v
+                    else:
+                        a3 = v
+                    m += 1
+                    total += v
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+            if m == 0:
+                median[r, c] = np.nan
+                z[r, c] = np.nan
+                continue
+            med = _middle(m, a0, a1, total, lo, hi)
+            d0, d1, d2, d3 = abs(a0 - med), abs(a1 - med), abs(a2 - med), abs(a3 - med)
+            if m == 3:
+                d_lo, d_hi = min(d0, min(d1, d2)), max(d0, max(d1, d2))
+                d_total = d0 + d1 + d2
+            else:
+                d_lo, d_hi = min(min(d0, d1), min(d2, d3)), max(max(d0, d1), max(d2, d3))
+                d_total = d0 + d1 + d2 + d3
+            spread = max(1.4826 * _middle(m, d0, d1, d_total, d_lo, d_hi), 0.05 * abs(med))
+            median[r, c] = med
+            z[r, c] = (current[r, c] - med) / spread if spread > 0 else np.nan
     return median, z
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _median_of(values, m):
-    """Median of the first m (1 to 4) entries in closed form: with at most four values it
-    is what remains after dropping the smallest and the largest."""
+def _middle(m, first, second, total, lo, hi):
+    """The median of m (1 to 4) values given the first two, their sum, min and max."""
     if m == 1:
-        return values[0]
+        return first
     if m == 2:
-        return 0.5 * (values[0] + values[1])
-    total, lo, hi = 0.0, np.inf, -np.inf
-    for j in range(m):
-        total += values[j]
-        lo = min(lo, values[j])
-        hi = max(hi, values[j])
+        return 0.5 * (first + second)
     inner = total - lo - hi
     return inner if m == 3 else 0.5 * inner
 
 
 def take_columns(grid: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """grid[:, columns] with NaN where a column is -1, copied run by run: the columns asked
-    for are a few contiguous runs (whole days), so slices beat a general gather."""
-    out = np.empty((grid.shape[0], columns.size))
+    for are a few contiguous runs (whole days), so slices beat a general gather. A single
+    run comes back as a read-only view of `grid`."""
     missing = columns < 0
     step = np.diff(columns)
     breaks = np.flatnonzero((step != 1) | missing[1:] | missing[:-1]) + 1
+    if breaks.size == 0 and not missing[0]:
+        # One contiguous run: a view, no copy, read-only so that nobody writes through it.
+        view = grid[:, columns[0] : columns[0] + columns.size]
+        view.flags.writeable = False
+        return view
+    out = np.empty((grid.shape[0], columns.size))
     for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, columns.size], strict=True):
         if missing[lo]:
             out[:, lo:hi] = np.nan
