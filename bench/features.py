@@ -139,6 +139,9 @@ def main(runs: int = 3) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--build-day":
+        from cellpulse.runtime import keep_freed_memory
+
+        keep_freed_memory()  # as `cellpulse features` does
         build_day_once(sys.argv[2], sys.argv[3])
     else:
         main()

@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 
-from cellpulse.runtime import DEFAULTS
+from cellpulse.runtime import DEFAULTS, keep_freed_memory
 
 SUITES = ("simulator", "ingest", "features", "scoring", "e2e", "api")
 
@@ -14,6 +14,7 @@ SUITES = ("simulator", "ingest", "features", "scoring", "e2e", "api")
 def main(argv: list[str]) -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    keep_freed_memory()  # as every cellpulse command does (settings.keep_freed_memory)
     names = argv or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:

@@ -38,9 +38,35 @@ DEFAULTS = {
 
 
 def configure_process(settings: Settings) -> None:
-    """Prepare os.environ for Prefect and MLflow. Call before importing either."""
+    """Prepare os.environ for Prefect and MLflow (call before importing either), and the
+    memory allocator."""
+    if settings.keep_freed_memory:
+        keep_freed_memory()
     os.environ.update(TELEMETRY_OFF)
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of handing every large block
+    back to the operating system.
+
+    Feature and scoring steps allocate and free arrays of hundreds of megabytes over and
+    over. By default glibc maps each such block afresh and unmaps it when freed, so every
+    page is faulted in again on the next use; on hosts that return freed memory to the
+    hypervisor, that costs a quarter of the feature build's time. Served from the heap and
+    kept there, the pages are reused: faster, for a resident size that stays near its peak.
+    Returns whether the allocator took the settings (False off glibc, e.g. on macOS)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))

@@ -220,6 +220,12 @@ class Settings(BaseSettings):
         "(treelite/tl2cgen + gcc, cached in <home>/compiled): the same scores, faster "
         "(bench/RESULTS.md, Scoring).",
     )
+    keep_freed_memory: bool = Field(
+        True,
+        description="Keep memory freed by large arrays for reuse instead of returning it to "
+        "the system at once (glibc): faster feature and scoring steps, for a resident size "
+        "that stays near its peak; set false on hosts where memory must go back promptly.",
+    )
     feature_chunk_cells: int = Field(
         10_000,
         ge=1,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -289,7 +288,7 @@ def _kpi_features(
     for c in spec.cosite:
         if c.kpi == kpi:
             assert sites is not None
-            out |= _cosite(sites, current, c.stats, c.columns())
+            out |= dict(zip(c.columns(), kernels.cosite(sites, current, c.stats), strict=True))
     return out
 
 
@@ -326,23 +325,6 @@ class _Lagged:
             source = self.grid.lagged_columns(slots(lag, self.rop_minutes, "lag"))
             self.cache[lag] = kernels.take_columns(self.values, source)
         return self.cache[lag]
-
-
-def _cosite(
-    site_of_cell: np.ndarray, current: np.ndarray, stats: tuple[str, ...], names: list[str]
-) -> dict[str, np.ndarray]:
-    total, count = kernels.group_sums(site_of_cell, int(site_of_cell.max()) + 1, current)
-    valid = ~np.isnan(current)
-    others = count - valid
-    with np.errstate(invalid="ignore", divide="ignore"):
-        siblings = np.where(others > 0, (total - np.where(valid, current, 0.0)) / others, np.nan)
-        computed: dict[str, Callable[[], np.ndarray]] = {
-            "share": lambda: np.where(total > 0, current / total, np.nan),
-            "site_mean": lambda: np.where(count > 0, total / count, np.nan),
-            "siblings_mean": lambda: siblings,
-            "sibling_dev": lambda: current - siblings,
-        }
-        return {name: computed[stat]() for stat, name in zip(stats, names, strict=True)}
 
 
 def _site_codes(frame: pl.DataFrame, grid: _Grid) -> np.ndarray:

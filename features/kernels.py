@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from scipy import sparse
 
 STATS = ("mean", "std", "min", "max", "sum", "count")
 
@@ -235,15 +234,58 @@ def take_columns(grid: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return out
 
 
-def group_sums(
-    groups: np.ndarray, n_groups: int, grid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per group (e.g. site) and slot: the sum of the members' non-missing values and how
-    many there were, each broadcast back to the members' rows."""
-    members = sparse.csr_matrix(
-        (np.ones(groups.size), (groups, np.arange(groups.size))), shape=(n_groups, groups.size)
-    )
-    valid = ~np.isnan(grid)
-    total = members @ np.where(valid, grid, 0.0)
-    count = members @ valid.astype(np.float64)
-    return total[groups], count[groups]
+COSITE_STATS = ("share", "site_mean", "siblings_mean", "sibling_dev")
+
+
+def cosite(
+    site_of_cell: np.ndarray, current: np.ndarray, stats: tuple[str, ...]
+) -> list[np.ndarray]:
+    """Co-site context of each cell (row) and slot, one array per name in `stats`:
+    `share` of the site's total, the `site_mean`, the mean of the site's other cells
+    (`siblings_mean`) and the cell's deviation from it (`sibling_dev`). Missing values count
+    for nothing; NaN where a stat has nothing to stand on."""
+    wanted = np.array([name in stats for name in COSITE_STATS])
+    sites = np.ascontiguousarray(site_of_cell, dtype=np.int64)
+    n_sites = int(sites.max()) + 1 if sites.size else 0
+    total, count = _site_totals(sites, n_sites, current)
+    out = _cosite_stats(sites, current, total, count, wanted)
+    return [out[COSITE_STATS.index(name)] for name in stats]
+
+
+@numba.njit(nogil=True, cache=True)
+def _site_totals(sites, n_sites, current):
+    rows, cols = current.shape
+    total = np.zeros((n_sites, cols))
+    count = np.zeros((n_sites, cols))
+    for r in range(rows):
+        s = sites[r]
+        for c in range(cols):
+            v = current[r, c]
+            if v == v:
+                total[s, c] += v
+                count[s, c] += 1.0
+    return total, count
+
+
+@numba.njit(nogil=True, cache=True)
+def _cosite_stats(sites, current, total, count, wanted):
+    # One pass, only the wanted planes written (np.empty leaves the others untouched).
+    rows, cols = current.shape
+    out = np.empty((4, rows, cols))
+    nan = np.nan
+    for r in range(rows):
+        s = sites[r]
+        for c in range(cols):
+            v, t, n = current[r, c], total[s, c], count[s, c]
+            valid = v == v
+            others = n - 1.0 if valid else n
+            siblings = ((t - v) if valid else t) / others if others > 0 else nan
+            if wanted[0]:
+                out[0, r, c] = v / t if t > 0 else nan
+            if wanted[1]:
+                out[1, r, c] = t / n if n > 0 else nan
+            if wanted[2]:
+                out[2, r, c] = siblings
+            if wanted[3]:
+                out[3, r, c] = v - siblings
+    return out
