@@ -550,7 +550,8 @@ def _validate_one(
 ) -> _Outcome:
     """Read, conform and validate one new file (pure: the caller writes what it decides)."""
     try:
-        conformed, problems = conform(read_input(path, settings, mapping), str(path))
+        raw = read_input(path, settings, mapping)
+        conformed, problems = conform(raw, str(path))
     except (ContractError, MappingError) as exc:
         result = FileResult(path, "rejected", reason=str(exc))
         record = FileRecord(sha, str(path), size, "rejected", 0, 0, 0, str(exc))
@@ -579,7 +580,12 @@ def _validate_one(
     return _Outcome(
         result,
         record,
-        good=accept(good.drop("_row")),
+        good=accept(
+            good.drop("_row"),
+            # A file already exactly in the lake's shape, every row accepted as it is, is
+            # copied into the lake instead of re-encoded (see DeltaStream.adopt).
+            adopt=(path, sha) if mapping is None and _unchanged(raw, good) else None,
+        ),
         quarantined=bad if bad.height else None,
         report=bool(bad.height or result.problems),
     )
@@ -616,6 +622,8 @@ class Accepted:
     parts: dict[tuple[date, str], pl.DataFrame]  # (day, region) -> rows
     key_hash: pl.Series  # 64-bit hash of each row's (cell_id, ts), to find re-deliveries
     rows: int
+    # (path, sha256) of a landing file that is its single partition byte for byte.
+    adopt: tuple[Path, str] | None = None
 
     @property
     def first_day(self) -> date:
@@ -626,9 +634,30 @@ class Accepted:
         return max(day for day, _ in self.parts)
 
 
-def accept(good: pl.DataFrame) -> Accepted:
+def accept(good: pl.DataFrame, adopt: tuple[Path, str] | None = None) -> Accepted:
     key_hash = good.select(pl.struct(*lake.KEYS).hash()).to_series()
-    return Accepted(split_partitions(good), key_hash, good.height)
+    parts = split_partitions(good)
+    return Accepted(parts, key_hash, good.height, adopt if len(parts) == 1 else None)
+
+
+def _unchanged(raw: pl.DataFrame, good: pl.DataFrame) -> bool:
+    """Whether the accepted rows are the file's rows exactly: same columns, order and types
+    (so conforming cast nothing), every region given (so none was filled in), and no row
+    quarantined or superseded."""
+    same_shape = (
+        good.height == raw.height
+        and good.width == raw.width + 1
+        and all(
+            name == other and dtype == other_dtype
+            for (name, dtype), (other, other_dtype) in zip(
+                raw.schema.items(), good.drop("_row").schema.items(), strict=True
+            )
+        )
+    )
+    return (
+        same_shape
+        and not raw.select((pl.col("region").is_null() | (pl.col("region") == "")).any()).item()
+    )
 
 
 def split_partitions(rows: pl.DataFrame) -> dict[tuple[date, str], pl.DataFrame]:
@@ -667,7 +696,12 @@ class _Batch:
         self.files.append((result, record, accepted))
         self.rows += accepted.rows
         for (day, region), rows in accepted.parts.items():
-            self.writes.append(self.writer.submit(self.stream.write, day, region, rows))
+            if accepted.adopt is not None:
+                source, sha = accepted.adopt
+                job = self.writer.submit(self.stream.adopt, day, region, source, sha, rows)
+            else:
+                job = self.writer.submit(self.stream.write, day, region, rows)
+            self.writes.append(job)
 
     def ends_before(self, accepted: Accepted) -> bool:
         """Whether every row of `accepted` falls on a later day than every row of the batch."""

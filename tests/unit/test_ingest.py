@@ -267,3 +267,53 @@ def test_archive_setting_moves_ingested_files_unchanged(settings):
     assert (archiving.archive_dir / "sub" / bad.name).exists()  # quarantined rows, rest in
     assert not list(archiving.landing_dir.rglob("*.parquet"))
     assert kpi_rows(archiving).height == 6 * 2 * 96  # the broken file re-delivers known keys
+
+
+def single_region_files(landing: Path) -> list[tuple[Path, pl.DataFrame]]:
+    """The simulated day as one file per hour and region (as per-domain OSS exports come)."""
+    day = next(iter(iter_days(CFG)))[1]
+    out = []
+    for name, part in split_into_files(day, 60):
+        for (region,), rows in part.partition_by("region", as_dict=True).items():
+            path = landing / f"{Path(name).stem}-{region}.parquet"
+            lake.atomic_write_parquet(rows, path)
+            out.append((path, rows))
+    return out
+
+
+def test_a_file_already_in_the_lakes_shape_is_copied_not_reencoded(settings):
+    files = single_region_files(settings.landing_dir)
+    before = {path: path.read_bytes() for path, _ in files}
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert summary.count("ingested") == len(files)
+    fragments = {f.read_bytes() for f in (settings.lake_dir / "kpi").rglob("f-*.parquet")}
+    assert fragments == set(before.values())  # every fragment is a landing file, verbatim
+    assert all(path.read_bytes() == data for path, data in before.items())  # raw untouched
+    truth = pl.concat([rows for _, rows in files])
+    stored = kpi_rows(settings)
+    assert stored.equals(truth.sort("cell_id", "ts").select(stored.columns))
+
+
+def test_a_file_conforming_changes_is_reencoded(settings):
+    (path, rows), *others = single_region_files(settings.landing_dir)
+    for other, _ in others:
+        other.unlink()
+    # No region: conforming fills it in, so the file is not what the lake holds.
+    lake.atomic_write_parquet(rows.with_columns(pl.lit(None, pl.String).alias("region")), path)
+    ingest_files([settings.landing_dir], settings, NOW)
+    (fragment,) = (settings.lake_dir / "kpi").rglob("f-*.parquet")
+    assert fragment.read_bytes() != path.read_bytes()
+    assert pl.read_parquet(fragment)["region"].unique().to_list() == ["unassigned"]
+
+
+def test_an_adopted_file_that_changed_since_it_was_read_is_written_from_its_rows(tmp_path):
+    path, rows = single_region_files(tmp_path / "landing")[0]
+    dataset = lake.Dataset(tmp_path / "kpi")
+    stream = lake.DeltaStream(dataset)
+    day = rows["ts"].min().date()
+    region = rows["region"][0]
+    stream.adopt(day, region, path, "0" * 64, rows)  # not the hash of what is there now
+    stream.commit()
+    (fragment,) = (tmp_path / "kpi").rglob("f-*.parquet")
+    assert fragment.read_bytes() != path.read_bytes()
+    assert pl.read_parquet(fragment).equals(rows)
