@@ -405,6 +405,8 @@ def _print_train(result: Any, settings: Settings) -> None:
             if logged.decision.promote
             else "[yellow]not promoted[/]"
         )
+        if "supervised" in cand.params:
+            console.print(f"  fault classifier: {cand.params['supervised']}")
         if family in result.tuning:
             console.print(f"  tuning: {result.tuning[family]}")
         console.print(

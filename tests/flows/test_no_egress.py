@@ -42,4 +42,5 @@ def test_demo_makes_no_connection_beyond_loopback(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "done in" in run.stdout
+    assert "fault classifier: blend (" in run.stdout  # the demo's labels train it
     assert not log.exists(), log.read_text()
