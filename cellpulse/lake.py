@@ -138,6 +138,47 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {k: v for k, v in raw.items() if not k.startswith("ARROW")}
 
 
+def in_key_order(df: pl.DataFrame) -> bool:
+    """Whether rows are sorted by (cell_id, ts) with no key twice."""
+    if df.height < 2:
+        return True
+    cell, ts = df["cell_id"], df["ts"]
+    same_cell = cell.slice(1) == cell.slice(0, df.height - 1)
+    later = ts.slice(1) > ts.slice(0, df.height - 1)
+    return bool(cell.is_sorted() and (~same_cell | later).all())
+
+
+def by_keys(df: pl.DataFrame) -> pl.DataFrame:
+    """`df` sorted by (cell_id, ts); as it is when it already is (sorting a national day's
+    wide feature table costs seconds even when nothing moves)."""
+    return df if in_key_order(df) else df.sort(*KEYS)
+
+
+MAX_SEGMENTS = 64
+
+
+def key_ordered_segments(df: pl.DataFrame) -> list[pl.DataFrame] | None:
+    """`df` cut (zero-copy) where (cell_id, ts) order breaks, e.g. a day read region by
+    region, each region's file sorted; None when a cell lies in two segments (its rows
+    would then need a real sort to come together) or the order breaks more than
+    MAX_SEGMENTS times (rows in no particular order: sorting is the cheaper way)."""
+    if df.height < 2:
+        return [df]
+    cell, ts = df["cell_id"], df["ts"]
+    head, tail = cell.slice(0, df.height - 1), cell.slice(1)
+    in_order = (tail > head) | ((tail == head) & (ts.slice(1) > ts.slice(0, df.height - 1)))
+    breaks = in_order.not_().arg_true()
+    if breaks.len() >= MAX_SEGMENTS:
+        return None
+    cuts = [0, *(breaks + 1).to_list(), df.height]
+    segments = [df.slice(lo, hi - lo) for lo, hi in itertools.pairwise(cuts)]
+    if len(segments) > 1:
+        cells = pl.concat([seg["cell_id"].unique() for seg in segments])
+        if cells.n_unique() < cells.len():
+            return None
+    return segments
+
+
 def latest_rows(rows: pl.DataFrame) -> pl.DataFrame:
     """One row per key, the last one in `rows`' order (the latest delivery), sorted by key."""
     # A stable sort keeps deliveries in order within a key, so the last row of each key run

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from cellpulse.errors import SpecMismatchError
+from cellpulse.lake import key_ordered_segments
 from cellpulse.models.anomaly import AnomalyModel
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.congestion import CongestionModel
@@ -55,37 +58,44 @@ def score_features(
     size of the network (a cell's rows stay together, so its alert runs are unbroken)."""
     check_spec(anomaly.spec_hash, spec_hash, "anomaly")
     check_spec(congestion.spec_hash, spec_hash, "congestion")
+    # Sorting a national day's wide feature table costs many seconds; a day read region by
+    # region is already sorted within each region, so each region is scored where it lies
+    # and only the narrow score table is put in order at the end.
+    segments = key_ordered_segments(features) or [features.sort("cell_id", "ts")]
     parts = []
-    ranges: list[tuple[str, str] | None] = list(cell_ranges(features, SCORE_CHUNK_ROWS))
-    for bounds in ranges or [None]:  # an empty frame still gets the table's columns
-        chunk = (
-            features
-            if bounds is None or len(ranges) == 1
-            else features.filter(pl.col("cell_id").is_between(pl.lit(bounds[0]), pl.lit(bounds[1])))
-        )
-        feats = chunk.sort("cell_id", "ts")
-        del chunk
-        anomalies = score_anomaly(anomaly, feats, settings)
-        prob = pl.Series("congestion_prob", congestion.predict(feats))
-        parts.append(
-            assemble_scores(
-                feats, anomalies, prob, congestion.horizon, anomaly_ref, congestion_ref, scored_at
+    for segment in segments:
+        for feats in cell_chunks(segment, SCORE_CHUNK_ROWS):
+            anomalies = score_anomaly(anomaly, feats, settings)
+            prob = pl.Series("congestion_prob", congestion.predict(feats))
+            parts.append(
+                assemble_scores(
+                    feats,
+                    anomalies,
+                    prob,
+                    congestion.horizon,
+                    anomaly_ref,
+                    congestion_ref,
+                    scored_at,
+                )
             )
-        )
-    return pl.concat(parts)
+    table = pl.concat(parts)
+    return table if len(segments) == 1 else table.sort("cell_id", "ts")
 
 
 SCORE_CHUNK_ROWS = 1_000_000
 
 
-def cell_ranges(features: pl.DataFrame, rows: int) -> list[tuple[str, str]]:
-    """Consecutive cell_id ranges (inclusive) of about `rows` feature rows each."""
-    counts = features.group_by("cell_id").len().sort("cell_id")
-    ids, sizes = counts["cell_id"].to_list(), counts["len"].to_list()
-    ranges, start, acc = [], 0, 0
-    for i, size in enumerate(sizes):
-        acc += size
-        if acc >= rows or i == len(sizes) - 1:
-            ranges.append((ids[start], ids[i]))
-            start, acc = i + 1, 0
-    return ranges
+def cell_chunks(ordered: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
+    """Zero-copy slices of about `rows` rows of frames sorted by (cell_id, ts), each made of
+    whole cells; one (empty) slice for an empty frame, so the result keeps its columns."""
+    if ordered.height <= rows:
+        return [ordered]
+    cells = ordered["cell_id"]
+    changed = (cells.slice(1) != cells.slice(0, ordered.height - 1)).to_numpy()
+    starts = np.flatnonzero(changed) + 1  # first row of every cell but the first
+    cuts = [0]
+    for start in starts:
+        if start - cuts[-1] >= rows:
+            cuts.append(int(start))
+    cuts.append(ordered.height)
+    return [ordered.slice(lo, hi - lo) for lo, hi in itertools.pairwise(cuts)]

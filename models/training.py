@@ -14,6 +14,7 @@ import polars as pl
 from cellpulse.errors import NoDataError
 from cellpulse.features import targets
 from cellpulse.features.targets import event_labels
+from cellpulse.lake import by_keys
 from cellpulse.models import evaluation, plots
 from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
 from cellpulse.models.baselines import isolation_forest
@@ -100,7 +101,7 @@ def anomaly_params(settings: Settings) -> AnomalyParams:
 
 def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts)."""
-    feats = features.sort("cell_id", "ts")
+    feats = by_keys(features)
     scores = model.components(feats)
     keys = feats.select("cell_id", "ts")
     flags = alert_flags(

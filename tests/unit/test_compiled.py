@@ -70,9 +70,9 @@ def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch)
     anomaly, congestion, settings = trained
     holdout = anomaly.split.holdout.sample(fraction=1.0, shuffle=True, seed=1)
 
-    def table():
+    def table(features=holdout):
         return scoring.score_features(
-            holdout,
+            features,
             anomaly.model,
             congestion.model,
             ModelRef("a", "1", "r"),
@@ -84,9 +84,17 @@ def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch)
 
     whole = table()
     monkeypatch.setattr(scoring, "SCORE_CHUNK_ROWS", 500)
-    assert len(scoring.cell_ranges(holdout, 500)) > 3
+    chunks = scoring.cell_chunks(holdout.sort("cell_id", "ts"), 500)
+    assert len(chunks) > 3
+    # Whole cells per chunk, no cell in two chunks, every row once.
+    cells = [set(c["cell_id"].unique()) for c in chunks]
+    assert sum(len(c) for c in cells) == len(set().union(*cells))
+    assert sum(c.height for c in chunks) == holdout.height
     chunked = table()
     assert chunked.equals(whole)
+    # Rows in any order score the same (sorted once, then sliced).
+    shuffled = holdout.sample(fraction=1.0, shuffle=True, seed=4)
+    assert table(shuffled).equals(whole)
     assert whole["is_anomaly"].sum() > 0
 
 

@@ -65,3 +65,36 @@ def test_dates_count_days_that_only_hold_deltas(tmp_path):
     ds.append(rows(["a"], 1.0), DAY)
     assert ds.dates() == [DAY]
     assert ds.read(DAY + timedelta(days=1)).is_empty()
+
+
+def test_key_order_is_recognised_and_only_unsorted_frames_are_sorted():
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    rows = pl.DataFrame(
+        {
+            "cell_id": ["a", "a", "b", "b"],
+            "ts": [t0, t0 + timedelta(minutes=15), t0, t0 + timedelta(minutes=15)],
+            "v": [1, 2, 3, 4],
+        }
+    )
+    assert lake.in_key_order(rows)
+    assert lake.by_keys(rows) is rows  # nothing to do, nothing copied
+    swapped = rows[[1, 0, 2, 3]]
+    assert not lake.in_key_order(swapped)
+    assert lake.by_keys(swapped).equals(rows)
+    assert not lake.in_key_order(rows[[0, 0, 1]])  # a key twice is not an order
+    assert not lake.in_key_order(rows[[2, 3, 0, 1]])
+
+
+def test_a_frame_sorted_region_by_region_is_cut_where_its_order_breaks():
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    ts = [t0, t0 + timedelta(minutes=15)]
+    north = pl.DataFrame({"cell_id": ["b", "b", "d", "d"], "ts": ts * 2})
+    south = pl.DataFrame({"cell_id": ["a", "a", "c", "c"], "ts": ts * 2})
+    segments = lake.key_ordered_segments(pl.concat([north, south]))
+    assert segments is not None and [s.height for s in segments] == [4, 4]
+    assert segments[0].equals(north) and segments[1].equals(south)
+    # A cell in two segments cannot be scored in pieces: no segments.
+    assert lake.key_ordered_segments(pl.concat([north, north.head(1)])) is None
+    # Rows in no order at all: sorting beats cutting into thousands of pieces.
+    many = pl.DataFrame({"cell_id": [f"c{i:04d}" for i in range(200)][::-1], "ts": [t0] * 200})
+    assert lake.key_ordered_segments(many) is None

@@ -234,3 +234,22 @@ def test_per_slice_metrics_recompute_the_pr_auc_within_each_slice(tiny_network, 
     assert (south["rows"], south["positives"]) == (3, 2)
     assert south["pr_auc_model"] == pytest.approx(pr_auc(y[2:], score[2:]))
     assert table.filter(pl.col("slice") == "band").height == 2
+
+
+def test_model_matrix_is_row_major_float64_with_the_exact_values():
+    from cellpulse.models.boosting import matrix
+
+    frame = pl.DataFrame(
+        {
+            "f32": pl.Series([0.1, None, 3.5], dtype=pl.Float32),
+            "count": pl.Series([1, 2, None], dtype=pl.Int32),
+            "flag": [True, False, True],
+        }
+    )
+    expected = np.array([[np.float32(0.1), 1.0, 1.0], [np.nan, 2.0, 0.0], [3.5, np.nan, 1.0]])
+    for df in (frame, frame.with_columns(pl.Series("count", [1, 2, 2**40], dtype=pl.Int64))):
+        x = matrix(df, ["f32", "count", "flag"])
+        assert x.dtype == np.float64 and x.flags["C_CONTIGUOUS"]
+        want = expected.copy()
+        want[2, 1] = np.nan if df["count"][2] is None else float(df["count"][2])
+        assert np.array_equal(x, want, equal_nan=True)  # 2**40 is not exact in float32
