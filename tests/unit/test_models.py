@@ -252,4 +252,4 @@ def test_model_matrix_is_row_major_float64_with_the_exact_values():
         assert x.dtype == np.float64 and x.flags["C_CONTIGUOUS"]
         want = expected.copy()
         want[2, 1] = np.nan if df["count"][2] is None else float(df["count"][2])
-        assert np.array_equal(x, want, equal_nan=True)  # 2**40 is not exact in float32
+        assert np.array_equal(x, want, equal_nan=True)
