@@ -297,7 +297,11 @@ class AnomalyModel:
             frame.with_columns(starts.cum_sum().alias("_run"))
             .filter(pl.col("_explain"))
             .with_columns(
-                pl.col("_row").sort_by("_p", descending=True).first().over("_run").alias("_peak")
+                pl.col("_row")
+                .sort_by("_p", descending=True, maintain_order=True)
+                .first()
+                .over("_run")
+                .alias("_peak")
             )
         )
         peaks = runs["_peak"].unique().sort()
