@@ -140,12 +140,8 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 def in_key_order(df: pl.DataFrame) -> bool:
     """Whether rows are sorted by (cell_id, ts) with no key twice."""
-    if df.height < 2:
-        return True
-    cell, ts = df["cell_id"], df["ts"]
-    same_cell = cell.slice(1) == cell.slice(0, df.height - 1)
-    later = ts.slice(1) > ts.slice(0, df.height - 1)
-    return bool(cell.is_sorted() and (~same_cell | later).all())
+    segments = key_ordered_segments(df)
+    return segments is not None and len(segments) == 1
 
 
 def by_keys(df: pl.DataFrame) -> pl.DataFrame:
