@@ -62,6 +62,13 @@ def matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
     return df.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy(order="c")
 
 
+def top_gain(booster: lgb.Booster, names: list[str], top: int) -> list[tuple[str, float]]:
+    """The `top` features by total split gain, largest first (the feature importance plot)."""
+    gain = booster.feature_importance("gain")
+    order = np.argsort(-gain)[:top]
+    return [(names[i], float(gain[i])) for i in order]
+
+
 # How a booster is trained: in this process, or across a Dask cluster.
 Trainer = Callable[[dict[str, Any], np.ndarray, np.ndarray, int, list[str]], lgb.Booster]
 

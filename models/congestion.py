@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse.features.builder import KEY_COLUMNS
-from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
+from cellpulse.models.boosting import BoosterParams, Trainer, matrix, top_gain, train_local
 from cellpulse.models.compiled import predict
 
 
@@ -82,9 +82,7 @@ class CongestionModel:
         return True
 
     def importance(self, top: int = 20) -> list[tuple[str, float]]:
-        gain = self.booster.feature_importance("gain")
-        order = np.argsort(-gain)[:top]
-        return [(self.feature_names[i], float(gain[i])) for i in order]
+        return top_gain(self.booster, self.feature_names, top)
 
     @property
     def horizon_phrase(self) -> str:

@@ -7,9 +7,8 @@ Its probability joins the unsupervised score in the score's own units: p = 0.5 s
 on the alert threshold, so `blend` (the stronger of the two: either model alone can raise an
 alert, the classifier for fault types it has seen, the residuals for the ones it has not) and
 `replace` (the probability alone) keep every threshold, alert rule and ranking downstream
-unchanged. The KPIs
-driving a supervised alert come from LightGBM's own per-feature contributions (`pred_contrib`),
-summed per KPI.
+unchanged. The KPIs driving a supervised alert come from LightGBM's own per-feature
+contributions (`pred_contrib`), summed per KPI.
 """
 
 from __future__ import annotations
@@ -21,13 +20,14 @@ import numpy as np
 import polars as pl
 
 from cellpulse.features.builder import KEY_COLUMNS
-from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
+from cellpulse.features.spec import CALENDAR_COLUMNS
+from cellpulse.models.boosting import BoosterParams, Trainer, matrix, top_gain, train_local
 from cellpulse.models.compiled import predict
 
 Z_PREFIX = "dev_"  # the stacked per-KPI deviations: dev_<kpi>
 DECISION = 0.5  # the probability that maps onto the unsupervised alert threshold
 DRIVERS = 3
-NOT_KPIS = frozenset({"hour", "day_of_week", "hour_of_week", "is_weekend", "is_holiday"})
+NOT_KPIS = frozenset(CALENDAR_COLUMNS)
 
 
 def classifier_inputs(features: pl.DataFrame, deviations: pl.DataFrame) -> pl.DataFrame:
@@ -88,9 +88,7 @@ class FaultClassifier:
         return predict(self.booster, matrix(inputs, self.feature_names))
 
     def importance(self, top: int = 20) -> list[tuple[str, float]]:
-        gain = self.booster.feature_importance("gain")
-        order = np.argsort(-gain)[:top]
-        return [(self.feature_names[i], float(gain[i])) for i in order]
+        return top_gain(self.booster, self.feature_names, top)
 
     def drivers(self, inputs: pl.DataFrame) -> list[list[str]]:
         """Per row, up to DRIVERS KPIs whose summed contributions raise P(fault), largest
