@@ -182,7 +182,7 @@ def _to_series(arrays: dict[str, np.ndarray], grid: _Grid) -> list[pl.Series]:
         if name.startswith("rops_missing_"):
             out.append(pl.Series(name, flat.astype(np.int32)))
         else:
-            out.append(pl.Series(name, flat.astype(np.float32), nan_to_null=True))
+            out.append(pl.Series(name, flat.astype(np.float32, copy=False), nan_to_null=True))
     return out
 
 
@@ -267,7 +267,7 @@ def _kpi_features(
         if r.kpi == kpi:
             width = slots(r.window, rop_minutes, f"rolling window of {kpi}")
             stats = kernels.rolling_stats(
-                window_values, window.first_slot, width, window.local, r.stats
+                window_values, window.first_slot, width, window.local, r.stats, np.float32
             )
             out |= dict(zip(r.columns(), stats.values(), strict=True))
     lagged = _Lagged(values, grid, rop_minutes)

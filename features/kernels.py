@@ -20,89 +20,101 @@ def rolling_stats(
     width: int,
     positions: np.ndarray,
     stats: tuple[str, ...],
+    dtype: type = np.float64,
 ) -> dict[str, np.ndarray]:
     """mean/std (sample, ddof 1)/min/max/sum/count of the non-missing values in the trailing
     `width` slots ending at each of `positions` (grid columns), per row: each array has shape
     (rows, len(positions)); NaN where the window holds no value (std: fewer than two).
 
     `first_slot` is the absolute slot number (ROPs since the epoch) of grid column 0.
+    Computed in float64 and stored as `dtype`.
     """
     unknown = [s for s in stats if s not in STATS]
     if unknown:
         raise ValueError(f"unknown rolling statistics {unknown}; use {STATS}")
-    out = np.empty((len(STATS), grid.shape[0], positions.size))
-    wanted = np.array([s in stats for s in STATS])
-    _rolling(
-        np.ascontiguousarray(grid, dtype=np.float64),
-        first_slot % width,
-        width,
-        positions.astype(np.int64),
-        wanted,
-        out,
-    )
-    return {s: out[STATS.index(s)] for s in stats}
+    wanted = [s for s in STATS if s in stats]
+    plane = np.array([wanted.index(s) if s in wanted else -1 for s in STATS])
+    out: np.ndarray = np.empty((len(wanted), grid.shape[0], positions.size), dtype=dtype)
+    values = grid if grid.dtype == np.float64 else grid.astype(np.float64)
+    _rolling(values, first_slot % width, width, positions.astype(np.int64), plane, out)
+    return {s: out[wanted.index(s)] for s in stats}
 
 
 @numba.njit(nogil=True, cache=True)
-def _rolling(grid, pad, width, positions, wanted, out):
+def _rolling(grid, pad, width, positions, plane, out):
     """van Herk/Gil-Werman, one row at a time: cut time into blocks of `width` slots aligned
     to absolute slot 0, keep each block's running prefix and suffix; a window is one block's
     prefix, or the suffix of one block plus the prefix of the next. Linear in the grid
     whatever the width, and the sums at a slot are taken over the slots of its window only,
     in an order fixed by absolute time: a day built alone equals the same day built inside
-    a longer range, bit for bit."""
-    rows, length = grid.shape
-    padded = ((pad + length + width - 1) // width) * width
-    nan = np.nan
-    extremes = bool(wanted[2] or wanted[3])
-    # running count, sum, sum of squares, min, max: prefix (p) and suffix (q)
-    p = np.empty((5, padded))
-    q = np.empty((5, padded))
+    a longer range, bit for bit.
+
+    Only the blocks the windows at `positions` touch are scanned (a 1 h window of one output
+    day reads that day, not the whole lookback), and only the planes of wanted statistics
+    (`plane[k]` >= 0) are written."""
+    rows = grid.shape[0]
+    n = positions.size
+    if n == 0 or rows == 0:
+        return
+    first_block = max(positions.min() + pad - width + 1, 0) // width
+    last_block = (positions.max() + pad) // width
+    start = first_block * width
+    span = (last_block + 1) * width - start
+    extremes = plane[2] >= 0 or plane[3] >= 0
+    # running count, sum, sum of squares, min, max: block prefixes (p) and suffixes (q)
+    p = np.empty((span, 5))
+    q = np.empty((span, 5))
     for r in range(rows):
         row = grid[r]
-        _running(row, pad, width, extremes, p, forward=True)
-        _running(row, pad, width, extremes, q, forward=False)
-        for i in range(positions.size):
+        for block in range(first_block, last_block + 1):
+            base = block * width
+            _run_block(row, base - pad, base - start, width, extremes, p, 1)
+            _run_block(row, base - pad, base - start, width, extremes, q, -1)
+        for i in range(n):
             e = positions[i] + pad
             b = e - width + 1
+            at = e - start
             if b <= 0 or b % width == 0:
-                c, s1, s2, lo, hi = p[0, e], p[1, e], p[2, e], p[3, e], p[4, e]
+                c, s1, s2, lo, hi = p[at, 0], p[at, 1], p[at, 2], p[at, 3], p[at, 4]
             else:
-                c, s1, s2 = q[0, b] + p[0, e], q[1, b] + p[1, e], q[2, b] + p[2, e]
-                lo, hi = q[3, b], q[4, b]
-                if not lo <= p[3, e]:
-                    lo = p[3, e] if p[3, e] == p[3, e] else lo
-                if not hi >= p[4, e]:
-                    hi = p[4, e] if p[4, e] == p[4, e] else hi
-            mean = s1 / c if c > 0 else nan
-            if wanted[0]:
-                out[0, r, i] = mean
-            if wanted[1]:
+                bt = b - start
+                c, s1, s2 = q[bt, 0] + p[at, 0], q[bt, 1] + p[at, 1], q[bt, 2] + p[at, 2]
+                lo, hi = q[bt, 3], q[bt, 4]
+                if not lo <= p[at, 3]:
+                    lo = p[at, 3] if p[at, 3] == p[at, 3] else lo
+                if not hi >= p[at, 4]:
+                    hi = p[at, 4] if p[at, 4] == p[at, 4] else hi
+            mean = s1 / c if c > 0 else np.nan
+            if plane[0] >= 0:
+                out[plane[0], r, i] = mean
+            if plane[1] >= 0:
                 if c > 1:
                     # Sums of squares lose the exact zero of a constant window to rounding.
                     var = (s2 - s1 * mean) / (c - 1)
-                    out[1, r, i] = np.sqrt(var) if var > 0 else 0.0
+                    out[plane[1], r, i] = np.sqrt(var) if var > 0 else 0.0
                 else:
-                    out[1, r, i] = nan
-            out[2, r, i] = lo
-            out[3, r, i] = hi
-            out[4, r, i] = s1 if c > 0 else nan
-            out[5, r, i] = c
+                    out[plane[1], r, i] = np.nan
+            if plane[2] >= 0:
+                out[plane[2], r, i] = lo
+            if plane[3] >= 0:
+                out[plane[3], r, i] = hi
+            if plane[4] >= 0:
+                out[plane[4], r, i] = s1 if c > 0 else np.nan
+            if plane[5] >= 0:
+                out[plane[5], r, i] = c
 
 
-@numba.njit(nogil=True, cache=True)
-def _running(row, pad, width, extremes, out, forward):
-    """Within each block of `width` slots: the running count, sum, sum of squares, min and
-    max of the non-missing values, from the block's start (forward) or end (backward)."""
-    nan = np.nan
+@numba.njit(nogil=True, cache=True, inline="always")
+def _run_block(row, first, into, width, extremes, out, direction):
+    """The running count, sum, sum of squares, min and max of the non-missing values of one
+    block (`width` slots from row index `first`, which may lie outside the row: missing),
+    from its start (direction 1) or its end (-1), stored from column `into` of `out`."""
+    c, s1, s2, lo, hi = 0.0, 0.0, 0.0, np.nan, np.nan
     length = row.size
-    padded = out.shape[1]
-    c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
-    for step in range(padded):
-        j = step if forward else padded - 1 - step
-        if (j % width == 0) if forward else ((j + 1) % width == 0):
-            c, s1, s2, lo, hi = 0.0, 0.0, 0.0, nan, nan
-        v = row[j - pad] if pad <= j < pad + length else nan
+    for step in range(width):
+        k = step if direction > 0 else width - 1 - step
+        x = first + k
+        v = row[x] if 0 <= x < length else np.nan
         if v == v:
             c += 1.0
             s1 += v
@@ -110,7 +122,8 @@ def _running(row, pad, width, extremes, out, forward):
             if extremes:
                 lo = v if not lo <= v else lo
                 hi = v if not hi >= v else hi
-        out[0, j], out[1, j], out[2, j], out[3, j], out[4, j] = c, s1, s2, lo, hi
+        j = into + k
+        out[j, 0], out[j, 1], out[j, 2], out[j, 3], out[j, 4] = c, s1, s2, lo, hi
 
 
 def repeat_run(grid: np.ndarray, positions: np.ndarray, cap: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from cellpulse.features.builder import KEY_COLUMNS, build_features
-from cellpulse.features.kernels import median_of_few
+from cellpulse.features.kernels import median_of_few, rolling_stats
 from cellpulse.features.spec import FeatureSpec, Lag, Rolling, default_spec
 from cellpulse.features.store import affected_days
 
@@ -77,6 +77,41 @@ def test_rolling_windows_are_time_based():
     assert feats["x_mean_1h"].to_list() == [1.0, 1.5, 2.0, 2.5, 10.0]
     assert feats["x_max_1h"].to_list() == [1.0, 2.0, 3.0, 4.0, 10.0]
     assert feats["rops_missing_1h"].to_list() == [3, 2, 1, 0, 3]
+
+
+@pytest.mark.parametrize(
+    ("width", "first_slot", "positions"),
+    [
+        (4, 7, [0, 1, 2, 3, 50, 199]),  # windows cut at the grid's start, and a scattered few
+        (24, 96 * 20_000 + 5, list(range(150, 200))),  # one late day: earlier blocks unread
+        (96, 13, [95, 96, 97, 120]),
+    ],
+)
+def test_rolling_stats_equal_a_direct_computation(width, first_slot, positions):
+    rng = np.random.default_rng(3)
+    grid = rng.gamma(2.0, 3.0, size=(6, 200))
+    grid[rng.random(grid.shape) < 0.2] = np.nan
+    grid[1, :] = 7.0  # constant: std exactly 0
+    grid[2, 100:] = np.nan  # a silent cell
+    at = np.array(positions)
+    got = rolling_stats(grid, first_slot, width, at, ("mean", "std", "min", "max", "count"))
+    assert set(got) == {"mean", "std", "min", "max", "count"}
+    for r in range(grid.shape[0]):
+        for i, p in enumerate(positions):
+            window = grid[r, max(0, p - width + 1) : p + 1]
+            seen = window[~np.isnan(window)]
+            expected = {
+                "count": float(seen.size),
+                "mean": seen.mean() if seen.size else np.nan,
+                "std": seen.std(ddof=1) if seen.size > 1 else np.nan,
+                "min": seen.min() if seen.size else np.nan,
+                "max": seen.max() if seen.size else np.nan,
+            }
+            for stat, value in expected.items():
+                np.testing.assert_allclose(got[stat][r, i], value, rtol=1e-9, atol=1e-9)
+    single = rolling_stats(grid, first_slot, width, at, ("max",), np.float32)
+    assert single["max"].dtype == np.float32
+    np.testing.assert_array_equal(single["max"], got["max"].astype(np.float32))
 
 
 def one_cell(ts: list[datetime], x: list[float]) -> pl.DataFrame:
