@@ -177,12 +177,17 @@ def _to_series(arrays: dict[str, np.ndarray], grid: _Grid) -> list[pl.Series]:
     out = []
     for name in list(arrays):
         values = arrays.pop(name)
-        flat = values.ravel() if grid.complete else values[grid.present]
-        del values
         if name.startswith("rops_missing_"):
+            flat = values.ravel() if grid.complete else values[grid.present]
             out.append(pl.Series(name, flat.astype(np.int32)))
         else:
-            out.append(pl.Series(name, flat.astype(np.float32, copy=False), nan_to_null=True))
+            flat = (
+                values.ravel().astype(np.float32, copy=False)
+                if grid.complete
+                else kernels.compact_float32(values, grid.present, grid.out_rows.size)
+            )
+            out.append(pl.Series(name, flat, nan_to_null=True))
+        del values, flat
     return out
 
 
@@ -212,7 +217,7 @@ def _place(
     out_blocks = np.flatnonzero(needed >= first_out)
     out_blocks = out_blocks[np.isin(needed[out_blocks], np.unique(epoch_day))]
     out_columns = (out_blocks[:, None] * per_day + np.arange(per_day)).ravel()
-    rows_out = row_of[:, out_columns]
+    rows_out = np.ascontiguousarray(row_of[:, out_columns])  # row-major, as kernels walk it
     present = rows_out >= 0
     complete = bool(present.all())
     return _Grid(
@@ -241,10 +246,7 @@ def _values(frame: pl.DataFrame, kpi: str, grid: _Grid) -> np.ndarray:
     rows = grid.row_of
     if grid.in_grid_order:
         return values.reshape(rows.shape)
-    out = np.full(rows.shape, np.nan)
-    reported = rows >= 0
-    out[reported] = values[rows[reported]]
-    return out
+    return kernels.scatter(values, rows)
 
 
 def _kpi_features(

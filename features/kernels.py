@@ -247,6 +247,33 @@ def take_columns(grid: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(nogil=True, cache=True)
+def scatter(values, row_of):
+    """A cells × slots grid of `values`: `values[row_of[c, j]]`, NaN where row_of is -1."""
+    cells, columns = row_of.shape
+    out = np.empty((cells, columns))
+    for c in range(cells):
+        for j in range(columns):
+            r = row_of[c, j]
+            out[c, j] = values[r] if r >= 0 else np.nan
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def compact_float32(values, present, count):
+    """`values[present]` (row-major order, `count` of them) as float32, in one pass over
+    arrays of any layout."""
+    out = np.empty(count, dtype=np.float32)
+    rows, columns = present.shape
+    k = 0
+    for r in range(rows):
+        for c in range(columns):
+            if present[r, c]:
+                out[k] = values[r, c]
+                k += 1
+    return out
+
+
 COSITE_STATS = ("share", "site_mean", "siblings_mean", "sibling_dev")
 
 

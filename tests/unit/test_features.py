@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from cellpulse.features.builder import KEY_COLUMNS, build_features
-from cellpulse.features.kernels import median_of_few, rolling_stats
+from cellpulse.features.kernels import compact_float32, median_of_few, rolling_stats, scatter
 from cellpulse.features.spec import FeatureSpec, Lag, Rolling, default_spec
 from cellpulse.features.store import affected_days
 
@@ -112,6 +112,18 @@ def test_rolling_stats_equal_a_direct_computation(width, first_slot, positions):
     single = rolling_stats(grid, first_slot, width, at, ("max",), np.float32)
     assert single["max"].dtype == np.float32
     np.testing.assert_array_equal(single["max"], got["max"].astype(np.float32))
+
+
+def test_grid_scatter_and_compaction_round_trip():
+    values = np.array([10.0, 11.0, np.nan, 13.0, 14.0])
+    row_of = np.array([[0, -1, 1], [4, 3, 2]])
+    grid = scatter(values, row_of)
+    np.testing.assert_array_equal(grid, [[10.0, np.nan, 11.0], [14.0, 13.0, np.nan]])
+    present = row_of >= 0
+    for layout in (grid, np.asfortranarray(grid), grid[:, ::-1][:, ::-1]):
+        flat = compact_float32(layout, present, int(present.sum()))
+        assert flat.dtype == np.float32
+        np.testing.assert_array_equal(flat, grid[present].astype(np.float32))
 
 
 def one_cell(ts: list[datetime], x: list[float]) -> pl.DataFrame:
