@@ -195,6 +195,30 @@ def split_regions(df: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
         yield str(region), rows
 
 
+def _day_dir_of(path: Path) -> Path:
+    """The `date=...` folder of a part or delta fragment."""
+    folder = path.parent if path.parent.name.startswith("region=") else path.parent.parent
+    return folder.parent
+
+
+def _runs_by_day(files: list[Path]) -> list[list[Path]]:
+    """`files` cut by day, in their order: a day with deltas is a run of its own, and
+    consecutive days without deltas share one (one scan reads them)."""
+    days: dict[Path, list[Path]] = {}
+    for f in files:
+        days.setdefault(_day_dir_of(f), []).append(f)
+    runs: list[list[Path]] = []
+    previous_plain = False
+    for day_files in days.values():
+        plain = not any(f.parent.name.startswith(DELTA_PREFIX) for f in day_files)
+        if plain and previous_plain:
+            runs[-1].extend(day_files)
+        else:
+            runs.append(list(day_files))
+        previous_plain = plain
+    return runs
+
+
 def _region_of(path: Path) -> str:
     """The region of a part (`region=x/part.parquet`) or delta fragment
     (`region=x/delta-000001/f-00000.parquet`)."""
@@ -278,8 +302,8 @@ class Dataset:
         columns: Iterable[str] | None = None,
     ) -> pl.DataFrame:
         """All rows of the partitions in [start, end], deltas applied; empty frame when there
-        are none. Rows are sorted by (cell_id, ts) within a day's compacted parts, and over
-        the whole result wherever deltas were applied."""
+        are none. Days come in date order; within a day, rows are sorted by (cell_id, ts)
+        per compacted part, and over the day where deltas were applied."""
         return self.read_files(self.files(start, end), columns)
 
     def read_days(
@@ -302,21 +326,26 @@ class Dataset:
         columns: Iterable[str] | None = None,
         cells: tuple[str, str] | None = None,
     ) -> pl.DataFrame:
+        """Rows of `files` (parts and deltas, in the order readers apply them), deltas applied
+        day by day: a day's deliveries only ever replace that day's keys, so days without
+        deltas are read as they are, however many other days carry some."""
         if not files:
             return pl.DataFrame()
         wanted = list(columns) if columns is not None else None
-        has_deltas = any(f.parent.name.startswith(DELTA_PREFIX) for f in files)
-        scan = pl.scan_parquet(files, hive_partitioning=False)
-        if cells is not None:
-            scan = scan.filter(pl.col("cell_id").is_between(pl.lit(cells[0]), pl.lit(cells[1])))
-        if wanted is not None:
-            scan = scan.select(list(dict.fromkeys([*KEYS, *wanted])) if has_deltas else wanted)
-        rows = scan.collect()
-        if has_deltas:
-            rows = latest_rows(rows)
+        pieces = []
+        for day_files in _runs_by_day(files):
+            has_deltas = any(f.parent.name.startswith(DELTA_PREFIX) for f in day_files)
+            scan = pl.scan_parquet(day_files, hive_partitioning=False)
+            if cells is not None:
+                scan = scan.filter(pl.col("cell_id").is_between(pl.lit(cells[0]), pl.lit(cells[1])))
             if wanted is not None:
-                rows = rows.select(wanted)
-        return rows
+                scan = scan.select(list(dict.fromkeys([*KEYS, *wanted])) if has_deltas else wanted)
+            if has_deltas:
+                rows = latest_rows(scan.collect())
+                pieces.append((rows.select(wanted) if wanted is not None else rows).lazy())
+            else:
+                pieces.append(scan)
+        return pieces[0].collect() if len(pieces) == 1 else pl.concat(pieces).collect()
 
     def write_partition(
         self,

@@ -98,3 +98,23 @@ def test_a_frame_sorted_region_by_region_is_cut_where_its_order_breaks():
     # Rows in no order at all: sorting beats cutting into thousands of pieces.
     many = pl.DataFrame({"cell_id": [f"c{i:04d}" for i in range(200)][::-1], "ts": [t0] * 200})
     assert lake.key_ordered_segments(many) is None
+
+
+def test_deltas_apply_to_their_own_day_only_beside_compacted_days(tmp_path):
+    ds = lake.Dataset(tmp_path / "kpi")
+    later = DAY + timedelta(days=1)
+
+    def on(day: date, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.col("ts") + (day - DAY))
+
+    ds.replace_day(rows(["a", "b"], 5.0), DAY)  # compacted
+    ds.replace_day(on(DAY + timedelta(days=2), rows(["a"], 7.0)), DAY + timedelta(days=2))
+    ds.append(on(later, rows(["b", "a"], 1.0)), later)
+    ds.append(on(later, rows(["b"], 2.0, hours=1)), later)  # corrects b at 00:00
+    got = ds.read()
+    assert got.height == 4 + 4 + 2
+    assert got["ts"].dt.date().to_list() == [DAY] * 4 + [later] * 4 + [DAY + timedelta(days=2)] * 2
+    day_two = got.filter(pl.col("ts").dt.date() == later)
+    assert day_two.select("cell_id", "v").rows() == [("a", 1.0), ("a", 1.0), ("b", 2.0), ("b", 1.0)]
+    only_b = ds.read_days([DAY, later], columns=["v"], cells=("b", "b"))
+    assert only_b["v"].to_list() == [5.0, 5.0, 2.0, 1.0]
