@@ -253,3 +253,8 @@ def test_model_matrix_is_row_major_float64_with_the_exact_values():
         want = expected.copy()
         want[2, 1] = np.nan if df["count"][2] is None else float(df["count"][2])
         assert np.array_equal(x, want, equal_nan=True)
+    only_float32 = matrix(frame, ["f32"])  # no wider column to widen into
+    assert only_float32.dtype == np.float64 and only_float32.flags["C_CONTIGUOUS"]
+    assert np.array_equal(only_float32, expected[:, [0]], equal_nan=True)
+    reordered = matrix(frame, ["flag", "f32"])
+    assert np.array_equal(reordered, expected[:, [2, 0]], equal_nan=True)
