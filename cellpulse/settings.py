@@ -159,6 +159,14 @@ class TrainSettings(BaseModel):
     learning_rate: float = Field(0.1, gt=0)
     num_leaves: int = Field(31, ge=2)
     min_data_in_leaf: int = Field(50, ge=1)
+    early_stopping_rounds: int = Field(
+        10,
+        ge=0,
+        description="Normal-behaviour regressors: grow trees (up to num_trees) while the "
+        "newest training day's error improves, stop after this many rounds without "
+        "improvement, then refit on every training day with the best count. Fewer trees "
+        "score faster and generalise better; 0 always grows num_trees.",
+    )
     n_jobs: int = Field(2, ge=1, description="LightGBM threads.")
     seed: int = Field(42, description="Same seed and data, same model and scores.")
     holdout_days: int = Field(3, ge=1, description="Newest days held out for evaluation.")

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from cellpulse.models.boosting import BoosterParams, Trainer, matrix, train_local
+from cellpulse.models.boosting import BoosterParams, Trainer, best_rounds, matrix, train_local
 from cellpulse.models.compiled import predict
 from cellpulse.models.supervised import FaultClassifier, as_score, classifier_inputs
 
@@ -70,6 +70,12 @@ class AnomalyParams(BoosterParams):
         # Huber: squared near the fit, linear in the tails, so faults hidden in the training
         # data pull less. Targets are standardised per KPI, so alpha = 1 is one spread.
         return self.lgb_params("huber", alpha=1.0)
+
+
+def _newest_day(rows: pl.DataFrame) -> np.ndarray:
+    """Which rows fall on the newest (UTC) day of `rows`: the check day for early stopping."""
+    day = rows.get_column("ts").dt.date()
+    return (day == day.max()).to_numpy()
 
 
 def context_columns(columns: list[str]) -> list[str]:
@@ -125,18 +131,27 @@ class AnomalyModel:
         boosters = {}
         units: dict[str, tuple[float, float]] = {}
         targets = tuple(t for t in TARGETS if t.name in train.columns)
+        newest = _newest_day(train)
         for t in targets:
             y = train[t.name].cast(pl.Float64).to_numpy()
             ok = np.isfinite(y)
             if ok.sum() < 100:
                 continue
             centre, spread = float(np.median(y[ok])), float(np.std(y[ok])) or 1.0
+            standard = (y - centre) / spread
+            rounds = params.num_trees
+            fit, check = ok & ~newest, ok & newest
+            if params.early_stopping_rounds and min(fit.sum(), check.sum()) >= 100:
+                rounds = best_rounds(
+                    params.regressor_params(),
+                    (x[fit], standard[fit]),
+                    (x[check], standard[check]),
+                    params.num_trees,
+                    params.early_stopping_rounds,
+                    names,
+                )
             boosters[t.name] = trainer(
-                params.regressor_params(),
-                x[ok],
-                (y[ok] - centre) / spread,
-                params.num_trees,
-                names,
+                params.regressor_params(), x[ok], standard[ok], rounds, names
             )
             units[t.name] = (centre, spread)
         targets = tuple(t for t in targets if t.name in boosters)

@@ -22,6 +22,7 @@ class BoosterParams:
     min_data_in_leaf: int = 50
     n_jobs: int = 1
     seed: int = 42
+    early_stopping_rounds: int = 0  # 0: always num_trees (see TrainSettings)
 
     @classmethod
     def from_settings(cls, train: TrainSettings) -> Self:
@@ -32,6 +33,7 @@ class BoosterParams:
             min_data_in_leaf=train.min_data_in_leaf,
             n_jobs=train.n_jobs,
             seed=train.seed,
+            early_stopping_rounds=train.early_stopping_rounds,
         )
 
     def lgb_params(self, objective: str, **extra: Any) -> dict[str, Any]:
@@ -85,6 +87,29 @@ def train_local(
 ) -> lgb.Booster:
     data = lgb.Dataset(x, y, feature_name=names, free_raw_data=True)
     return lgb.train(params, data, num_boost_round=rounds)
+
+
+def best_rounds(
+    params: dict[str, Any],
+    fit: tuple[np.ndarray, np.ndarray],
+    check: tuple[np.ndarray, np.ndarray],
+    rounds: int,
+    patience: int,
+    names: list[str],
+) -> int:
+    """How many boosting rounds (at most `rounds`) fit `fit` best as judged on `check` (rows
+    from a later period): training stops once `patience` rounds in a row did not improve
+    the error on `check`, and the best count is returned."""
+    data = lgb.Dataset(fit[0], fit[1], feature_name=names, free_raw_data=True)
+    held = lgb.Dataset(check[0], check[1], reference=data)
+    probe = lgb.train(
+        params,
+        data,
+        num_boost_round=rounds,
+        valid_sets=[held],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    )
+    return max(1, probe.best_iteration or rounds)
 
 
 @dataclass(frozen=True)

@@ -258,3 +258,43 @@ def test_model_matrix_is_row_major_float64_with_the_exact_values():
     assert np.array_equal(only_float32, expected[:, [0]], equal_nan=True)
     reordered = matrix(frame, ["flag", "f32"])
     assert np.array_equal(reordered, expected[:, [2, 0]], equal_nan=True)
+
+
+def test_early_stopping_keeps_the_trees_a_later_period_confirms():
+    from cellpulse.models.anomaly import AnomalyParams
+    from cellpulse.models.boosting import best_rounds
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(4000, 3))
+    params = AnomalyParams(num_trees=60, n_jobs=1, min_data_in_leaf=20).regressor_params()
+    signal = np.sin(2 * x[:, 0]) + 0.5 * x[:, 1]
+    learnable = best_rounds(
+        params, (x[:3000], signal[:3000]), (x[3000:], signal[3000:]), 60, 5, ["a", "b", "c"]
+    )
+    noise = rng.normal(size=4000)
+    hopeless = best_rounds(
+        params, (x[:3000], noise[:3000]), (x[3000:], noise[3000:]), 60, 5, ["a", "b", "c"]
+    )
+    assert learnable >= 50  # keeps improving: (nearly) every round is kept
+    assert hopeless <= 10  # nothing to learn: stops almost at once
+
+
+def test_regressors_grow_only_the_trees_the_newest_day_confirms(tiny_network, features, tmp_path):
+    settings = tiny_settings(tmp_path)
+
+    def replace(settings, train):
+        return settings.model_copy(update={"train": train})
+
+    stopping = replace(
+        settings, train=settings.train.model_copy(update={"early_stopping_rounds": 3})
+    )
+    fixed = replace(settings, train=settings.train.model_copy(update={"early_stopping_rounds": 0}))
+    stopped = training.train_anomaly(features, tiny_network[1], stopping, SPEC.hash()).model
+    full = training.train_anomaly(features, tiny_network[1], fixed, SPEC.hash()).model
+    grown = {k: b.num_trees() for k, b in full.boosters.items()}
+    trees = {k: b.num_trees() for k, b in stopped.boosters.items()}
+    assert set(trees) == set(grown)
+    # Without early stopping every KPI with something to split on grows all 25 trees.
+    assert max(grown.values()) == 25
+    assert all(1 <= trees[k] <= grown[k] for k in trees)
+    assert sum(trees.values()) < sum(grown.values())
