@@ -237,10 +237,14 @@ def _fsync_file(path: Path) -> None:
 
 
 class Dataset:
-    """One partitioned dataset of the lake, e.g. `lake/kpi`."""
+    """One partitioned dataset of the lake, e.g. `lake/kpi`.
 
-    def __init__(self, root: Path) -> None:
+    `fast`: partitions are written with lz4 rather than zstd, for derived data that is read
+    far more often than it is kept (about 15% larger, read in two thirds of the time)."""
+
+    def __init__(self, root: Path, fast: bool = False) -> None:
         self.root = root
+        self.fast = fast
 
     def day_dir(self, day: date) -> Path:
         return self.root / f"date={day.isoformat()}"
@@ -355,7 +359,7 @@ class Dataset:
         metadata: Mapping[str, str] | None = None,
     ) -> Path:
         path = self.partition_path(day, region)
-        atomic_write_parquet(df, path, metadata)
+        atomic_write_parquet(df, path, metadata, fast=self.fast)
         return path
 
     def replace_day(

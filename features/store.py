@@ -41,7 +41,8 @@ def kpi_dataset(settings: Settings) -> lake.Dataset:
 
 
 def feature_dataset(settings: Settings) -> lake.Dataset:
-    return lake.Dataset(settings.lake_dir / "features")
+    # Rebuilt from the KPIs at will and read by every scoring and training run: lz4.
+    return lake.Dataset(settings.lake_dir / "features", fast=True)
 
 
 def days_between(start: date, end: date) -> list[date]:
