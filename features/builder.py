@@ -163,7 +163,7 @@ def build_features(
         keys = keys[grid.out_rows]
     columns = [*keys.get_columns()]
     if spec.calendar:
-        columns += _calendar(keys["ts"], timezone, spec.holidays).get_columns()
+        columns += _calendar(keys["ts"], timezone, spec.holidays, rop_minutes).get_columns()
     columns += [built[name] for name in spec.columns() if name in built]
     table = pl.DataFrame(columns).select(*KEY_COLUMNS, *spec.columns())
     return table if since is None else table.filter(pl.col("ts") >= since)
@@ -354,7 +354,24 @@ def _missing_counts(
     return out
 
 
-def _calendar(ts: pl.Series, timezone: str, holidays: tuple[str, ...]) -> pl.DataFrame:
+def _calendar(
+    ts: pl.Series, timezone: str, holidays: tuple[str, ...], rop_minutes: int
+) -> pl.DataFrame:
+    """Calendar columns of `ts` (ROP-aligned): computed once per distinct ROP, then gathered,
+    as a day of 100,000 cells holds only 96 distinct timestamps."""
+    if ts.len() == 0:
+        return _calendar_of(ts, timezone, holidays)
+    rop_us = rop_minutes * 60 * _US
+    epoch = ts.dt.epoch("us").to_numpy()
+    first = int(epoch.min())
+    slot = (epoch - first) // rop_us
+    distinct = pl.Series(
+        "ts", first + np.arange(int(slot.max()) + 1) * rop_us, dtype=pl.Int64
+    ).cast(pl.Datetime("us", "UTC"))
+    return _calendar_of(distinct, timezone, holidays)[slot]
+
+
+def _calendar_of(ts: pl.Series, timezone: str, holidays: tuple[str, ...]) -> pl.DataFrame:
     local = ts.dt.convert_time_zone(timezone)
     weekday = local.dt.weekday()  # Monday = 1
     return pl.DataFrame(

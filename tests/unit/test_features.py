@@ -1,4 +1,5 @@
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
@@ -210,6 +211,22 @@ def test_calendar_covers_the_whole_week():
     )
     assert feats["hour_of_week"].to_list() == list(range(168))  # Sunday 23:00 is 167
     assert feats["is_weekend"].sum() == 48
+
+
+def test_calendar_is_local_time_across_a_clock_change():
+    # Berlin leaves summer time on 2026-10-25 at 03:00 local (01:00 UTC).
+    start = datetime(2026, 10, 24, 22, tzinfo=UTC)
+    ts = [start + timedelta(minutes=15 * i) for i in (0, 1, 7, 8, 9, 12, 13, 40)]  # with gaps
+    feats = _build_plain(
+        one_cell(ts, [1.0] * len(ts)),
+        FeatureSpec(kpis=("x",), missing_windows=(), holidays=("2026-10-25",)),
+        timezone="Europe/Berlin",
+    )
+    local = [t.astimezone(ZoneInfo("Europe/Berlin")) for t in ts]
+    assert feats["hour"].to_list() == [t.hour for t in local]
+    assert feats["day_of_week"].to_list() == [t.weekday() for t in local]
+    assert feats["is_holiday"].to_list() == [t.date() == date(2026, 10, 25) for t in local]
+    assert feats["hour"].to_list()[3:5] == [2, 2]  # 00:00 and 00:15 UTC are both 02:xx local
 
 
 def test_a_day_built_from_only_the_days_it_needs_equals_the_full_build(tiny_network):
