@@ -195,35 +195,34 @@ def split_regions(df: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
         yield str(region), rows
 
 
-def _day_dir_of(path: Path) -> Path:
-    """The `date=...` folder of a part or delta fragment."""
-    folder = path.parent if path.parent.name.startswith("region=") else path.parent.parent
-    return folder.parent
-
-
-def _runs_by_day(files: list[Path]) -> list[list[Path]]:
-    """`files` cut by day, in their order: a day with deltas is a run of its own, and
-    consecutive days without deltas share one (one scan reads them)."""
-    days: dict[Path, list[Path]] = {}
-    for f in files:
-        days.setdefault(_day_dir_of(f), []).append(f)
-    runs: list[list[Path]] = []
-    previous_plain = False
-    for day_files in days.values():
-        plain = not any(f.parent.name.startswith(DELTA_PREFIX) for f in day_files)
-        if plain and previous_plain:
-            runs[-1].extend(day_files)
-        else:
-            runs.append(list(day_files))
-        previous_plain = plain
-    return runs
+def _region_dir_of(path: Path) -> Path:
+    """The `region=...` folder of a part (`region=x/part.parquet`) or delta fragment
+    (`region=x/delta-000001/f-00000.parquet`)."""
+    return path.parent if path.parent.name.startswith("region=") else path.parent.parent
 
 
 def _region_of(path: Path) -> str:
-    """The region of a part (`region=x/part.parquet`) or delta fragment
-    (`region=x/delta-000001/f-00000.parquet`)."""
-    folder = path.parent if path.parent.name.startswith("region=") else path.parent.parent
-    return folder.name.removeprefix("region=")
+    return _region_dir_of(path).name.removeprefix("region=")
+
+
+def _is_delta(path: Path) -> bool:
+    return path.parent.name.startswith(DELTA_PREFIX)
+
+
+def _runs_by_day(files: list[Path]) -> list[tuple[list[Path], bool]]:
+    """`files` cut by day, in their order, each run with whether it holds deltas: a day
+    with deltas is a run of its own, and consecutive days without share one (one scan)."""
+    days: dict[Path, list[Path]] = {}
+    for f in files:
+        days.setdefault(_region_dir_of(f).parent, []).append(f)
+    runs: list[tuple[list[Path], bool]] = []
+    for day_files in days.values():
+        deltas = any(_is_delta(f) for f in day_files)
+        if runs and not deltas and not runs[-1][1]:
+            runs[-1][0].extend(day_files)
+        else:
+            runs.append((list(day_files), deltas))
+    return runs
 
 
 def delta_seq(fragment: Path) -> int:
@@ -337,8 +336,7 @@ class Dataset:
             return pl.DataFrame()
         wanted = list(columns) if columns is not None else None
         pieces = []
-        for day_files in _runs_by_day(files):
-            has_deltas = any(f.parent.name.startswith(DELTA_PREFIX) for f in day_files)
+        for day_files, has_deltas in _runs_by_day(files):
             scan = pl.scan_parquet(day_files, hive_partitioning=False)
             if cells is not None:
                 scan = scan.filter(pl.col("cell_id").is_between(pl.lit(cells[0]), pl.lit(cells[1])))
@@ -414,7 +412,7 @@ class Dataset:
     def compact(self, day: date) -> int:
         """Fold a day's deltas into its compacted parts; the number of superseded rows."""
         files = self.day_files(day)
-        if not any(f.parent.name.startswith(DELTA_PREFIX) for f in files):
+        if not any(_is_delta(f) for f in files):
             return 0
         stacked = pl.scan_parquet(files, hive_partitioning=False).collect()
         latest = latest_rows(stacked)
