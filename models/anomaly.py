@@ -132,6 +132,7 @@ class AnomalyModel:
         units: dict[str, tuple[float, float]] = {}
         targets = tuple(t for t in TARGETS if t.name in train.columns)
         newest = _newest_day(train)
+        regressor = params.regressor_params()
         for t in targets:
             y = train[t.name].cast(pl.Float64).to_numpy()
             ok = np.isfinite(y)
@@ -143,16 +144,14 @@ class AnomalyModel:
             fit, check = ok & ~newest, ok & newest
             if params.early_stopping_rounds and min(fit.sum(), check.sum()) >= 100:
                 rounds = best_rounds(
-                    params.regressor_params(),
+                    regressor,
                     (x[fit], standard[fit]),
                     (x[check], standard[check]),
                     params.num_trees,
                     params.early_stopping_rounds,
                     names,
                 )
-            boosters[t.name] = trainer(
-                params.regressor_params(), x[ok], standard[ok], rounds, names
-            )
+            boosters[t.name] = trainer(regressor, x[ok], standard[ok], rounds, names)
             units[t.name] = (centre, spread)
         targets = tuple(t for t in targets if t.name in boosters)
         model = cls(
