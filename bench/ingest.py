@@ -49,7 +49,7 @@ def compact_all(work: Path) -> int:
     rows = 0
     for day in kpi.dates():
         kpi.compact(day)
-        rows += pl.scan_parquet(kpi.files(day, day)).select(pl.len()).collect().item()
+        rows += lake.scan(kpi.files(day, day)).select(pl.len()).collect().item()
     return rows
 
 

@@ -267,7 +267,7 @@ def _cell_rows(ds: lake.Dataset, cell_id: str, start: datetime, end: datetime) -
     if not files:
         return pl.DataFrame(schema={"cell_id": pl.String, "ts": pl.Datetime("us", "UTC")})
     return (
-        pl.scan_parquet(files, hive_partitioning=False)
+        lake.scan(files)
         .filter((pl.col("cell_id") == cell_id) & pl.col("ts").is_between(start, end, "left"))
         .collect()
         .sort("ts")

@@ -93,11 +93,8 @@ def list_landing_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_landing_file(path: Path) -> pl.DataFrame:
@@ -665,12 +662,12 @@ def split_partitions(rows: pl.DataFrame) -> dict[tuple[date, str], pl.DataFrame]
     parts: dict[tuple[date, str], pl.DataFrame] = {}
     if rows.is_empty():
         return parts
-    day = pl.col("ts").dt.date()
-    lo, hi = rows.select(day.min(), day.max().alias("hi")).row(0)
-    if lo == hi:
-        by_day = {lo: rows}
+    ts = rows["ts"]
+    lo, hi = cast(datetime, ts.min()), cast(datetime, ts.max())
+    if lo.date() == hi.date():  # ts is UTC (conform made it so): its date is the UTC day
+        by_day = {lo.date(): rows}
     else:
-        with_day = rows.with_columns(day.alias("_day"))
+        with_day = rows.with_columns(pl.col("ts").dt.date().alias("_day"))
         split = with_day.partition_by("_day", as_dict=True, include_key=False)
         by_day = {cast(date, d): part for (d,), part in split.items()}
     for d, day_rows in sorted(by_day.items()):
@@ -772,10 +769,6 @@ def _stored_keys_in(kpi: lake.Dataset, day: date, parts: list[pl.DataFrame]) -> 
         return 0
     keys = pl.concat([p.select(lake.KEYS) for p in parts])
     lo, hi = keys["ts"].min(), keys["ts"].max()
-    stored = (
-        pl.scan_parquet(files, hive_partitioning=False)
-        .select(lake.KEYS)
-        .filter(pl.col("ts").is_between(lo, hi))
-    )
+    stored = lake.scan(files).select(lake.KEYS).filter(pl.col("ts").is_between(lo, hi))
     hits = keys.lazy().join(stored, on=list(lake.KEYS), how="semi")
     return int(hits.select(pl.len()).collect().item())

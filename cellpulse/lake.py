@@ -5,9 +5,9 @@ a crash leaves either the old partition or the new one, never half of one.
 
 Every dataset is keyed by (cell_id, ts). A partition is one compacted `part.parquet` (unique
 keys, sorted) plus, for datasets fed by deliveries (lake/kpi), append-only deltas: folders
-`delta-<seq>/` of fragment files, in delivery order. A reader applies the deltas over the
-compacted part, the last delivery of a key winning; `Dataset.compact` folds them in.
-Appending a delivery therefore costs in proportion to the delivery, not to the day it lands
+`delta-<seq>/` of fragment files (Arrow IPC, or parquet copied from a landing file), in
+delivery order. A reader applies the deltas over the compacted part, the last delivery of a
+key winning; `Dataset.compact` folds them in. `scan` reads files of either format. Appending a delivery therefore costs in proportion to the delivery, not to the day it lands
 in, and its fragments can be written while the rest of the delivery is still being read: a
 delta is prepared in a hidden folder and published by renaming the folder, all or nothing.
 """
@@ -19,7 +19,7 @@ import itertools
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -31,6 +31,10 @@ from cellpulse import failpoints
 PART_FILE = "part.parquet"
 DELTA_PREFIX = "delta-"
 KEYS = ("cell_id", "ts")
+# Delta fragments are Arrow IPC as written (encoding costs next to nothing, and compaction
+# rewrites them soon), or parquet where a landing file was adopted byte for byte.
+FRAGMENT_SUFFIX = ".arrow"
+FRAGMENT_SUFFIXES = (FRAGMENT_SUFFIX, ".parquet")
 
 
 def _temp_beside(path: Path) -> Path:
@@ -133,6 +137,20 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def scan(files: Sequence[Path]) -> pl.LazyFrame:
+    """The rows of lake files (parquet parts and fragments, Arrow IPC fragments), in the
+    order given: readers rely on it to apply deliveries oldest first."""
+    if not files:
+        raise ValueError("scan needs at least one file")
+    scans = [
+        pl.scan_ipc(list(run), hive_partitioning=False)
+        if suffix == FRAGMENT_SUFFIX
+        else pl.scan_parquet(list(run), hive_partitioning=False)
+        for suffix, run in itertools.groupby(files, key=lambda f: f.suffix)
+    ]
+    return scans[0] if len(scans) == 1 else pl.concat(scans)
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     raw = pl.read_parquet_metadata(path)
     return {k: v for k, v in raw.items() if not k.startswith("ARROW")}
@@ -187,12 +205,22 @@ def latest_rows(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def split_regions(df: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
-    """(region, its rows, in their order) in region order, split in one pass."""
+    """(region, its rows, in their order) in region order."""
     if df.is_empty():
         return
-    parts = df.partition_by("region", as_dict=True, maintain_order=True)
-    for (region,), rows in sorted(parts.items(), key=lambda item: str(item[0][0])):
-        yield str(region), rows
+    column = df["region"]
+    regions = sorted(column.unique().drop_nulls().to_list())
+    if column.has_nulls() or len(regions) > 4:
+        parts = df.partition_by("region", as_dict=True, maintain_order=True)
+        for (region,), rows in sorted(parts.items(), key=lambda item: str(item[0][0])):
+            yield str(region), rows
+    elif len(regions) == 1:
+        yield regions[0], df
+    else:
+        # Rows usually span a few regions: a filter per region copies less than a grouped
+        # split of the whole table.
+        for region in regions:
+            yield region, df.filter(pl.col("region") == region)
 
 
 def _region_dir_of(path: Path) -> Path:
@@ -226,8 +254,12 @@ def _runs_by_day(files: list[Path]) -> list[tuple[list[Path], bool]]:
 
 
 def delta_seq(fragment: Path) -> int:
-    """The delivery sequence number of a delta fragment (`.../delta-000007/f-00000.parquet`)."""
+    """The delivery sequence number of a delta fragment (`.../delta-000007/f-00000.arrow`)."""
     return int(fragment.parent.name.removeprefix(DELTA_PREFIX))
+
+
+def _fragments(paths: Iterable[Path]) -> Iterator[Path]:
+    return (p for p in paths if p.suffix in FRAGMENT_SUFFIXES)
 
 
 def _fsync_file(path: Path) -> None:
@@ -257,7 +289,7 @@ class Dataset:
         found = []
         for entry in self.root.glob("date=*"):
             if any(entry.glob(f"region=*/{PART_FILE}")) or any(
-                entry.glob(f"region=*/{DELTA_PREFIX}*/*.parquet")
+                _fragments(entry.glob(f"region=*/{DELTA_PREFIX}*/*"))
             ):
                 found.append(date.fromisoformat(entry.name.removeprefix("date=")))
         return sorted(found)
@@ -265,7 +297,7 @@ class Dataset:
     def deltas(self, day: date) -> list[Path]:
         """A day's delta fragments, oldest delivery first (within a delivery, regions hold
         disjoint keys, so their order does not matter)."""
-        found = self.day_dir(day).glob(f"region=*/{DELTA_PREFIX}*/*.parquet")
+        found = _fragments(self.day_dir(day).glob(f"region=*/{DELTA_PREFIX}*/*"))
         return sorted(found, key=lambda f: (delta_seq(f), f.parent.parent.name, f.name))
 
     def next_seq(self, day: date) -> int:
@@ -337,16 +369,20 @@ class Dataset:
         wanted = list(columns) if columns is not None else None
         pieces = []
         for day_files, has_deltas in _runs_by_day(files):
-            scan = pl.scan_parquet(day_files, hive_partitioning=False)
+            day_rows = scan(day_files)
             if cells is not None:
-                scan = scan.filter(pl.col("cell_id").is_between(pl.lit(cells[0]), pl.lit(cells[1])))
+                day_rows = day_rows.filter(
+                    pl.col("cell_id").is_between(pl.lit(cells[0]), pl.lit(cells[1]))
+                )
             if wanted is not None:
-                scan = scan.select(list(dict.fromkeys([*KEYS, *wanted])) if has_deltas else wanted)
+                day_rows = day_rows.select(
+                    list(dict.fromkeys([*KEYS, *wanted])) if has_deltas else wanted
+                )
             if has_deltas:
-                rows = latest_rows(scan.collect())
+                rows = latest_rows(day_rows.collect())
                 pieces.append((rows.select(wanted) if wanted is not None else rows).lazy())
             else:
-                pieces.append(scan)
+                pieces.append(day_rows)
         return pieces[0].collect() if len(pieces) == 1 else pl.concat(pieces).collect()
 
     def write_partition(
@@ -414,7 +450,7 @@ class Dataset:
         files = self.day_files(day)
         if not any(_is_delta(f) for f in files):
             return 0
-        stacked = pl.scan_parquet(files, hive_partitioning=False).collect()
+        stacked = scan(files).collect()
         latest = latest_rows(stacked)
         self.replace_day(latest, day)
         return stacked.height - latest.height
@@ -442,9 +478,12 @@ class DeltaStream:
     def write(self, day: date, region: str, rows: pl.DataFrame) -> None:
         if rows.is_empty():
             return
-        # The fragment is rewritten at compaction, so write speed beats size here: lz4, and
-        # no column statistics (readers of a day read it whole).
-        rows.write_parquet(self._next_fragment(day, region), compression="lz4", statistics=False)
+        # The fragment is rewritten at compaction, so write speed beats size here: Arrow
+        # IPC, uncompressed, costs little more than the copy to disk (parquet's encoding took
+        # most of ingest's time) and is read back memory-mapped.
+        rows.write_ipc(
+            self._next_fragment(day, region, FRAGMENT_SUFFIX), compression="uncompressed"
+        )
 
     def adopt(self, day: date, region: str, source: Path, sha256: str, rows: pl.DataFrame) -> None:
         """A fragment that is `source` byte for byte: a file whose rows are exactly `rows`
@@ -453,14 +492,14 @@ class DeltaStream:
         since falls back to writing `rows`. The source is only read."""
         if rows.is_empty():
             return
-        target = self._next_fragment(day, region)
+        target = self._next_fragment(day, region, ".parquet")
         shutil.copyfile(source, target)
         with open(target, "rb") as fh:
             same = hashlib.file_digest(fh, "sha256").hexdigest() == sha256
         if not same:
             rows.write_parquet(target, compression="lz4", statistics=False)
 
-    def _next_fragment(self, day: date, region: str) -> Path:
+    def _next_fragment(self, day: date, region: str, suffix: str) -> Path:
         key = (day, region)
         if key not in self._pending:
             folder = self.dataset.day_dir(day) / f"region={region}"
@@ -468,7 +507,7 @@ class DeltaStream:
             self._pending[key].mkdir(parents=True)
         n = self._fragments.get(key, 0)
         self._fragments[key] = n + 1
-        return self._pending[key] / f"f-{n:05d}.parquet"
+        return self._pending[key] / f"f-{n:05d}{suffix}"
 
     def commit(self) -> list[Path]:
         """Make every fragment durable, then publish each (day, region) by one rename."""

@@ -208,7 +208,7 @@ def read_features(
                     f"{f} was built with feature spec {got}, but spec {want} is expected; "
                     "rebuild with `cellpulse features --from ... --to ...`"
                 )
-    return pl.scan_parquet(files, hive_partitioning=False).collect()
+    return lake.scan(files).collect()
 
 
 EVENT_COLUMNS = ("cell_id", "start", "end")

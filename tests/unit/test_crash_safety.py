@@ -92,7 +92,7 @@ def test_kill_at_a_write_boundary_then_rerun_equals_uninterrupted(tmp_path, base
     # Whatever readers see is whole (a killed writer's pending delta folder is hidden from
     # them and swept by the next run).
     for part in lake.Dataset(kpi).files():
-        pl.read_parquet(part)
+        lake.scan([part]).collect()
     lake.Dataset(kpi).read()
     assert run_ingest(home) == 0
     rows, files = snapshot(home)

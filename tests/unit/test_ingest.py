@@ -47,7 +47,8 @@ def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
     parts = sorted(
         {
             p.relative_to(settings.lake_dir / "kpi").parts[:2]
-            for p in (settings.lake_dir / "kpi").rglob("*.parquet")
+            for p in (settings.lake_dir / "kpi").rglob("*")
+            if p.is_file()
         }
     )
     regions = sorted(truth["region"].unique())
@@ -59,11 +60,11 @@ def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
 def test_second_ingest_changes_nothing(settings):
     write_landing(settings.landing_dir)
     ingest_files([settings.landing_dir], settings, NOW)
-    before = {p: p.read_bytes() for p in settings.lake_dir.rglob("*.parquet")}
+    before = {p: p.read_bytes() for p in settings.lake_dir.rglob("*") if p.is_file()}
     again = ingest_files([settings.landing_dir], settings, NOW)
     assert again.count("skipped") == 48 and again.count("ingested") == 0
     assert again.partitions_written == 0
-    assert {p: p.read_bytes() for p in settings.lake_dir.rglob("*.parquet")} == before
+    assert {p: p.read_bytes() for p in settings.lake_dir.rglob("*") if p.is_file()} == before
 
 
 def test_redelivered_rop_replaces_the_earlier_values_and_marks_days_stale(settings):
@@ -286,7 +287,7 @@ def test_a_file_already_in_the_lakes_shape_is_copied_not_reencoded(settings):
     before = {path: path.read_bytes() for path, _ in files}
     summary = ingest_files([settings.landing_dir], settings, NOW)
     assert summary.count("ingested") == len(files)
-    fragments = {f.read_bytes() for f in (settings.lake_dir / "kpi").rglob("f-*.parquet")}
+    fragments = {f.read_bytes() for f in (settings.lake_dir / "kpi").rglob("f-*")}
     assert fragments == set(before.values())  # every fragment is a landing file, verbatim
     assert all(path.read_bytes() == data for path, data in before.items())  # raw untouched
     truth = pl.concat([rows for _, rows in files])
@@ -301,9 +302,9 @@ def test_a_file_conforming_changes_is_reencoded(settings):
     # No region: conforming fills it in, so the file is not what the lake holds.
     lake.atomic_write_parquet(rows.with_columns(pl.lit(None, pl.String).alias("region")), path)
     ingest_files([settings.landing_dir], settings, NOW)
-    (fragment,) = (settings.lake_dir / "kpi").rglob("f-*.parquet")
-    assert fragment.read_bytes() != path.read_bytes()
-    assert pl.read_parquet(fragment)["region"].unique().to_list() == ["unassigned"]
+    (fragment,) = (settings.lake_dir / "kpi").rglob("f-*")
+    assert fragment.suffix == lake.FRAGMENT_SUFFIX  # written, not copied
+    assert lake.scan([fragment]).collect()["region"].unique().to_list() == ["unassigned"]
 
 
 def test_an_adopted_file_that_changed_since_it_was_read_is_written_from_its_rows(tmp_path):
@@ -314,6 +315,6 @@ def test_an_adopted_file_that_changed_since_it_was_read_is_written_from_its_rows
     region = rows["region"][0]
     stream.adopt(day, region, path, "0" * 64, rows)  # not the hash of what is there now
     stream.commit()
-    (fragment,) = (tmp_path / "kpi").rglob("f-*.parquet")
+    (fragment,) = (tmp_path / "kpi").rglob("f-*")
     assert fragment.read_bytes() != path.read_bytes()
-    assert pl.read_parquet(fragment).equals(rows)
+    assert lake.scan([fragment]).collect().equals(rows)

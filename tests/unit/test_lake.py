@@ -1,6 +1,7 @@
 """The lake's partitions: deliveries appended as deltas read like a merged partition, and
 compaction folds them in without changing what a reader sees."""
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -118,3 +119,41 @@ def test_deltas_apply_to_their_own_day_only_beside_compacted_days(tmp_path):
     assert day_two.select("cell_id", "v").rows() == [("a", 1.0), ("a", 1.0), ("b", 2.0), ("b", 1.0)]
     only_b = ds.read_days([DAY, later], columns=["v"], cells=("b", "b"))
     assert only_b["v"].to_list() == [5.0, 5.0, 2.0, 1.0]
+
+
+def test_written_and_adopted_fragments_apply_in_delivery_order_whatever_their_format(tmp_path):
+    ds = lake.Dataset(tmp_path / "kpi")
+    ds.append(rows(["a", "b"], 1.0), DAY)
+    ds.compact(DAY)  # a parquet part under the deliveries
+    landing = tmp_path / "landing.parquet"
+    for value, adopted in [(2.0, True), (3.0, False), (4.0, True)]:
+        delivery = rows(["a"], value, hours=1 if value < 4 else 2)
+        stream = lake.DeltaStream(ds)
+        if adopted:  # a landing file taken over byte for byte stays parquet
+            lake.atomic_write_parquet(delivery, landing)
+            stream.adopt(
+                DAY, "north", landing, hashlib.sha256(landing.read_bytes()).hexdigest(), delivery
+            )
+        else:
+            stream.write(DAY, "north", delivery)
+        stream.commit()
+    assert [f.suffix for f in ds.deltas(DAY)] == [".parquet", lake.FRAGMENT_SUFFIX, ".parquet"]
+    expected = [("a", 4.0), ("a", 4.0), ("b", 1.0), ("b", 1.0)]
+    assert ds.read().select("cell_id", "v").rows() == expected
+    assert ds.read_days([DAY], region="north", cells=("a", "a"))["v"].to_list() == [4.0, 4.0]
+    ds.compact(DAY)
+    assert ds.read().select("cell_id", "v").rows() == expected
+
+
+def test_regions_split_into_their_own_rows_in_order():
+    many = pl.concat(rows([f"c{i}"], float(i), region=f"r{i % 6}", hours=1) for i in range(12))
+    for df in [
+        rows(["a", "b"], 1.0),  # one region
+        pl.concat([rows(["a"], 1.0, "south"), rows(["b"], 2.0, "north"), rows(["c"], 3.0)]),
+        many,  # more regions than a filter each is worth
+    ]:
+        parts = list(lake.split_regions(df))
+        assert [region for region, _ in parts] == sorted(df["region"].unique())
+        for region, part in parts:
+            assert part.equals(df.filter(pl.col("region") == region))
+        assert sum(part.height for _, part in parts) == df.height
