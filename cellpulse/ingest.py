@@ -140,7 +140,8 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
             f"{source}: missing key column(s) {', '.join(missing)}; a contract-shaped file needs "
             "cell_id and ts (a foreign export needs a source mapping)"
         )
-    ts_type = raw.schema["ts"]
+    source_schema = raw.schema  # built anew on every access: once per file is enough
+    ts_type = source_schema["ts"]
     if not isinstance(ts_type, pl.Datetime):
         raise ContractError(
             f"{source}: column ts has type {ts_type}, expected a timestamp; write ts as a "
@@ -152,7 +153,8 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
             "(period start), so a naive local time cannot be placed safely"
         )
     problems: list[Problem] = []
-    unknown = [c for c in raw.columns if c not in contract.schema()]
+    known = contract.schema()
+    unknown = [c for c in raw.columns if c not in known]
     if unknown:
         problems.append(Problem(", ".join(unknown[:5]), "unknown column, ignored", 0, ""))
     exprs: list[pl.Expr] = [
@@ -163,16 +165,16 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
     for dim in contract.DIMENSIONS:
         exprs.append(
             pl.col(dim).cast(pl.String)
-            if dim in raw.columns
+            if dim in source_schema
             else pl.lit(None, pl.String).alias(dim)
         )
     for name in contract.MEASUREMENT_NAMES:
-        if name not in raw.columns:
+        if name not in source_schema:
             exprs.append(pl.lit(None, pl.Float64).alias(name))
             continue
         as_float = pl.col(name).cast(pl.Float64, strict=False)
         exprs.append(as_float)
-        if not raw.schema[name].is_numeric():
+        if not source_schema[name].is_numeric():
             unparsable.append(
                 (pl.col(name).is_not_null() & as_float.is_null()).alias(f"{UNPARSABLE}{name}")
             )

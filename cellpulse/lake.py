@@ -6,10 +6,11 @@ a crash leaves either the old partition or the new one, never half of one.
 Every dataset is keyed by (cell_id, ts). A partition is one compacted `part.parquet` (unique
 keys, sorted) plus, for datasets fed by deliveries (lake/kpi), append-only deltas: folders
 `delta-<seq>/` of fragment files (Arrow IPC, or parquet copied from a landing file), in
-delivery order. A reader applies the deltas over the compacted part, the last delivery of a
-key winning; `Dataset.compact` folds them in. `scan` reads files of either format. Appending a delivery therefore costs in proportion to the delivery, not to the day it lands
-in, and its fragments can be written while the rest of the delivery is still being read: a
-delta is prepared in a hidden folder and published by renaming the folder, all or nothing.
+delivery order. A reader applies the deltas over the compacted part, the last delivery of a key
+winning; `Dataset.compact` folds them in. Appending a delivery therefore costs in proportion
+to the delivery, not to the day it lands in, and its fragments can be written while the rest
+of the delivery is still being read: a delta is prepared in a hidden folder and published by
+renaming the folder, all or nothing. `scan` reads lake files of either format.
 """
 
 from __future__ import annotations
@@ -498,6 +499,9 @@ class DeltaStream:
             same = hashlib.file_digest(fh, "sha256").hexdigest() == sha256
         if not same:
             rows.write_parquet(target, compression="lz4", statistics=False)
+        # A copy is flushed here, on the writer's thread: left to `commit`, flushing the
+        # copies of a whole delivery held up its end (written fragments flush cheaply there).
+        _fsync_file(target)
 
     def _next_fragment(self, day: date, region: str, suffix: str) -> Path:
         key = (day, region)
