@@ -9,6 +9,7 @@ same content is never ingested twice.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -621,6 +622,7 @@ class Accepted:
     parts: dict[tuple[date, str], pl.DataFrame]  # (day, region) -> rows
     key_hash: pl.Series  # 64-bit hash of each row's (cell_id, ts), to find re-deliveries
     rows: int
+    span: tuple[datetime, datetime] | None  # first and last ts; None without rows
     # (path, sha256) of a landing file that is its single partition byte for byte.
     adopt: tuple[Path, str] | None = None
 
@@ -636,7 +638,9 @@ class Accepted:
 def accept(good: pl.DataFrame, adopt: tuple[Path, str] | None = None) -> Accepted:
     key_hash = good.select(pl.struct(*lake.KEYS).hash()).to_series()
     parts = split_partitions(good)
-    return Accepted(parts, key_hash, good.height, adopt if len(parts) == 1 else None)
+    ts = good["ts"]
+    span = (cast(datetime, ts.min()), cast(datetime, ts.max())) if good.height else None
+    return Accepted(parts, key_hash, good.height, span, adopt if len(parts) == 1 else None)
 
 
 def _unchanged(raw: pl.DataFrame, good: pl.DataFrame) -> bool:
@@ -759,6 +763,11 @@ class _Batch:
 
     @staticmethod
     def _redelivers_keys(accepted: list[Accepted]) -> bool:
+        # Files covering disjoint periods (hourly exports, say) cannot share a key: that is
+        # proved from their first and last ts without looking at a key.
+        spans = sorted(a.span for a in accepted if a.span is not None)
+        if all(later[0] > earlier[1] for earlier, later in itertools.pairwise(spans)):
+            return False
         hashes = pl.concat([a.key_hash for a in accepted], rechunk=False)
         return hashes.n_unique() < hashes.len()  # a hash collision can only lower the count
 

@@ -90,6 +90,26 @@ def test_redelivered_rop_replaces_the_earlier_values_and_marks_days_stale(settin
         assert [str(d) for d in ledger.stale("scores")] == ["2026-01-05"]
 
 
+def test_files_of_one_run_that_redeliver_keys_leave_the_later_row(settings):
+    truth = write_landing(settings.landing_dir).sort("cell_id", "ts")
+    # A correction of the first hour's last ROP, delivered in the same run: its period
+    # starts exactly where the hourly file's ends, so the two share keys.
+    first = truth.filter(pl.col("ts") == truth["ts"].min() + timedelta(minutes=45))
+    corrected = first.with_columns(pl.lit(42.0).alias("prb_util_dl_pct"))
+    lake.atomic_write_parquet(corrected, settings.landing_dir / "z-correction.parquet")
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert summary.rows_replaced == first.height == CFG.cells
+    stored = kpi_rows(settings)
+    assert stored.height == truth.height
+    keys = first.select("cell_id", "ts")
+    fixed = stored.join(keys, on=["cell_id", "ts"], how="semi")
+    assert fixed["prb_util_dl_pct"].to_list() == [42.0] * CFG.cells
+    untouched = stored.join(keys, on=["cell_id", "ts"], how="anti")
+    assert untouched.equals(
+        truth.join(keys, on=["cell_id", "ts"], how="anti").select(stored.columns)
+    )
+
+
 def test_same_content_under_another_name_is_a_recorded_duplicate(settings):
     write_landing(settings.landing_dir)
     ingest_files([settings.landing_dir], settings, NOW)
