@@ -14,7 +14,7 @@ import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache, partial
 from pathlib import Path
@@ -577,15 +577,15 @@ def _validate_one(
         )
         return _Outcome(result, record, quarantined=bad, report=True)
     record = FileRecord(sha, str(path), size, "ingested", conformed.height, good.height, bad.height)
+    accepted = accept(good.drop("_row"))
+    if len(accepted.parts) == 1 and mapping is None and _unchanged(raw, good):
+        # A file already exactly in the lake's shape, one partition, every row accepted as
+        # it is, is copied into the lake instead of re-encoded (see DeltaStream.adopt).
+        accepted = replace(accepted, adopt=(path, sha))
     return _Outcome(
         result,
         record,
-        good=accept(
-            good.drop("_row"),
-            # A file already exactly in the lake's shape, every row accepted as it is, is
-            # copied into the lake instead of re-encoded (see DeltaStream.adopt).
-            adopt=(path, sha) if mapping is None and _unchanged(raw, good) else None,
-        ),
+        good=accepted,
         quarantined=bad if bad.height else None,
         report=bool(bad.height or result.problems),
     )
@@ -635,12 +635,12 @@ class Accepted:
         return max(day for day, _ in self.parts)
 
 
-def accept(good: pl.DataFrame, adopt: tuple[Path, str] | None = None) -> Accepted:
+def accept(good: pl.DataFrame) -> Accepted:
     key_hash = good.select(pl.struct(*lake.KEYS).hash()).to_series()
     parts = split_partitions(good)
     ts = good["ts"]
     span = (cast(datetime, ts.min()), cast(datetime, ts.max())) if good.height else None
-    return Accepted(parts, key_hash, good.height, span, adopt if len(parts) == 1 else None)
+    return Accepted(parts, key_hash, good.height, span)
 
 
 def _unchanged(raw: pl.DataFrame, good: pl.DataFrame) -> bool:
