@@ -411,7 +411,7 @@ def ingest_files(
     with (
         Ledger(settings.ledger_path) as ledger,
         ThreadPoolExecutor(READ_THREADS) as pool,
-        ThreadPoolExecutor(1) as writer,
+        ThreadPoolExecutor(WRITE_THREADS) as writer,
     ):
         batch = _Batch(kpi, writer)
         try:
@@ -454,7 +454,10 @@ def ingest_files(
 
 
 READ_THREADS = 3  # reading, hashing and validating release the GIL: overlap files on 2 cores
-READ_AHEAD = 4  # files read ahead of the writer (bounds memory)
+READ_AHEAD = 4  # files read ahead of the writers (bounds memory)
+# Writing fragments is mostly the kernel copying them to the page cache; one thread fell
+# behind the readers on large files and left a backlog to write at the end of a delivery.
+WRITE_THREADS = 2
 
 
 @dataclass
@@ -701,10 +704,10 @@ class _Batch:
         for (day, region), rows in accepted.parts.items():
             if accepted.adopt is not None:
                 source, sha = accepted.adopt
-                job = self.writer.submit(self.stream.adopt, day, region, source, sha, rows)
+                write = self.stream.prepare_adopt(day, region, source, sha, rows)
             else:
-                job = self.writer.submit(self.stream.write, day, region, rows)
-            self.writes.append(job)
+                write = self.stream.prepare_write(day, region, rows)
+            self.writes.append(self.writer.submit(write))
 
     def ends_before(self, accepted: Accepted) -> bool:
         """Whether every row of `accepted` falls on a later day than every row of the batch."""

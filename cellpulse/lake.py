@@ -20,8 +20,9 @@ import itertools
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -460,12 +461,36 @@ class Dataset:
 PENDING_GLOB = f".{DELTA_PREFIX}*.tmp"
 
 
+def _nothing() -> None:
+    return None
+
+
+def _write_fragment(target: Path, rows: pl.DataFrame) -> None:
+    # The fragment is rewritten at compaction, so write speed beats size here: Arrow IPC,
+    # uncompressed, costs little more than the copy to disk (parquet's encoding took most of
+    # ingest's time) and is read back memory-mapped.
+    rows.write_ipc(target, compression="uncompressed")
+
+
+def _copy_fragment(source: Path, target: Path, sha256: str, rows: pl.DataFrame) -> None:
+    shutil.copyfile(source, target)
+    with open(target, "rb") as fh:
+        same = hashlib.file_digest(fh, "sha256").hexdigest() == sha256
+    if not same:
+        rows.write_parquet(target, compression="lz4", statistics=False)
+    # A copy is flushed here, on a writer's thread: left to `commit`, flushing the copies of
+    # a whole delivery held up its end (written fragments flush cheaply there).
+    _fsync_file(target)
+
+
 class DeltaStream:
     """One delivery being appended to a dataset: fragments are written as rows arrive, into
     a hidden folder per (day, region), and published together by `commit`.
 
-    Not thread-safe: one writer thread. Rows with the same key in two regions of one
-    delivery would have no defined order; the caller resolves those before writing.
+    Fragments are named by one thread (the caller's), in delivery order; the writes that
+    `prepare_write` and `prepare_adopt` return may run on several. Rows with the same key in
+    two regions of one delivery would have no defined order; the caller resolves those
+    before writing.
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -477,31 +502,30 @@ class DeltaStream:
             shutil.rmtree(orphan, ignore_errors=True)
 
     def write(self, day: date, region: str, rows: pl.DataFrame) -> None:
-        if rows.is_empty():
-            return
-        # The fragment is rewritten at compaction, so write speed beats size here: Arrow
-        # IPC, uncompressed, costs little more than the copy to disk (parquet's encoding took
-        # most of ingest's time) and is read back memory-mapped.
-        rows.write_ipc(
-            self._next_fragment(day, region, FRAGMENT_SUFFIX), compression="uncompressed"
-        )
+        self.prepare_write(day, region, rows)()
 
     def adopt(self, day: date, region: str, source: Path, sha256: str, rows: pl.DataFrame) -> None:
-        """A fragment that is `source` byte for byte: a file whose rows are exactly `rows`
-        (all in this day and region, in the lake's schema) is copied, not re-encoded. The
-        copy is checked against the content hash the rows were read under; a file changed
-        since falls back to writing `rows`. The source is only read."""
+        self.prepare_adopt(day, region, source, sha256, rows)()
+
+    def prepare_write(self, day: date, region: str, rows: pl.DataFrame) -> Callable[[], None]:
+        """Name the next fragment of (day, region) now, in delivery order; the returned call
+        writes `rows` to it and may run on any thread."""
         if rows.is_empty():
-            return
-        target = self._next_fragment(day, region, ".parquet")
-        shutil.copyfile(source, target)
-        with open(target, "rb") as fh:
-            same = hashlib.file_digest(fh, "sha256").hexdigest() == sha256
-        if not same:
-            rows.write_parquet(target, compression="lz4", statistics=False)
-        # A copy is flushed here, on the writer's thread: left to `commit`, flushing the
-        # copies of a whole delivery held up its end (written fragments flush cheaply there).
-        _fsync_file(target)
+            return _nothing
+        return partial(_write_fragment, self._next_fragment(day, region, FRAGMENT_SUFFIX), rows)
+
+    def prepare_adopt(
+        self, day: date, region: str, source: Path, sha256: str, rows: pl.DataFrame
+    ) -> Callable[[], None]:
+        """Like `prepare_write`, for a fragment that is `source` byte for byte: a file whose
+        rows are exactly `rows` (all in this day and region, in the lake's schema) is copied,
+        not re-encoded. The copy is checked against the content hash the rows were read
+        under; a file changed since falls back to writing `rows`. The source is only read."""
+        if rows.is_empty():
+            return _nothing
+        return partial(
+            _copy_fragment, source, self._next_fragment(day, region, ".parquet"), sha256, rows
+        )
 
     def _next_fragment(self, day: date, region: str, suffix: str) -> Path:
         key = (day, region)
