@@ -158,32 +158,40 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
     unknown = [c for c in raw.columns if c not in known]
     if unknown:
         problems.append(Problem(", ".join(unknown[:5]), "unknown column, ignored", 0, ""))
+    return raw.select(_conforming(tuple(source_schema.items()))), problems
+
+
+@lru_cache(maxsize=32)
+def _conforming(source_schema: tuple[tuple[str, pl.DataType], ...]) -> tuple[pl.Expr, ...]:
+    """`conform`'s expressions for files of one schema: an ingest run usually reads many
+    files of the same export, and building the expressions costs about as much as running
+    them on a small file."""
+    present = dict(source_schema)
     exprs: list[pl.Expr] = [
         pl.col("cell_id").cast(pl.String),
         pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
     ]
     unparsable: list[pl.Expr] = []
     for dim in contract.DIMENSIONS:
-        exprs.append(
-            pl.col(dim).cast(pl.String)
-            if dim in source_schema
-            else pl.lit(None, pl.String).alias(dim)
-        )
+        value = pl.col(dim).cast(pl.String) if dim in present else pl.lit(None, pl.String)
+        if dim == "region":
+            value = (
+                pl.when(value.is_null() | (value == ""))
+                .then(pl.lit(UNASSIGNED_REGION))
+                .otherwise(value)
+            )
+        exprs.append(value.alias(dim))
     for name in contract.MEASUREMENT_NAMES:
-        if name not in source_schema:
+        if name not in present:
             exprs.append(pl.lit(None, pl.Float64).alias(name))
             continue
         as_float = pl.col(name).cast(pl.Float64, strict=False)
         exprs.append(as_float)
-        if not source_schema[name].is_numeric():
+        if not present[name].is_numeric():
             unparsable.append(
                 (pl.col(name).is_not_null() & as_float.is_null()).alias(f"{UNPARSABLE}{name}")
             )
-    out = raw.select(*exprs, *unparsable, pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
-    region = pl.col("region").fill_null(UNASSIGNED_REGION)
-    return out.with_columns(
-        pl.when(region == "").then(pl.lit(UNASSIGNED_REGION)).otherwise(region).alias("region")
-    ), problems
+    return (*exprs, *unparsable, pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
 
 
 def _rules(settings: Settings, now: datetime) -> list[tuple[str, str, pl.Expr]]:
@@ -206,7 +214,7 @@ def _rule_params(
 
 @lru_cache(maxsize=8)
 def _screens_for(*params: object) -> tuple[pl.Expr, ...]:
-    """Cheap expressions, true on every row that breaks a rule (and possibly a few more).
+    """Cheap boolean columns, true on every row that breaks a rule (and possibly a few more).
 
     Range and finiteness rules are screened over all measurements at once: a row is finite
     everywhere if the sum of its measurements is finite, and above every lower bound if the
@@ -227,7 +235,7 @@ def _screens_for(*params: object) -> tuple[pl.Expr, ...]:
         if m.high is not None:
             screens.append(pl.col(m.name) > m.high)
     screens += [pl.min_horizontal(names) < low for low, names in lows.items()]
-    return tuple(screens)
+    return tuple(screen.fill_null(False).alias(f"_s{i}") for i, screen in enumerate(screens))
 
 
 @lru_cache(maxsize=8)
@@ -304,12 +312,8 @@ def validate(
     # First pass, over every row: the screens (a superset of the broken rows). Materialising
     # one boolean column per screen and then reducing them is several times faster than one
     # wide any_horizontal expression.
-    screens = [*_screens_for(*params), *(pl.col(c) for c in marks)]
-    suspect = (
-        df.select(s.fill_null(False).alias(f"_s{i}") for i, s in enumerate(screens))
-        .select(pl.any_horizontal(pl.all()))
-        .to_series()
-    )
+    screens = [*_screens_for(*params), *(pl.col(c).fill_null(False) for c in marks)]
+    suspect = df.select(screens).select(pl.any_horizontal(pl.all())).to_series()
     bad_mask = suspect
     bad_flags = pl.DataFrame()
     if suspect.any():
@@ -650,16 +654,9 @@ def _unchanged(raw: pl.DataFrame, good: pl.DataFrame) -> bool:
     """Whether the accepted rows are the file's rows exactly: same columns, order and types
     (so conforming cast nothing), every region given (so none was filled in), and no row
     quarantined or superseded."""
-    same_shape = (
-        good.height == raw.height
-        and good.width == raw.width + 1
-        and all(
-            name == other and dtype == other_dtype
-            for (name, dtype), (other, other_dtype) in zip(
-                raw.schema.items(), good.drop("_row").schema.items(), strict=True
-            )
-        )
-    )
+    same_shape = good.height == raw.height and list(raw.schema.items()) == [
+        column for column in good.schema.items() if column[0] != "_row"
+    ]
     return (
         same_shape
         and not raw.select((pl.col("region").is_null() | (pl.col("region") == "")).any()).item()
