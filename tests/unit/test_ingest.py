@@ -176,6 +176,37 @@ def test_bad_rows_are_quarantined_with_every_reason_and_the_rest_accepted(settin
     assert file_sha256(path) == raw_hash  # the raw file is never modified
 
 
+def test_rows_older_than_the_retention_empty_cell_ids_and_overlong_outages_are_quarantined(
+    settings,
+):
+    _, day = next(iter_days(CFG))
+    rows = day.head(4).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.col("ts") - timedelta(days=settings.ingest.retention_days + 1))
+        .otherwise(pl.col("ts"))
+        .alias("ts"),
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit(" "))
+        .otherwise("cell_id")
+        .alias("cell_id"),
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(settings.rop_minutes * 60 + 1.0)
+        .otherwise("unavail_s")
+        .alias("unavail_s"),
+    )
+    path = settings.landing_dir / "A_old.parquet"
+    lake.atomic_write_parquet(rows, path)
+    summary = ingest_files([path], settings, NOW)
+    assert (summary.rows_accepted, summary.rows_quarantined) == (1, 3)
+    bad = pl.read_parquet(settings.quarantine_dir / "A_old.parquet.rows.parquet").sort("_row")
+    assert bad["reason"].to_list() == [
+        f"ts: older than the {settings.ingest.retention_days}-day retention",
+        "cell_id: missing or empty cell_id",
+        f"unavail_s: above the ROP length ({settings.rop_minutes * 60} s)",
+    ]
+    assert bad["cell_id"][1] == " "  # quarantined rows keep their original values
+
+
 def test_reject_file_policy_keeps_the_whole_file_out(settings):
     strict = settings.model_copy(update={"ingest": IngestSettings(bad_rows="reject_file")})
     path, _ = broken_file(strict.landing_dir)
