@@ -459,22 +459,18 @@ class Dataset:
         if not any(_is_delta(f) for f in files):
             return 0
         regions = sorted({_region_of(f) for f in files})
+        whole_day = len(regions) > 1 and self._cells_in_several_regions(day, regions)
         superseded = 0
 
-        def latest_by_region() -> Iterator[tuple[str, pl.DataFrame]]:
+        def latest_parts() -> Iterator[tuple[str, pl.DataFrame]]:
             nonlocal superseded
-            for region in regions:
-                stacked = scan(self.day_files(day, region)).collect()
+            for group in [files] if whole_day else [self.day_files(day, r) for r in regions]:
+                stacked = scan(group).collect()
                 latest = latest_rows(stacked)
                 superseded += stacked.height - latest.height
-                yield region, latest
+                yield from split_regions(latest)
 
-        if len(regions) > 1 and self._cells_in_several_regions(day, regions):
-            stacked = scan(files).collect()
-            latest = latest_rows(stacked)
-            self.replace_day(latest, day)
-            return stacked.height - latest.height
-        self.replace_day_parts(latest_by_region(), day)
+        self.replace_day_parts(latest_parts(), day)
         return superseded
 
     def _cells_in_several_regions(self, day: date, regions: list[str]) -> bool:
