@@ -9,7 +9,7 @@ docs/mappings.md for the reference and examples.
 from __future__ import annotations
 
 import ast
-import io
+import codecs
 import re
 from importlib import resources
 from pathlib import Path
@@ -259,7 +259,10 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
     d = mapping.csv
     raw = path.read_bytes()
     try:
-        text = raw.decode(d.encoding)
+        # Text that is plain ASCII reads the same in the usual export encodings (Latin-1,
+        # cp1252, UTF-8): only other bytes need decoding to UTF-8 for the CSV reader.
+        utf8 = raw if raw.isascii() and _ascii_compatible(d.encoding) else None
+        text = raw.decode(d.encoding) if utf8 is None else ""
     except LookupError as exc:
         raise MappingError(f"mapping {mapping.name}: unknown encoding {d.encoding!r}") from exc
     except UnicodeDecodeError as exc:
@@ -269,7 +272,7 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
         ) from exc
     try:
         return pl.read_csv(
-            io.BytesIO(text.encode()),
+            utf8 if utf8 is not None else text.encode(),
             separator=d.separator,
             has_header=d.header,
             new_columns=d.columns,
@@ -283,24 +286,38 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
         ) from exc
 
 
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether `encoding` decodes ASCII bytes to the same characters (so that ASCII data
+    needs no transcoding); an unknown encoding raises LookupError, as decoding would."""
+    return codecs.lookup(encoding).name in _ASCII_SUPERSETS
+
+
+_ASCII_SUPERSETS = {"ascii", "utf-8", "latin-1", "iso8859-1", "iso8859-15", "cp1252"}
+
+
 def apply_mapping(
     source: pl.DataFrame, mapping: Mapping, rop_minutes: int, where: str
 ) -> pl.DataFrame:
     """Contract-named columns from a source table. Missing source columns are a MappingError
     naming them; values are left for `ingest.conform`/`validate` to judge row by row."""
     needed = {mapping.timestamp.column}
-    for spec in [mapping.cell_id, *mapping.columns.values()]:
-        if spec.source is not None:
-            needed.add(spec.source)
-        else:
-            needed |= set(parse_expression(spec.expr or "", "?")[1].values())
+    numeric: set[str] = set()  # source columns read as numbers
+    for target, spec in [("cell_id", mapping.cell_id), *mapping.columns.items()]:
+        inputs = (
+            {spec.source}
+            if spec.source is not None
+            else set(parse_expression(spec.expr or "", "?")[1].values())
+        )
+        needed |= inputs
+        if target in contract.MEASUREMENT_NAMES or spec.expr is not None:
+            numeric |= inputs
     missing = sorted(needed - set(source.columns))
     if missing:
         raise MappingError(
             f"{where}: source column(s) {', '.join(missing)} not in the file "
             f"(mapping {mapping.name}); it has {', '.join(source.columns[:12])}"
         )
-    df = _null_sentinels(source, mapping.null_values, mapping.csv.decimal)
+    df = _null_sentinels(source, mapping.null_values, mapping.csv.decimal, numeric)
     exprs = [_value(mapping.cell_id, "cell_id", text=True), _timestamp(df, mapping, rop_minutes)]
     for dim in contract.DIMENSIONS:
         if dim in mapping.columns:
@@ -313,20 +330,36 @@ def apply_mapping(
     return df.select(exprs)
 
 
-def _null_sentinels(df: pl.DataFrame, sentinels: list[str | float], decimal: str) -> pl.DataFrame:
+def _null_sentinels(
+    df: pl.DataFrame, sentinels: list[str | float], decimal: str, numeric: set[str]
+) -> pl.DataFrame:
+    """Text trimmed, decimal commas of the `numeric` columns made points, sentinels null.
+
+    Done in steps, each materialised: one nested expression per column repeated the trim
+    and the decimal rewrite in every branch that used them (several times the work)."""
     text = [str(s) for s in sentinels]
     nums = [float(s) for s in sentinels if _is_number(s)]
+    strings = [name for name, dtype in df.schema.items() if dtype == pl.String]
+    df = df.with_columns(pl.col(strings).str.strip_chars())
+    if decimal == ",":
+        # 1.234,5 -> 1234.5 so that numbers parse; only in columns read as numbers, and only
+        # values that look like a number, so text keeps its dots and commas.
+        df = df.with_columns(
+            pl.when(pl.col(name).str.contains(r"^-?[0-9.]*,[0-9]+$"))
+            .then(
+                pl.col(name)
+                .str.replace_all(".", "", literal=True)
+                .str.replace(",", ".", literal=True)
+            )
+            .otherwise(pl.col(name))
+            .alias(name)
+            for name in strings
+            if name in numeric
+        )
     exprs = []
     for name, dtype in df.schema.items():
         col = pl.col(name)
         if dtype == pl.String:
-            col = col.str.strip_chars()
-            if decimal == ",":  # 12,5 -> 12.5 so that numbers parse; text is unaffected
-                col = (
-                    pl.when(col.str.contains(r"^-?[0-9.]*,[0-9]+$"))
-                    .then(col.str.replace_all(r"\.", "").str.replace(",", "."))
-                    .otherwise(col)
-                )
             # "-1" and "-1.0" are the same sentinel: compare numbers as numbers.
             sentinel = col.is_in(text) | (col == "")
             if nums:

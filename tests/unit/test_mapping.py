@@ -163,6 +163,25 @@ def test_csv_dialect_separator_decimal_encoding_and_headerless(settings, tmp_pat
     assert df["prb_util_dl_pct"][0] == 12.5
 
 
+def test_decimal_commas_are_read_in_number_columns_only(settings, tmp_path):
+    m = mapping(csv={"separator": ";", "decimal": ","})
+    text = "time;cell;prb\n2026-01-05 10:00;12,5;1.234,5\n2026-01-05 10:15;1.2,5;1,5\n"
+    df = mapped(tmp_path, settings, text, m)
+    assert df["cell_id"].to_list() == ["12,5", "1.2,5"]  # an identifier keeps its text
+    assert df["prb_util_dl_pct"].to_list() == [1234.5, 1.5]  # thousands dot dropped
+
+
+def test_plain_ascii_exports_read_alike_in_every_ascii_compatible_encoding(settings, tmp_path):
+    text = "time,cell,prb\n2026-01-05 10:00,A-1,12.5\n"
+    frames = [
+        mapped(tmp_path, settings, text, mapping(csv={"encoding": e}), e)
+        for e in ("utf-8", "latin-1", "cp1252", "ascii")
+    ]
+    assert all(f.equals(frames[0]) for f in frames)
+    utf16 = mapped(tmp_path, settings, text, mapping(csv={"encoding": "utf-16-le"}), "utf-16-le")
+    assert utf16.equals(frames[0])  # all bytes ASCII, yet UTF-16 needs decoding
+
+
 def test_wrong_encoding_is_a_clear_rejection(settings, tmp_path):
     path = tmp_path / "export.csv"
     path.write_bytes("time,cell,prb\n2026-01-05 10:00,Zürich,1\n".encode("latin-1"))
