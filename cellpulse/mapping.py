@@ -261,8 +261,10 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
     try:
         # Text that is plain ASCII reads the same in the usual export encodings (Latin-1,
         # cp1252, UTF-8): only other bytes need decoding to UTF-8 for the CSV reader.
-        utf8 = raw if raw.isascii() and _ascii_compatible(d.encoding) else None
-        text = raw.decode(d.encoding) if utf8 is None else ""
+        if raw.isascii() and _ascii_compatible(d.encoding):
+            utf8 = raw
+        else:
+            utf8 = raw.decode(d.encoding).encode()
     except LookupError as exc:
         raise MappingError(f"mapping {mapping.name}: unknown encoding {d.encoding!r}") from exc
     except UnicodeDecodeError as exc:
@@ -272,7 +274,7 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
         ) from exc
     try:
         return pl.read_csv(
-            utf8 if utf8 is not None else text.encode(),
+            utf8,
             separator=d.separator,
             has_header=d.header,
             new_columns=d.columns,
