@@ -343,7 +343,7 @@ def validate(
         counts = bad_flags.sum().row(0)
         for i, (column, rule, _) in enumerate(rules):
             if counts[i]:
-                first = bad.filter(bad_flags[f"_r{i}"]).row(0, named=True)
+                first = _first_row(bad.filter(bad_flags[f"_r{i}"]))
                 problems.append(
                     Problem(
                         column,
@@ -358,7 +358,7 @@ def validate(
     # A key delivered twice in one file: the later row is the correction and wins.
     deduped = last_per_key(good)
     if deduped.height < good.height:
-        first = good.filter(pl.struct(*lake.KEYS).is_duplicated()).row(0, named=True)
+        first = _first_row(good.filter(pl.struct(*lake.KEYS).is_duplicated()))
         problems.append(
             Problem(
                 "cell_id, ts",
@@ -368,6 +368,16 @@ def validate(
             )
         )
     return deduped, bad, problems
+
+
+def _first_row(rows: pl.DataFrame) -> dict[str, object]:
+    """The first of `rows`, its ts as text: a damaged file's ts may lie outside the years a
+    Python datetime can hold, and the report must still name it."""
+    return (
+        rows.head(1)
+        .with_columns(pl.col("ts").dt.to_string("%Y-%m-%d %H:%M:%S%:z"))
+        .row(0, named=True)
+    )
 
 
 def last_per_key(rows: pl.DataFrame) -> pl.DataFrame:

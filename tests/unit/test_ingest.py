@@ -207,6 +207,23 @@ def test_rows_older_than_the_retention_empty_cell_ids_and_overlong_outages_are_q
     assert bad["cell_id"][1] == " "  # quarantined rows keep their original values
 
 
+def test_timestamps_beyond_what_python_can_hold_are_quarantined_not_fatal(settings):
+    # A damaged file can carry any 64-bit ts: here years -258 and 20000.
+    _, day = next(iter_days(CFG))
+    micros = pl.Series([-70_300_000_000_000_000, 568_971_820_800_000_000], dtype=pl.Int64)
+    rows = day.head(3).with_columns(
+        pl.concat([day["ts"].head(1).dt.epoch("us"), micros])
+        .cast(pl.Datetime("us", "UTC"))
+        .alias("ts")
+    )
+    path = settings.landing_dir / "A_damaged.parquet"
+    lake.atomic_write_parquet(rows, path)
+    summary = ingest_files([path], settings, NOW)
+    assert (summary.rows_accepted, summary.rows_quarantined) == (1, 2)
+    report = (settings.quarantine_dir / "A_damaged.parquet.report.txt").read_text()
+    assert "ts -0258-04-13 14:13:20+00:00" in report and "ts +20000-01-01" in report
+
+
 def test_reject_file_policy_keeps_the_whole_file_out(settings):
     strict = settings.model_copy(update={"ingest": IngestSettings(bad_rows="reject_file")})
     path, _ = broken_file(strict.landing_dir)
