@@ -8,7 +8,6 @@ same content is never ingested twice.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import shutil
 from collections import deque
@@ -25,6 +24,7 @@ import polars as pl
 
 from cellpulse import contract, failpoints, lake, progress
 from cellpulse.errors import UNREADABLE, ContractError, MappingError, NoDataError
+from cellpulse.lake import file_sha256
 from cellpulse.ledger import FileRecord, Ledger
 from cellpulse.mapping import Mapping, apply_mapping, read_source
 from cellpulse.settings import Settings
@@ -91,11 +91,6 @@ def list_landing_files(paths: Sequence[Path]) -> list[Path]:
         else:
             raise NoDataError(f"{p}: no such file or folder; pass landing files or a folder")
     return sorted(set(found), key=lambda f: (f.stat().st_mtime_ns, f.name))
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_landing_file(path: Path) -> pl.DataFrame:

@@ -131,6 +131,11 @@ def _write_chunks(
         raise
 
 
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -229,7 +234,7 @@ def split_regions(df: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
 
 def _region_dir_of(path: Path) -> Path:
     """The `region=...` folder of a part (`region=x/part.parquet`) or delta fragment
-    (`region=x/delta-000001/f-00000.parquet`)."""
+    (`region=x/delta-000001/f-00000.arrow`)."""
     return path.parent if path.parent.name.startswith("region=") else path.parent.parent
 
 
@@ -458,13 +463,16 @@ class Dataset:
         files = self.day_files(day)
         if not any(_is_delta(f) for f in files):
             return 0
-        regions = sorted({_region_of(f) for f in files})
-        whole_day = len(regions) > 1 and self._cells_in_several_regions(day, regions)
+        by_region: dict[str, list[Path]] = {}
+        for f in files:  # parts, then deliveries in order, within each region
+            by_region.setdefault(_region_of(f), []).append(f)
+        groups = [by_region[r] for r in sorted(by_region)]
+        whole_day = len(groups) > 1 and _cells_in_several(groups)
         superseded = 0
 
         def latest_parts() -> Iterator[tuple[str, pl.DataFrame]]:
             nonlocal superseded
-            for group in [files] if whole_day else [self.day_files(day, r) for r in regions]:
+            for group in [files] if whole_day else groups:
                 stacked = scan(group).collect()
                 latest = latest_rows(stacked)
                 superseded += stacked.height - latest.height
@@ -473,14 +481,13 @@ class Dataset:
         self.replace_day_parts(latest_parts(), day)
         return superseded
 
-    def _cells_in_several_regions(self, day: date, regions: list[str]) -> bool:
-        cells = pl.concat(
-            [
-                scan(self.day_files(day, region)).select("cell_id").unique().collect()
-                for region in regions
-            ]
-        )["cell_id"]
-        return cells.n_unique() < cells.len()
+
+def _cells_in_several(groups: list[list[Path]]) -> bool:
+    """Whether any cell has rows in more than one of the groups of files (regions)."""
+    cells = pl.concat([scan(group).select("cell_id").unique().collect() for group in groups])[
+        "cell_id"
+    ]
+    return cells.n_unique() < cells.len()
 
 
 PENDING_GLOB = f".{DELTA_PREFIX}*.tmp"
@@ -499,9 +506,7 @@ def _write_fragment(target: Path, rows: pl.DataFrame) -> None:
 
 def _copy_fragment(source: Path, target: Path, sha256: str, rows: pl.DataFrame) -> None:
     shutil.copyfile(source, target)
-    with open(target, "rb") as fh:
-        same = hashlib.file_digest(fh, "sha256").hexdigest() == sha256
-    if not same:
+    if file_sha256(target) != sha256:
         rows.write_parquet(target, compression="lz4", statistics=False)
     # A copy is flushed here, on a writer's thread: left to `commit`, flushing the copies of
     # a whole delivery held up its end (written fragments flush cheaply there).
