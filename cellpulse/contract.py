@@ -12,6 +12,27 @@ DIMENSIONS = ("site_id", "region", "rat", "band")
 
 Kind = Literal["gauge", "counter"]
 
+# What an identifier may be. One rule each, checked at ingest (rows breaking it are
+# quarantined with the reason) and in the API (anything else is a 422), so every id the lake
+# holds can be opened on the ops page.
+# A cell id travels into URLs, alert ids and the page: words of letters, digits and a few
+# separators, single spaces between them, no slash (a URL path separator), no control
+# characters or markup.
+CELL_ID_MAX_CHARS = 128
+CELL_ID_PATTERN = r"^[A-Za-z0-9_.:@+#=()\-]+( [A-Za-z0-9_.:@+#=()\-]+)*$"
+CELL_ID_RULE = (
+    f"1-{CELL_ID_MAX_CHARS} characters: letters, digits, _ . : @ + # = ( ) - "
+    "and single spaces between words"
+)
+# A partition value (region) becomes a folder name in the lake: a letter or digit first (so
+# never "." or ".."), then letters, digits, "_", "." or "-"; at most 64 characters.
+PARTITION_VALUE_MAX_CHARS = 64
+PARTITION_VALUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+PARTITION_VALUE_RULE = (
+    f"1-{PARTITION_VALUE_MAX_CHARS} characters: a letter or digit, then letters, digits, "
+    "_ . -"
+)
+
 
 @dataclass(frozen=True)
 class Measurement:
