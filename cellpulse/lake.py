@@ -29,10 +29,13 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from cellpulse import failpoints
+from cellpulse.echo import shown
+from cellpulse.errors import ContractError
 
 PART_FILE = "part.parquet"
 DELTA_PREFIX = "delta-"
 KEYS = ("cell_id", "ts")
+NAME_MAX = 255  # bytes in one folder name on the file systems a lake lives on
 # Delta fragments are Arrow IPC as written (encoding costs next to nothing, and compaction
 # rewrites them soon), or parquet where a landing file was adopted byte for byte.
 FRAGMENT_SUFFIX = ".arrow"
@@ -289,8 +292,30 @@ class Dataset:
     def day_dir(self, day: date) -> Path:
         return self.root / f"date={day.isoformat()}"
 
+    def region_dir(self, day: date, region: str) -> Path:
+        """The folder of a (day, region) partition, the one place a partition value becomes
+        part of a path. Ingest quarantines rows whose region breaks the contract's rule; this
+        is the last line: a value that is not one plain folder name, or a folder that
+        resolves outside the dataset, is refused before anything is written."""
+        name = f"region={region}"
+        folder = self.day_dir(day) / name
+        if "/" in region or "\0" in region or len(name.encode(errors="replace")) > NAME_MAX:
+            raise ContractError(
+                f"{self.root}: region {shown(region, 80)!r} cannot be a partition folder; a "
+                "partition value is one folder name (no '/', no NUL, at most "
+                f"{NAME_MAX} bytes): quarantine or map such rows before they reach the lake"
+            )
+        root = self.root.resolve()
+        if not folder.resolve().is_relative_to(root):
+            raise ContractError(
+                f"{self.root}: partition folder {shown(folder)} resolves to "
+                f"{shown(folder.resolve())}, outside the dataset; remove the link that leads "
+                "there"
+            )
+        return folder
+
     def partition_path(self, day: date, region: str) -> Path:
-        return self.day_dir(day) / f"region={region}" / PART_FILE
+        return self.region_dir(day, region) / PART_FILE
 
     def dates(self) -> list[date]:
         if not self.root.is_dir():
@@ -560,7 +585,7 @@ class DeltaStream:
     def _next_fragment(self, day: date, region: str, suffix: str) -> Path:
         key = (day, region)
         if key not in self._pending:
-            folder = self.dataset.day_dir(day) / f"region={region}"
+            folder = self.dataset.region_dir(day, region)
             self._pending[key] = folder / f".{DELTA_PREFIX}{uuid.uuid4().hex}.tmp"
             self._pending[key].mkdir(parents=True)
         n = self._fragments.get(key, 0)

@@ -5,8 +5,10 @@ import hashlib
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
+import pytest
 
 from cellpulse import lake
+from cellpulse.errors import ContractError
 
 DAY = date(2026, 1, 5)
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -157,3 +159,26 @@ def test_regions_split_into_their_own_rows_in_order():
         for region, part in parts:
             assert part.equals(df.filter(pl.col("region") == region))
         assert sum(part.height for _, part in parts) == df.height
+
+
+@pytest.mark.parametrize("region", ["../../../../x", "a/b", "r" * 300, "a\0b", "/abs"])
+def test_the_lake_refuses_a_region_that_is_not_one_folder_name(tmp_path, region):
+    dataset = lake.Dataset(tmp_path / "lake" / "kpi")
+    with pytest.raises(ContractError, match="cannot be a partition folder"):
+        dataset.write_partition(rows(["a"], 1.0), DAY, region)
+    with pytest.raises(ContractError, match="cannot be a partition folder"):
+        lake.DeltaStream(dataset).write(DAY, region, rows(["a"], 1.0))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_the_lake_refuses_a_partition_that_resolves_outside_it(tmp_path):
+    dataset = lake.Dataset(tmp_path / "lake" / "kpi")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dataset.root.mkdir(parents=True)
+    dataset.day_dir(DAY).symlink_to(outside)  # a link planted in the lake
+    with pytest.raises(ContractError, match="outside the dataset"):
+        dataset.append(rows(["a"], 1.0), DAY)
+    with pytest.raises(ContractError, match="outside the dataset"):
+        dataset.write_partition(rows(["a"], 1.0), DAY, "north")
+    assert list(outside.iterdir()) == []
