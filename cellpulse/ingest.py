@@ -8,7 +8,9 @@ same content is never ingested twice.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,7 +24,7 @@ from typing import cast
 import numpy as np
 import polars as pl
 
-from cellpulse import contract, failpoints, lake, progress
+from cellpulse import contract, echo, failpoints, lake, progress
 from cellpulse.errors import UNREADABLE, ContractError, MappingError, NoDataError
 from cellpulse.lake import file_sha256
 from cellpulse.ledger import FileRecord, Ledger
@@ -32,6 +34,8 @@ from cellpulse.settings import Settings
 SUPPORTED_SUFFIXES = (".parquet",)
 UNASSIGNED_REGION = "unassigned"
 UNPARSABLE = "_unparsable_"  # prefix of conform's marks for values that were not numbers
+UNALIGNED_TS = "_unaligned_ts"  # conform's mark: a ts with a sub-microsecond part, as given
+RAW_TS = "ts_raw"  # that ts, beside the quarantined row
 
 
 @dataclass(frozen=True)
@@ -81,16 +85,23 @@ class IngestSummary:
 
 
 def list_landing_files(paths: Sequence[Path]) -> list[Path]:
-    """Files to ingest, in delivery order (modification time, then name)."""
+    """Files to ingest, in delivery order (modification time, then name).
+
+    Symbolic links below a folder are listed too (never followed), so that ingest refuses
+    them with a reason instead of passing over them in silence."""
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found.extend(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-        elif p.is_file():
+            found.extend(
+                f
+                for f in p.rglob("*")
+                if (f.is_symlink() or f.is_file()) and not f.name.startswith(".")
+            )
+        elif p.is_file() or p.is_symlink():
             found.append(p)
         else:
             raise NoDataError(f"{p}: no such file or folder; pass landing files or a folder")
-    return sorted(set(found), key=lambda f: (f.stat().st_mtime_ns, f.name))
+    return sorted(set(found), key=lambda f: (f.lstat().st_mtime_ns, f.name))
 
 
 def read_landing_file(path: Path) -> pl.DataFrame:
@@ -103,7 +114,9 @@ def read_landing_file(path: Path) -> pl.DataFrame:
     if path.stat().st_size == 0:
         raise ContractError(f"{path}: the file is empty; ask the OSS export to re-deliver it")
     try:
-        return pl.read_parquet(path, hive_partitioning=False)
+        # glob=False: a landing file's name is a name; "x[1].parquet" or "*.parquet" is not
+        # a pattern matching other files
+        return pl.read_parquet(path, hive_partitioning=False, glob=False)
     except UNREADABLE as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ContractError(
@@ -148,12 +161,22 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
             f"{source}: column ts has no timezone; the contract needs UTC-aware timestamps "
             "(period start), so a naive local time cannot be placed safely"
         )
-    problems: list[Problem] = []
     known = contract.schema()
+    nested = [name for name, dtype in source_schema.items() if name in known and not _scalar(dtype)]
+    if nested:
+        raise ContractError(
+            f"{source}: column(s) {echo.name_list(nested)} hold lists, records, objects or "
+            "raw bytes, not single values; write one number (or text) per row and column"
+        )
+    problems: list[Problem] = []
     unknown = [c for c in raw.columns if c not in known]
     if unknown:
-        problems.append(Problem(", ".join(unknown[:5]), "unknown column, ignored", 0, ""))
+        problems.append(Problem(echo.name_list(unknown, 5), "unknown column, ignored", 0, ""))
     return raw.select(_conforming(tuple(source_schema.items()))), problems
+
+
+def _scalar(dtype: pl.DataType) -> bool:
+    return not (dtype.is_nested() or isinstance(dtype, pl.Object | pl.Binary))
 
 
 @lru_cache(maxsize=32)
@@ -167,6 +190,17 @@ def _conforming(source_schema: tuple[tuple[str, pl.DataType], ...]) -> tuple[pl.
         pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
     ]
     unparsable: list[pl.Expr] = []
+    ts_type = present["ts"]
+    if isinstance(ts_type, pl.Datetime) and ts_type.time_unit == "ns":
+        # The lake holds microseconds: a ts with a sub-microsecond part would be cut to a
+        # different instant (perhaps onto the ROP), so such rows are kept apart with the
+        # value as delivered.
+        ts_utc = pl.col("ts").dt.convert_time_zone("UTC")
+        unparsable.append(
+            pl.when(ts_utc.dt.epoch("ns") % 1000 != 0)
+            .then(ts_utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.9f%:z"))
+            .alias(UNALIGNED_TS)
+        )
     for dim in contract.DIMENSIONS:
         value = pl.col(dim).cast(pl.String) if dim in present else pl.lit(None, pl.String)
         if dim == "region":
@@ -250,6 +284,25 @@ def _rules_for(
             "missing or empty cell_id",
             pl.col("cell_id").is_null() | (pl.col("cell_id").str.strip_chars() == ""),
         ),
+        (
+            "cell_id",
+            f"not a valid cell id ({contract.CELL_ID_RULE}); fix the id in the export, or map "
+            "it to one",
+            _present(pl.col("cell_id"))
+            & _breaks(pl.col("cell_id"), contract.CELL_ID_PATTERN, contract.CELL_ID_MAX_CHARS),
+        ),
+        # A region becomes a folder of the lake: a value that is not a plain folder name
+        # would be written outside it, or where no reader looks.
+        (
+            "region",
+            f"not a valid region ({contract.PARTITION_VALUE_RULE}); fix the region in the "
+            "export, or map it to one",
+            _breaks(
+                pl.col("region"),
+                contract.PARTITION_VALUE_PATTERN,
+                contract.PARTITION_VALUE_MAX_CHARS,
+            ),
+        ),
         ("ts", "missing ts", pl.col("ts").is_null()),
         (
             "ts",
@@ -291,6 +344,17 @@ def _rules_for(
     return tuple(rules)
 
 
+def _present(text: pl.Expr) -> pl.Expr:
+    return text.is_not_null() & (text.str.strip_chars() != "")
+
+
+def _breaks(text: pl.Expr, pattern: str, max_chars: int) -> pl.Expr:
+    """Whether `text` is longer than `max_chars` or does not match `pattern`; null does not
+    break it (other rules judge null). The patterns allow ASCII only, so `max_chars` bounds
+    the bytes too."""
+    return (text.str.len_chars() > max_chars) | ~text.str.contains(pattern).fill_null(True)
+
+
 def validate(
     df: pl.DataFrame, settings: Settings, now: datetime
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[Problem]]:
@@ -308,6 +372,17 @@ def validate(
     # one boolean column per screen and then reducing them is several times faster than one
     # wide any_horizontal expression.
     screens = [*_screens_for(*params), *(pl.col(c).fill_null(False) for c in marks)]
+    if UNALIGNED_TS in df.columns:
+        unaligned = pl.col(UNALIGNED_TS).is_not_null()
+        rules.append(
+            (
+                "ts",
+                f"not aligned to the {settings.rop_minutes}-minute ROP: a sub-microsecond part "
+                f"(the ts as delivered is in {RAW_TS})",
+                unaligned,
+            )
+        )
+        screens.append(unaligned)
     suspect = df.select(screens).select(pl.any_horizontal(pl.all())).to_series()
     bad_mask = suspect
     bad_flags = pl.DataFrame()
@@ -324,8 +399,10 @@ def validate(
     clean = df.drop(marks)
     problems: list[Problem] = []
     if bad_mask.any():
-        good = clean.filter(~bad_mask)
+        good = clean.filter(~bad_mask).drop(UNALIGNED_TS, strict=False)
         bad = clean.filter(bad_mask)
+        if UNALIGNED_TS in bad.columns:
+            bad = bad.rename({UNALIGNED_TS: RAW_TS})
         labels = [f"{column}: {rule}" for column, rule, _ in rules]
         reasons = (
             pl.concat_list(
@@ -339,17 +416,13 @@ def validate(
         for i, (column, rule, _) in enumerate(rules):
             if counts[i]:
                 first = _first_row(bad.filter(bad_flags[f"_r{i}"]))
-                problems.append(
-                    Problem(
-                        column,
-                        rule,
-                        int(counts[i]),
-                        f"row {first['_row']}, cell {first['cell_id']}, ts {first['ts']}",
-                    )
-                )
+                example = f"row {first['_row']}, cell {first['cell_id']}, ts {first['ts']}"
+                if first.get(RAW_TS) is not None:
+                    example += f" (as delivered {first[RAW_TS]})"
+                problems.append(Problem(column, rule, int(counts[i]), example))
     else:
-        good = clean
-        bad = clean.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
+        good = clean.drop(UNALIGNED_TS, strict=False)
+        bad = good.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
     # A key delivered twice in one file: the later row is the correction and wins.
     deduped = last_per_key(good)
     if deduped.height < good.height:
@@ -368,11 +441,13 @@ def validate(
 def _first_row(rows: pl.DataFrame) -> dict[str, object]:
     """The first of `rows`, its ts as text: a damaged file's ts may lie outside the years a
     Python datetime can hold, and the report must still name it."""
-    return (
+    first = (
         rows.head(1)
         .with_columns(pl.col("ts").dt.to_string("%Y-%m-%d %H:%M:%S%:z"))
         .row(0, named=True)
     )
+    first["cell_id"] = echo.shown(first["cell_id"], echo.MAX_NAME_CHARS)  # as the file has it
+    return first
 
 
 def last_per_key(rows: pl.DataFrame) -> pl.DataFrame:
@@ -386,19 +461,23 @@ def last_per_key(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def format_report(source: Path, result: FileResult) -> str:
-    """A quarantine report a person can read."""
+    """A quarantine report a person can read. What the file decides (its name, columns and
+    values) is shown escaped and cut, so it cannot add lines to the report."""
     lines = [
-        f"cellpulse ingest report for {source}",
+        f"cellpulse ingest report for {echo.shown(source)}",
         f"status: {result.status}",
         f"rows read: {result.rows_in}, accepted: {result.rows_accepted}, "
         f"quarantined: {result.rows_quarantined}",
     ]
     if result.reason:
-        lines.append(f"reason: {result.reason}")
+        lines.append(f"reason: {echo.shown(result.reason)}")
     if result.problems:
         lines.append("")
         lines.append("problems (column | rule | rows | first example):")
-        lines += [f"  {p.column} | {p.rule} | {p.rows} | {p.example}" for p in result.problems]
+        lines += [
+            f"  {echo.shown(p.column)} | {p.rule} | {p.rows} | {echo.shown(p.example)}"
+            for p in result.problems
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -521,6 +600,11 @@ def _settle(item: tuple[str, Callable[[], _Outcome]], first_status: dict[str, st
 
 
 def _fingerprint(path: Path) -> tuple[str, int]:
+    if path.is_symlink():
+        # Never read through a link: it is fingerprinted by where it is and what it names,
+        # so a link left in place is refused once, not on every run.
+        link = f"symlink\0{path}\0{os.readlink(path)}".encode(errors="surrogateescape")
+        return hashlib.sha256(link).hexdigest(), path.lstat().st_size
     return file_sha256(path), path.stat().st_size
 
 
@@ -548,26 +632,55 @@ def _archive(paths: Iterable[Path], settings: Settings) -> None:
     ledger) out of the landing folder, keeping their path below it. Content is untouched."""
     if settings.ingest.after != "archive":
         return
-    landing = settings.landing_dir.resolve()
     for path in paths:
-        source = path.resolve()
-        relative = source.relative_to(landing) if source.is_relative_to(landing) else source.name
-        target = settings.archive_dir / relative
+        if path.is_symlink():  # refused at reading; a link's target is never moved
+            continue
+        target = settings.archive_dir / _below_landing(path, settings)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(source, target)
+        shutil.move(path, target)
+
+
+def _below_landing(path: Path, settings: Settings) -> Path:
+    """`path` relative to the landing folder (its name alone if it lies elsewhere). Its
+    folders are resolved, the file itself is not: a link is placed where the link is."""
+    landing = settings.landing_dir.resolve()
+    source = path.parent.resolve() / path.name
+    return source.relative_to(landing) if source.is_relative_to(landing) else Path(path.name)
 
 
 def _validate_one(
     path: Path, sha: str, size: int, settings: Settings, now: datetime, mapping: Mapping | None
 ) -> _Outcome:
-    """Read, conform and validate one new file (pure: the caller writes what it decides)."""
+    """Read, conform and validate one new file (pure: the caller writes what it decides).
+
+    Whatever reading, conforming or validating the file raises rejects this file with the
+    reason; the other files of the run go on."""
     try:
-        raw = read_input(path, settings, mapping)
-        conformed, problems = conform(raw, str(path))
+        return _decide(path, sha, size, settings, now, mapping)
     except (ContractError, MappingError) as exc:
-        result = FileResult(path, "rejected", reason=str(exc))
-        record = FileRecord(sha, str(path), size, "rejected", 0, 0, 0, str(exc))
-        return _Outcome(result, record, report=True)
+        reason = echo.shown(exc)
+    except UNREADABLE as exc:  # a file no rule foresaw (e.g. a type polars cannot convert)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = echo.shown(
+            f"{path}: cannot be read as KPI rows ({type(exc).__name__}: {first}); fix the "
+            "export or move the file out of the landing folder"
+        )
+    result = FileResult(path, "rejected", reason=reason)
+    return _Outcome(
+        result, FileRecord(sha, str(path), size, "rejected", 0, 0, 0, reason), report=True
+    )
+
+
+def _decide(
+    path: Path, sha: str, size: int, settings: Settings, now: datetime, mapping: Mapping | None
+) -> _Outcome:
+    if path.is_symlink():
+        raise ContractError(
+            f"{path}: a symbolic link; landing takes regular files only, so that nothing "
+            "outside it is read or moved (copy the file into the landing folder instead)"
+        )
+    raw = read_input(path, settings, mapping)
+    conformed, problems = conform(raw, str(path))
     good, bad, row_problems = validate(conformed, settings, now)
     result = FileResult(
         path,
@@ -606,10 +719,7 @@ def _validate_one(
 def _write_quarantine(settings: Settings, result: FileResult, bad: pl.DataFrame | None) -> None:
     """The file's report (and its bad rows) under quarantine/, at the file's path below the
     landing folder, so same-named files from different folders keep their own reports."""
-    landing = settings.landing_dir.resolve()
-    source = result.path.resolve()
-    relative = source.relative_to(landing) if source.is_relative_to(landing) else source.name
-    base = settings.quarantine_dir / relative
+    base = settings.quarantine_dir / _below_landing(result.path, settings)
     lake.atomic_write_bytes(
         base.with_name(f"{base.name}.report.txt"), format_report(result.path, result).encode()
     )

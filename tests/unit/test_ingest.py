@@ -386,3 +386,255 @@ def test_an_adopted_file_that_changed_since_it_was_read_is_written_from_its_rows
     (fragment,) = (tmp_path / "kpi").rglob("f-*")
     assert fragment.read_bytes() != path.read_bytes()
     assert lake.scan([fragment]).collect().equals(rows)
+
+
+# ----------------------------------------------------------------- hostile and malformed input
+
+
+def one_day(rows: int = 4) -> pl.DataFrame:
+    return next(iter_days(CFG))[1].filter(pl.col("region") == "north").head(rows)
+
+
+def files_outside(home: Path, settings) -> list[Path]:
+    """Files ingest wrote anywhere but where it may write."""
+    allowed = (
+        settings.landing_dir,
+        settings.lake_dir / "kpi",
+        settings.quarantine_dir,
+        settings.archive_dir,
+    )
+    return [
+        p
+        for p in home.parent.rglob("*")
+        if p.is_file()
+        and p != settings.ledger_path
+        and not any(p.is_relative_to(folder) for folder in allowed)
+    ]
+
+
+@pytest.mark.parametrize("region", ["../../../../x", "a/b", "r" * 300, "a\0b", "..", "."])
+def test_a_region_that_is_not_a_plain_folder_name_is_quarantined_never_a_path(settings, region):
+    rows = one_day().with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.lit(region))
+        .otherwise("region")
+        .alias("region")
+    )
+    path = settings.landing_dir / "A_region.parquet"
+    lake.atomic_write_parquet(rows, path)
+    summary = ingest_files([path], settings, NOW)
+    (result,) = summary.files
+    assert (result.status, result.rows_accepted, result.rows_quarantined) == ("ingested", 3, 1)
+    bad = pl.read_parquet(settings.quarantine_dir / "A_region.parquet.rows.parquet")
+    assert bad["region"].to_list() == [region]  # kept as the file had it
+    assert bad["reason"][0].startswith("region: not a valid region (1-64 characters")
+    assert "fix the region in the export" in bad["reason"][0]
+    assert files_outside(settings.home, settings) == []
+    kpi = settings.lake_dir / "kpi"
+    assert sorted(p.name for p in kpi.glob("date=*/*")) == ["region=north"]
+    assert kpi_rows(settings).height == 3
+
+
+@pytest.mark.parametrize("cell_id", ["a<b", "a/b", "a\tb", "c" * 129, "a  b", " a", "Zürich"])
+def test_a_cell_id_breaking_the_rule_is_quarantined_with_the_rule(settings, cell_id):
+    rows = one_day().with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.lit(cell_id))
+        .otherwise("cell_id")
+        .alias("cell_id")
+    )
+    conformed, _ = conform(rows, "x.parquet")
+    good, bad, problems = validate(conformed, settings, NOW)
+    assert good.height == 3
+    assert bad["cell_id"].to_list() == [cell_id]
+    assert bad["reason"][0].startswith("cell_id: not a valid cell id (1-128 characters")
+    assert "\t" not in problems[0].example  # the report shows the id escaped
+
+
+@pytest.mark.parametrize("cell_id", ["Cell 1", "262-01-0000123-1", "c" * 128, "S1-2-n78"])
+def test_cell_ids_within_the_rule_are_accepted(settings, cell_id):
+    rows = one_day(1).with_columns(pl.lit(cell_id).alias("cell_id"))
+    good, bad, _ = validate(conform(rows, "x.parquet")[0], settings, NOW)
+    assert (good.height, bad.height) == (1, 0)
+
+
+def test_empty_cell_ids_keep_their_own_reason(settings):
+    rows = one_day(2).with_columns(pl.Series("cell_id", ["", None]))
+    _, bad, _ = validate(conform(rows, "x.parquet")[0], settings, NOW)
+    assert bad["reason"].to_list() == ["cell_id: missing or empty cell_id"] * 2
+
+
+def test_every_simulated_cell_id_and_region_follows_the_contract():
+    import re
+
+    from cellpulse import contract
+
+    day = next(iter_days(SimulationConfig(cells=400, days=1, seed=3)))[1]
+    for column, pattern in (
+        ("cell_id", contract.CELL_ID_PATTERN),
+        ("region", contract.PARTITION_VALUE_PATTERN),
+    ):
+        values = day[column].unique().to_list()
+        assert all(re.fullmatch(pattern, v) for v in values), column
+
+
+def malformed(kind: str) -> pl.DataFrame:
+    rows = one_day().with_columns(pl.col("ts").dt.offset_by("1d"))  # keys of their own
+    if kind == "list_measurement":
+        return rows.with_columns(pl.concat_list("prb_util_dl_pct").alias("prb_util_dl_pct"))
+    if kind == "list_cell_id":
+        return rows.with_columns(pl.concat_list("cell_id").alias("cell_id"))
+    assert kind == "struct_region"
+    return rows.with_columns(pl.struct("region").alias("region"))
+
+
+@pytest.mark.parametrize("kind", ["list_measurement", "list_cell_id", "struct_region"])
+def test_a_malformed_file_is_rejected_and_the_files_beside_it_are_ingested(settings, kind):
+    truth = write_landing(settings.landing_dir)
+    bad = settings.landing_dir / "A_malformed.parquet"
+    lake.atomic_write_parquet(malformed(kind), bad)
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert summary.count("ingested") == 48 and kpi_rows(settings).height == truth.height
+    (rejected,) = summary.rejected
+    assert rejected.path == bad
+    assert "hold lists, records, objects or raw bytes, not single values" in (rejected.reason or "")
+    report = (settings.quarantine_dir / "A_malformed.parquet.report.txt").read_text()
+    assert "hold lists, records" in report
+    with Ledger(settings.ledger_path) as ledger:
+        assert [r.status for r in ledger.files() if r.path == str(bad)] == ["rejected"]
+    again = ingest_files([settings.landing_dir], settings, NOW)  # a later run: no crash
+    assert again.count("skipped") == 49
+
+
+def test_any_failure_reading_one_file_rejects_that_file_only(settings, monkeypatch):
+    """A failure no rule foresaw (here polars refusing a computation) still rejects just the
+    file, with the error's first line as the reason."""
+    import cellpulse.ingest as ingest
+
+    write_landing(settings.landing_dir)
+    victim = sorted(settings.landing_dir.glob("*.parquet"))[3]
+    real_validate = ingest.validate
+
+    def fails_on_victim(df, s, now):
+        if df.height and df["ts"].min() == pl.read_parquet(victim)["ts"].min():
+            raise pl.exceptions.ComputeError("cannot compare list with float\n  at col(x)")
+        return real_validate(df, s, now)
+
+    monkeypatch.setattr(ingest, "validate", fails_on_victim)
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    (rejected,) = summary.rejected
+    assert rejected.path == victim
+    assert rejected.reason == (
+        f"{victim}: cannot be read as KPI rows (ComputeError: cannot compare list with float); "
+        "fix the export or move the file out of the landing folder"
+    )
+    assert summary.count("ingested") == 47
+
+
+def test_the_ingest_command_fails_with_one_line_when_files_were_rejected(settings, capsys):
+    import typer
+
+    from cellpulse.cli import _fail_on_rejected, handles_errors
+
+    write_landing(settings.landing_dir)
+    lake.atomic_write_parquet(malformed("list_cell_id"), settings.landing_dir / "x[/x].parquet")
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    with pytest.raises(typer.Exit) as exit_:
+        handles_errors(_fail_on_rejected)(summary)
+    assert exit_.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x[/x].parquet: column(s) cell_id hold lists" in err
+
+
+def test_a_symlink_in_landing_is_refused_and_its_target_never_moved(settings, tmp_path):
+    archiving = settings.model_copy(update={"ingest": IngestSettings(after="archive")})
+    good = archiving.landing_dir / "A_good.parquet"
+    lake.atomic_write_parquet(one_day(), good)
+    outside = tmp_path / "elsewhere" / "secret.parquet"
+    lake.atomic_write_parquet(one_day().with_columns(pl.lit("z").alias("cell_id")), outside)
+    data = outside.read_bytes()
+    link = archiving.landing_dir / "A_link.parquet"
+    link.symlink_to(outside)
+    (archiving.landing_dir / "sub").mkdir()
+    (archiving.landing_dir / "sub" / "folder").symlink_to(outside.parent)
+    (archiving.landing_dir / "dangling.parquet").symlink_to(tmp_path / "nothing")
+
+    summary = ingest_files([archiving.landing_dir], archiving, NOW)
+    statuses = {f.path.name: f.status for f in summary.files}
+    assert statuses == {
+        "A_good.parquet": "ingested",
+        "A_link.parquet": "rejected",
+        "folder": "rejected",
+        "dangling.parquet": "rejected",
+    }
+    assert all("a symbolic link" in (f.reason or "") for f in summary.rejected)
+    assert outside.read_bytes() == data  # the target stays where it was, untouched
+    assert link.is_symlink() and link.resolve() == outside
+    assert sorted(p.name for p in archiving.archive_dir.rglob("*")) == ["A_good.parquet"]
+    assert "z" not in kpi_rows(archiving)["cell_id"].to_list()
+    report = (archiving.quarantine_dir / "A_link.parquet.report.txt").read_text()
+    assert "a symbolic link; landing takes regular files only" in report
+    again = ingest_files([archiving.landing_dir], archiving, NOW)
+    assert {f.status for f in again.files} == {"skipped"} and outside.read_bytes() == data
+
+
+def test_sub_microsecond_timestamps_are_quarantined_with_the_value_as_delivered(settings):
+    rows = one_day().with_columns(pl.col("ts").dt.cast_time_unit("ns"))
+    rows = rows.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.col("ts") + pl.duration(nanoseconds=999))  # cut to us, it would be aligned
+        .when(pl.int_range(pl.len()) == 2)
+        .then(pl.col("ts") - pl.duration(nanoseconds=1))
+        .otherwise("ts")
+        .alias("ts")
+    )
+    path = settings.landing_dir / "A_ns.parquet"
+    lake.atomic_write_parquet(rows, path)
+    summary = ingest_files([path], settings, NOW)
+    assert (summary.rows_accepted, summary.rows_quarantined) == (2, 2)
+    bad = pl.read_parquet(settings.quarantine_dir / "A_ns.parquet.rows.parquet").sort("_row")
+    assert bad["_row"].to_list() == [1, 2]
+    delivered = rows["ts"].dt.to_string("%Y-%m-%dT%H:%M:%S%.9f+00:00")
+    assert bad["ts_raw"].to_list() == delivered[[1, 2]].to_list()
+    assert bad["ts_raw"][0].endswith(":00.000000999+00:00")
+    assert bad["ts_raw"][1].endswith(":59.999999999+00:00")
+    assert all(
+        "not aligned to the 15-minute ROP: a sub-microsecond part" in r for r in bad["reason"]
+    )
+    report = (settings.quarantine_dir / "A_ns.parquet.report.txt").read_text()
+    assert f"(as delivered {delivered[1]})" in report
+    stored = kpi_rows(settings)
+    assert stored["ts"].to_list() == rows["ts"].dt.cast_time_unit("us")[[0, 3]].sort().to_list()
+    assert "ts_raw" not in stored.columns
+
+
+def test_a_file_name_with_a_newline_cannot_forge_report_lines(settings):
+    path = settings.landing_dir / "A\nstatus: ingested\u202e.parquet"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    (result,) = ingest_files([path], settings, NOW).files
+    assert result.status == "rejected"
+    assert result.reason == (
+        f"{settings.landing_dir}/A\\nstatus: ingested\\u202e.parquet: the file is empty; "
+        "ask the OSS export to re-deliver it"
+    )
+    report = next(settings.quarantine_dir.glob("*.report.txt")).read_text()
+    lines = report.splitlines()
+    assert len(lines) == 4 and [line for line in lines if line.startswith("status:")] == [
+        "status: rejected"
+    ]
+    with Ledger(settings.ledger_path) as ledger:
+        assert ledger.files()[0].path == str(path)  # the ledger keeps the true name
+
+
+def test_huge_names_and_values_are_echoed_cut(settings):
+    rows = one_day(2).with_columns(
+        pl.lit("h" * 1_000_000).alias("x" * 5_000_000), pl.lit("<" * 1_000_000).alias("cell_id")
+    )
+    path = settings.landing_dir / "A_huge.parquet"
+    lake.atomic_write_parquet(rows, path)
+    (result,) = ingest_files([path], settings, NOW).files
+    assert (result.rows_accepted, result.rows_quarantined) == (0, 2)  # ids of 1 M characters
+    report = (settings.quarantine_dir / "A_huge.parquet.report.txt").read_text()
+    assert len(report) < 2000
+    assert "more chars)" in report and "unknown column, ignored" in report
