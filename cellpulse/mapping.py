@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cellpulse import contract
+from cellpulse.echo import name_list, shown
 from cellpulse.errors import UNREADABLE, MappingError
 
 # Multipliers from a source unit to the contract's unit of the same quantity.
@@ -148,6 +149,8 @@ def load_mapping(ref: str | Path) -> Mapping:
         raise MappingError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     try:
         return Mapping.model_validate(data)
+    except MappingError as exc:  # an expression that does not parse
+        raise MappingError(f"{where}: {exc}") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
@@ -167,11 +170,18 @@ def shipped_mappings() -> list[str]:
 
 _BRACKETED = re.compile(r"\[([^\[\]]+)\]")
 _FUNCTIONS = {"min": pl.min_horizontal, "max": pl.max_horizontal}
+# Bounds on an expression, so that parsing and compiling it can never exhaust the stack: a
+# sum of a hundred counters nests a hundred deep, far more than an export needs.
+MAX_EXPRESSION_CHARS = 4000
+MAX_EXPRESSION_DEPTH = 100
 
 
 def parse_expression(text: str, target: str = "?") -> tuple[ast.Expression, dict[str, str]]:
     """Parse `100 * [RRU.PrbUsedDl] / [RRU.PrbAvailDl]`: numbers, + - * /, parentheses,
-    min(...), max(...), and source columns in [brackets] (or bare if they are identifiers)."""
+    min(...), max(...), and source columns in [brackets] (or bare if they are identifiers).
+
+    Returns the tree and every source column it reads, bare or bracketed (by the name the
+    tree uses for it)."""
     names: dict[str, str] = {}
 
     def stash(m: re.Match[str]) -> str:
@@ -179,10 +189,22 @@ def parse_expression(text: str, target: str = "?") -> tuple[ast.Expression, dict
         names[key] = m.group(1)
         return key
 
+    where = f"expression for {target}"
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise MappingError(
+            f"{where}: {len(text)} characters, more than {MAX_EXPRESSION_CHARS}; split the "
+            "computation or simplify it"
+        )
     try:
         tree = ast.parse(_BRACKETED.sub(stash, text), mode="eval")
     except SyntaxError as exc:
-        raise MappingError(f"expression for {target}: cannot parse {text!r}") from exc
+        raise MappingError(f"{where}: cannot parse {shown(text, 200)!r}") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise MappingError(
+            f"{where}: nested more than {MAX_EXPRESSION_DEPTH} deep; simplify it"
+        ) from exc
+    if _depth(tree) > MAX_EXPRESSION_DEPTH:
+        raise MappingError(f"{where}: nested more than {MAX_EXPRESSION_DEPTH} deep; simplify it")
     allowed = (
         ast.Expression,
         ast.BinOp,
@@ -210,7 +232,26 @@ def parse_expression(text: str, target: str = "?") -> tuple[ast.Expression, dict
             isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
         ):
             raise MappingError(f"expression for {target}: only min() and max() may be called")
+        if isinstance(node, ast.Call) and not node.args:
+            assert isinstance(node.func, ast.Name)
+            raise MappingError(
+                f"expression for {target}: {node.func.id}() needs at least one argument"
+            )
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and id(node) not in called and node.id not in names:
+            names[node.id] = node.id  # a bare column name
     return tree, names
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep `tree` nests, found without recursion (a deep tree is what is checked)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _compile(node: ast.AST, names: dict[str, str]) -> pl.Expr:
@@ -220,7 +261,7 @@ def _compile(node: ast.AST, names: dict[str, str]) -> pl.Expr:
         assert isinstance(node.value, int | float)  # parse_expression allows nothing else
         return pl.lit(float(node.value))
     if isinstance(node, ast.Name):
-        return _number(pl.col(names.get(node.id, node.id)))
+        return _number(pl.col(names[node.id]))
     if isinstance(node, ast.UnaryOp):
         inner = _compile(node.operand, names)
         return -inner if isinstance(node.op, ast.USub) else inner
@@ -250,7 +291,7 @@ def read_source(path: Path, mapping: Mapping) -> pl.DataFrame:
     """The file as the source wrote it (all CSV fields as text), or MappingError."""
     if mapping.format == "parquet":
         try:
-            return pl.read_parquet(path)
+            return pl.read_parquet(path, glob=False)  # the name is a name, not a pattern
         except UNREADABLE as exc:
             raise MappingError(
                 f"{path}: not a readable parquet file "
@@ -316,8 +357,8 @@ def apply_mapping(
     missing = sorted(needed - set(source.columns))
     if missing:
         raise MappingError(
-            f"{where}: source column(s) {', '.join(missing)} not in the file "
-            f"(mapping {mapping.name}); it has {', '.join(source.columns[:12])}"
+            f"{where}: source column(s) {name_list(missing)} not in the file "
+            f"(mapping {mapping.name}); it has {name_list(source.columns)}"
         )
     df = _null_sentinels(source, mapping.null_values, mapping.csv.decimal, numeric)
     exprs = [_value(mapping.cell_id, "cell_id", text=True), _timestamp(df, mapping, rop_minutes)]
@@ -401,7 +442,7 @@ def _timestamp(df: pl.DataFrame, mapping: Mapping, rop_minutes: int) -> pl.Expr:
         ts = col.str.to_datetime(spec.format, strict=False, time_unit="us")
         ts = ts.dt.replace_time_zone(spec.timezone, ambiguous="earliest", non_existent="null")
     elif isinstance(dtype, pl.Datetime):
-        ts = col.dt.cast_time_unit("us")
+        ts = col  # in its own unit: conform judges a sub-microsecond part
         if dtype.time_zone is None:
             ts = ts.dt.replace_time_zone(spec.timezone, ambiguous="earliest", non_existent="null")
     else:

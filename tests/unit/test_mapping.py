@@ -242,3 +242,87 @@ def test_invalid_mappings_say_what_and_where(tmp_path, change, needle):
 def test_unknown_shipped_mapping_lists_the_known_ones():
     with pytest.raises(MappingError, match="3gpp-raw-counters"):
         load_mapping("no-such-vendor")
+
+
+def test_a_bare_column_missing_from_one_file_rejects_that_file_only(settings, tmp_path):
+    m = mapping(columns={"prb_util_dl_pct": {"expr": "prb + extra"}})
+    (tmp_path / "a.csv").write_text("time,cell,prb\n2026-01-05 10:00,a,1\n")
+    (tmp_path / "b.csv").write_text("time,cell,prb,extra\n2026-01-05 10:00,b,1,2\n")
+    summary = ingest_files([tmp_path / "a.csv", tmp_path / "b.csv"], settings, NOW, mapping=m)
+    assert [f.status for f in summary.files] == ["rejected", "ingested"]
+    assert "source column(s) extra not in the file" in (summary.files[0].reason or "")
+    stored = lake.Dataset(settings.lake_dir / "kpi").read()
+    assert stored["prb_util_dl_pct"].to_list() == [3.0]
+
+
+@pytest.mark.parametrize(
+    "expr,needle",
+    [
+        ("min()", "min() needs at least one argument"),
+        ("max() + [a]", "max() needs at least one argument"),
+        ("-" * 5000 + "[prb]", "5005 characters, more than 4000"),
+        ("-" * 3000 + "[prb]", "nested more than 100 deep"),
+        ("+".join(["[prb]"] * 500), "nested more than 100 deep"),
+        ("(" * 300 + "1" + ")" * 300, "cannot parse"),
+    ],
+)
+def test_a_mapping_expression_that_cannot_work_is_refused_when_the_mapping_loads(
+    tmp_path, expr, needle
+):
+    import yaml
+
+    data = {
+        "name": "bad",
+        "format": "csv",
+        "timestamp": {"column": "t"},
+        "cell_id": {"source": "c"},
+        "columns": {"ho_att": {"expr": expr}},
+    }
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(MappingError) as err:
+        load_mapping(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: expression for ho_att: ") and needle in message
+    assert len(message) < 400
+
+
+def test_a_sum_of_many_counters_is_still_a_valid_expression(settings, tmp_path):
+    names = [f"c{i}" for i in range(60)]
+    m = mapping(columns={"ho_att": {"expr": " + ".join(f"[{n}]" for n in names)}})
+    df = mapped(
+        tmp_path,
+        settings,
+        f"time,cell,prb,{','.join(names)}\n2026-01-05 10:00,a,1,{','.join(['1'] * 60)}\n",
+        m,
+    )
+    assert df["ho_att"].to_list() == [60.0]
+
+
+def test_a_huge_csv_header_is_echoed_cut(settings, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("x" * 10_000_000 + ",time,cell\n1,2026-01-05 10:00,a\n")
+    (result,) = ingest_files([path], settings, NOW, mapping=mapping()).files
+    assert result.status == "rejected" and len(result.reason or "") < 400
+    assert "it has xxx" in (result.reason or "") and "more chars), time, cell" in (
+        result.reason or ""
+    )
+    report = (settings.quarantine_dir / "export.csv.report.txt").read_text()
+    assert len(report) < 1000
+
+
+def test_nanosecond_source_timestamps_off_the_rop_are_quarantined_not_cut(settings, tmp_path):
+    path = tmp_path / "export.parquet"
+    ts = pl.Series([datetime(2026, 1, 5, 10, 0)] * 2).dt.cast_time_unit("ns")
+    ts = ts + pl.Series([0, 999], dtype=pl.Duration("ns"))
+    pl.DataFrame({"t": ts, "c": ["a", "b"], "p": [1.0, 2.0]}).write_parquet(path)
+    m = mapping(
+        format="parquet",
+        timestamp={"column": "t"},
+        cell_id={"source": "c"},
+        columns={"prb_util_dl_pct": {"source": "p"}},
+    )
+    summary = ingest_files([path], settings, NOW, mapping=m)
+    assert (summary.rows_accepted, summary.rows_quarantined) == (1, 1)
+    bad = pl.read_parquet(settings.quarantine_dir / "export.parquet.rows.parquet")
+    assert bad["ts_raw"].to_list() == ["2026-01-05T10:00:00.000000999+00:00"]
