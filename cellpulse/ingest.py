@@ -719,13 +719,29 @@ def _decide(
 def _write_quarantine(settings: Settings, result: FileResult, bad: pl.DataFrame | None) -> None:
     """The file's report (and its bad rows) under quarantine/, at the file's path below the
     landing folder, so same-named files from different folders keep their own reports."""
-    base = settings.quarantine_dir / _below_landing(result.path, settings)
+    base = _quarantine_base(settings.quarantine_dir / _below_landing(result.path, settings))
     lake.atomic_write_bytes(
         base.with_name(f"{base.name}.report.txt"), format_report(result.path, result).encode()
     )
     failpoints.hit("ingest.quarantine_report_written")
     if bad is not None and bad.height:
         lake.atomic_write_parquet(bad, base.with_name(f"{base.name}.rows.parquet"))
+
+
+# Bytes of a landing file's name kept in the names of its report and rows: the rest of a
+# folder entry's 255 goes to their suffixes and the writer's hidden temporary name.
+QUARANTINE_NAME_MAX = 160
+
+
+def _quarantine_base(base: Path) -> Path:
+    """`base`, its name cut (and told apart from other cut names by a hash of the whole
+    name) where it is too long to name a report: a long but legal landing name must not
+    stop the run."""
+    raw = os.fsencode(base.name)
+    if len(raw) <= QUARANTINE_NAME_MAX:
+        return base
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return base.with_name(f"{os.fsdecode(raw[: QUARANTINE_NAME_MAX - 13])}-{digest}")
 
 
 @dataclass

@@ -1,3 +1,4 @@
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -638,3 +639,15 @@ def test_huge_names_and_values_are_echoed_cut(settings):
     report = (settings.quarantine_dir / "A_huge.parquet.report.txt").read_text()
     assert len(report) < 2000
     assert "more chars)" in report and "unknown column, ignored" in report
+
+
+def test_a_landing_file_with_a_long_name_gets_a_report_and_stops_nothing(settings):
+    long_name = settings.landing_dir / ("é" * 120 + ".parquet")  # 248 bytes: legal
+    long_name.parent.mkdir(parents=True)
+    long_name.write_bytes(b"")
+    good = settings.landing_dir / "A_good.parquet"
+    lake.atomic_write_parquet(one_day(), good)
+    summary = ingest_files([settings.landing_dir], settings, NOW)
+    assert sorted(f.status for f in summary.files) == ["ingested", "rejected"]
+    (report,) = settings.quarantine_dir.glob("*.report.txt")
+    assert len(os.fsencode(report.name)) <= 255 and "the file is empty" in report.read_text()
