@@ -58,10 +58,11 @@ MAX_BODY_BYTES = 64 * 1024  # the largest body a route takes (an alert action) i
 # What a browser opens without a token: the page and its assets, liveness, the schema.
 PUBLIC_PATHS = frozenset({"/", "/health", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/",)
-# Times a request may name: scores start after the epoch, and the bounds leave room for the
-# period arithmetic (a day back, a ROP forward) that a time at datetime's limits overflows.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+# Times a request may name: four-digit years short of 9999, so that converting to UTC and
+# the period arithmetic (a day back) stay inside what a datetime holds. The schema says it
+# too (a date-time's pattern), so clients and fuzzers know the bound.
+TIME_YEARS = (1000, 9998)
+TIME_PATTERN = r"^(?!0|9999)"
 UNAUTHORISED = (
     "missing or wrong bearer token; send 'Authorization: Bearer <token>' "
     "(see `cellpulse api --help` for where the token is)"
@@ -194,20 +195,20 @@ class _Gate:
 
 
 def _utc_in_range(ts: datetime) -> datetime:
-    """A time as UTC (a time without offset is UTC), within what the API can compute with."""
-    try:
-        utc = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    except OverflowError:
-        utc = None
-    if utc is None or not EARLIEST <= utc < LATEST:
+    """A time as UTC (a time without offset is UTC), refused outside TIME_YEARS."""
+    if not TIME_YEARS[0] <= ts.year <= TIME_YEARS[1]:
         raise ValueError(
-            f"{ts.isoformat()} is out of range; give a time from {EARLIEST:%Y-%m-%d} to "
-            f"{LATEST:%Y-%m-%d} (UTC)"
+            f"{ts.isoformat()} is out of range; give a time in the years {TIME_YEARS[0]} to "
+            f"{TIME_YEARS[1]}"
         )
-    return utc
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc_in_range)]
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_utc_in_range),
+    Field(json_schema_extra={"pattern": TIME_PATTERN}),
+]
 CellId = Annotated[
     str, PathParam(pattern=contract.CELL_ID_PATTERN, max_length=contract.CELL_ID_MAX_CHARS)
 ]
