@@ -91,6 +91,8 @@ def api_token(settings: Settings) -> str:
     path = settings.api_token_path
     if not path.exists():
         _create_token_file(path)
+    if not path.is_file():  # a directory, or a link to nothing, in the token's place
+        raise ApiTokenError(f"{path} is not a file; delete it to have a new token made")
     mode = path.stat().st_mode & 0o777
     if os.name == "posix" and mode & 0o077:
         raise ApiTokenError(

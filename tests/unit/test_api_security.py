@@ -129,6 +129,15 @@ def test_a_token_file_others_can_read_is_refused(tmp_path):
     assert api_token(settings) == token
 
 
+def test_a_dangling_link_in_the_token_files_place_is_an_error(tmp_path):
+    settings = tiny_settings(tmp_path / "home")
+    settings.home.mkdir(parents=True)
+    settings.api_token_path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ApiTokenError, match="not a file"):
+        create_app(settings)
+    assert not (tmp_path / "elsewhere").exists()  # never created through the link
+
+
 # ------------------------------------------------------- body, times, leaks (9)
 
 
@@ -178,6 +187,10 @@ def test_an_unauthenticated_post_is_refused_before_its_body_is_read(scored):
     status, body, pulled = call(app, "POST", "/api/alerts/x/acknowledge", headers, [MIB] * 8)
     assert status == 401 and "bearer token" in body
     assert pulled["messages"] == 0
+    # A public prefix does not open the rest: the router sees the path as sent.
+    for path in ("/static/../api/alerts", "/health/../api/alerts", "//api/alerts"):
+        status, body, _ = call(app, "GET", path, {}, [b""])
+        assert status in (401, 404) and "items" not in body
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(scored):
