@@ -29,7 +29,7 @@ CELLS = 100_000
 ROPS = 96
 REQUESTS = 400  # per route
 CLIENTS = 4
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789-abcdefghijklmn"
 DAY = datetime(2026, 1, 13, tzinfo=UTC)
 
 

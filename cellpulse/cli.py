@@ -1191,8 +1191,9 @@ def api(
     config: ConfigOpt = None,
 ) -> None:
     """Serve the ops web page and HTTP API: ranked cells, a cell's KPIs and scores, alerts
-    (acknowledge, close, false alarm), models in use. Every route but /health needs the
-    bearer token (api.token, or the one kept in <home>/api_token)."""
+    (acknowledge, close, false alarm), models in use. Every /api/ route needs the bearer
+    token: api.token (CELLPULSE_API__TOKEN, at least 32 characters), or else the one kept in
+    <home>/api_token (made on first start, readable by its owner only)."""
     import uvicorn
 
     from cellpulse.api import create_app
@@ -1206,7 +1207,7 @@ def api(
     )
     console.print(
         f"cellpulse ops page and API on http://{bind_host}:{bind_port}/ "
-        f"(OpenAPI: /docs); bearer token in {token_source}. Ctrl-C to stop."
+        f"(OpenAPI schema: /openapi.json); bearer token in {token_source}. Ctrl-C to stop."
     )
     uvicorn.run(web_app, host=bind_host, port=bind_port, log_level="warning")
 

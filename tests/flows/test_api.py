@@ -24,7 +24,7 @@ from cellpulse.simulator import build_topology, write_network
 from tests.conftest import OUTAGE_CELL, TINY, free_port, outage_events, tiny_settings
 from tests.unit.test_notify import Receiver
 
-TOKEN = "test-token-0123456789"
+TOKEN = "test-token-0123456789-abcdefghijklmnop"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -142,7 +142,8 @@ def test_filters_narrow_the_ranking(client):
         ("/api/cells/a%3Bdrop", {}, 422, "pattern"),
         ("/static/..%2F..%2Fsettings.py", {}, 404, "Not Found"),
         ("/api/cells/no-such-cell", {}, 404, "no scores for cell"),
-        ("/api/alerts/no-such-alert", {}, 404, "no alert"),
+        ("/api/alerts/no-such-cell@2026-01-01T00:00Z", {}, 404, "no alert"),
+        ("/api/alerts/no-such-alert", {}, 422, "pattern"),
     ],
 )
 def test_bad_parameters_get_a_4xx_that_says_why(client, route, params, status, needle):
@@ -368,3 +369,30 @@ def test_every_operation_survives_generated_input(settings):
 
         fuzz()
     assert tried >= 100
+
+
+def test_health_on_a_store_another_process_holds_names_no_internals(settings):
+    """DuckDB's lock error names the file and the holder's program and PID: /health answers
+    anyone, so it says only that the store is busy."""
+    import subprocess
+    import sys
+
+    hold = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(settings.ops_store_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        response = TestClient(create_app(settings)).get("/health")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert response.json() == {"detail": "the ops store is busy or unreachable; retry shortly"}
+    for internal in (str(settings.home), "python", str(holder.pid)):
+        assert internal not in response.text
