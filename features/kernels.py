@@ -11,6 +11,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from cellpulse.features.spec import COSITE_STATS
+
 STATS = ("mean", "std", "min", "max", "sum", "count")
 
 
@@ -136,15 +138,6 @@ def repeat_run(grid: np.ndarray, positions: np.ndarray, cap: int) -> np.ndarray:
     last_change = np.maximum.accumulate(np.where(same, 0, index), axis=1)
     run = index[positions] - last_change[:, positions]
     return np.minimum(run, cap).astype(np.float64)
-
-
-def median_of_few(values: list[np.ndarray]) -> np.ndarray:
-    """Element-wise median across one to four arrays, ignoring NaN (NaN if all are)."""
-    if not 1 <= len(values) <= 4:
-        raise ValueError("median_of_few takes one to four arrays")
-    past = [np.atleast_2d(np.asarray(v, dtype=np.float64)) for v in values]
-    median, _ = _median_z(*_four(past), len(past), np.zeros(past[0].shape))  # type: ignore[call-arg]
-    return median.reshape(np.shape(values[0]))
 
 
 def robust_z(current: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -274,9 +267,6 @@ def compact_float32(values, present, count):
     return out
 
 
-COSITE_STATS = ("share", "site_mean", "siblings_mean", "sibling_dev")
-
-
 def cosite(
     site_of_cell: np.ndarray, current: np.ndarray, stats: tuple[str, ...]
 ) -> list[np.ndarray]:
@@ -310,6 +300,7 @@ def _site_totals(sites, n_sites, current):
 @numba.njit(nogil=True, cache=True)
 def _cosite_stats(sites, current, total, count, wanted):
     # One pass, only the wanted planes written (np.empty leaves the others untouched).
+    # Planes in COSITE_STATS order: share, site_mean, siblings_mean, sibling_dev.
     rows, cols = current.shape
     out = np.empty((4, rows, cols))
     nan = np.nan
