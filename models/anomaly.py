@@ -21,6 +21,7 @@ import pyarrow as pa
 from cellpulse.models.boosting import BoosterParams, Trainer, best_rounds, matrix, train_local
 from cellpulse.models.compiled import predict
 from cellpulse.models.supervised import FaultClassifier, as_score, classifier_inputs
+from cellpulse.rops import run_ids
 
 Direction = Literal["low", "high", "both"]
 Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
@@ -303,12 +304,8 @@ class AnomalyModel:
         frame = pl.DataFrame(
             {"cell_id": cells, "_explain": rows, "_p": scores.probability}
         ).with_row_index("_row")
-        starts = pl.col("_explain") & (
-            ~pl.col("_explain").shift(1, fill_value=False)
-            | (pl.col("cell_id") != pl.col("cell_id").shift(1))
-        )
         runs = (
-            frame.with_columns(starts.cum_sum().alias("_run"))
+            frame.with_columns(run_ids(None, value="_explain").alias("_run"))
             .filter(pl.col("_explain"))
             .with_columns(
                 pl.col("_row")
@@ -401,14 +398,8 @@ def alert_flags(
     """`is_anomaly`: the score has been above threshold for `consecutive` ROPs in a row,
     ending at this one. A missing ROP breaks the run. Expects rows sorted by (cell_id, ts)."""
     above = pl.col("anomaly_score") > threshold
-    rop = pl.col("ts").dt.epoch("s") // (rop_minutes * 60)
-    new_run = (
-        (above != above.shift(1))
-        | (rop - rop.shift(1) != 1)
-        | (pl.col("cell_id") != pl.col("cell_id").shift(1))
-    ).fill_null(True)
     df = scored.select("cell_id", "ts", "anomaly_score").with_columns(
-        new_run.cum_sum().alias("_run")
+        run_ids(rop_minutes, value=above).alias("_run")
     )
     pos = pl.int_range(pl.len()).over("_run") + 1
     return df.select((above & (pos >= consecutive)).alias("is_anomaly")).to_series()
