@@ -18,8 +18,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from cellpulse.models.boosting import BoosterParams, Trainer, best_rounds, matrix, train_local
-from cellpulse.models.compiled import predict
+from cellpulse.models.boosting import (
+    BoosterParams,
+    Predict,
+    Trainer,
+    best_rounds,
+    lightgbm_predict,
+    matrix,
+    train_local,
+)
 from cellpulse.models.supervised import FaultClassifier, as_score, classifier_inputs
 from cellpulse.rops import run_ids
 
@@ -193,8 +200,13 @@ class AnomalyModel:
         )
         return model
 
-    def expected(self, features: pl.DataFrame) -> pl.DataFrame:
-        """The normal-behaviour prediction of each target KPI (`expected_<kpi>`)."""
+    def expected(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> pl.DataFrame:
+        """The normal-behaviour prediction of each target KPI (`expected_<kpi>`).
+
+        Args:
+            predict: how each regressor scores the matrix (LightGBM's own, or compiled);
+                every method that scores passes it on to here.
+        """
         x = matrix(features, self.feature_names)
         return pl.DataFrame(
             {
@@ -204,12 +216,14 @@ class AnomalyModel:
             }
         )
 
-    def band(self, features: pl.DataFrame, width: float = DRIVER_Z) -> pl.DataFrame:
+    def band(
+        self, features: pl.DataFrame, width: float = DRIVER_Z, predict: Predict = lightgbm_predict
+    ) -> pl.DataFrame:
         """What ops sees next to each watched KPI: cell_id, ts (and region), and per target
         KPI its value, the expected value and the band of `width` of the cell's robust
         spreads around it (`<kpi>`, `<kpi>_expected`, `<kpi>_low`, `<kpi>_high`). Outside
         the band, in the KPI's bad direction, is where it starts to drive the score."""
-        exp = self.expected(features)
+        exp = self.expected(features, predict)
         keys = [c for c in ("cell_id", "ts", "region") if c in features.columns]
         keyed = features.select(*keys, *(t.name for t in self.targets))
         scaled = pl.concat([keyed, exp], how="horizontal").join(
@@ -227,21 +241,26 @@ class AnomalyModel:
             ]
         return scaled.select(*keys, *columns)
 
-    def residuals(self, features: pl.DataFrame) -> pl.DataFrame:
+    def residuals(
+        self, features: pl.DataFrame, predict: Predict = lightgbm_predict
+    ) -> pl.DataFrame:
         """cell_id + actual minus expected, per target KPI."""
-        exp = self.expected(features)
+        exp = self.expected(features, predict)
         return features.select("cell_id").with_columns(
             (features[t.name].cast(pl.Float64) - exp[f"expected_{t.name}"]).alias(t.name)
             for t in self.targets
         )
 
     def zscores(
-        self, features: pl.DataFrame, residuals: pl.DataFrame | None = None
+        self,
+        features: pl.DataFrame,
+        residuals: pl.DataFrame | None = None,
+        predict: Predict = lightgbm_predict,
     ) -> pl.DataFrame:
         """Per target, how many robust spreads the KPI is off in its bad direction (>= 0)."""
-        resid = (residuals if residuals is not None else self.residuals(features)).with_row_index(
-            "_row"
-        )
+        if residuals is None:
+            residuals = self.residuals(features, predict)
+        resid = residuals.with_row_index("_row")
         scaled = resid.join(self.cell_scale, on="cell_id", how="left", suffix="_scale")
         out = []
         for t in self.targets:
@@ -266,21 +285,21 @@ class AnomalyModel:
         self.classifier = FaultClassifier.fit(inputs, in_fault, events, self.params, trainer)
         self.supervised = mode
 
-    def score(self, features: pl.DataFrame) -> pl.DataFrame:
+    def score(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> pl.DataFrame:
         """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
-        scores = self.components(features)
+        scores = self.components(features, predict)
         return self.explain(scores, features["cell_id"], scores.classifier_led)
 
-    def components(self, features: pl.DataFrame) -> Scores:
+    def components(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> Scores:
         """The score and what it is made of, before the classifier explains anything."""
-        z = self.zscores(features)
+        z = self.zscores(features, predict=predict)
         scored = self.combine(z)
         unsupervised = scored["anomaly_score"].to_numpy()
         classifier = getattr(self, "classifier", None)  # models pickled before it existed
         if classifier is None:
             return Scores(scored, unsupervised)
         inputs = classifier_inputs(features, z)
-        probability = classifier.probability(inputs)
+        probability = classifier.probability(inputs, predict)
         supervised = as_score(probability, self.threshold)
         replace = self.supervised == "replace"
         score = supervised if replace else np.maximum(unsupervised, supervised)

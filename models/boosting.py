@@ -78,6 +78,17 @@ def top_gain(booster: lgb.Booster, names: list[str], top: int) -> list[tuple[str
     return [(names[i], float(gain[i])) for i in order]
 
 
+# How a booster scores a matrix: LightGBM's own predict, or its compiled twin's
+# (`models.compiled.CompiledModels.predict`). Scoring takes one explicitly; training and
+# evaluation use LightGBM's.
+Predict = Callable[[lgb.Booster, np.ndarray], np.ndarray]
+
+
+def lightgbm_predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    """LightGBM's own `predict`, as a `Predict`."""
+    return np.asarray(booster.predict(x))
+
+
 # How a booster is trained: in this process, or across a Dask cluster.
 Trainer = Callable[[dict[str, Any], np.ndarray, np.ndarray, int, list[str]], lgb.Booster]
 

@@ -18,7 +18,7 @@ from cellpulse.lake import by_keys
 from cellpulse.models import evaluation, plots
 from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
 from cellpulse.models.baselines import isolation_forest
-from cellpulse.models.boosting import Trainer, train_local
+from cellpulse.models.boosting import Predict, Trainer, lightgbm_predict, train_local
 from cellpulse.models.congestion import CongestionModel, CongestionParams
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.settings import Settings
@@ -99,10 +99,19 @@ def anomaly_params(settings: Settings) -> AnomalyParams:
     return AnomalyParams.from_settings(settings.train)
 
 
-def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts)."""
+def score_anomaly(
+    model: AnomalyModel,
+    features: pl.DataFrame,
+    settings: Settings,
+    predict: Predict = lightgbm_predict,
+) -> pl.DataFrame:
+    """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts).
+
+    Args:
+        predict: how the model's boosters score (LightGBM's own, or compiled).
+    """
     feats = by_keys(features)
-    scores = model.components(feats)
+    scores = model.components(feats, predict)
     keys = feats.select("cell_id", "ts")
     flags = alert_flags(
         pl.concat([keys, scores.frame], how="horizontal"),
