@@ -180,7 +180,7 @@ class AnomalyModel:
         cell_spread = resid.group_by("cell_id").agg(
             pl.max_horizontal(
                 1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
-                _bad(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
+                bad_deviation(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
             ).alias(t.name)
             for t in targets
         )
@@ -265,7 +265,7 @@ class AnomalyModel:
         out = []
         for t in self.targets:
             scale = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name])
-            bad = _bad(pl.col(t.name) / scale, t.direction)
+            bad = bad_deviation(pl.col(t.name) / scale, t.direction)
             out.append(bad.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
         z = scaled.sort("_row").select(out)
         return (
@@ -406,7 +406,7 @@ def frozen_z() -> pl.Expr:
     )
 
 
-def _bad(value: pl.Expr, direction: Direction) -> pl.Expr:
+def bad_deviation(value: pl.Expr, direction: Direction) -> pl.Expr:
     """The deviation in the direction that hurts (positive = worse)."""
     return {"low": -value, "high": value, "both": value.abs()}[direction]
 
@@ -422,29 +422,3 @@ def alert_flags(
     )
     pos = pl.int_range(pl.len()).over("_run") + 1
     return df.select((above & (pos >= consecutive)).alias("is_anomaly")).to_series()
-
-
-def zscore_baseline(
-    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...] = TARGETS
-) -> pl.Series:
-    """The per-cell z-score detector of the O-RAN SC AD xApp family: each KPI against the
-    cell's own training mean and standard deviation, worst bad-direction z taken."""
-    present = [t for t in targets if t.name in train.columns]
-    stats = train.group_by("cell_id").agg(
-        [pl.col(t.name).mean().alias(f"{t.name}__m") for t in present]
-        + [pl.col(t.name).std().alias(f"{t.name}__s") for t in present]
-    )
-    joined = (
-        test.select("cell_id", *[t.name for t in present])
-        .with_row_index("_row")
-        .join(stats, on="cell_id", how="left")
-        .sort("_row")
-    )
-    zs = []
-    for t in present:
-        z = (pl.col(t.name) - pl.col(f"{t.name}__m")) / pl.max_horizontal(
-            pl.col(f"{t.name}__s"), pl.lit(t.min_scale)
-        )
-        z = _bad(z, t.direction)
-        zs.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0))
-    return joined.select(pl.max_horizontal(zs).alias("zscore_baseline")).to_series()

@@ -16,10 +16,11 @@ from cellpulse.features import targets
 from cellpulse.features.targets import event_labels
 from cellpulse.lake import by_keys
 from cellpulse.models import evaluation, plots
-from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
-from cellpulse.models.baselines import isolation_forest
+from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags
+from cellpulse.models.baselines import isolation_forest, zscore_detector
 from cellpulse.models.boosting import Predict, Trainer, lightgbm_predict, train_local
 from cellpulse.models.congestion import CongestionModel, CongestionParams
+from cellpulse.models.evaluation import fault_events
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.settings import Settings
 
@@ -84,12 +85,6 @@ def split_by_time(features: pl.DataFrame, holdout_days: int) -> Split:
 
 def _sample(df: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
     return df if df.height <= max_rows else df.sample(max_rows, seed=seed).sort("cell_id", "ts")
-
-
-def fault_events(events: pl.DataFrame | None) -> pl.DataFrame | None:
-    if events is None or events.is_empty():
-        return None
-    return events.filter(pl.col("kind") == "fault") if "kind" in events.columns else events
 
 
 # ---------------------------------------------------------------- anomaly
@@ -168,8 +163,8 @@ def evaluate_anomaly(
     holdout = holdout.sort("cell_id", "ts")
     metrics: dict[str, float] = {"val_mae_ratio": _mae_ratio(model, holdout)}
     faults = fault_events(events)
-    if faults is not None:
-        metrics |= detection_metrics("val", scored, faults, settings)
+    if events is not None and faults is not None:
+        metrics |= detection_metrics("val", scored, events, settings)
         if getattr(model, "classifier", None) is not None:
             # Each half of a blended score on its own, to see what the blend buys.
             parts = model.components(holdout)
@@ -179,22 +174,29 @@ def evaluate_anomaly(
     return metrics, scored
 
 
+# The detection metrics a candidate logs, for the model (val_) and each baseline (baseline_).
+LOGGED_DETECTION = (
+    "pr_auc",
+    "event_recall",
+    f"precision_at_{TOP_K}",
+    "false_alarms_per_100_cell_days",
+)
+
+
 def detection_metrics(
-    prefix: str, scored: pl.DataFrame, faults: pl.DataFrame, settings: Settings
+    prefix: str, scored: pl.DataFrame, events: pl.DataFrame, settings: Settings
 ) -> dict[str, float]:
-    """How well flagged and ranked ROPs (`anomaly_score`, `is_anomaly`) find labelled faults:
-    the same names for the model and every baseline, so they line up side by side."""
-    y = event_labels(scored, faults)
-    return {
-        f"{prefix}_pr_auc": evaluation.pr_auc(y.to_numpy(), scored["anomaly_score"].to_numpy()),
-        f"{prefix}_event_recall": evaluation.event_recall(scored, faults),
-        f"{prefix}_precision_at_{TOP_K}": evaluation.precision_at_k(
-            scored, y, "anomaly_score", TOP_K
-        ),
-        f"{prefix}_false_alarms_per_100_cell_days": evaluation.false_alarms_per_100_cell_days(
-            scored, y, settings.rop_minutes
-        ),
-    }
+    """`evaluation.detection_metrics` of flagged ROPs against the labelled events of their
+    period, under `<prefix>_<metric>` for the LOGGED_DETECTION metrics."""
+    lo, hi = scored["ts"].min(), scored["ts"].max()
+    metrics = evaluation.detection_metrics(
+        scored,
+        evaluation.events_in(events, lo, hi),
+        settings.rop_minutes,
+        settings.alerts.clear_after_rops,
+        TOP_K,
+    )
+    return {f"{prefix}_{name}": metrics[name] for name in LOGGED_DETECTION}
 
 
 def _mae_ratio(model: AnomalyModel, holdout: pl.DataFrame) -> float:
@@ -222,17 +224,15 @@ def anomaly_baselines(
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The per-cell z-score (ric-app-ad-cell) and IsolationForest (O-RAN SC AD xApp)
     detectors on the same hold-out: their metrics and their scores (for the PR plot)."""
-    faults = fault_events(events)
     holdout = split.holdout.sort("cell_id", "ts")
-    z = holdout.select("cell_id", "ts").with_columns(
-        zscore_baseline(split.train, holdout).alias("anomaly_score")
-    )
-    z = z.with_columns(alert_flags(z, 3.0, settings.alerts.consecutive_rops, settings.rop_minutes))
-    detectors = {"zscore": z, "iforest": isolation_forest(split.train, holdout, settings)}
+    detectors = {
+        "zscore": zscore_detector(split.train, holdout, settings),
+        "iforest": isolation_forest(split.train, holdout, settings),
+    }
     out: dict[str, float] = {"baseline_seasonal_mae_ratio": 1.0}
-    if faults is not None:
+    if events is not None and fault_events(events) is not None:
         for name, scored in detectors.items():
-            out |= detection_metrics(f"baseline_{name}", scored, faults, settings)
+            out |= detection_metrics(f"baseline_{name}", scored, events, settings)
     names = {"zscore": "per-cell z-score", "iforest": "isolation forest"}
     return out, {names[n]: d["anomaly_score"].to_numpy() for n, d in detectors.items()}
 
