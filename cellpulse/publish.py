@@ -33,6 +33,8 @@ SCORE_COLUMNS = (
 
 @dataclass(frozen=True)
 class ModelRef:
+    """Which registered model version (and training run) produced a score."""
+
     name: str
     version: str
     run_id: str
@@ -149,6 +151,7 @@ MAJOR_ROPS = 8  # two hours of 15-minute ROPs
 
 
 def alert_type(kpis: pl.Expr) -> pl.Expr:
+    """The first ALERT_TYPES entry whose KPIs drive the alert, or `unclassified`."""
     expr = pl.lit("unclassified")
     for name, markers in reversed(ALERT_TYPES):
         hit = pl.any_horizontal(kpis.list.contains(m) for m in markers)

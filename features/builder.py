@@ -34,6 +34,7 @@ _US = 1_000_000
 
 
 def with_derived_kpis(kpis: pl.DataFrame, min_denominator: int, rop_minutes: int) -> pl.DataFrame:
+    """Contract KPIs plus the ones derived from their counters (KPI_CONTRACT.md)."""
     return kpis.with_columns(contract.derived_kpis(min_denominator, rop_minutes))
 
 

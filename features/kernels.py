@@ -146,7 +146,7 @@ def robust_z(current: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, n
     that a KPI that barely moved in the past weeks does not give z-scores in the thousands.
 
     The past arrays are read where they lie (views included): stacking them first would
-    allocate and touch hundreds of megabytes on a national day."""
+    allocate and touch a copy of all of them (bench/RESULTS.md)."""
     if not 1 <= len(past) <= 4:
         raise ValueError("robust_z takes one to four past arrays")
     shaped = [np.atleast_2d(np.asarray(p, dtype=np.float64)) for p in past]

@@ -121,6 +121,9 @@ CALENDAR_COLUMNS = ("hour", "day_of_week", "hour_of_week", "is_weekend", "is_hol
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """Every feature the builder makes, as data: which KPIs pass through and which
+    transforms apply to which KPI. Its hash names what a feature table and a model hold."""
+
     kpis: tuple[str, ...]
     rolling: tuple[Rolling, ...] = ()
     lags: tuple[Lag, ...] = ()

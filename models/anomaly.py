@@ -313,10 +313,11 @@ class AnomalyModel:
 
     def explain(self, scores: Scores, cells: pl.Series, rows: np.ndarray | None) -> pl.DataFrame:
         """`scores.frame` with the classifier's drivers as `anomaly_kpis` on `rows` (a mask;
-        scoring passes the classifier-led rows that raise an alert). Contributions cost about
-        a hundred predictions each, so a run of such rows of one cell (adjacent rows: in
-        time order when the rows are, as scoring sorts them) is explained once, at its most
-        probable row: a fault's drivers do not change from one ROP to the next."""
+        scoring passes the classifier-led rows that raise an alert). Contributions cost far
+        more than a prediction (bench/RESULTS.md), so a run of such rows of one cell
+        (adjacent rows: in time order when the rows are, as scoring sorts them) is explained
+        once, at its most probable row: a fault's drivers do not change from one ROP to the
+        next."""
         if rows is None or not rows.any() or self.classifier is None or scores.inputs is None:
             return scores.frame
         assert scores.probability is not None
@@ -377,7 +378,7 @@ class AnomalyModel:
         score = np.sqrt((top**2).sum(axis=1))
         # Driving KPIs, worst first: each of the top three whose z reaches DRIVER_Z. Built as
         # one Arrow list array from offsets (the top z are sorted, so a row's drivers are a
-        # prefix of its three): a Python list per row costs seconds on a national day.
+        # prefix of its three): a Python list per row is far slower on a national day.
         drives = top >= DRIVER_Z
         offsets = np.zeros(zs.shape[0] + 1, dtype=np.int32)
         np.cumsum(drives.sum(axis=1), out=offsets[1:])
@@ -387,6 +388,7 @@ class AnomalyModel:
 
 
 def has_frozen(features: pl.DataFrame) -> bool:
+    """Whether `features` carry the stuck-run columns the frozen-counter score reads."""
     return all(f"{k}_stuck_rops" in features.columns for k in FROZEN_KPIS)
 
 

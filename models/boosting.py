@@ -16,6 +16,8 @@ from cellpulse.settings import TrainSettings
 
 @dataclass(frozen=True)
 class BoosterParams:
+    """The LightGBM settings every cellpulse model family shares (from `TrainSettings`)."""
+
     num_trees: int = 200
     learning_rate: float = 0.05
     num_leaves: int = 31
@@ -61,8 +63,8 @@ class BoosterParams:
 def matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
     """The named columns as a row-major float64 matrix (nulls become NaN, which LightGBM
     handles): the layout LightGBM and compiled models read without another copy."""
-    # Float32 features are widened by to_numpy itself (exactly, and twice as fast as a cast
-    # to Float64 first); only other types (counts, flags) are cast.
+    # Float32 features are widened by to_numpy itself (exactly, and faster than a cast to
+    # Float64 first: bench/RESULTS.md); only other types (counts, flags) are cast.
     schema = df.schema
     x = df.select(
         pl.col(c) if schema[c] in (pl.Float32, pl.Float64) else pl.col(c).cast(pl.Float64)
@@ -96,6 +98,7 @@ Trainer = Callable[[dict[str, Any], np.ndarray, np.ndarray, int, list[str]], lgb
 def train_local(
     params: dict[str, Any], x: np.ndarray, y: np.ndarray, rounds: int, names: list[str]
 ) -> lgb.Booster:
+    """A booster trained in this process (the default `Trainer`)."""
     data = lgb.Dataset(x, y, feature_name=names, free_raw_data=True)
     return lgb.train(params, data, num_boost_round=rounds)
 

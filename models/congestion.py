@@ -33,6 +33,8 @@ def feature_columns(columns: list[str]) -> list[str]:
 
 @dataclass
 class CongestionModel:
+    """The fitted classifier, its horizon, the spec it was trained on and its calibration."""
+
     feature_names: list[str]
     booster: lgb.Booster
     horizon_minutes: int

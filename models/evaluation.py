@@ -44,6 +44,8 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 def classification_metrics(
     prefix: str, y: np.ndarray, prob: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float]:
+    """Ranking (PR-AUC, ROC-AUC), calibration (Brier) and the precision and recall of
+    `prob >= threshold`, as `<prefix>_<metric>`."""
     y = np.asarray(y).astype(int)
     prob = np.asarray(prob, dtype=float)
     pred = prob >= threshold

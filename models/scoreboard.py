@@ -59,6 +59,9 @@ def anomaly_board(
     settings: Settings,
     k: int,
 ) -> list[dict[str, object]]:
+    """Board rows of each anomaly detector: overall, per fault type (recall and delay), and
+    per slice of the topology."""
+
     def metrics(
         flagged: pl.DataFrame, labelled: pl.DataFrame, ranking: bool = True
     ) -> dict[str, float]:
@@ -134,6 +137,7 @@ def congestion_detectors(
 
 
 def congestion_metrics(scored: pl.DataFrame, threshold: float = 0.5) -> dict[str, float]:
+    """One congestion detector's figures on rows of `congested_within` and its `score`."""
     y = scored["congested_within"].to_numpy().astype(int)
     s = scored["score"].to_numpy().astype(float)
     m = evaluation.classification_metrics("x", y, np.nan_to_num(s), threshold)
@@ -150,6 +154,8 @@ def congestion_metrics(scored: pl.DataFrame, threshold: float = 0.5) -> dict[str
 def congestion_board(
     scores: pl.DataFrame, kpis: pl.DataFrame, topology: pl.DataFrame | None, settings: Settings
 ) -> list[dict[str, object]]:
+    """Board rows of the congestion model and its baselines, overall (with the model's lift
+    over each naive guess) and per slice of the topology."""
     detectors = congestion_detectors(scores, kpis, settings)
     rows: list[dict[str, object]] = []
     metrics = {name: congestion_metrics(df) for name, df in detectors.items()}

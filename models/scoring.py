@@ -41,6 +41,8 @@ def predictor(settings: Settings) -> Predict:
 
 
 def check_spec(model_spec: str, features_spec: str, what: str) -> None:
+    """Refuse to score features built by another spec than the `what` model was trained on:
+    its columns would mean something else."""
     if model_spec != features_spec:
         raise SpecMismatchError(
             f"the {what} champion was trained on feature spec {model_spec}, but the features "
@@ -73,7 +75,7 @@ def score_features(
     how = predictor(settings) if predict is None else predict
     check_spec(anomaly.spec_hash, spec_hash, "anomaly")
     check_spec(congestion.spec_hash, spec_hash, "congestion")
-    # Sorting a national day's wide feature table costs many seconds; a day read region by
+    # Sorting a national day's wide feature table is slow (bench/RESULTS.md); a day read region by
     # region is already sorted within each region, so each region is scored where it lies
     # and only the narrow score table is put in order at the end.
     segments = key_ordered_segments(features) or [features.sort("cell_id", "ts")]

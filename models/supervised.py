@@ -84,6 +84,8 @@ class FaultClassifier:
         params: BoosterParams,
         trainer: Trainer = train_local,
     ) -> FaultClassifier:
+        """Learn P(fault) from `inputs` (`classifier_inputs`) where `in_fault` marks the
+        rows inside labelled faults; `events` is how many faults those are (recorded)."""
         names = list(inputs.columns)
         y = in_fault.cast(pl.Int8).to_numpy()
         booster = trainer(

@@ -31,6 +31,8 @@ TOP_K = 20
 
 @dataclass(frozen=True)
 class Split:
+    """Feature rows cut by time: the older days to fit on, the newest to judge on."""
+
     train: pl.DataFrame
     holdout: pl.DataFrame
     train_days: tuple[date, date]
@@ -45,6 +47,10 @@ class Split:
 
 @dataclass
 class Candidate:
+    """A fitted model with everything the tracking edge logs and the promotion gate reads:
+    its hold-out metrics and its baselines' on the same rows, the rule that judges it, the
+    split and the figures."""
+
     family: str
     model: Any
     params: dict[str, Any]
@@ -263,6 +269,16 @@ def train_anomaly(
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
+    """Fit the anomaly model on the older days (known faults left out; the fault classifier
+    too where enough are labelled) and judge it, next to its baselines, on the newest.
+
+    Args:
+        events: labelled events (ground truth or an operator's labels); None or empty:
+            judged by how well it predicts the KPIs (`val_mae_ratio`) alone.
+        spec_hash: the hash of the feature spec `features` were built with; the model
+            refuses features of another spec when it scores.
+        trainer: how boosters are trained (here, or on a Dask cluster).
+    """
     split = split_by_time(features, settings.train.holdout_days)
     params = anomaly_params(settings)
     faults = fault_events(events)
@@ -334,6 +350,8 @@ def congestion_labels(
 def evaluate_congestion(
     model: CongestionModel, holdout: pl.DataFrame, labels: pl.DataFrame
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Hold-out metrics of a congestion model on the rows whose target is known, with those
+    rows' targets and probabilities (for the figures)."""
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     prob = model.predict(holdout)[known]
@@ -343,6 +361,8 @@ def evaluate_congestion(
 def congestion_baselines(
     holdout: pl.DataFrame, labels: pl.DataFrame, settings: Settings
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Persistence, seasonal-naive and PRB-threshold guesses on the same hold-out rows:
+    their metrics and their scores (for the PR plot)."""
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     scores = {
@@ -359,6 +379,7 @@ def congestion_baselines(
 
 
 def congestion_rule(settings: Settings) -> PromotionRule:
+    """Judge by PR-AUC, with calibration (Brier score, lower is better) as the guard."""
     return PromotionRule(
         "val_pr_auc",
         ("val_brier",),
@@ -375,6 +396,15 @@ def train_congestion(
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
+    """Fit the congestion model on the older days, calibrate it on the newest of them and
+    judge it, next to its baselines, on the hold-out days.
+
+    Args:
+        kpis: the KPIs the congestion labels come from; they must reach a week before the
+            features (seasonal baseline) and the horizon after them.
+        spec_hash: the hash of the feature spec `features` were built with.
+        trainer: how the booster is trained (here, or on a Dask cluster).
+    """
     split = split_by_time(features, settings.train.holdout_days)
     params = congestion_params(settings)
     # The newest training days calibrate the probability: later than what the booster saw,
