@@ -21,7 +21,7 @@ from cellpulse.features.spec import spec_for
 from cellpulse.features.store import build_day, read_features
 from cellpulse.ingest import ingest_files
 from cellpulse.models import training
-from cellpulse.models.compiled import CompiledModels, compiled_scoring
+from cellpulse.models.compiled import CompiledModels
 from cellpulse.settings import Settings
 from cellpulse.simulator import (
     SimulationConfig,
@@ -72,14 +72,17 @@ def main(runs: int = 1) -> None:
         summary, t_ingest = timed(lambda: ingest_files([landing], settings, NOW))
         built, t_features = timed(lambda: build_day(settings, spec, last))
         engine = CompiledModels(settings.home / "compiled", settings.train.n_jobs)
-        with compiled_scoring(engine):
-            table(small.head(100), anomaly, congestion, settings)  # compile, untimed
-            # As the score flow does: the day's features read back from the lake, then scored.
-            scores, t_score = timed(
-                lambda: table(
-                    read_features(settings, last, last, spec), anomaly, congestion, settings
-                )
+        table(small.head(100), anomaly, congestion, settings, engine.predict)  # compile, untimed
+        # As the score flow does: the day's features read back from the lake, then scored.
+        scores, t_score = timed(
+            lambda: table(
+                read_features(settings, last, last, spec),
+                anomaly,
+                congestion,
+                settings,
+                engine.predict,
             )
+        )
         peak = peak_rss_mb()
         total = t_ingest + t_features + t_score
         results = [

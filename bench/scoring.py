@@ -18,8 +18,8 @@ from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 from cellpulse.models import training
 from cellpulse.models.anomaly import AnomalyModel
-from cellpulse.models.boosting import matrix
-from cellpulse.models.compiled import CompiledModels, compiled_scoring, predict
+from cellpulse.models.boosting import Predict, lightgbm_predict, matrix
+from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.scoring import score_features
 from cellpulse.models.supervised import classifier_inputs
@@ -33,6 +33,7 @@ def table(
     anomaly: AnomalyModel,
     congestion: CongestionModel,
     settings: Settings,
+    predict: Predict = lightgbm_predict,
 ) -> pl.DataFrame:
     """The score table of `features` with these models (placeholder registry references)."""
     return score_features(
@@ -44,6 +45,7 @@ def table(
         settings,
         datetime.now(UTC),
         anomaly.spec_hash,
+        predict,
     )
 
 
@@ -90,14 +92,20 @@ def main(runs: int = 3) -> None:
             def copy(m: np.ndarray = x, into: dict[str, np.ndarray] = fresh) -> None:
                 into["x"] = m.copy()
 
-            def run(b: object = booster, into: dict[str, np.ndarray] = fresh) -> int:
-                return predict(b, into["x"]).size  # type: ignore[arg-type]
+            def run(
+                b: object = booster,
+                into: dict[str, np.ndarray] = fresh,
+                how: Predict = lightgbm_predict,
+            ) -> int:
+                return how(b, into["x"]).size  # type: ignore[arg-type]
+
+            def run_compiled(b: object = booster, into: dict[str, np.ndarray] = fresh) -> int:
+                return run(b, into, engine.predict)
 
             rows, plain = repeat(run, runs, copy)
-            with compiled_scoring(engine):
-                predict(booster, x[:10])  # compile once, outside the timing
-                rows, fast = repeat(run, runs, copy)
-                same = np.array_equal(predict(booster, x), np.asarray(booster.predict(x)))
+            engine.predict(booster, x[:10])  # compile once, outside the timing
+            rows, fast = repeat(run_compiled, runs, copy)
+            same = np.array_equal(engine.predict(booster, x), np.asarray(booster.predict(x)))
             lgb_m = Measurement(f"{label}: LightGBM predict", rows, plain, peak_rss_mb())
             results += [
                 lgb_m,
@@ -114,9 +122,11 @@ def main(runs: int = 3) -> None:
         def score_table() -> int:
             return table(features, anomaly, congestion, settings).height
 
+        def score_table_compiled() -> int:
+            return table(features, anomaly, congestion, settings, engine.predict).height
+
         rows, plain = repeat(score_table, runs)
-        with compiled_scoring(engine):
-            rows, fast = repeat(score_table, runs)
+        rows, fast = repeat(score_table_compiled, runs)
         n_models = len(anomaly.boosters) + 1 + (anomaly.classifier is not None)
         results += [
             Measurement(f"score table ({n_models} models): LightGBM", rows, plain, peak_rss_mb()),

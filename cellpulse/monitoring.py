@@ -21,6 +21,9 @@ PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
 
 @dataclass(frozen=True)
 class Check:
+    """One monitoring check's outcome: its value against its threshold, a line for people
+    and the detail behind it."""
+
     name: str  # psi | counter_availability | topology | score_shift | performance
     value: float
     threshold: float
@@ -32,6 +35,8 @@ class Check:
 
 @dataclass(frozen=True)
 class MonitorReport:
+    """Every check of a monitoring run, recent days against the champion's training window."""
+
     reference: tuple[str, str]  # the champion's training window
     recent: tuple[str, str]
     checks: list[Check]

@@ -10,6 +10,7 @@ from typing import cast
 import polars as pl
 
 from cellpulse import contract
+from cellpulse.rops import run_ids
 
 SCORE_COLUMNS = (
     "cell_id",
@@ -32,6 +33,8 @@ SCORE_COLUMNS = (
 
 @dataclass(frozen=True)
 class ModelRef:
+    """Which registered model version (and training run) produced a score."""
+
     name: str
     version: str
     run_id: str
@@ -74,11 +77,8 @@ def assemble_scores(
 def group_alerts(flagged: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
     """Number the alert each flagged ROP belongs to (`_alert`): a cell's flagged ROPs stay in
     one alert until `clear_after_rops` normal ROPs pass between them. Sorted by cell, ts."""
-    gap_rops = (pl.col("ts") - pl.col("ts").shift(1)) / pl.duration(minutes=rop_minutes)
-    new_alert = (
-        (pl.col("cell_id") != pl.col("cell_id").shift(1)) | (gap_rops > clear_after_rops)
-    ).fill_null(True)
-    return flagged.sort("cell_id", "ts").with_columns(new_alert.cum_sum().alias("_alert"))
+    alert = run_ids(rop_minutes, max_step=clear_after_rops)
+    return flagged.sort("cell_id", "ts").with_columns(alert.alias("_alert"))
 
 
 def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
@@ -151,6 +151,7 @@ MAJOR_ROPS = 8  # two hours of 15-minute ROPs
 
 
 def alert_type(kpis: pl.Expr) -> pl.Expr:
+    """The first ALERT_TYPES entry whose KPIs drive the alert, or `unclassified`."""
     expr = pl.lit("unclassified")
     for name, markers in reversed(ALERT_TYPES):
         hit = pl.any_horizontal(kpis.list.contains(m) for m in markers)

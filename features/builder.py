@@ -34,6 +34,7 @@ _US = 1_000_000
 
 
 def with_derived_kpis(kpis: pl.DataFrame, min_denominator: int, rop_minutes: int) -> pl.DataFrame:
+    """Contract KPIs plus the ones derived from their counters (KPI_CONTRACT.md)."""
     return kpis.with_columns(contract.derived_kpis(min_denominator, rop_minutes))
 
 
@@ -48,7 +49,7 @@ def slots(duration: str, rop_minutes: int, what: str) -> int:
 def days_needed(spec: FeatureSpec, out_days: list[date], rop_minutes: int) -> list[date]:
     """The UTC days whose KPIs the features of `out_days` read: each day, the days its
     trailing windows reach into, and the days its lags land on."""
-    reach = math.ceil(_window_lookback(spec) / timedelta(days=1))
+    reach = math.ceil(spec.window_lookback() / timedelta(days=1))
     lags = {parse_duration(lag) for _, lag in spec.all_lags()}
     needed: set[date] = set()
     for day in out_days:
@@ -58,13 +59,6 @@ def days_needed(spec: FeatureSpec, out_days: list[date], rop_minutes: int) -> li
             last = first + timedelta(days=1) - timedelta(minutes=rop_minutes)
             needed |= {first.date(), last.date()}
     return sorted(needed)
-
-
-def _window_lookback(spec: FeatureSpec) -> timedelta:
-    spans = [parse_duration(r.window) for r in spec.rolling]
-    spans += [parse_duration(w) for w in spec.missing_windows]
-    spans += [parse_duration(s.max_window) for s in spec.stuck]
-    return max(spans, default=timedelta(0))
 
 
 @dataclass(frozen=True)
@@ -307,7 +301,7 @@ class _Window:
 
 
 def _window(spec: FeatureSpec, grid: _Grid) -> _Window:
-    reach = math.ceil(_window_lookback(spec) / timedelta(days=1))
+    reach = math.ceil(spec.window_lookback() / timedelta(days=1))
     first_day = grid.block_days[grid.out_columns[0] // grid.per_day] - reach
     first = int(grid.column_of(np.array([first_day]), np.array([0]))[0])
     first = max(first, 0)  # the grid starts later than the reach: begin where it begins

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from cellpulse.features.spec import COSITE_STATS
+
 STATS = ("mean", "std", "min", "max", "sum", "count")
 
 
@@ -138,22 +140,13 @@ def repeat_run(grid: np.ndarray, positions: np.ndarray, cap: int) -> np.ndarray:
     return np.minimum(run, cap).astype(np.float64)
 
 
-def median_of_few(values: list[np.ndarray]) -> np.ndarray:
-    """Element-wise median across one to four arrays, ignoring NaN (NaN if all are)."""
-    if not 1 <= len(values) <= 4:
-        raise ValueError("median_of_few takes one to four arrays")
-    past = [np.atleast_2d(np.asarray(v, dtype=np.float64)) for v in values]
-    median, _ = _median_z(*_four(past), len(past), np.zeros(past[0].shape))  # type: ignore[call-arg]
-    return median.reshape(np.shape(values[0]))
-
-
 def robust_z(current: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(median of `past` (one to four arrays), `current`'s robust z-score against it). The
     spread is 1.4826 × the median absolute deviation, floored at 5% of the median's size so
     that a KPI that barely moved in the past weeks does not give z-scores in the thousands.
 
     The past arrays are read where they lie (views included): stacking them first would
-    allocate and touch hundreds of megabytes on a national day."""
+    allocate and touch a copy of all of them (bench/RESULTS.md)."""
     if not 1 <= len(past) <= 4:
         raise ValueError("robust_z takes one to four past arrays")
     shaped = [np.atleast_2d(np.asarray(p, dtype=np.float64)) for p in past]
@@ -274,9 +267,6 @@ def compact_float32(values, present, count):
     return out
 
 
-COSITE_STATS = ("share", "site_mean", "siblings_mean", "sibling_dev")
-
-
 def cosite(
     site_of_cell: np.ndarray, current: np.ndarray, stats: tuple[str, ...]
 ) -> list[np.ndarray]:
@@ -310,6 +300,7 @@ def _site_totals(sites, n_sites, current):
 @numba.njit(nogil=True, cache=True)
 def _cosite_stats(sites, current, total, count, wanted):
     # One pass, only the wanted planes written (np.empty leaves the others untouched).
+    # Planes in COSITE_STATS order: share, site_mean, siblings_mean, sibling_dev.
     rows, cols = current.shape
     out = np.empty((4, rows, cols))
     nan = np.nan

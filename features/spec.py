@@ -91,6 +91,7 @@ class StuckRun:
         return f"{self.kpi}_stuck_rops"
 
 
+# Co-site statistics, in the order the kernel (`kernels.cosite`) lays out its planes.
 COSITE_STATS = ("share", "site_mean", "siblings_mean", "sibling_dev")
 
 
@@ -120,6 +121,9 @@ CALENDAR_COLUMNS = ("hour", "day_of_week", "hour_of_week", "is_weekend", "is_hol
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """Every feature the builder makes, as data: which KPIs pass through and which
+    transforms apply to which KPI. Its hash names what a feature table and a model hold."""
+
     kpis: tuple[str, ...]
     rolling: tuple[Rolling, ...] = ()
     lags: tuple[Lag, ...] = ()
@@ -160,13 +164,18 @@ class FeatureSpec:
         pairs |= {(b.kpi, lag) for b in self.baselines for lag in b.lags()}
         return sorted(pairs)
 
-    def lookback(self) -> timedelta:
-        """How much history before a day the builder needs to compute that day exactly."""
+    def window_lookback(self) -> timedelta:
+        """How far back the trailing windows (rolling, missing-data, stuck-run) reach."""
         spans = [parse_duration(r.window) for r in self.rolling]
         spans += [parse_duration(w) for w in self.missing_windows]
         spans += [parse_duration(s.max_window) for s in self.stuck]
-        spans += [parse_duration(lag) for _, lag in self.all_lags()]
         return max(spans, default=timedelta(0))
+
+    def lookback(self) -> timedelta:
+        """How much history before a day the builder needs to compute that day exactly: the
+        windows' reach or the longest lag, whichever is longer."""
+        lags = [parse_duration(lag) for _, lag in self.all_lags()]
+        return max([self.window_lookback(), *lags])
 
     def hash(self) -> str:
         payload = json.dumps(asdict(self), sort_keys=True, default=str)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cellpulse import lake, progress
+from cellpulse import lake
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.builder import build_features, days_needed
 from cellpulse.features.spec import FeatureSpec
@@ -177,15 +177,6 @@ def record_built(
         feature_dataset(settings).root,
         reused,
     )
-
-
-def build_days(settings: Settings, spec: FeatureSpec, days: list[date]) -> FeatureSummary:
-    """Build and store features for `days`, one day at a time (bounded memory)."""
-    built = [
-        build_day(settings, spec, day)
-        for day in progress.track(days, "features: building days", total=len(days))
-    ]
-    return record_built(settings, spec, built)
 
 
 def read_features(

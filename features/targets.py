@@ -10,12 +10,8 @@ from datetime import timedelta
 
 import polars as pl
 
+from cellpulse.rops import rop_number, run_ids
 from cellpulse.settings import CongestionRule
-
-
-def _rop_index(rop_minutes: int) -> pl.Expr:
-    """Integer ROP number since the epoch: consecutive ROPs differ by exactly one."""
-    return (pl.col("ts").dt.epoch("s") // (rop_minutes * 60)).alias("_rop")
 
 
 def congestion_flags(kpis: pl.DataFrame, rule: CongestionRule, rop_minutes: int) -> pl.DataFrame:
@@ -33,14 +29,9 @@ def congestion_flags(kpis: pl.DataFrame, rule: CongestionRule, rop_minutes: int)
     df = (
         kpis.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
         .sort("cell_id", "ts")
-        .with_columns(raw.alias("congestion_raw"), _rop_index(rop_minutes))
+        .with_columns(raw.alias("congestion_raw"))
+        .with_columns(run_ids(rop_minutes, value="congestion_raw").alias("_run"))
     )
-    new_run = (
-        (pl.col("congestion_raw") != pl.col("congestion_raw").shift(1))
-        | (pl.col("_rop") - pl.col("_rop").shift(1) != 1)
-        | (pl.col("cell_id") != pl.col("cell_id").shift(1))
-    ).fill_null(True)
-    df = df.with_columns(new_run.cum_sum().alias("_run"))
     df = df.with_columns(
         pl.len().over("_run").alias("_run_len"),
         (pl.int_range(pl.len()).over("_run") + 1).alias("_run_pos"),
@@ -63,7 +54,7 @@ def congestion_target(flags: pl.DataFrame, horizon_minutes: int, rop_minutes: in
     horizon_rops = max(1, horizon_minutes // rop_minutes)
     last_ts = flags["ts"].max()
     df = flags.select("cell_id", "ts", "congested").with_columns(
-        (-_rop_index(rop_minutes)).alias("_neg_rop")
+        (-rop_number(rop_minutes)).alias("_neg_rop")
     )
     # Walking time backwards turns "the next h ROPs" into a trailing window that excludes now.
     df = df.sort("cell_id", "_neg_rop").with_columns(
@@ -95,11 +86,8 @@ def congestion_periods(flags: pl.DataFrame, rop_minutes: int) -> pl.DataFrame:
     df = flags.filter(pl.col("congested")).sort("cell_id", "ts")
     if df.is_empty():
         return pl.DataFrame(schema=SPAN_SCHEMA | {"rops": pl.UInt32()})
-    gap = (pl.col("ts") - pl.col("ts").shift(1) != rop) | (
-        pl.col("cell_id") != pl.col("cell_id").shift(1)
-    )
     return (
-        df.with_columns(gap.fill_null(True).cum_sum().alias("_period"))
+        df.with_columns(run_ids(rop_minutes).alias("_period"))
         .group_by("_period", maintain_order=True)
         .agg(
             pl.col("cell_id").first(),

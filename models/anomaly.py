@@ -18,9 +18,17 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from cellpulse.models.boosting import BoosterParams, Trainer, best_rounds, matrix, train_local
-from cellpulse.models.compiled import predict
+from cellpulse.models.boosting import (
+    BoosterParams,
+    Predict,
+    Trainer,
+    best_rounds,
+    lightgbm_predict,
+    matrix,
+    train_local,
+)
 from cellpulse.models.supervised import FaultClassifier, as_score, classifier_inputs
+from cellpulse.rops import run_ids
 
 Direction = Literal["low", "high", "both"]
 Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
@@ -172,7 +180,7 @@ class AnomalyModel:
         cell_spread = resid.group_by("cell_id").agg(
             pl.max_horizontal(
                 1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
-                _bad(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
+                bad_deviation(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
             ).alias(t.name)
             for t in targets
         )
@@ -192,8 +200,13 @@ class AnomalyModel:
         )
         return model
 
-    def expected(self, features: pl.DataFrame) -> pl.DataFrame:
-        """The normal-behaviour prediction of each target KPI (`expected_<kpi>`)."""
+    def expected(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> pl.DataFrame:
+        """The normal-behaviour prediction of each target KPI (`expected_<kpi>`).
+
+        Args:
+            predict: how each regressor scores the matrix (LightGBM's own, or compiled);
+                every method that scores passes it on to here.
+        """
         x = matrix(features, self.feature_names)
         return pl.DataFrame(
             {
@@ -203,12 +216,14 @@ class AnomalyModel:
             }
         )
 
-    def band(self, features: pl.DataFrame, width: float = DRIVER_Z) -> pl.DataFrame:
+    def band(
+        self, features: pl.DataFrame, width: float = DRIVER_Z, predict: Predict = lightgbm_predict
+    ) -> pl.DataFrame:
         """What ops sees next to each watched KPI: cell_id, ts (and region), and per target
         KPI its value, the expected value and the band of `width` of the cell's robust
         spreads around it (`<kpi>`, `<kpi>_expected`, `<kpi>_low`, `<kpi>_high`). Outside
         the band, in the KPI's bad direction, is where it starts to drive the score."""
-        exp = self.expected(features)
+        exp = self.expected(features, predict)
         keys = [c for c in ("cell_id", "ts", "region") if c in features.columns]
         keyed = features.select(*keys, *(t.name for t in self.targets))
         scaled = pl.concat([keyed, exp], how="horizontal").join(
@@ -226,26 +241,31 @@ class AnomalyModel:
             ]
         return scaled.select(*keys, *columns)
 
-    def residuals(self, features: pl.DataFrame) -> pl.DataFrame:
+    def residuals(
+        self, features: pl.DataFrame, predict: Predict = lightgbm_predict
+    ) -> pl.DataFrame:
         """cell_id + actual minus expected, per target KPI."""
-        exp = self.expected(features)
+        exp = self.expected(features, predict)
         return features.select("cell_id").with_columns(
             (features[t.name].cast(pl.Float64) - exp[f"expected_{t.name}"]).alias(t.name)
             for t in self.targets
         )
 
     def zscores(
-        self, features: pl.DataFrame, residuals: pl.DataFrame | None = None
+        self,
+        features: pl.DataFrame,
+        residuals: pl.DataFrame | None = None,
+        predict: Predict = lightgbm_predict,
     ) -> pl.DataFrame:
         """Per target, how many robust spreads the KPI is off in its bad direction (>= 0)."""
-        resid = (residuals if residuals is not None else self.residuals(features)).with_row_index(
-            "_row"
-        )
+        if residuals is None:
+            residuals = self.residuals(features, predict)
+        resid = residuals.with_row_index("_row")
         scaled = resid.join(self.cell_scale, on="cell_id", how="left", suffix="_scale")
         out = []
         for t in self.targets:
             scale = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name])
-            bad = _bad(pl.col(t.name) / scale, t.direction)
+            bad = bad_deviation(pl.col(t.name) / scale, t.direction)
             out.append(bad.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
         z = scaled.sort("_row").select(out)
         return (
@@ -265,21 +285,21 @@ class AnomalyModel:
         self.classifier = FaultClassifier.fit(inputs, in_fault, events, self.params, trainer)
         self.supervised = mode
 
-    def score(self, features: pl.DataFrame) -> pl.DataFrame:
+    def score(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> pl.DataFrame:
         """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
-        scores = self.components(features)
+        scores = self.components(features, predict)
         return self.explain(scores, features["cell_id"], scores.classifier_led)
 
-    def components(self, features: pl.DataFrame) -> Scores:
+    def components(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> Scores:
         """The score and what it is made of, before the classifier explains anything."""
-        z = self.zscores(features)
+        z = self.zscores(features, predict=predict)
         scored = self.combine(z)
         unsupervised = scored["anomaly_score"].to_numpy()
         classifier = getattr(self, "classifier", None)  # models pickled before it existed
         if classifier is None:
             return Scores(scored, unsupervised)
         inputs = classifier_inputs(features, z)
-        probability = classifier.probability(inputs)
+        probability = classifier.probability(inputs, predict)
         supervised = as_score(probability, self.threshold)
         replace = self.supervised == "replace"
         score = supervised if replace else np.maximum(unsupervised, supervised)
@@ -293,22 +313,19 @@ class AnomalyModel:
 
     def explain(self, scores: Scores, cells: pl.Series, rows: np.ndarray | None) -> pl.DataFrame:
         """`scores.frame` with the classifier's drivers as `anomaly_kpis` on `rows` (a mask;
-        scoring passes the classifier-led rows that raise an alert). Contributions cost about
-        a hundred predictions each, so a run of such rows of one cell (adjacent rows: in
-        time order when the rows are, as scoring sorts them) is explained once, at its most
-        probable row: a fault's drivers do not change from one ROP to the next."""
+        scoring passes the classifier-led rows that raise an alert). Contributions cost far
+        more than a prediction (bench/RESULTS.md), so a run of such rows of one cell
+        (adjacent rows: in time order when the rows are, as scoring sorts them) is explained
+        once, at its most probable row: a fault's drivers do not change from one ROP to the
+        next."""
         if rows is None or not rows.any() or self.classifier is None or scores.inputs is None:
             return scores.frame
         assert scores.probability is not None
         frame = pl.DataFrame(
             {"cell_id": cells, "_explain": rows, "_p": scores.probability}
         ).with_row_index("_row")
-        starts = pl.col("_explain") & (
-            ~pl.col("_explain").shift(1, fill_value=False)
-            | (pl.col("cell_id") != pl.col("cell_id").shift(1))
-        )
         runs = (
-            frame.with_columns(starts.cum_sum().alias("_run"))
+            frame.with_columns(run_ids(None, value="_explain").alias("_run"))
             .filter(pl.col("_explain"))
             .with_columns(
                 pl.col("_row")
@@ -361,7 +378,7 @@ class AnomalyModel:
         score = np.sqrt((top**2).sum(axis=1))
         # Driving KPIs, worst first: each of the top three whose z reaches DRIVER_Z. Built as
         # one Arrow list array from offsets (the top z are sorted, so a row's drivers are a
-        # prefix of its three): a Python list per row costs seconds on a national day.
+        # prefix of its three): a Python list per row is far slower on a national day.
         drives = top >= DRIVER_Z
         offsets = np.zeros(zs.shape[0] + 1, dtype=np.int32)
         np.cumsum(drives.sum(axis=1), out=offsets[1:])
@@ -371,6 +388,7 @@ class AnomalyModel:
 
 
 def has_frozen(features: pl.DataFrame) -> bool:
+    """Whether `features` carry the stuck-run columns the frozen-counter score reads."""
     return all(f"{k}_stuck_rops" in features.columns for k in FROZEN_KPIS)
 
 
@@ -390,7 +408,7 @@ def frozen_z() -> pl.Expr:
     )
 
 
-def _bad(value: pl.Expr, direction: Direction) -> pl.Expr:
+def bad_deviation(value: pl.Expr, direction: Direction) -> pl.Expr:
     """The deviation in the direction that hurts (positive = worse)."""
     return {"low": -value, "high": value, "both": value.abs()}[direction]
 
@@ -401,40 +419,8 @@ def alert_flags(
     """`is_anomaly`: the score has been above threshold for `consecutive` ROPs in a row,
     ending at this one. A missing ROP breaks the run. Expects rows sorted by (cell_id, ts)."""
     above = pl.col("anomaly_score") > threshold
-    rop = pl.col("ts").dt.epoch("s") // (rop_minutes * 60)
-    new_run = (
-        (above != above.shift(1))
-        | (rop - rop.shift(1) != 1)
-        | (pl.col("cell_id") != pl.col("cell_id").shift(1))
-    ).fill_null(True)
     df = scored.select("cell_id", "ts", "anomaly_score").with_columns(
-        new_run.cum_sum().alias("_run")
+        run_ids(rop_minutes, value=above).alias("_run")
     )
     pos = pl.int_range(pl.len()).over("_run") + 1
     return df.select((above & (pos >= consecutive)).alias("is_anomaly")).to_series()
-
-
-def zscore_baseline(
-    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...] = TARGETS
-) -> pl.Series:
-    """The per-cell z-score detector of the O-RAN SC AD xApp family: each KPI against the
-    cell's own training mean and standard deviation, worst bad-direction z taken."""
-    present = [t for t in targets if t.name in train.columns]
-    stats = train.group_by("cell_id").agg(
-        [pl.col(t.name).mean().alias(f"{t.name}__m") for t in present]
-        + [pl.col(t.name).std().alias(f"{t.name}__s") for t in present]
-    )
-    joined = (
-        test.select("cell_id", *[t.name for t in present])
-        .with_row_index("_row")
-        .join(stats, on="cell_id", how="left")
-        .sort("_row")
-    )
-    zs = []
-    for t in present:
-        z = (pl.col(t.name) - pl.col(f"{t.name}__m")) / pl.max_horizontal(
-            pl.col(f"{t.name}__s"), pl.lit(t.min_scale)
-        )
-        z = _bad(z, t.direction)
-        zs.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0))
-    return joined.select(pl.max_horizontal(zs).alias("zscore_baseline")).to_series()

@@ -1,4 +1,6 @@
-"""Baseline anomaly detectors the models are measured against, with the same alert rule."""
+"""Baseline anomaly detectors the models are measured against, with the same alert rule:
+each returns `cell_id, ts, anomaly_score, is_anomaly` for the rows it judges, sorted by
+(cell_id, ts), the shape `models.evaluation.detection_metrics` reads."""
 
 from __future__ import annotations
 
@@ -6,12 +8,13 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import IsolationForest
 
-from cellpulse.models.anomaly import alert_flags
+from cellpulse.models.anomaly import TARGETS, Z_CAP, TargetKpi, alert_flags, bad_deviation
 from cellpulse.models.boosting import matrix
 from cellpulse.models.congestion import feature_columns
 from cellpulse.settings import Settings
 
 IFOREST_FIT_ROWS = 100_000
+ZSCORE_THRESHOLD = 3.0  # the z-score detector alerts from three standard deviations on
 
 
 def isolation_forest(
@@ -39,4 +42,44 @@ def isolation_forest(
         pl.Series("anomaly_score", -forest.score_samples(np.where(np.isnan(x), fill, x)))
     )
     flags = alert_flags(scored, threshold, settings.alerts.consecutive_rops, settings.rop_minutes)
+    return scored.with_columns(flags)
+
+
+def zscore_baseline(
+    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...] = TARGETS
+) -> pl.Series:
+    """The per-cell z-score detector of the O-RAN SC AD xApp family: each KPI against the
+    cell's own training mean and standard deviation, worst bad-direction z taken."""
+    present = [t for t in targets if t.name in train.columns]
+    stats = train.group_by("cell_id").agg(
+        [pl.col(t.name).mean().alias(f"{t.name}__m") for t in present]
+        + [pl.col(t.name).std().alias(f"{t.name}__s") for t in present]
+    )
+    joined = (
+        test.select("cell_id", *[t.name for t in present])
+        .with_row_index("_row")
+        .join(stats, on="cell_id", how="left")
+        .sort("_row")
+    )
+    zs = []
+    for t in present:
+        z = (pl.col(t.name) - pl.col(f"{t.name}__m")) / pl.max_horizontal(
+            pl.col(f"{t.name}__s"), pl.lit(t.min_scale)
+        )
+        z = bad_deviation(z, t.direction)
+        zs.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0))
+    return joined.select(pl.max_horizontal(zs).alias("zscore_baseline")).to_series()
+
+
+def zscore_detector(train: pl.DataFrame, test: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """The per-cell z-score baseline (`zscore_baseline`, learned on `train`) on the rows of
+    `test`, with the usual consecutive-ROP alert rule from ZSCORE_THRESHOLD on. Works on
+    feature rows and KPI rows alike (it reads the watched KPIs' own columns)."""
+    test = test.sort("cell_id", "ts")
+    scored = test.select("cell_id", "ts").with_columns(
+        zscore_baseline(train, test).alias("anomaly_score")
+    )
+    flags = alert_flags(
+        scored, ZSCORE_THRESHOLD, settings.alerts.consecutive_rops, settings.rop_minutes
+    )
     return scored.with_columns(flags)

@@ -16,6 +16,8 @@ from cellpulse.settings import TrainSettings
 
 @dataclass(frozen=True)
 class BoosterParams:
+    """The LightGBM settings every cellpulse model family shares (from `TrainSettings`)."""
+
     num_trees: int = 200
     learning_rate: float = 0.05
     num_leaves: int = 31
@@ -61,8 +63,8 @@ class BoosterParams:
 def matrix(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
     """The named columns as a row-major float64 matrix (nulls become NaN, which LightGBM
     handles): the layout LightGBM and compiled models read without another copy."""
-    # Float32 features are widened by to_numpy itself (exactly, and twice as fast as a cast
-    # to Float64 first); only other types (counts, flags) are cast.
+    # Float32 features are widened by to_numpy itself (exactly, and faster than a cast to
+    # Float64 first: bench/RESULTS.md); only other types (counts, flags) are cast.
     schema = df.schema
     x = df.select(
         pl.col(c) if schema[c] in (pl.Float32, pl.Float64) else pl.col(c).cast(pl.Float64)
@@ -78,6 +80,17 @@ def top_gain(booster: lgb.Booster, names: list[str], top: int) -> list[tuple[str
     return [(names[i], float(gain[i])) for i in order]
 
 
+# How a booster scores a matrix: LightGBM's own predict, or its compiled twin's
+# (`models.compiled.CompiledModels.predict`). Scoring takes one explicitly; training and
+# evaluation use LightGBM's.
+Predict = Callable[[lgb.Booster, np.ndarray], np.ndarray]
+
+
+def lightgbm_predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+    """LightGBM's own `predict`, as a `Predict`."""
+    return np.asarray(booster.predict(x))
+
+
 # How a booster is trained: in this process, or across a Dask cluster.
 Trainer = Callable[[dict[str, Any], np.ndarray, np.ndarray, int, list[str]], lgb.Booster]
 
@@ -85,6 +98,7 @@ Trainer = Callable[[dict[str, Any], np.ndarray, np.ndarray, int, list[str]], lgb
 def train_local(
     params: dict[str, Any], x: np.ndarray, y: np.ndarray, rounds: int, names: list[str]
 ) -> lgb.Booster:
+    """A booster trained in this process (the default `Trainer`)."""
     data = lgb.Dataset(x, y, feature_name=names, free_raw_data=True)
     return lgb.train(params, data, num_boost_round=rounds)
 

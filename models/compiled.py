@@ -5,6 +5,9 @@ A booster is compiled the first time it scores and the shared library is kept in
 `<home>/compiled/<hash of the model text>.so`, so each model version compiles once per
 installation. Where compiling is impossible (no C compiler) scoring says so once and
 falls back to LightGBM, whose numbers are the same.
+
+An engine's `predict` is a `models.boosting.Predict`: scoring passes it down explicitly
+(see `models.scoring.predictor`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 
 import lightgbm as lgb
@@ -43,6 +45,7 @@ class CompiledModels:
         self.failed: str | None = None  # why compiling is impossible here, once known
 
     def predict(self, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+        """`booster.predict(x)` by its compiled twin (LightGBM's, where compiling failed)."""
         if self.failed is None:
             predictor = self._predictor(booster)
             if predictor is not None:
@@ -134,20 +137,8 @@ def _native_stderr_to(sink: io.StringIO) -> Iterator[None]:
             sink.write(capture.read().decode(errors="replace"))
 
 
-_ENGINE: ContextVar[CompiledModels | None] = ContextVar("cellpulse_compiled", default=None)
-
-
-def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
-    """`booster.predict(x)`, by its compiled twin inside `compiled_scoring`."""
-    engine = _ENGINE.get()
-    return np.asarray(booster.predict(x)) if engine is None else engine.predict(booster, x)
-
-
 @contextmanager
 def compiled_scoring(engine: CompiledModels | None) -> Iterator[None]:
-    """Score with compiled models inside the block (no-op for None)."""
-    token = _ENGINE.set(engine)
-    try:
-        yield
-    finally:
-        _ENGINE.reset(token)
+    """Does nothing: scoring takes its `Predict` as an argument (`models.scoring`). Kept
+    so that callers written for the former block-scoped switch still run; remove with them."""
+    yield

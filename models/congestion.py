@@ -10,8 +10,15 @@ import numpy as np
 import polars as pl
 
 from cellpulse.features.builder import KEY_COLUMNS
-from cellpulse.models.boosting import BoosterParams, Trainer, matrix, top_gain, train_local
-from cellpulse.models.compiled import predict
+from cellpulse.models.boosting import (
+    BoosterParams,
+    Predict,
+    Trainer,
+    lightgbm_predict,
+    matrix,
+    top_gain,
+    train_local,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,8 @@ def feature_columns(columns: list[str]) -> list[str]:
 
 @dataclass
 class CongestionModel:
+    """The fitted classifier, its horizon, the spec it was trained on and its calibration."""
+
     feature_names: list[str]
     booster: lgb.Booster
     horizon_minutes: int
@@ -55,12 +64,19 @@ class CongestionModel:
         booster = trainer(params.classifier_params(), x, y, params.num_trees, names)
         return cls(names, booster, horizon_minutes, spec_hash, params, None, horizon_kind)
 
-    def predict_raw(self, features: pl.DataFrame) -> np.ndarray:
+    def predict_raw(
+        self, features: pl.DataFrame, predict: Predict = lightgbm_predict
+    ) -> np.ndarray:
+        """The booster's probability before calibration."""
         return predict(self.booster, matrix(features, self.feature_names))
 
-    def predict(self, features: pl.DataFrame) -> np.ndarray:
-        """P(congested within the horizon), calibrated where a calibration was fitted."""
-        raw = self.predict_raw(features)
+    def predict(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> np.ndarray:
+        """P(congested within the horizon), calibrated where a calibration was fitted.
+
+        Args:
+            predict: how the booster scores the matrix (LightGBM's own, or compiled).
+        """
+        raw = self.predict_raw(features, predict)
         knots = getattr(self, "calibration", None)  # models pickled before calibration existed
         return raw if knots is None else np.interp(raw, knots[0], knots[1])
 

@@ -1,10 +1,28 @@
-"""Metrics with stable names, so the MLflow compare view lines runs up."""
+"""Metrics with stable names, so the MLflow compare view lines runs up: one definition of
+each, used by training's hold-out evaluation and by the scoreboard alike.
+
+Detection (anomaly), for flagged ROPs (`cell_id, ts, anomaly_score, is_anomaly`) against
+labelled events (`cell_id, start, end[, kind]`, end exclusive; without `kind` every event is
+a fault):
+- an event is *found* if a flagged ROP of its cell falls inside it;
+- *detection delay*: ROPs from the event's start to its first flagged ROP (found events);
+- an *alert* is a run of flagged ROPs of one cell (gaps shorter than the clear rule bridged);
+  its *precision* is the share of alerts that overlap a fault; a *false alarm* is an alert
+  that overlaps no labelled event at all (a surge is a real event, not a false alarm);
+- *precision@k*: each day, the share of the k cells with the highest peak score that had a
+  fault that day, averaged over days.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from cellpulse.features.targets import SPAN_SCHEMA, event_labels
+from cellpulse.publish import group_alerts
 
 
 def _clean(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +44,8 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 def classification_metrics(
     prefix: str, y: np.ndarray, prob: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float]:
+    """Ranking (PR-AUC, ROC-AUC), calibration (Brier) and the precision and recall of
+    `prob >= threshold`, as `<prefix>_<metric>`."""
     y = np.asarray(y).astype(int)
     prob = np.asarray(prob, dtype=float)
     pred = prob >= threshold
@@ -38,22 +58,6 @@ def classification_metrics(
         f"{prefix}_recall": tp / y.sum() if y.sum() else float("nan"),
         f"{prefix}_positive_rate": float(y.mean()) if len(y) else float("nan"),
     }
-
-
-def event_recall(scored: pl.DataFrame, events: pl.DataFrame, flag: str = "is_anomaly") -> float:
-    """Share of labelled events that at least one flagged ROP of their cell overlaps."""
-    window = scored.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
-    inside = events.filter((pl.col("end") > window[0]) & (pl.col("start") <= window[1]))
-    if inside.is_empty():
-        return float("nan")
-    hits = (
-        inside.with_row_index("_ev")
-        .join(scored.filter(pl.col(flag)).select("cell_id", "ts"), on="cell_id", how="inner")
-        .filter((pl.col("ts") >= pl.col("start")) & (pl.col("ts") < pl.col("end")))
-        .select("_ev")
-        .n_unique()
-    )
-    return hits / inside.height
 
 
 def precision_at_k(scored: pl.DataFrame, labels: pl.Series, score: str, k: int) -> float:
@@ -70,17 +74,128 @@ def precision_at_k(scored: pl.DataFrame, labels: pl.Series, score: str, k: int) 
     return float(np.mean(per_day["_y"].to_numpy())) if per_day.height else float("nan")
 
 
-def false_alarms_per_100_cell_days(
-    scored: pl.DataFrame, labels: pl.Series, rop_minutes: int, flag: str = "is_anomaly"
-) -> float:
-    """Flagged ROPs outside any event, counted as alert starts, per 100 cell-days."""
-    df = scored.select("cell_id", "ts", flag).with_columns(labels.alias("_y")).sort("cell_id", "ts")
-    false_flag = pl.col(flag) & ~pl.col("_y")
-    starts = df.select(
-        (false_flag & ~false_flag.shift(1).over("cell_id").fill_null(False)).sum()
-    ).item()
-    cell_days = df.height * rop_minutes / 1440
-    return 100 * starts / cell_days if cell_days else float("nan")
+def fault_events(events: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The faults among labelled events (all of them when there is no `kind` column);
+    None when there are none."""
+    if events is None or events.is_empty():
+        return None
+    return events.filter(pl.col("kind") == "fault") if "kind" in events.columns else events
+
+
+def events_in(events: pl.DataFrame, lo: datetime, hi: datetime) -> pl.DataFrame:
+    """The events that overlap the ROPs from `lo` to `hi` (both included)."""
+    return events.filter((pl.col("end") > lo) & (pl.col("start") <= hi))
+
+
+def found_events(flagged: pl.DataFrame, events: pl.DataFrame, rop_minutes: int) -> pl.DataFrame:
+    """Each event with `found` and `delay_rops` (null when not found)."""
+    hits = (
+        events.with_row_index("_ev")
+        .join(flagged.filter(pl.col("is_anomaly")).select("cell_id", "ts"), on="cell_id")
+        .filter((pl.col("ts") >= pl.col("start")) & (pl.col("ts") < pl.col("end")))
+        .group_by("_ev")
+        .agg(pl.col("ts").min().alias("_first"))
+    )
+    rop = pl.duration(minutes=rop_minutes)
+    return (
+        events.with_row_index("_ev")
+        .join(hits, on="_ev", how="left")
+        .with_columns(
+            pl.col("_first").is_not_null().alias("found"),
+            ((pl.col("_first") - pl.col("start")) / rop).alias("delay_rops"),
+        )
+        .drop("_ev", "_first")
+    )
+
+
+def alert_spans(flagged: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
+    """Alerts as (cell_id, start, end) spans, end exclusive."""
+    on = flagged.filter(pl.col("is_anomaly"))
+    if on.is_empty():
+        return pl.DataFrame(schema=SPAN_SCHEMA)
+    rop = timedelta(minutes=rop_minutes)
+    return (
+        group_alerts(on, clear_after_rops, rop_minutes)
+        .group_by("_alert", maintain_order=True)
+        .agg(
+            pl.col("cell_id").first(),
+            pl.col("ts").min().alias("start"),
+            (pl.col("ts").max() + rop).alias("end"),
+        )
+        .drop("_alert")
+    )
+
+
+def _overlapping(spans: pl.DataFrame, events: pl.DataFrame) -> pl.Series:
+    """For each span, whether any event of its cell overlaps it."""
+    if spans.is_empty() or events.is_empty():
+        return pl.Series([False] * spans.height, dtype=pl.Boolean)
+    hit = (
+        spans.with_row_index("_a")
+        .join(
+            events.select("cell_id", pl.col("start").alias("es"), pl.col("end").alias("ee")),
+            on="cell_id",
+        )
+        .filter((pl.col("start") < pl.col("ee")) & (pl.col("es") < pl.col("end")))
+        .select("_a")
+        .unique()
+    )
+    flags = np.zeros(spans.height, dtype=bool)
+    flags[hit["_a"].to_numpy()] = True
+    return pl.Series(flags)
+
+
+def detection_metrics(
+    flagged: pl.DataFrame,
+    events: pl.DataFrame,
+    rop_minutes: int,
+    clear_after_rops: int,
+    k: int,
+    with_ranking: bool = True,
+) -> dict[str, float]:
+    """How well one detector's flagged and ranked ROPs find labelled events (definitions in
+    the module docstring): the same names for the model and every baseline, in training's
+    hold-out evaluation and on the scoreboard.
+
+    Args:
+        flagged: `cell_id, ts, anomaly_score, is_anomaly`, one row per ROP scored.
+        events: the labelled events of the period (faults, and the loads that are not
+            false alarms).
+        k: how many cells a day precision@k reads.
+        with_ranking: also `pr_auc` and `precision_at_<k>` (they need `anomaly_score`).
+    """
+    faults = fault_events(events)
+    if faults is None:
+        faults = events.clear()
+    found = found_events(flagged, faults, rop_minutes)
+    spans = alert_spans(flagged, clear_after_rops, rop_minutes)
+    on_fault = _overlapping(spans, faults)
+    on_any = _overlapping(spans, events)
+    cell_days = flagged.height * rop_minutes / 1440
+    out = {
+        "events": float(found.height),
+        "event_recall": _share(found["found"]),
+        "median_detection_delay_rops": _median(found.filter("found")["delay_rops"]),
+        "alerts": float(spans.height),
+        "alert_precision": _share(on_fault),
+        "false_alarms_per_100_cell_days": (
+            100 * float((~on_any).sum()) / cell_days if cell_days else float("nan")
+        ),
+    }
+    if with_ranking:
+        y = event_labels(flagged, faults)
+        out["pr_auc"] = pr_auc(y.to_numpy(), flagged["anomaly_score"].to_numpy())
+        out[f"precision_at_{k}"] = precision_at_k(flagged, y, "anomaly_score", k)
+    return out
+
+
+def _share(flags: pl.Series) -> float:
+    """Share of True values; NaN when there is nothing to count."""
+    return float(flags.sum()) / flags.len() if flags.len() else float("nan")
+
+
+def _median(values: pl.Series) -> float:
+    return float(np.median(values.to_numpy())) if values.len() else float("nan")
 
 
 SLICE_COLUMNS = ("region", "band", "rat")

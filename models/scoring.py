@@ -12,6 +12,7 @@ import polars as pl
 from cellpulse.errors import SpecMismatchError
 from cellpulse.lake import key_ordered_segments
 from cellpulse.models.anomaly import AnomalyModel
+from cellpulse.models.boosting import Predict, lightgbm_predict
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.training import score_anomaly
@@ -32,7 +33,16 @@ def scoring_engine(settings: Settings) -> CompiledModels | None:
     return _ENGINES[cache]
 
 
+def predictor(settings: Settings) -> Predict:
+    """How boosters score under `settings.score_engine`: the compiled engine's `predict`,
+    or LightGBM's own."""
+    engine = scoring_engine(settings)
+    return lightgbm_predict if engine is None else engine.predict
+
+
 def check_spec(model_spec: str, features_spec: str, what: str) -> None:
+    """Refuse to score features built by another spec than the `what` model was trained on:
+    its columns would mean something else."""
     if model_spec != features_spec:
         raise SpecMismatchError(
             f"the {what} champion was trained on feature spec {model_spec}, but the features "
@@ -50,23 +60,30 @@ def score_features(
     settings: Settings,
     scored_at: datetime,
     spec_hash: str,
+    predict: Predict | None = None,
 ) -> pl.DataFrame:
     """The score table for every feature row, sorted by (cell_id, ts).
 
     Scored in chunks of whole cells of about `SCORE_CHUNK_ROWS` rows: the models' float64
     matrices and intermediate columns then take a bounded amount of memory, whatever the
-    size of the network (a cell's rows stay together, so its alert runs are unbroken)."""
+    size of the network (a cell's rows stay together, so its alert runs are unbroken).
+
+    Args:
+        predict: how the boosters score; None: the engine `settings.score_engine` names
+            (`predictor`).
+    """
+    how = predictor(settings) if predict is None else predict
     check_spec(anomaly.spec_hash, spec_hash, "anomaly")
     check_spec(congestion.spec_hash, spec_hash, "congestion")
-    # Sorting a national day's wide feature table costs many seconds; a day read region by
+    # Sorting a national day's wide feature table is slow (bench/RESULTS.md); a day read region by
     # region is already sorted within each region, so each region is scored where it lies
     # and only the narrow score table is put in order at the end.
     segments = key_ordered_segments(features) or [features.sort("cell_id", "ts")]
     parts = []
     for segment in segments:
         for feats in cell_chunks(segment, SCORE_CHUNK_ROWS):
-            anomalies = score_anomaly(anomaly, feats, settings)
-            prob = pl.Series("congestion_prob", congestion.predict(feats))
+            anomalies = score_anomaly(anomaly, feats, settings, how)
+            prob = pl.Series("congestion_prob", congestion.predict(feats, how))
             parts.append(
                 assemble_scores(
                     feats,

@@ -21,8 +21,15 @@ import polars as pl
 
 from cellpulse.features.builder import KEY_COLUMNS
 from cellpulse.features.spec import CALENDAR_COLUMNS
-from cellpulse.models.boosting import BoosterParams, Trainer, matrix, top_gain, train_local
-from cellpulse.models.compiled import predict
+from cellpulse.models.boosting import (
+    BoosterParams,
+    Predict,
+    Trainer,
+    lightgbm_predict,
+    matrix,
+    top_gain,
+    train_local,
+)
 
 Z_PREFIX = "dev_"  # the stacked per-KPI deviations: dev_<kpi>
 DECISION = 0.5  # the probability that maps onto the unsupervised alert threshold
@@ -77,6 +84,8 @@ class FaultClassifier:
         params: BoosterParams,
         trainer: Trainer = train_local,
     ) -> FaultClassifier:
+        """Learn P(fault) from `inputs` (`classifier_inputs`) where `in_fault` marks the
+        rows inside labelled faults; `events` is how many faults those are (recorded)."""
         names = list(inputs.columns)
         y = in_fault.cast(pl.Int8).to_numpy()
         booster = trainer(
@@ -84,7 +93,8 @@ class FaultClassifier:
         )
         return cls(names, booster, kpi_of(names), events, int(y.sum()))
 
-    def probability(self, inputs: pl.DataFrame) -> np.ndarray:
+    def probability(self, inputs: pl.DataFrame, predict: Predict = lightgbm_predict) -> np.ndarray:
+        """P(fault) per row of `inputs` (see `classifier_inputs`)."""
         return predict(self.booster, matrix(inputs, self.feature_names))
 
     def importance(self, top: int = 20) -> list[tuple[str, float]]:

@@ -16,10 +16,11 @@ from cellpulse.features import targets
 from cellpulse.features.targets import event_labels
 from cellpulse.lake import by_keys
 from cellpulse.models import evaluation, plots
-from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags, zscore_baseline
-from cellpulse.models.baselines import isolation_forest
-from cellpulse.models.boosting import Trainer, train_local
+from cellpulse.models.anomaly import AnomalyModel, AnomalyParams, alert_flags
+from cellpulse.models.baselines import isolation_forest, zscore_detector
+from cellpulse.models.boosting import Predict, Trainer, lightgbm_predict, train_local
 from cellpulse.models.congestion import CongestionModel, CongestionParams
+from cellpulse.models.evaluation import fault_events
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.settings import Settings
 
@@ -30,6 +31,8 @@ TOP_K = 20
 
 @dataclass(frozen=True)
 class Split:
+    """Feature rows cut by time: the older days to fit on, the newest to judge on."""
+
     train: pl.DataFrame
     holdout: pl.DataFrame
     train_days: tuple[date, date]
@@ -44,6 +47,10 @@ class Split:
 
 @dataclass
 class Candidate:
+    """A fitted model with everything the tracking edge logs and the promotion gate reads:
+    its hold-out metrics and its baselines' on the same rows, the rule that judges it, the
+    split and the figures."""
+
     family: str
     model: Any
     params: dict[str, Any]
@@ -86,12 +93,6 @@ def _sample(df: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
     return df if df.height <= max_rows else df.sample(max_rows, seed=seed).sort("cell_id", "ts")
 
 
-def fault_events(events: pl.DataFrame | None) -> pl.DataFrame | None:
-    if events is None or events.is_empty():
-        return None
-    return events.filter(pl.col("kind") == "fault") if "kind" in events.columns else events
-
-
 # ---------------------------------------------------------------- anomaly
 
 
@@ -99,10 +100,19 @@ def anomaly_params(settings: Settings) -> AnomalyParams:
     return AnomalyParams.from_settings(settings.train)
 
 
-def score_anomaly(model: AnomalyModel, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts)."""
+def score_anomaly(
+    model: AnomalyModel,
+    features: pl.DataFrame,
+    settings: Settings,
+    predict: Predict = lightgbm_predict,
+) -> pl.DataFrame:
+    """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts).
+
+    Args:
+        predict: how the model's boosters score (LightGBM's own, or compiled).
+    """
     feats = by_keys(features)
-    scores = model.components(feats)
+    scores = model.components(feats, predict)
     keys = feats.select("cell_id", "ts")
     flags = alert_flags(
         pl.concat([keys, scores.frame], how="horizontal"),
@@ -159,8 +169,8 @@ def evaluate_anomaly(
     holdout = holdout.sort("cell_id", "ts")
     metrics: dict[str, float] = {"val_mae_ratio": _mae_ratio(model, holdout)}
     faults = fault_events(events)
-    if faults is not None:
-        metrics |= detection_metrics("val", scored, faults, settings)
+    if events is not None and faults is not None:
+        metrics |= detection_metrics("val", scored, events, settings)
         if getattr(model, "classifier", None) is not None:
             # Each half of a blended score on its own, to see what the blend buys.
             parts = model.components(holdout)
@@ -170,22 +180,29 @@ def evaluate_anomaly(
     return metrics, scored
 
 
+# The detection metrics a candidate logs, for the model (val_) and each baseline (baseline_).
+LOGGED_DETECTION = (
+    "pr_auc",
+    "event_recall",
+    f"precision_at_{TOP_K}",
+    "false_alarms_per_100_cell_days",
+)
+
+
 def detection_metrics(
-    prefix: str, scored: pl.DataFrame, faults: pl.DataFrame, settings: Settings
+    prefix: str, scored: pl.DataFrame, events: pl.DataFrame, settings: Settings
 ) -> dict[str, float]:
-    """How well flagged and ranked ROPs (`anomaly_score`, `is_anomaly`) find labelled faults:
-    the same names for the model and every baseline, so they line up side by side."""
-    y = event_labels(scored, faults)
-    return {
-        f"{prefix}_pr_auc": evaluation.pr_auc(y.to_numpy(), scored["anomaly_score"].to_numpy()),
-        f"{prefix}_event_recall": evaluation.event_recall(scored, faults),
-        f"{prefix}_precision_at_{TOP_K}": evaluation.precision_at_k(
-            scored, y, "anomaly_score", TOP_K
-        ),
-        f"{prefix}_false_alarms_per_100_cell_days": evaluation.false_alarms_per_100_cell_days(
-            scored, y, settings.rop_minutes
-        ),
-    }
+    """`evaluation.detection_metrics` of flagged ROPs against the labelled events of their
+    period, under `<prefix>_<metric>` for the LOGGED_DETECTION metrics."""
+    lo, hi = scored["ts"].min(), scored["ts"].max()
+    metrics = evaluation.detection_metrics(
+        scored,
+        evaluation.events_in(events, lo, hi),
+        settings.rop_minutes,
+        settings.alerts.clear_after_rops,
+        TOP_K,
+    )
+    return {f"{prefix}_{name}": metrics[name] for name in LOGGED_DETECTION}
 
 
 def _mae_ratio(model: AnomalyModel, holdout: pl.DataFrame) -> float:
@@ -213,17 +230,15 @@ def anomaly_baselines(
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The per-cell z-score (ric-app-ad-cell) and IsolationForest (O-RAN SC AD xApp)
     detectors on the same hold-out: their metrics and their scores (for the PR plot)."""
-    faults = fault_events(events)
     holdout = split.holdout.sort("cell_id", "ts")
-    z = holdout.select("cell_id", "ts").with_columns(
-        zscore_baseline(split.train, holdout).alias("anomaly_score")
-    )
-    z = z.with_columns(alert_flags(z, 3.0, settings.alerts.consecutive_rops, settings.rop_minutes))
-    detectors = {"zscore": z, "iforest": isolation_forest(split.train, holdout, settings)}
+    detectors = {
+        "zscore": zscore_detector(split.train, holdout, settings),
+        "iforest": isolation_forest(split.train, holdout, settings),
+    }
     out: dict[str, float] = {"baseline_seasonal_mae_ratio": 1.0}
-    if faults is not None:
+    if events is not None and fault_events(events) is not None:
         for name, scored in detectors.items():
-            out |= detection_metrics(f"baseline_{name}", scored, faults, settings)
+            out |= detection_metrics(f"baseline_{name}", scored, events, settings)
     names = {"zscore": "per-cell z-score", "iforest": "isolation forest"}
     return out, {names[n]: d["anomaly_score"].to_numpy() for n, d in detectors.items()}
 
@@ -254,6 +269,16 @@ def train_anomaly(
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
+    """Fit the anomaly model on the older days (known faults left out; the fault classifier
+    too where enough are labelled) and judge it, next to its baselines, on the newest.
+
+    Args:
+        events: labelled events (ground truth or an operator's labels); None or empty:
+            judged by how well it predicts the KPIs (`val_mae_ratio`) alone.
+        spec_hash: the hash of the feature spec `features` were built with; the model
+            refuses features of another spec when it scores.
+        trainer: how boosters are trained (here, or on a Dask cluster).
+    """
     split = split_by_time(features, settings.train.holdout_days)
     params = anomaly_params(settings)
     faults = fault_events(events)
@@ -325,6 +350,8 @@ def congestion_labels(
 def evaluate_congestion(
     model: CongestionModel, holdout: pl.DataFrame, labels: pl.DataFrame
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Hold-out metrics of a congestion model on the rows whose target is known, with those
+    rows' targets and probabilities (for the figures)."""
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     prob = model.predict(holdout)[known]
@@ -334,6 +361,8 @@ def evaluate_congestion(
 def congestion_baselines(
     holdout: pl.DataFrame, labels: pl.DataFrame, settings: Settings
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Persistence, seasonal-naive and PRB-threshold guesses on the same hold-out rows:
+    their metrics and their scores (for the PR plot)."""
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     scores = {
@@ -350,6 +379,7 @@ def congestion_baselines(
 
 
 def congestion_rule(settings: Settings) -> PromotionRule:
+    """Judge by PR-AUC, with calibration (Brier score, lower is better) as the guard."""
     return PromotionRule(
         "val_pr_auc",
         ("val_brier",),
@@ -366,6 +396,15 @@ def train_congestion(
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
+    """Fit the congestion model on the older days, calibrate it on the newest of them and
+    judge it, next to its baselines, on the hold-out days.
+
+    Args:
+        kpis: the KPIs the congestion labels come from; they must reach a week before the
+            features (seasonal baseline) and the horizon after them.
+        spec_hash: the hash of the feature spec `features` were built with.
+        trainer: how the booster is trained (here, or on a Dask cluster).
+    """
     split = split_by_time(features, settings.train.holdout_days)
     params = congestion_params(settings)
     # The newest training days calibrate the probability: later than what the booster saw,

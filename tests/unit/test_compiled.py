@@ -8,7 +8,7 @@ import pytest
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 from cellpulse.models import training
-from cellpulse.models.compiled import CompiledModels, compiled_scoring
+from cellpulse.models.compiled import CompiledModels
 from tests.conftest import tiny_settings
 
 SPEC = default_spec(15)
@@ -30,9 +30,8 @@ def test_compiled_models_score_exactly_like_lightgbm(trained, tmp_path):
     plain_scores = training.score_anomaly(anomaly.model, holdout, settings)
     plain_prob = congestion.model.predict(congestion.split.holdout)
     engine = CompiledModels(tmp_path / "compiled")
-    with compiled_scoring(engine):
-        fast_scores = training.score_anomaly(anomaly.model, holdout, settings)
-        fast_prob = congestion.model.predict(congestion.split.holdout)
+    fast_scores = training.score_anomaly(anomaly.model, holdout, settings, engine.predict)
+    fast_prob = congestion.model.predict(congestion.split.holdout, engine.predict)
     assert engine.failed is None
     libraries = sorted((tmp_path / "compiled").glob("*.so"))
     assert len(libraries) == len(anomaly.model.boosters) + 1  # every booster compiled once
@@ -43,8 +42,9 @@ def test_compiled_models_score_exactly_like_lightgbm(trained, tmp_path):
     # A second engine (another process, say) loads the cached libraries instead of compiling.
     mtimes = [f.stat().st_mtime_ns for f in libraries]
     again = CompiledModels(tmp_path / "compiled")
-    with compiled_scoring(again):
-        assert np.array_equal(congestion.model.predict(congestion.split.holdout), plain_prob)
+    assert np.array_equal(
+        congestion.model.predict(congestion.split.holdout, again.predict), plain_prob
+    )
     assert [f.stat().st_mtime_ns for f in libraries] == mtimes
 
 
@@ -52,8 +52,7 @@ def test_without_a_compiler_scoring_falls_back_to_lightgbm(trained, tmp_path, mo
     _, congestion, _ = trained
     monkeypatch.setenv("CC", "/nonexistent/cc")
     engine = CompiledModels(tmp_path / "compiled")
-    with compiled_scoring(engine):
-        prob = congestion.model.predict(congestion.split.holdout)
+    prob = congestion.model.predict(congestion.split.holdout, engine.predict)
     assert engine.failed is not None
     assert np.array_equal(prob, congestion.model.predict(congestion.split.holdout))
     assert not list((tmp_path / "compiled").glob("*.so"))
@@ -105,6 +104,40 @@ def test_compiled_supervised_scores_exactly_like_lightgbm(labelled_network, tmp_
     assert anomaly.model.classifier is not None
     holdout = anomaly.split.holdout
     plain = training.score_anomaly(anomaly.model, holdout, settings)
-    with compiled_scoring(CompiledModels(tmp_path / "compiled")):
-        fast = training.score_anomaly(anomaly.model, holdout, settings)
+    fast = training.score_anomaly(
+        anomaly.model, holdout, settings, CompiledModels(tmp_path / "compiled").predict
+    )
     assert fast.equals(plain)
+
+
+def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained, tmp_path):
+    """No switch around the call: `score_engine: compiled` in the settings compiles every
+    booster the table uses, and the table is LightGBM's; the expected band takes the
+    predictor as an argument."""
+    from datetime import UTC, datetime
+
+    from cellpulse.models import scoring
+    from cellpulse.publish import ModelRef
+
+    anomaly, congestion, settings = trained
+    holdout = anomaly.split.holdout
+    compiled = settings.model_copy(update={"home": tmp_path, "score_engine": "compiled"})
+
+    def table(with_settings):
+        return scoring.score_features(
+            holdout,
+            anomaly.model,
+            congestion.model,
+            ModelRef("a", "1", "r"),
+            ModelRef("c", "1", "r"),
+            with_settings,
+            datetime(2026, 1, 1, tzinfo=UTC),
+            SPEC.hash(),
+        )
+
+    plain = table(settings)
+    assert not (settings.home / "compiled").exists()
+    assert table(compiled).equals(plain)
+    assert len(list((tmp_path / "compiled").glob("*.so"))) == len(anomaly.model.boosters) + 1
+    band = anomaly.model.band(holdout, predict=scoring.predictor(compiled))
+    assert band.equals(anomaly.model.band(holdout))

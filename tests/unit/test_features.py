@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from cellpulse.features.builder import KEY_COLUMNS, build_features
-from cellpulse.features.kernels import compact_float32, median_of_few, rolling_stats, scatter
+from cellpulse.features.kernels import compact_float32, robust_z, rolling_stats, scatter
 from cellpulse.features.spec import FeatureSpec, Lag, Rolling, default_spec
 from cellpulse.features.store import affected_days
 
@@ -180,16 +180,18 @@ def test_hour_of_week_baseline_is_the_median_of_past_weeks():
     assert last["x_how_z"] == pytest.approx((60 - 20) / (1.4826 * 10))
 
 
-def test_median_of_few_ignores_missing_values():
+def test_the_baseline_median_ignores_missing_values():
     nan = np.nan
     a, b, c = (
         np.array([1.0, nan, 5.0, nan]),
         np.array([3.0, 2.0, nan, nan]),
         np.array([2.0, 4.0, nan, nan]),
     )
-    out = median_of_few([a, b, c])
+    out, _ = robust_z(np.zeros(4), [a, b, c])
     np.testing.assert_array_equal(out, [2.0, 3.0, 5.0, nan])
-    four = median_of_few([np.array([4.0]), np.array([1.0]), np.array([3.0]), np.array([10.0])])
+    four, _ = robust_z(
+        np.zeros(1), [np.array([4.0]), np.array([1.0]), np.array([3.0]), np.array([10.0])]
+    )
     assert four.tolist() == [3.5]
 
 

@@ -8,7 +8,7 @@ import polars as pl
 
 from cellpulse import lake
 from cellpulse.features.spec import default_spec
-from cellpulse.features.store import build_days, read_features, resolve_days
+from cellpulse.features.store import build_day, read_features, record_built, resolve_days
 from cellpulse.ingest import ingest_files
 from cellpulse.models import training
 from cellpulse.models.scoring import score_features
@@ -28,7 +28,8 @@ def test_hourly_rops_ingest_build_train_and_score(tmp_path):
 
     spec = default_spec(60)
     assert not [c for c in spec.columns() if c.endswith(("_lag_15m", "_mean_1h"))]
-    built = build_days(settings, spec, resolve_days(settings, None, None))
+    days = resolve_days(settings, None, None)
+    built = record_built(settings, spec, [build_day(settings, spec, day) for day in days])
     assert built.rows == 12 * 9 * 24
     features = read_features(settings, None, None, spec)
     kpis = lake.Dataset(settings.lake_dir / "kpi").read()

@@ -3,13 +3,8 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from cellpulse.models.scoreboard import (
-    congestion_board,
-    detection_metrics,
-    flat_metrics,
-    found_events,
-    scoreboard,
-)
+from cellpulse.models.evaluation import detection_metrics, found_events
+from cellpulse.models.scoreboard import congestion_board, flat_metrics, scoreboard
 from tests.conftest import tiny_settings
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -61,7 +56,7 @@ def test_alert_precision_and_false_alarms_follow_their_definitions(tmp_path):
         ("b", "surge", "load", 0, 6),
         ("d", "sleeping_cell", "fault", 2, 10),
     )
-    m = detection_metrics(scores, ev, settings, k=1)
+    m = detection_metrics(scores, ev, settings.rop_minutes, settings.alerts.clear_after_rops, k=1)
     assert m["events"] == 2 and m["event_recall"] == 0.5
     assert m["alerts"] == 3 and m["alert_precision"] == pytest.approx(1 / 3)
     cell_days = 4 * 16 * 15 / 1440
