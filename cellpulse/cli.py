@@ -24,6 +24,7 @@ from rich.table import Table
 
 from cellpulse import progress
 from cellpulse.errors import CellpulseError
+from cellpulse.redaction import redact_url
 from cellpulse.runtime import configure_process
 from cellpulse.settings import Settings, load_settings
 from cellpulse.simulator.config import EVENT_TYPES
@@ -413,7 +414,8 @@ def _print_train(result: Any, settings: Settings) -> None:
             f"  {logged.name} version {logged.version}: {verdict} — {logged.decision.reason}"
         )
     console.print(
-        f"MLflow: {settings.tracking_uri} (open with `cellpulse ui --home {settings.home}`)"
+        f"MLflow: {redact_url(settings.tracking_uri)} "
+        f"(open with `cellpulse ui --home {settings.home}`)"
     )
 
 
