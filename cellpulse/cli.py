@@ -25,7 +25,7 @@ from rich.table import Table
 from cellpulse import progress
 from cellpulse.errors import CellpulseError
 from cellpulse.redaction import redact_url
-from cellpulse.runtime import configure_process
+from cellpulse.runtime import configure_process, start_prefect_server
 from cellpulse.settings import Settings, load_settings
 from cellpulse.simulator.config import EVENT_TYPES
 
@@ -128,8 +128,14 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _settings(
-    home: Path | None, config: Path | None, must_exist: bool = False, **overrides: Any
+    home: Path | None,
+    config: Path | None,
+    must_exist: bool = False,
+    flows: bool = False,
+    **overrides: Any,
 ) -> Settings:
+    """Settings for a command, the process prepared for them; `flows`: the command runs
+    Prefect flows (without PREFECT_API_URL, a temporary server that dies with us)."""
     settings = load_settings(config, home=home, **overrides)
     if must_exist and not settings.home.is_dir():
         raise CellpulseError(
@@ -138,6 +144,8 @@ def _settings(
         )
     settings.home.mkdir(parents=True, exist_ok=True)
     configure_process(settings)
+    if flows:
+        start_prefect_server(settings)
     if sys.stderr.isatty():
         progress.set_reporter(RichReporter())
     return settings
@@ -307,7 +315,7 @@ def ingest(
 
     Bad rows go to quarantine/ with a report; the same file twice changes nothing; a
     corrected re-delivery replaces the rows it corrects."""
-    settings = _settings(home, config)
+    settings = _settings(home, config, flows=True)
     from cellpulse.flows.ingest import ingest_flow
 
     targets = _landing_targets(settings, paths, mapping)
@@ -331,7 +339,7 @@ def features(
     config: ConfigOpt = None,
 ) -> None:
     """Build per-cell features for a range of days (default: every ingested day)."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.features import features_flow
 
     summary = features_flow(settings, _day(start), _day(end), only_stale=stale)
@@ -390,7 +398,7 @@ def train(
 
     Time-ordered split; each model is compared with its baselines (and the current champion)
     on the same hold-out and aliased `champion` only if it wins."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.train import train_flow
 
     result = train_flow(settings, _day(start), _day(end), labels, tune, tune_minutes)
@@ -434,7 +442,7 @@ def score(
 
     Default: the newest day with features. Scores go to lake/scores, the ops store and a
     Prefect artifact; re-scoring a period replaces it."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.features.store import days_between, feature_dataset
     from cellpulse.flows.score import score_flow
 
@@ -524,7 +532,7 @@ def evaluate(
     Anomaly event recall, alert precision, false alarms, detection delay, precision@k;
     congestion PR-AUC, Brier and lift; per anomaly type and per slice. Default window: the
     days scored after the champion's training window."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.evaluate import evaluate_flow
 
     result = evaluate_flow(settings, _day(start), _day(end), labels, k, log_to_mlflow)
@@ -621,7 +629,7 @@ def run(
 
     ingest -> features (new and stale days) -> train (only if there is no champion) ->
     score (new and stale days)."""
-    settings = _settings(home, config)
+    settings = _settings(home, config, flows=True)
     result = _run_pipeline(settings, paths, mapping)
     _fail_on_rejected(result.ingest)
 
@@ -687,7 +695,7 @@ def demo(
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
 
     t0 = time.perf_counter()
-    settings = _settings(home, config)
+    settings = _settings(home, config, flows=True)
     cfg = SimulationConfig(
         cells=cells,
         days=days,
@@ -972,7 +980,7 @@ def backtest(
     """Rolling-origin backtest of both model families: each fold trains on the past and is
     tested on the next train.holdout_days days. MLflow gets one parent run per family (mean
     and spread of every metric) with a nested run per fold; the registry is not touched."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.backtest import backtest_flow
     from cellpulse.models.backtest import summarise
 
@@ -1061,7 +1069,7 @@ def backfill(
     Resumable: a day whose output exists and is not stale is skipped, so re-running an
     interrupted backfill continues where it stopped. Progress shows here and in the Prefect
     UI (artifact `backfill`)."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.backfill import backfill_flow
 
     wanted = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -1102,7 +1110,7 @@ def monitor(
     training window, counters that stopped reporting, cells appearing or disappearing, score
     distribution shift, and recall on labelled faults. Logged to Prefect and MLflow
     (experiment cellpulse-monitoring); a crossed threshold retrains."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     if retrain is not None:
         settings = settings.model_copy(
             update={"monitor": settings.monitor.model_copy(update={"retrain_on_drift": retrain})}
