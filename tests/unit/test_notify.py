@@ -34,11 +34,13 @@ class Receiver:
         self.bodies: list[dict] = []
         self.location: str | None = None  # answer every call with a redirect there
         self.gets = 0
+        self.paths: list[str] = []  # path and query of every POST, as received
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.paths.append(self.path)
                 if receiver.location:
                     self.send_response(302)
                     self.send_header("Location", receiver.location)
