@@ -25,7 +25,8 @@ from rich.table import Table
 
 from cellpulse import progress
 from cellpulse.errors import CellpulseError
-from cellpulse.runtime import configure_process
+from cellpulse.redaction import redact_url
+from cellpulse.runtime import configure_process, start_prefect_server
 from cellpulse.settings import Settings, load_settings
 from cellpulse.simulator.config import EVENT_TYPES
 
@@ -131,8 +132,14 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _settings(
-    home: Path | None, config: Path | None, must_exist: bool = False, **overrides: Any
+    home: Path | None,
+    config: Path | None,
+    must_exist: bool = False,
+    flows: bool = False,
+    **overrides: Any,
 ) -> Settings:
+    """Settings for a command, the process prepared for them; `flows`: the command runs
+    Prefect flows (without PREFECT_API_URL, a temporary server that dies with us)."""
     settings = load_settings(config, home=home, **overrides)
     if must_exist and not settings.home.is_dir():
         raise CellpulseError(
@@ -141,6 +148,8 @@ def _settings(
         )
     settings.home.mkdir(parents=True, exist_ok=True)
     configure_process(settings)
+    if flows:
+        start_prefect_server(settings)
     if sys.stderr.isatty():
         progress.set_reporter(RichReporter())
     return settings
@@ -310,7 +319,7 @@ def ingest(
 
     Bad rows go to quarantine/ with a report; the same file twice changes nothing; a
     corrected re-delivery replaces the rows it corrects."""
-    settings = _settings(home, config)
+    settings = _settings(home, config, flows=True)
     from cellpulse.flows.ingest import ingest_flow
 
     targets = _landing_targets(settings, paths, mapping)
@@ -334,7 +343,7 @@ def features(
     config: ConfigOpt = None,
 ) -> None:
     """Build per-cell features for a range of days (default: every ingested day)."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.features import features_flow
 
     summary = features_flow(settings, _day(start), _day(end), only_stale=stale)
@@ -393,7 +402,7 @@ def train(
 
     Time-ordered split; each model is compared with its baselines (and the current champion)
     on the same hold-out and aliased `champion` only if it wins."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.train import train_flow
 
     result = train_flow(settings, _day(start), _day(end), labels, tune, tune_minutes)
@@ -417,7 +426,8 @@ def _print_train(result: Any, settings: Settings) -> None:
             f"  {logged.name} version {logged.version}: {verdict} — {logged.decision.reason}"
         )
     console.print(
-        f"MLflow: {settings.tracking_uri} (open with `cellpulse ui --home {settings.home}`)"
+        f"MLflow: {redact_url(settings.tracking_uri)} "
+        f"(open with `cellpulse ui --home {settings.home}`)"
     )
 
 
@@ -436,7 +446,7 @@ def score(
 
     Default: the newest day with features. Scores go to lake/scores, the ops store and a
     Prefect artifact; re-scoring a period replaces it."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.features.store import days_between, feature_dataset
     from cellpulse.flows.score import score_flow
 
@@ -526,7 +536,7 @@ def evaluate(
     Anomaly event recall, alert precision, false alarms, detection delay, precision@k;
     congestion PR-AUC, Brier and lift; per anomaly type and per slice. Default window: the
     days scored after the champion's training window."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.evaluate import evaluate_flow
 
     result = evaluate_flow(settings, _day(start), _day(end), labels, k, log_to_mlflow)
@@ -623,7 +633,7 @@ def run(
 
     ingest -> features (new and stale days) -> train (only if there is no champion) ->
     score (new and stale days)."""
-    settings = _settings(home, config)
+    settings = _settings(home, config, flows=True)
     result = _run_pipeline(settings, paths, mapping)
     _fail_on_rejected(result.ingest)
 
@@ -689,7 +699,7 @@ def demo(
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
 
     t0 = time.perf_counter()
-    settings = _settings(home, config)
+    settings = _settings(home, config, flows=True)
     cfg = SimulationConfig(
         cells=cells,
         days=days,
@@ -974,7 +984,7 @@ def backtest(
     """Rolling-origin backtest of both model families: each fold trains on the past and is
     tested on the next train.holdout_days days. MLflow gets one parent run per family (mean
     and spread of every metric) with a nested run per fold; the registry is not touched."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.backtest import backtest_flow
     from cellpulse.models.backtest import summarise
 
@@ -1063,7 +1073,7 @@ def backfill(
     Resumable: a day whose output exists and is not stale is skipped, so re-running an
     interrupted backfill continues where it stopped. Progress shows here and in the Prefect
     UI (artifact `backfill`)."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.backfill import backfill_flow
 
     wanted = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -1104,7 +1114,7 @@ def monitor(
     training window, counters that stopped reporting, cells appearing or disappearing, score
     distribution shift, and recall on labelled faults. Logged to Prefect and MLflow
     (experiment cellpulse-monitoring); a crossed threshold retrains."""
-    settings = _settings(home, config, must_exist=True)
+    settings = _settings(home, config, must_exist=True, flows=True)
     if retrain is not None:
         settings = settings.model_copy(
             update={"monitor": settings.monitor.model_copy(update={"retrain_on_drift": retrain})}

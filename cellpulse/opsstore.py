@@ -9,7 +9,6 @@ a person's decision.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,6 +19,7 @@ import duckdb
 import polars as pl
 
 from cellpulse.errors import CellpulseError, NoDataError
+from cellpulse.redaction import redact_url
 from cellpulse.settings import Settings
 
 # One dialect for DuckDB and PostgreSQL: portable types, DISTINCT ON instead of QUALIFY,
@@ -129,7 +129,7 @@ class _Postgres:
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
             raise OpsStoreUnavailable(
-                f"ops store {_redact(url)} is unreachable ({first}); check ops_store_url "
+                f"ops store {redact_url(url)} is unreachable ({first}); check ops_store_url "
                 "and that the server is running"
             ) from exc
 
@@ -163,10 +163,6 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-def _redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
-
-
 class OpsStoreUnavailable(CellpulseError, ConnectionError):
     """The ops store cannot be reached (a server down, a file locked by another writer)."""
 
@@ -174,7 +170,7 @@ class OpsStoreUnavailable(CellpulseError, ConnectionError):
 def ops_store_location(settings: Settings) -> str:
     """Where the ops store is, fit to print (a password in the URL is masked)."""
     if settings.ops_store_url:
-        return f"PostgreSQL {_redact(settings.ops_store_url)}"
+        return f"PostgreSQL {redact_url(settings.ops_store_url.get_secret_value())}"
     return f"DuckDB {settings.ops_store_path}"
 
 
@@ -183,7 +179,8 @@ def open_ops_store(settings: Settings, read_only: bool = False) -> OpsStore:
     file under the home. `read_only` is for readers (the API's GET routes): on DuckDB it lets
     them run beside a scoring run's writer."""
     if settings.ops_store_url:
-        return OpsStore(_Postgres(settings.ops_store_url), settings.ops_store_url, read_only)
+        url = settings.ops_store_url.get_secret_value()
+        return OpsStore(_Postgres(url), redact_url(url), read_only)
     path = settings.ops_store_path
     if read_only and not path.exists():
         raise NoDataError(

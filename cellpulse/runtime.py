@@ -1,13 +1,24 @@
 """The process environment cellpulse sets for itself before any server library loads.
 
 Sovereignty starts here: every dependency's telemetry is switched off, and Prefect's and
-MLflow's state lives under the cellpulse home instead of the user's home directory.
+MLflow's state lives under the cellpulse home instead of the user's home directory. A
+command that runs flows without a Prefect server of its own gets a temporary one here,
+bound to this process's life.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
+from cellpulse.errors import CellpulseError
 from cellpulse.settings import Settings
 
 # Always forced: no call may leave the operator's network.
@@ -70,3 +81,116 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+# Run as `python -c _DIE_WITH_PARENT <parent pid> <args…>`: ask Linux to SIGKILL this
+# process when its parent dies (PR_SET_PDEATHSIG survives the exec below), then become
+# `python <args…>`. The parent is the thread that started it, so the server is started from
+# the main thread, which lives as long as the process. Elsewhere (macOS) there is no death
+# signal and only a normal exit of the parent stops the server.
+_DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+except AttributeError:
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+_PORT_IN_USE = 3  # uvicorn's exit status when the port was taken meanwhile
+
+
+def start_prefect_server(settings: Settings) -> str | None:
+    """Start a temporary Prefect API server for this command's flow runs, unless one is
+    configured (`PREFECT_API_URL`) or Prefect is already loaded (then its own settings
+    decide, as under the test harness). Returns the API URL it set, or None.
+
+    Prefect would otherwise start such a server itself, as a plain child process: a
+    command killed with SIGKILL leaves it running on its own (hundreds of MB each). This
+    one is the same server (Prefect's app, services off, state under the home), started so
+    that it dies with this process, however this process ends."""
+    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
+        return None
+    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+    log_path = settings.prefect_home / "server.log"
+    timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
+    for _ in range(3):
+        port = _free_port()
+        proc = _spawn_server(port, log_path)
+        atexit.register(_stop, proc)
+        api = f"http://127.0.0.1:{port}/api"
+        if _wait_healthy(proc, api, timeout):
+            os.environ["PREFECT_API_URL"] = api
+            return api
+        if proc.returncode != _PORT_IN_USE:
+            _stop(proc)
+            raise CellpulseError(
+                f"the temporary Prefect server did not start within {timeout:.0f} s "
+                f"(status {proc.returncode}); see {log_path}, or run a Prefect server and "
+                "set PREFECT_API_URL"
+            )
+    raise CellpulseError("no free loopback port for the temporary Prefect server; retry")
+
+
+def _spawn_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    uvicorn = [
+        "-m",
+        "uvicorn",
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",  # Prefect's temporary-server mode: no UI, no services
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *uvicorn],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], api: str, timeout: float) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with opener.open(f"{api}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

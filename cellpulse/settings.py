@@ -12,14 +12,38 @@ from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cellpulse.errors import CellpulseError
+from cellpulse.redaction import redact_url
 
 _CONFIG_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_CONFIG_DATA", default=None)
+
+
+class SecretUrl(SecretStr):
+    """A URL that may carry a credential (a password, a token in the query or the path).
+
+    Its value is read only where it is used (`get_secret_value()`); everywhere else it
+    shows as the redacted URL (repr, str, tracebacks) and serialises to JSON as
+    `**********`, so a flow run's parameters stored by Prefect never hold it."""
+
+    def _display(self) -> str:
+        return redact_url(self.get_secret_value())
+
+
+def _http_url(value: SecretUrl | None) -> SecretUrl | None:
+    """Only http(s) URLs with a host: a webhook may not read files or speak other protocols."""
+    if value is None:
+        return None
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        shown = f"'{parts.scheme}:'" if parts.scheme else "none"
+        raise ValueError(f"must be an http:// or https:// URL with a host (scheme: {shown})")
+    return value
 
 
 class IngestSettings(BaseModel):
@@ -145,13 +169,19 @@ class CongestionRule(BaseModel):
 class AlertSettings(BaseModel):
     consecutive_rops: int = Field(3, ge=1, description="Anomalous ROPs in a row before an alert.")
     clear_after_rops: int = Field(4, ge=1, description="Normal ROPs in a row that close it.")
-    webhook_url: str | None = Field(
+    webhook_url: SecretUrl | None = Field(
         None,
-        description="POST new alerts here as JSON after each scoring run (optional; a "
-        "failing webhook is retried, then logged, and never blocks scoring).",
+        description="POST new alerts here as JSON after each scoring run (optional; "
+        "http:// or https:// only; a failing webhook is retried, then logged, and never "
+        "blocks scoring). A secret: shown redacted, never stored with a flow run.",
     )
     webhook_retries: int = Field(3, ge=0, description="Retries of a failed webhook call.")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook call.")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: SecretUrl | None) -> SecretUrl | None:
+        return _http_url(value)
 
 
 class TrainSettings(BaseModel):
@@ -242,10 +272,11 @@ class Settings(BaseSettings):
     min_denominator: int = Field(
         10, ge=1, description="Fewer attempts than this make a success ratio null, not noise."
     )
-    ops_store_url: str | None = Field(
+    ops_store_url: SecretUrl | None = Field(
         None,
         description="PostgreSQL URL for the ops store (postgresql://user:pass@host/db); "
-        "default: the DuckDB file <home>/ops.duckdb.",
+        "default: the DuckDB file <home>/ops.duckdb. A secret: shown redacted, never stored "
+        "with a flow run.",
     )
     dask_address: str | None = Field(
         None,
@@ -253,8 +284,10 @@ class Settings(BaseSettings):
         "(tcp://host:8786), or 'local' for a cluster on this machine; default: one process.",
     )
     dask_workers: int = Field(2, ge=1, description="Workers of a 'local' Dask cluster.")
-    mlflow_tracking_uri: str | None = Field(
-        None, description="MLflow tracking server; default: SQLite under home."
+    mlflow_tracking_uri: SecretUrl | None = Field(
+        None,
+        description="MLflow tracking server; default: SQLite under home. A secret (it may "
+        "hold a password): shown redacted, never stored with a flow run.",
     )
     ingest: IngestSettings = IngestSettings()
     congestion: CongestionRule = CongestionRule()
@@ -327,7 +360,9 @@ class Settings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        if self.mlflow_tracking_uri is not None:
+            return self.mlflow_tracking_uri.get_secret_value()
+        return f"sqlite:///{self.home / 'mlflow.db'}"
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):

@@ -135,7 +135,7 @@ def publish(
 def notify(settings: Settings, alerts: pl.DataFrame, new: list[str]) -> Delivery | None:
     """New alerts to the webhook, if one is set. Never fails the flow: the delivery retries
     on its own and a receiver that stays down is logged and reported."""
-    url = settings.alerts.webhook_url
+    url = settings.alerts.webhook_url.get_secret_value() if settings.alerts.webhook_url else None
     opened = alerts.filter(pl.col("alert_id").is_in(new) & (pl.col("status") == "open"))
     if not url or opened.is_empty():
         return None
@@ -146,7 +146,7 @@ def notify(settings: Settings, alerts: pl.DataFrame, new: list[str]) -> Delivery
     if not delivery.delivered:
         get_run_logger().warning(
             "webhook %s: %d new alert(s) not delivered after %d attempt(s): %s",
-            url,
+            delivery.url,
             delivery.alerts,
             delivery.attempts,
             delivery.error,

@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -43,6 +42,7 @@ from cellpulse.models.promotion import Decision
 from cellpulse.models.training import Candidate
 from cellpulse.models.tuning import SEARCH_SPACE, Trial
 from cellpulse.monitoring import MonitorReport
+from cellpulse.redaction import redact_url
 from cellpulse.settings import Settings
 
 MODEL_NAMES = {"anomaly": "cellpulse-anomaly", "congestion": "cellpulse-congestion"}
@@ -103,7 +103,7 @@ def check_tracking(settings: Settings, attempts: int = 3, first_wait_s: float = 
     uri = settings.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return
-    shown = re.sub(r"//[^/@]*@", "//***@", uri)  # never print credentials
+    shown = redact_url(uri)
     problem = ""
     for attempt in range(attempts):
         try:
@@ -323,7 +323,7 @@ def _champion_entry(family: str) -> Any:
         return MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException as exc:
         raise NoChampionError(
-            f"no {name}@{CHAMPION} in the registry at {mlflow.get_tracking_uri()}; "
+            f"no {name}@{CHAMPION} in the registry at {redact_url(mlflow.get_tracking_uri())}; "
             "run `cellpulse train` (or `cellpulse run`) first"
         ) from exc
 

@@ -22,6 +22,7 @@ from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
 from cellpulse.opsstore import OpsStoreUnavailable, open_ops_store
 from cellpulse.runtime import TELEMETRY_OFF
+from cellpulse.settings import SecretUrl
 from cellpulse.simulator import build_topology, write_network
 from tests.conftest import TINY, free_port, outage_events, tiny_settings
 
@@ -87,7 +88,7 @@ def test_tracking_server_down_fails_training_clearly_and_keeps_the_champions(
     network_home, tmp_path, restore_environ
 ):
     server = MlflowServer(tmp_path / "mlflow", free_port())
-    settings = network_home.model_copy(update={"mlflow_tracking_uri": server.url})
+    settings = network_home.model_copy(update={"mlflow_tracking_uri": SecretUrl(server.url)})
     server.start()
     try:
         first = train_flow(settings)

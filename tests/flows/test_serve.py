@@ -20,6 +20,7 @@ from cellpulse import lake
 from cellpulse.runtime import TELEMETRY_OFF
 from cellpulse.simulator import build_topology, write_network
 from tests.conftest import TINY, free_port, outage_events, tiny_settings
+from tests.unit.test_notify import Receiver
 
 DOCUMENTED = {  # flows/deployments.py and docs/operations.md
     "every-rop": {"interval": 900.0, "timezone": "UTC"},
@@ -104,7 +105,7 @@ def test_serve_registers_the_documented_schedules_and_runs_a_triggered_pipeline(
 ):
     api = prefect_server
     settings = tiny_settings(tmp_path / "home")
-    events = outage_events(build_topology(TINY))
+    events = outage_events(build_topology(TINY), hours=15.0)  # still open at the newest ROP
     write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
     # The tiny models of the other flow tests, through a config file as an operator would.
     config = tmp_path / "cellpulse.yaml"
@@ -114,6 +115,10 @@ def test_serve_registers_the_documented_schedules_and_runs_a_triggered_pipeline(
         **TELEMETRY_OFF,
         "PREFECT_API_URL": api,
     }
+    # A secret in the served process's environment: the deployed runs must get it (the
+    # receiver sees the token) without Prefect storing it (no flow run's parameters hold it).
+    receiver = Receiver([])
+    env["CELLPULSE_ALERTS__WEBHOOK_URL"] = f"{receiver.url}?token=t0k-serve"
     cellpulse = str(Path(sys.executable).parent / "cellpulse")
     served = _start(
         [cellpulse, "serve", "--home", str(settings.home), "--config", str(config)],
@@ -159,5 +164,10 @@ def test_serve_registers_the_documented_schedules_and_runs_a_triggered_pipeline(
         assert state["type"] == "COMPLETED", state.get("message")
         scores = lake.Dataset(settings.lake_dir / "scores").read()
         assert scores.height == TINY.cells * TINY.days * TINY.rops_per_day
+        assert receiver.paths and all(p == "/hook?token=t0k-serve" for p in receiver.paths)
+        runs = _call(api, "POST", "/flow_runs/filter", {})
+        assert len(runs) > 1  # the deployment's run and its subflows
+        assert "t0k-serve" not in json.dumps([r["parameters"] for r in runs])
     finally:
         _stop(served)
+        receiver.close()

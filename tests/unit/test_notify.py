@@ -32,14 +32,28 @@ class Receiver:
     def __init__(self, statuses: list[int]) -> None:
         self.statuses = statuses
         self.bodies: list[dict] = []
+        self.location: str | None = None  # answer every call with a redirect there
+        self.gets = 0
+        self.paths: list[str] = []  # path and query of every POST, as received
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.paths.append(self.path)
+                if receiver.location:
+                    self.send_response(302)
+                    self.send_header("Location", receiver.location)
+                    self.end_headers()
+                    return
                 receiver.bodies.append(json.loads(body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                self.end_headers()
+
+            def do_GET(self) -> None:  # where urllib would follow a 302 to (as a GET)
+                receiver.gets += 1
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -99,3 +113,33 @@ def test_a_dead_receiver_gives_up_quietly():
     )
     assert not delivery.delivered and delivery.attempts == 3 and pauses == [1.0, 2.0]
     assert delivery.error
+
+
+def test_a_webhook_that_is_not_http_is_never_called(tmp_path):
+    target = tmp_path / "hostname"
+    target.write_text("box\n")
+    delivery = post_alerts(target.as_uri(), alert_payload(ALERTS, None), 3, 1.0, lambda _: None)
+    assert not delivery.delivered and delivery.attempts == 0
+    assert "refused" in (delivery.error or "")
+
+
+def test_a_redirect_is_not_followed(receiver_factory):
+    elsewhere = receiver_factory([])
+    redirecting = receiver_factory([])
+    redirecting.location = elsewhere.url
+    delivery = post_alerts(redirecting.url, alert_payload(ALERTS, None), 2, 1.0, lambda _: None)
+    assert not delivery.delivered and delivery.error == "HTTP 302"
+    assert elsewhere.bodies == [] and elsewhere.gets == 0
+
+
+def test_a_failing_webhook_is_logged_and_reported_without_its_token(caplog):
+    port = free_port()  # nothing listens there
+    url = f"http://hook:s3cr3t-pw@127.0.0.1:{port}/hook?token=t0k-123&sig=abc"
+    with caplog.at_level("WARNING", logger="cellpulse.notify"):
+        delivery = post_alerts(url, alert_payload(ALERTS, None), 0, 1.0, lambda _: None)
+    assert not delivery.delivered
+    (record,) = caplog.records
+    line = record.getMessage()
+    assert f"127.0.0.1:{port}/hook" in line
+    for secret in ("t0k-123", "s3cr3t-pw", "sig=abc"):
+        assert secret not in line and secret not in delivery.url

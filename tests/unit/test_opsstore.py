@@ -11,7 +11,7 @@ import pytest
 
 from cellpulse.opsstore import TransitionRefused, open_ops_store
 from cellpulse.publish import derive_alerts
-from cellpulse.settings import Settings
+from cellpulse.settings import SecretUrl, Settings
 from tests.conftest import tiny_settings
 from tests.unit.test_publish import T0, scores_for
 
@@ -25,7 +25,7 @@ def settings(request, tmp_path) -> Settings:
     if request.param == "duckdb":
         return base
     url = request.getfixturevalue("postgres_url")
-    return base.model_copy(update={"ops_store_url": url})
+    return base.model_copy(update={"ops_store_url": SecretUrl(url)})
 
 
 def network() -> pl.DataFrame:
@@ -92,7 +92,9 @@ def test_reads_agree_with_what_was_published(settings):
 
 def test_duckdb_and_postgres_give_the_same_answers(tmp_path, postgres_url):
     duck = tiny_settings(tmp_path / "duck")
-    pg = tiny_settings(tmp_path / "pg").model_copy(update={"ops_store_url": postgres_url})
+    pg = tiny_settings(tmp_path / "pg").model_copy(
+        update={"ops_store_url": SecretUrl(postgres_url)}
+    )
     for s in (duck, pg):
         publish(s)
     assert summary(duck) == summary(pg)
@@ -130,7 +132,7 @@ def test_an_unreachable_postgres_is_a_clear_error(tmp_path):
     from cellpulse.opsstore import OpsStoreUnavailable
 
     dead = tiny_settings(tmp_path).model_copy(
-        update={"ops_store_url": "postgresql://u:secret@127.0.0.1:9/db"}
+        update={"ops_store_url": SecretUrl("postgresql://u:secret@127.0.0.1:9/db")}
     )
     with pytest.raises(OpsStoreUnavailable, match="unreachable") as err:
         open_ops_store(dead)
