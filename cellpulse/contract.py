@@ -29,8 +29,7 @@ CELL_ID_RULE = (
 PARTITION_VALUE_MAX_CHARS = 64
 PARTITION_VALUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 PARTITION_VALUE_RULE = (
-    f"1-{PARTITION_VALUE_MAX_CHARS} characters: a letter or digit, then letters, digits, "
-    "_ . -"
+    f"1-{PARTITION_VALUE_MAX_CHARS} characters: a letter or digit, then letters, digits, _ . -"
 )
 
 
