@@ -22,8 +22,7 @@ from cellpulse.features.store import (
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
-from cellpulse.models.compiled import compiled_scoring
-from cellpulse.models.scoring import score_features, scoring_engine
+from cellpulse.models.scoring import predictor, score_features
 from cellpulse.notify import Delivery, alert_payload, post_alerts
 from cellpulse.opsstore import open_ops_store, ops_store_location
 from cellpulse.publish import ModelRef, derive_alerts, markdown_report, top_cells_table
@@ -69,19 +68,20 @@ def score_days(
     day_before = days[0] - timedelta(days=1)
     first = day_before if feature_dataset(settings).files(day_before, day_before) else days[0]
     features = read_features(settings, first, days[-1], spec)
-    with compiled_scoring(scoring_engine(settings)):
-        scores = score_features(
-            features,
-            anomaly.model,
-            congestion.model,
-            ModelRef(anomaly.name, anomaly.version, anomaly.run_id),
-            ModelRef(congestion.name, congestion.version, congestion.run_id),
-            settings,
-            datetime.now(UTC),
-            spec.hash(),
-        )
-        in_days = pl.col("ts").dt.date().is_in(days)
-        return scores.filter(in_days), anomaly.model.band(features.filter(in_days))
+    predict = predictor(settings)
+    scores = score_features(
+        features,
+        anomaly.model,
+        congestion.model,
+        ModelRef(anomaly.name, anomaly.version, anomaly.run_id),
+        ModelRef(congestion.name, congestion.version, congestion.run_id),
+        settings,
+        datetime.now(UTC),
+        spec.hash(),
+        predict=predict,
+    )
+    in_days = pl.col("ts").dt.date().is_in(days)
+    return scores.filter(in_days), anomaly.model.band(features.filter(in_days), predict=predict)
 
 
 @flow(name="score-on-dask")

@@ -135,10 +135,3 @@ def _native_stderr_to(sink: io.StringIO) -> Iterator[None]:
             os.close(saved)
             capture.seek(0)
             sink.write(capture.read().decode(errors="replace"))
-
-
-@contextmanager
-def compiled_scoring(engine: CompiledModels | None) -> Iterator[None]:
-    """Does nothing: scoring takes its `Predict` as an argument (`models.scoring`). Kept
-    so that callers written for the former block-scoped switch still run; remove with them."""
-    yield
