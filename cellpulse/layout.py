@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellpulse import lake
+from cellpulse.lake import Dataset
 
 
 @dataclass(frozen=True)
@@ -96,22 +96,22 @@ class Layout:
 
     # Lake datasets
     @property
-    def kpi(self) -> lake.Dataset:
+    def kpi(self) -> Dataset:
         """Contract-shaped KPIs, as ingested."""
-        return lake.Dataset(self.lake / "kpi")
+        return Dataset(self.lake / "kpi")
 
     @property
-    def features(self) -> lake.Dataset:
+    def features(self) -> Dataset:
         # Rebuilt from the KPIs at will and read by every scoring and training run: lz4.
-        return lake.Dataset(self.lake / "features", fast=True)
+        return Dataset(self.lake / "features", fast=True)
 
     @property
-    def scores(self) -> lake.Dataset:
+    def scores(self) -> Dataset:
         """Published scores (the output contract)."""
-        return lake.Dataset(self.lake / "scores")
+        return Dataset(self.lake / "scores")
 
     @property
-    def expected(self) -> lake.Dataset:
+    def expected(self) -> Dataset:
         """Per cell and ROP, each watched KPI with the anomaly model's expected value and
         band (what the ops page draws)."""
-        return lake.Dataset(self.lake / "expected")
+        return Dataset(self.lake / "expected")
