@@ -57,7 +57,7 @@ def main(runs: int = 1) -> None:
         )
         train_rows = small.height
 
-        kpi = lake.Dataset(settings.lake_dir / "kpi")
+        kpi = settings.layout.kpi
         landing = Path(tmp) / "landing"
         config = SimulationConfig(cells=cells, days=8, seed=1)
         for index, (day, frame) in enumerate(iter_days(config)):
@@ -71,7 +71,7 @@ def main(runs: int = 1) -> None:
 
         summary, t_ingest = timed(lambda: ingest_files([landing], settings, NOW))
         built, t_features = timed(lambda: build_day(settings, spec, last))
-        engine = CompiledModels(settings.home / "compiled", settings.train.n_jobs)
+        engine = CompiledModels(settings.layout.compiled, settings.train.n_jobs)
         table(small.head(100), anomaly, congestion, settings, engine.predict)  # compile, untimed
         # As the score flow does: the day's features read back from the lake, then scored.
         scores, t_score = timed(

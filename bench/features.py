@@ -62,10 +62,9 @@ def national_day(runs: int) -> list[Measurement]:
     cells, days = 100_000, 8
     with tempfile.TemporaryDirectory(prefix="cellpulse-bench-") as tmp:
         home = Path(tmp) / "home"
-        from cellpulse import lake
         from cellpulse.settings import Settings
 
-        kpi = lake.Dataset(Settings(home=home).lake_dir / "kpi")
+        kpi = Settings(home=home).layout.kpi
         last = date(2026, 1, 1)
         for day, frame in iter_days(SimulationConfig(cells=cells, days=days, seed=1)):
             kpi.replace_day(frame, day)

@@ -90,7 +90,7 @@ def ingest_once(root: Path, work: Path) -> int:
 
 def compact_all(work: Path) -> int:
     """Fold the deliveries of every ingested day into one sorted file per region."""
-    kpi = lake.Dataset(Settings(home=work).lake_dir / "kpi")
+    kpi = Settings(home=work).layout.kpi
     rows = 0
     for day in kpi.dates():
         kpi.compact(day)

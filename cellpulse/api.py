@@ -26,7 +26,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellpulse import contract, lake
 from cellpulse.errors import CellpulseError, NoDataError
-from cellpulse.features.store import expected_dataset
 from cellpulse.opsstore import (
     AlertNotFound,
     OpsStoreUnavailable,
@@ -86,9 +85,9 @@ def api_token(settings: Settings) -> str:
             "api.token (CELLPULSE_API__TOKEN)",
             'set it to a longer one, e.g. the output of `python -c "import secrets; '
             'print(secrets.token_urlsafe(32))"`, or unset it to use the token cellpulse keeps '
-            f"in {settings.api_token_path}",
+            f"in {settings.layout.api_token}",
         )
-    path = settings.api_token_path
+    path = settings.layout.api_token
     if not path.exists():
         _create_token_file(path)
     if not path.is_file():  # a directory, or a link to nothing, in the token's place
@@ -276,7 +275,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/health", responses=_errors(503))
     def health() -> dict[str, Any]:
         """Liveness, and whether there are scores to serve (no token needed)."""
-        if not settings.ops_store_url and not settings.ops_store_path.exists():
+        if not settings.ops_store_url and not settings.layout.ops_store.exists():
             return {"status": "ok", "scores": 0, "latest_ts": None}
         try:
             with open_ops_store(settings, read_only=True) as store:
@@ -335,7 +334,7 @@ def create_app(settings: Settings) -> FastAPI:
                 )
             scores = store.cell_scores(cell_id, start_, end_)
         kpis = _cell_kpis(settings, cell_id, start_, end_)
-        expected = _cell_rows(expected_dataset(settings), cell_id, start_, end_)
+        expected = _cell_rows(settings.layout.expected, cell_id, start_, end_)
         watched = [c for c in expected.columns if f"{c}_expected" in expected.columns]
         return {
             "cell_id": cell_id,
@@ -427,7 +426,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _cell_kpis(settings: Settings, cell_id: str, start: datetime, end: datetime) -> pl.DataFrame:
-    rows = _cell_rows(lake.Dataset(settings.lake_dir / "kpi"), cell_id, start, end)
+    rows = _cell_rows(settings.layout.kpi, cell_id, start, end)
     if rows.is_empty():
         return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC")})
     # Deliveries of a day may hold a key more than once: the latest wins, as for any reader.

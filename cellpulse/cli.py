@@ -253,7 +253,7 @@ def simulate(
     )
     t0 = time.perf_counter()
     summary = write_network(
-        cfg, out or settings.landing_dir, settings.truth_dir, settings.congestion
+        cfg, out or settings.layout.landing, settings.layout.ground_truth, settings.congestion
     )
     _print_simulation(summary, cfg.start, time.perf_counter() - t0)
 
@@ -269,12 +269,12 @@ def _print_simulation(summary: Any, start: date, seconds: float) -> None:
     console.print(
         f"simulated [bold]{summary.cells}[/] cells on {summary.sites} sites, {summary.days} "
         f"days from {start}: {summary.rows:,} rows in {summary.files} files{extra} -> "
-        f"{summary.landing_dir} ({seconds:.1f} s)"
+        f"{summary.layout.landing} ({seconds:.1f} s)"
     )
     console.print(
         f"ground truth: {summary.events.height} events "
         f"({', '.join(f'{t} {n}' for t, n in by_type.iter_rows())}), "
-        f"{summary.congestion_periods} congestion periods -> {summary.truth_dir}"
+        f"{summary.congestion_periods} congestion periods -> {summary.layout.ground_truth}"
     )
 
 
@@ -288,10 +288,10 @@ def _print_ingest(summary: Any) -> None:
         f"{len(summary.rejected)} rejected; {summary.rows_accepted:,} rows accepted "
         f"({summary.rows_replaced:,} of them replacing earlier deliveries), "
         f"{summary.rows_quarantined:,} quarantined; {summary.partitions_written} partitions "
-        f"written -> {summary.lake_dir}"
+        f"written -> {summary.layout.lake}"
     )
     if summary.rows_quarantined or summary.rejected:
-        console.print(f"  reports: {summary.quarantine_dir}")
+        console.print(f"  reports: {summary.layout.quarantine}")
 
 
 def _fail_on_rejected(summary: Any) -> None:
@@ -447,13 +447,13 @@ def score(
     Default: the newest day with features. Scores go to lake/scores, the ops store and a
     Prefect artifact; re-scoring a period replaces it."""
     settings = _settings(home, config, must_exist=True, flows=True)
-    from cellpulse.features.store import days_between, feature_dataset
+    from cellpulse.features.store import days_between
     from cellpulse.flows.score import score_flow
 
-    available = feature_dataset(settings).dates()
+    available = settings.layout.features.dates()
     if not available:
         raise CellpulseError(
-            f"no features under {feature_dataset(settings).root}; run `cellpulse features` first"
+            f"no features under {settings.layout.features.root}; run `cellpulse features` first"
         )
     lo, hi = _day(start), _day(end)
     if lo is None and hi is None:
@@ -478,7 +478,7 @@ def _print_score(summary: Any, top: int = 10) -> None:
         f"score: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
         f"{summary.rows:,} rows, {summary.cells} cells, {summary.anomalous_rops} anomalous "
         f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open, {summary.new_alerts} new) "
-        f"-> {summary.lake_dir} and {summary.ops_store}"
+        f"-> {summary.layout.lake} and {summary.ops_store}"
     )
     if summary.webhook is not None:
         hook = summary.webhook
@@ -648,10 +648,10 @@ def _landing_targets(
 
     if mapping:
         load_mapping(mapping)
-    targets = paths or [settings.landing_dir]
-    if not paths and not settings.landing_dir.is_dir():
+    targets = paths or [settings.layout.landing]
+    if not paths and not settings.layout.landing.is_dir():
         raise CellpulseError(
-            f"landing folder {settings.landing_dir} does not exist; put PM "
+            f"landing folder {settings.layout.landing} does not exist; put PM "
             "files there or run `cellpulse simulate`"
         )
     if not list_landing_files(targets):
@@ -707,7 +707,9 @@ def demo(
         rop_minutes=settings.rop_minutes,
         delivery=DeliveryConfig.realistic(),
     )
-    sim = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
+    sim = write_network(
+        cfg, settings.layout.landing, settings.layout.ground_truth, settings.congestion
+    )
     _print_simulation(sim, cfg.start, time.perf_counter() - t0)
     result = _run_pipeline(settings, None)
     if result.train is None:
@@ -720,14 +722,14 @@ def demo(
     _print_scoreboard(evaluate_flow(settings))
     console.print(f"\n[bold]done in {time.perf_counter() - t0:.0f} s.[/] Where to look:")
     exe = _self_command()
-    console.print(f"  scores (parquet): {settings.lake_dir / 'scores'}")
+    console.print(f"  scores (parquet): {settings.layout.lake / 'scores'}")
     console.print(f"  ops store: {ops_store_location(settings)}  (tables scores, alerts)")
     console.print(
         f"  ops page: {exe} api --home {settings.home}   then open http://127.0.0.1:"
-        f"{settings.api.port}/ (token in {settings.api_token_path})"
+        f"{settings.api.port}/ (token in {settings.layout.api_token})"
     )
     console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open http://127.0.0.1:5000")
-    console.print(f"  ground truth: {settings.truth_dir}")
+    console.print(f"  ground truth: {settings.layout.ground_truth}")
 
 
 def _print_champions(settings: Settings) -> None:
@@ -745,10 +747,9 @@ def _print_champions(settings: Settings) -> None:
 
 
 def _print_latest_scores(settings: Settings) -> None:
-    from cellpulse.features.store import score_dataset
     from cellpulse.publish import top_anomalous
 
-    scores = score_dataset(settings).read()
+    scores = settings.layout.scores.read()
     if scores.is_empty():
         return
     ranked = top_anomalous(scores, 10)
@@ -960,7 +961,7 @@ def ui(
         "--backend-store-uri",
         settings.tracking_uri,
         "--default-artifact-root",
-        settings.mlartifacts_dir.as_uri(),
+        settings.layout.mlartifacts.as_uri(),
         "--host",
         "127.0.0.1",
         "--port",
@@ -1089,7 +1090,7 @@ def backfill(
     console.print(
         f"backfill {first}..{last} ({', '.join(wanted)}): {len(summary.days)} days with KPIs, "
         f"{len(ran)} run, {len(summary.skipped)} already current{timing} -> "
-        f"{settings.lake_dir / 'features'} and {settings.lake_dir / 'scores'}"
+        f"{settings.layout.lake / 'features'} and {settings.layout.lake / 'scores'}"
     )
 
 
@@ -1177,7 +1178,7 @@ def labels(
     with open_ops_store(settings, read_only=True) as store:
         verdicts = store.feedback_labels()
     events = verdicts_as_events(verdicts)
-    target = out or settings.home / "labels" / "operator.parquet"
+    target = out or settings.layout.operator_labels
     lake.atomic_write_parquet(events, target)
     confirmed = int((events["kind"] == "fault").sum())
     console.print(
@@ -1213,7 +1214,7 @@ def api(
     bind_port = port or settings.api.port
     web_app = create_app(settings)
     token_source = (
-        "api.token setting" if settings.api.token is not None else str(settings.api_token_path)
+        "api.token setting" if settings.api.token is not None else str(settings.layout.api_token)
     )
     console.print(
         f"cellpulse ops page and API on http://{bind_host}:{bind_port}/ "

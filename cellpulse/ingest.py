@@ -492,12 +492,12 @@ def ingest_files(
     is skipped (a duplicate under another name is recorded as such); `force` re-reads them.
     `mapping` reads a foreign export (see cellpulse.mapping)."""
     now = now or datetime.now(UTC)
-    kpi = lake.Dataset(settings.lake_dir / "kpi")
+    kpi = settings.layout.kpi
     results: list[FileResult] = []
     written = _Written()
     files = list_landing_files(paths)
     with (
-        Ledger(settings.ledger_path) as ledger,
+        Ledger(settings.layout.ledger) as ledger,
         ThreadPoolExecutor(READ_THREADS) as pool,
         ThreadPoolExecutor(WRITE_THREADS) as writer,
     ):
@@ -536,7 +536,7 @@ def ingest_files(
         written.partitions,
         sorted(written.days),
         kpi.root,
-        settings.quarantine_dir,
+        settings.layout.quarantine,
         written.replaced,
     )
 
@@ -635,7 +635,7 @@ def _archive(paths: Iterable[Path], settings: Settings) -> None:
     for path in paths:
         if path.is_symlink():  # refused at reading; a link's target is never moved
             continue
-        target = settings.archive_dir / _below_landing(path, settings)
+        target = settings.layout.archive / _below_landing(path, settings)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(path, target)
 
@@ -643,7 +643,7 @@ def _archive(paths: Iterable[Path], settings: Settings) -> None:
 def _below_landing(path: Path, settings: Settings) -> Path:
     """`path` relative to the landing folder (its name alone if it lies elsewhere). Its
     folders are resolved, the file itself is not: a link is placed where the link is."""
-    landing = settings.landing_dir.resolve()
+    landing = settings.layout.landing.resolve()
     source = path.parent.resolve() / path.name
     return source.relative_to(landing) if source.is_relative_to(landing) else Path(path.name)
 
@@ -719,7 +719,7 @@ def _decide(
 def _write_quarantine(settings: Settings, result: FileResult, bad: pl.DataFrame | None) -> None:
     """The file's report (and its bad rows) under quarantine/, at the file's path below the
     landing folder, so same-named files from different folders keep their own reports."""
-    base = _quarantine_base(settings.quarantine_dir / _below_landing(result.path, settings))
+    base = _quarantine_base(settings.layout.quarantine / _below_landing(result.path, settings))
     lake.atomic_write_bytes(
         base.with_name(f"{base.name}.report.txt"), format_report(result.path, result).encode()
     )

@@ -11,6 +11,11 @@ from pathlib import Path
 
 from cellpulse.lake import Dataset
 
+# The simulator's ground truth: the files it writes into a truth folder, and readers find.
+TRUTH_EVENTS_FILE = "events.parquet"
+TRUTH_CONGESTION_FILE = "congestion.parquet"
+TRUTH_TOPOLOGY_FILE = "topology.parquet"
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -49,6 +54,11 @@ class Layout:
         return self.home / "labels"
 
     @property
+    def reports(self) -> Path:
+        """Scoreboard reports (JSON), one per evaluated window."""
+        return self.home / "reports"
+
+    @property
     def compiled(self) -> Path:
         """Models compiled to native code, cached per model version."""
         return self.home / "compiled"
@@ -83,7 +93,17 @@ class Layout:
     @property
     def truth_events(self) -> Path:
         """The simulator's labelled events: the default labels of train, evaluate, backtest."""
-        return self.ground_truth / "events.parquet"
+        return self.ground_truth / TRUTH_EVENTS_FILE
+
+    @property
+    def truth_topology(self) -> Path:
+        """The simulator's topology (cells, sites, area types), for per-slice metrics."""
+        return self.ground_truth / TRUTH_TOPOLOGY_FILE
+
+    @property
+    def prefect_server_log(self) -> Path:
+        """What the temporary Prefect server of a command printed."""
+        return self.prefect_home / "server.log"
 
     @property
     def operator_labels(self) -> Path:

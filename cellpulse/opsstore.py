@@ -171,7 +171,7 @@ def ops_store_location(settings: Settings) -> str:
     """Where the ops store is, fit to print (a password in the URL is masked)."""
     if settings.ops_store_url:
         return f"PostgreSQL {redact_url(settings.ops_store_url.get_secret_value())}"
-    return f"DuckDB {settings.ops_store_path}"
+    return f"DuckDB {settings.layout.ops_store}"
 
 
 def open_ops_store(settings: Settings, read_only: bool = False) -> OpsStore:
@@ -181,7 +181,7 @@ def open_ops_store(settings: Settings, read_only: bool = False) -> OpsStore:
     if settings.ops_store_url:
         url = settings.ops_store_url.get_secret_value()
         return OpsStore(_Postgres(url), redact_url(url), read_only)
-    path = settings.ops_store_path
+    path = settings.layout.ops_store
     if read_only and not path.exists():
         raise NoDataError(
             f"{path}: no ops store yet; run `cellpulse score` (or `cellpulse demo`) first"

@@ -56,7 +56,7 @@ def configure_process(settings: Settings) -> None:
     os.environ.update(TELEMETRY_OFF)
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    os.environ.setdefault("PREFECT_HOME", str(settings.layout.prefect_home))
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
 
 
@@ -112,8 +112,8 @@ def start_prefect_server(settings: Settings) -> str | None:
     that it dies with this process, however this process ends."""
     if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
         return None
-    settings.prefect_home.mkdir(parents=True, exist_ok=True)
-    log_path = settings.prefect_home / "server.log"
+    settings.layout.prefect_home.mkdir(parents=True, exist_ok=True)
+    log_path = settings.layout.prefect_server_log
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
     for _ in range(3):
         port = _free_port()

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cellpulse.errors import CellpulseError
+from cellpulse.layout import Layout
 from cellpulse.redaction import redact_url
 
 _CONFIG_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_CONFIG_DATA", default=None)
@@ -313,56 +314,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _ConfigFileSource(settings_cls))
 
-    # Paths under home: one place, so every stage agrees on the layout.
     @property
-    def landing_dir(self) -> Path:
-        return self.home / "landing"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.home / "quarantine"
-
-    @property
-    def lake_dir(self) -> Path:
-        return self.home / "lake"
-
-    @property
-    def archive_dir(self) -> Path:
-        return self.home / "archive"
-
-    @property
-    def truth_dir(self) -> Path:
-        return self.home / "ground_truth"
-
-    @property
-    def ledger_path(self) -> Path:
-        return self.home / "ledger.sqlite"
-
-    @property
-    def ops_store_path(self) -> Path:
-        return self.home / "ops.duckdb"
+    def layout(self) -> Layout:
+        """Where every folder, file and dataset of this home lives."""
+        return Layout(self.home)
 
     @property
     def ops_page_url(self) -> str:
         return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
 
     @property
-    def api_token_path(self) -> Path:
-        return self.home / "api_token"
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.home / "prefect"
-
-    @property
-    def mlartifacts_dir(self) -> Path:
-        return self.home / "mlartifacts"
-
-    @property
     def tracking_uri(self) -> str:
         if self.mlflow_tracking_uri is not None:
             return self.mlflow_tracking_uri.get_secret_value()
-        return f"sqlite:///{self.home / 'mlflow.db'}"
+        return f"sqlite:///{self.layout.mlflow_db}"
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):

@@ -36,25 +36,16 @@ class FeatureSummary:
     reused: int = 0  # days whose inputs were unchanged: their cached build was kept
 
 
-def kpi_dataset(settings: Settings) -> lake.Dataset:
-    return lake.Dataset(settings.lake_dir / "kpi")
-
-
-def feature_dataset(settings: Settings) -> lake.Dataset:
-    # Rebuilt from the KPIs at will and read by every scoring and training run: lz4.
-    return lake.Dataset(settings.lake_dir / "features", fast=True)
-
-
 def days_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def resolve_days(settings: Settings, start: date | None, end: date | None) -> list[date]:
     """The days to build: the requested range (default: every ingested day) that has KPIs."""
-    available = kpi_dataset(settings).dates()
+    available = settings.layout.kpi.dates()
     if not available:
         raise NoDataError(
-            f"no ingested KPIs under {kpi_dataset(settings).root}; run `cellpulse ingest` first"
+            f"no ingested KPIs under {settings.layout.kpi.root}; run `cellpulse ingest` first"
         )
     if start is not None and end is not None and start > end:
         raise NoDataError(f"--from {start} is after --to {end}; swap them")
@@ -87,7 +78,7 @@ def build_day(settings: Settings, spec: FeatureSpec, day: date) -> DayBuild:
     of whole sites (`feature_chunk_cells` cells), each from those cells' rows of the days the
     spec reads (`days_needed`). Touches only that day's partition, so days can be built in
     parallel (on Dask workers too); memory follows the chunk, not the network."""
-    kpis = kpi_dataset(settings)
+    kpis = settings.layout.kpi
     needed = days_needed(spec, [day], settings.rop_minutes)
     since = datetime.combine(day, time(), tzinfo=UTC)
     rows, cells, width = 0, set[str](), 0
@@ -108,7 +99,7 @@ def build_day(settings: Settings, spec: FeatureSpec, day: date) -> DayBuild:
             cells.update(feats["cell_id"].unique().to_list())
             yield feats
 
-    feature_dataset(settings).replace_day_parts(
+    settings.layout.features.replace_day_parts(
         ((region, chunks(region)) for region in kpis.regions(day)),
         day,
         {SPEC_HASH_KEY: spec.hash()},
@@ -139,7 +130,7 @@ def inputs_fingerprint(settings: Settings, spec: FeatureSpec, day: date) -> str:
     """What a day's features depend on: the spec and settings that shape them, and every KPI
     file of the day and its lookback (path, size, modification time). A new delivery,
     a compaction or a corrected file changes it."""
-    kpis = kpi_dataset(settings)
+    kpis = settings.layout.kpi
     h = hashlib.sha256(
         f"{settings.home}|{spec.hash()}|{settings.rop_minutes}|{settings.min_denominator}|"
         f"{settings.timezone}".encode()
@@ -153,7 +144,7 @@ def inputs_fingerprint(settings: Settings, spec: FeatureSpec, day: date) -> str:
 
 def is_current(settings: Settings, spec: FeatureSpec, day: date) -> bool:
     """Whether the day's feature partitions exist and were built with `spec`."""
-    files = feature_dataset(settings).files(day, day)
+    files = settings.layout.features.files(day, day)
     return bool(files) and all(
         lake.read_metadata(f).get(SPEC_HASH_KEY) == spec.hash() for f in files
     )
@@ -164,7 +155,7 @@ def record_built(
 ) -> FeatureSummary:
     """After days were built: clear their stale marks, mark their scores stale, summarise."""
     days = [b.day for b in built]
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         ledger.clear_stale("features", days)
         ledger.mark_stale("scores", days)  # new features, so their scores must be redone
     cells = frozenset().union(*(b.cells for b in built)) if built else frozenset()
@@ -174,7 +165,7 @@ def record_built(
         len(cells),
         built[-1].columns if built else 0,
         spec.hash(),
-        feature_dataset(settings).root,
+        settings.layout.features.root,
         reused,
     )
 
@@ -183,7 +174,7 @@ def read_features(
     settings: Settings, start: date | None, end: date | None, spec: FeatureSpec | None = None
 ) -> pl.DataFrame:
     """Feature rows in [start, end]; refuses partitions built by another spec."""
-    ds = feature_dataset(settings)
+    ds = settings.layout.features
     files = ds.files(start, end)
     if not files:
         raise NoDataError(
@@ -227,13 +218,3 @@ def load_events(path: Path) -> pl.DataFrame | None:
         else pl.col(c).cast(ts)
         for c in ("start", "end")
     )
-
-
-def score_dataset(settings: Settings) -> lake.Dataset:
-    return lake.Dataset(settings.lake_dir / "scores")
-
-
-def expected_dataset(settings: Settings) -> lake.Dataset:
-    """Per cell and ROP, each watched KPI with the anomaly model's expected value and band
-    (what the ops page draws)."""
-    return lake.Dataset(settings.lake_dir / "expected")

@@ -16,7 +16,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from cellpulse import progress
 from cellpulse.errors import NoDataError
-from cellpulse.features.store import days_between, feature_dataset, kpi_dataset, score_dataset
+from cellpulse.features.store import days_between
 from cellpulse.flows.features import build_each_day
 from cellpulse.flows.score import score_flow
 from cellpulse.ledger import Ledger
@@ -69,15 +69,15 @@ def backfill_flow(
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise NoDataError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
-    ingested = set(kpi_dataset(settings).dates())
+    ingested = set(settings.layout.kpi.dates())
     days = [d for d in days_between(start, end) if d in ingested]
     if not days:
         raise NoDataError(f"no ingested KPIs between {start} and {end}; run `cellpulse ingest`")
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         stale = {"features": set(ledger.stale("features")), "score": set(ledger.stale("scores"))}
     done = {
-        "features": set(feature_dataset(settings).dates()),
-        "score": set(score_dataset(settings).dates()),
+        "features": set(settings.layout.features.dates()),
+        "score": set(settings.layout.scores.dates()),
     }
     todo = plan(days, stages, done, stale, force)
     summary = BackfillSummary(days, stages)

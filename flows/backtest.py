@@ -67,7 +67,7 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     tracking.configure(settings)
     spec = spec_for(settings)
     features, kpis = load_training_data(settings, None, None)
-    labels_path = labels or settings.truth_dir / "events.parquet"
+    labels_path = labels or settings.layout.truth_events
     events = load_events(labels_path)
     days = features["ts"].dt.date().unique().sort().to_list()
     ends = backtest.fold_ends(days, folds, settings.train.holdout_days, MIN_TRAIN_DAYS)

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from cellpulse import lake
 from cellpulse.errors import CellpulseError, NoDataError
 from cellpulse.features.spec import spec_for
-from cellpulse.features.store import kpi_dataset, load_events, read_features, score_dataset
+from cellpulse.features.store import load_events, read_features
 from cellpulse.models import tracking
 from cellpulse.models.scoreboard import flat_metrics, scoreboard
 from cellpulse.settings import Settings
@@ -75,14 +75,14 @@ def load_inputs(settings: Settings, start: date, end: date, labels: Path) -> Inp
     # congestion for the seasonal one; after it, the forecast horizon of its last ROPs (a
     # day, or two for the next local day's busy hour).
     ahead = 2 if settings.congestion.horizon == "next_day_busy_hour" else 1
-    history = kpi_dataset(settings).read(start - timedelta(days=7), end + timedelta(days=ahead))
+    history = settings.layout.kpi.read(start - timedelta(days=7), end + timedelta(days=ahead))
     if history.is_empty():
         raise NoDataError(f"no ingested KPIs around {start}..{end}; ingest them first")
     reference = history.filter(pl.col("ts").dt.date() < start)
     week_before = (start - timedelta(days=7), start - timedelta(days=1))
-    topo_path = settings.truth_dir / "topology.parquet"
+    topo_path = settings.layout.truth_topology
     return Inputs(
-        scores=score_dataset(settings).read(start, end),
+        scores=settings.layout.scores.read(start, end),
         events=events,
         kpis=history,
         reference_kpis=reference if reference.height else history,
@@ -101,16 +101,16 @@ def evaluate_flow(
     k: int = 20,
     log_to_mlflow: bool = True,
 ) -> Evaluation:
-    scored = score_dataset(settings).dates()
+    scored = settings.layout.scores.dates()
     if not scored:
         raise NoDataError(
-            f"no scores under {score_dataset(settings).root}; run `cellpulse score` first"
+            f"no scores under {settings.layout.scores.root}; run `cellpulse score` first"
         )
     if start is None and end is None:
         start, end, note = default_window(settings, scored)
     else:
         start, end, note = start or scored[0], end or scored[-1], "the requested days"
-    labels = labels or settings.truth_dir / "events.parquet"
+    labels = labels or settings.layout.truth_events
     inputs = load_inputs(settings, start, end, labels)
     scores = inputs.scores
     if scores.is_empty():
@@ -128,7 +128,7 @@ def evaluate_flow(
         inputs.features,
         inputs.reference_features,
     )
-    report = settings.home / "reports" / f"scoreboard_{start}_{end}.json"
+    report = settings.layout.reports / f"scoreboard_{start}_{end}.json"
     payload = {
         "window": [str(start), str(end)],
         "window_note": note,

@@ -17,7 +17,6 @@ from cellpulse.features.store import (
     build_day,
     inputs_fingerprint,
     is_current,
-    kpi_dataset,
     record_built,
     resolve_days,
 )
@@ -28,7 +27,7 @@ from cellpulse.settings import Settings
 
 @task(name="stale-days", cache_policy=NO_CACHE)
 def stale_days(settings: Settings, stage: str) -> list[date]:
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         return ledger.stale(stage)
 
 
@@ -93,7 +92,7 @@ def features_flow(
         if not changed:
             return None
         spec = spec_for(settings)
-        days = affected_days(changed, spec, kpi_dataset(settings).dates())
+        days = affected_days(changed, spec, settings.layout.kpi.dates())
     else:
         days = resolve_days(settings, start, end)
     if settings.dask_address:

@@ -36,4 +36,4 @@ def ingest_flow(
 ) -> IngestSummary:
     """Ingest the given files or folders (default: the landing folder), contract-shaped or
     through a source mapping (a YAML file or a shipped mapping's name)."""
-    return ingest_task(paths or [settings.landing_dir], settings, force, mapping)
+    return ingest_task(paths or [settings.layout.landing], settings, force, mapping)

@@ -16,10 +16,7 @@ from cellpulse import lake, monitoring
 from cellpulse.errors import NoDataError
 from cellpulse.features.spec import spec_for
 from cellpulse.features.store import (
-    feature_dataset,
-    kpi_dataset,
     load_events,
-    score_dataset,
 )
 from cellpulse.models import tracking
 from cellpulse.monitoring import MonitorReport
@@ -49,7 +46,7 @@ def run_checks(settings: Settings) -> MonitorReport:
     cfg = settings.monitor
     tracking.configure(settings)
     ref_start, ref_end = tracking.champion_train_window("anomaly")
-    available = feature_dataset(settings).dates()
+    available = settings.layout.features.dates()
     if not available:
         raise NoDataError("no features to monitor; run `cellpulse features` first")
     recent = [d for d in available if d > available[-1] - timedelta(days=cfg.recent_days)]
@@ -62,15 +59,15 @@ def run_checks(settings: Settings) -> MonitorReport:
             "rebuild them or retrain"
         )
     n = cfg.sample_rows_per_day
-    feats_ref = sample_days(feature_dataset(settings), reference, n)
-    feats_now = sample_days(feature_dataset(settings), recent, n)
-    kpis_ref = sample_days(kpi_dataset(settings), reference, n * 4)
-    kpis_now = sample_days(kpi_dataset(settings), recent, n * 4)
-    scored = score_dataset(settings).dates()
+    feats_ref = sample_days(settings.layout.features, reference, n)
+    feats_now = sample_days(settings.layout.features, recent, n)
+    kpis_ref = sample_days(settings.layout.kpi, reference, n * 4)
+    kpis_now = sample_days(settings.layout.kpi, recent, n * 4)
+    scored = settings.layout.scores.dates()
     # Scores of the training window if they exist, else the earliest scored week.
     score_ref_days = [d for d in scored if ref_start <= d <= ref_end] or scored[: cfg.recent_days]
-    scores_ref = sample_days(score_dataset(settings), score_ref_days, n)
-    scores_now = score_dataset(settings).read(recent[0], recent[-1])
+    scores_ref = sample_days(settings.layout.scores, score_ref_days, n)
+    scores_now = settings.layout.scores.read(recent[0], recent[-1])
     # Calendar features differ between any two windows by construction: not drift.
     spec = spec_for(settings)
     columns = [c for c in spec.network_columns() if c in feats_ref.columns]
@@ -86,8 +83,8 @@ def run_checks(settings: Settings) -> MonitorReport:
     labelled = [
         e
         for path in (
-            settings.truth_dir / "events.parquet",
-            settings.home / "labels" / "operator.parquet",
+            settings.layout.truth_events,
+            settings.layout.operator_labels,
         )
         if (e := load_events(path)) is not None
     ]

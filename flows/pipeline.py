@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import flow
 
 from cellpulse.errors import NoChampionError
-from cellpulse.features.store import FeatureSummary, feature_dataset
+from cellpulse.features.store import FeatureSummary
 from cellpulse.flows.features import features_flow, stale_days
 from cellpulse.flows.ingest import ingest_flow
 from cellpulse.flows.score import ScoreSummary, score_flow
@@ -45,7 +45,7 @@ def pipeline_flow(
                     f"{logged.decision.reason}; no scores published. Inspect the run in "
                     "MLflow, then promote it by hand or train on more data"
                 )
-    built = set(feature_dataset(settings).dates())
+    built = set(settings.layout.features.dates())
     days = [d for d in stale_days(settings, "scores") if d in built]
     scored = score_flow(settings, days) if days else None
     return PipelineResult(ingested, features, trained, scored)

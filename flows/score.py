@@ -14,10 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from cellpulse.errors import NoDataError
 from cellpulse.features.spec import spec_for
 from cellpulse.features.store import (
-    expected_dataset,
-    feature_dataset,
     read_features,
-    score_dataset,
 )
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
@@ -66,7 +63,7 @@ def score_days(
     # One day of context before the first day, so the consecutive-ROP alert rule sees
     # the run that leads into it.
     day_before = days[0] - timedelta(days=1)
-    first = day_before if feature_dataset(settings).files(day_before, day_before) else days[0]
+    first = day_before if settings.layout.features.files(day_before, day_before) else days[0]
     features = read_features(settings, first, days[-1], spec)
     predict = predictor(settings)
     scores = score_features(
@@ -104,7 +101,7 @@ def score_on_dask(
 def write_scores(
     settings: Settings, scores: pl.DataFrame, band: pl.DataFrame, days: list[date]
 ) -> None:
-    for ds, table in ((score_dataset(settings), scores), (expected_dataset(settings), band)):
+    for ds, table in ((settings.layout.scores, scores), (settings.layout.expected, band)):
         with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
         for day in days:
             ds.replace_day(with_day.filter(pl.col("_day") == day).drop("_day"), day)
@@ -126,7 +123,7 @@ def publish(
     with open_ops_store(settings) as store:
         store.replace_scores(scores, start, end)
         new = store.upsert_alerts(alerts)
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         ledger.clear_stale("scores", days)
     return new
 
@@ -190,7 +187,7 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
         int((alerts["status"] == "open").sum()),
         scores,
         alerts,
-        score_dataset(settings).root,
+        settings.layout.scores.root,
         ops_store_location(settings),
         len(new),
         delivery,

@@ -13,7 +13,7 @@ from prefect.concurrency.sync import concurrency
 
 from cellpulse.errors import SpecMismatchError
 from cellpulse.features.spec import spec_for
-from cellpulse.features.store import kpi_dataset, load_events, read_features, resolve_days
+from cellpulse.features.store import load_events, read_features, resolve_days
 from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, training, tuning
 from cellpulse.models.boosting import Trainer, train_local
@@ -37,7 +37,7 @@ def load_training_data(
     days = resolve_days(settings, start, end)
     spec = spec_for(settings)
     features = read_features(settings, days[0], days[-1], spec)
-    kpis = kpi_dataset(settings).read(days[0], days[-1])
+    kpis = settings.layout.kpi.read(days[0], days[-1])
     return features, kpis
 
 
@@ -119,7 +119,7 @@ def train_flow(
     tracking.check_tracking(settings)  # before hours of fitting, not after
     spec = spec_for(settings)
     features, kpis = load_training_data(settings, start, end)
-    labels_path = labels or settings.truth_dir / "events.parquet"
+    labels_path = labels or settings.layout.truth_events
     events = load_events(labels_path)
     tags = {
         "feature_spec_hash": spec.hash(),

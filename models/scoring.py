@@ -27,7 +27,7 @@ def scoring_engine(settings: Settings) -> CompiledModels | None:
     process, so each model loads once), else None: LightGBM's own predict."""
     if settings.score_engine != "compiled":
         return None
-    cache = settings.home / "compiled"
+    cache = settings.layout.compiled
     if cache not in _ENGINES:
         _ENGINES[cache] = CompiledModels(cache, settings.train.n_jobs)
     return _ENGINES[cache]

@@ -131,7 +131,7 @@ def _experiment(name: str, settings: Settings) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    location = (settings.mlartifacts_dir / name).as_uri()
+    location = (settings.layout.mlartifacts / name).as_uri()
     return str(mlflow.create_experiment(name, artifact_location=location))
 
 
@@ -175,9 +175,7 @@ def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    from cellpulse.features.store import feature_dataset
-
-    features = feature_dataset(settings)
+    features = settings.layout.features
     with warnings.catch_warnings():
         # MLflow registers the local-file source twice (with and without "file:") and warns
         # that a path matches both; they are the same source.

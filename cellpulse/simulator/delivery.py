@@ -14,6 +14,7 @@ import polars as pl
 
 from cellpulse import lake, progress
 from cellpulse.features.targets import congestion_flags, congestion_periods
+from cellpulse.layout import TRUTH_CONGESTION_FILE, TRUTH_EVENTS_FILE, TRUTH_TOPOLOGY_FILE
 from cellpulse.settings import CongestionRule
 from cellpulse.simulator.config import SimulationConfig
 from cellpulse.simulator.events import draw_events
@@ -131,9 +132,9 @@ def write_network(
         lake.atomic_write_parquet(part, landing_dir / name)
     flags = congestion_flags(pl.concat(narrow), rule, cfg.rop_minutes)
     periods = congestion_periods(flags, cfg.rop_minutes)
-    lake.atomic_write_parquet(events, truth_dir / "events.parquet")
-    lake.atomic_write_parquet(periods, truth_dir / "congestion.parquet")
-    lake.atomic_write_parquet(topo.frame(), truth_dir / "topology.parquet")
+    lake.atomic_write_parquet(events, truth_dir / TRUTH_EVENTS_FILE)
+    lake.atomic_write_parquet(periods, truth_dir / TRUTH_CONGESTION_FILE)
+    lake.atomic_write_parquet(topo.frame(), truth_dir / TRUTH_TOPOLOGY_FILE)
     return SimulationSummary(
         cfg.cells,
         len(set(topo.site_id)),

@@ -39,7 +39,9 @@ def pipeline_run(tmp_path_factory):
     )
     topo = build_topology(TINY)
     events = outage_events(topo, hours=15.0)  # 09:00 to the end of the last day
-    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    write_network(
+        TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion, events
+    )
     result = pipeline_flow(settings)
     receiver.close()
     return settings, str(topo.cell_id[OUTAGE_CELL]), result, receiver
@@ -222,7 +224,7 @@ def test_alert_lifecycle_is_recorded_and_survives_rescoring(
     exported = CliRunner().invoke(app, ["labels", "--home", str(settings.home)])
     assert exported.exit_code == 0, exported.output
     assert "1 confirmed event(s) and 0 false alarm(s)" in exported.output
-    events = load_events(settings.home / "labels" / "operator.parquet")
+    events = load_events(settings.layout.operator_labels)
     assert events is not None
     assert events.select("cell_id", "kind", "type").rows() == [
         (outage_cell, "fault", "operator_confirmed")
@@ -382,7 +384,7 @@ def test_health_on_a_store_another_process_holds_names_no_internals(settings):
         "print('held', flush=True); time.sleep(120)"
     )
     holder = subprocess.Popen(
-        [sys.executable, "-c", hold, str(settings.ops_store_path)],
+        [sys.executable, "-c", hold, str(settings.layout.ops_store)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,7 +9,6 @@ from datetime import date, timedelta
 from typer.testing import CliRunner
 
 from cellpulse.cli import app
-from cellpulse.features.store import feature_dataset, score_dataset
 from cellpulse.flows.backfill import backfill_flow, plan
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.ledger import Ledger
@@ -35,20 +34,22 @@ def test_plan_runs_missing_and_stale_stages_and_scores_after_new_features():
 def test_backfill_fills_gaps_resumes_and_reports(tmp_path, restore_environ):
     settings = tiny_settings(tmp_path / "home")
     events = outage_events(build_topology(TINY))
-    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    write_network(
+        TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion, events
+    )
     pipeline_flow(settings)
     last = TINY.start + timedelta(days=TINY.days - 1)
     gap = [last - timedelta(days=2), last - timedelta(days=1)]
     for day in gap:  # lose two days of scores, and mark the last day's features stale
-        shutil.rmtree(score_dataset(settings).day_dir(day))
-    with Ledger(settings.ledger_path) as ledger:
+        shutil.rmtree(settings.layout.scores.day_dir(day))
+    with Ledger(settings.layout.ledger) as ledger:
         ledger.mark_stale("features", [last])
 
     first = backfill_flow(settings, gap[0], last)
     assert first.ran == {gap[0]: ["score"], gap[1]: ["score"], last: ["features", "score"]}
-    assert set(score_dataset(settings).dates()) >= {*gap, last}
+    assert set(settings.layout.scores.dates()) >= {*gap, last}
     assert all(seconds > 0 for seconds in first.seconds.values())
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         assert ledger.stale("features") == [] and ledger.stale("scores") == []
 
     again = backfill_flow(settings, TINY.start, last)
@@ -72,14 +73,14 @@ def test_backfill_fills_gaps_resumes_and_reports(tmp_path, restore_environ):
     assert result.exit_code == 0, result.output
     assert "1 days with KPIs, 1 run, 0 already current" in result.output
     assert "s per day (median)" in result.output
-    assert feature_dataset(settings).dates()[-1] == last
+    assert settings.layout.features.dates()[-1] == last
 
     nothing = CliRunner().invoke(
         app,
         ["backfill", "--home", str(settings.home), "--from", "2030-01-01", "--to", "2030-01-02"],
     )
     assert nothing.exit_code == 2 and "no ingested KPIs between" in nothing.output
-    assert date(2030, 1, 1) not in score_dataset(settings).dates()
+    assert date(2030, 1, 1) not in settings.layout.scores.dates()
 
 
 def test_an_unchanged_day_reuses_its_cached_build_and_a_new_delivery_invalidates_it(tmp_path):
@@ -92,12 +93,12 @@ def test_an_unchanged_day_reuses_its_cached_build_and_a_new_delivery_invalidates
     from cellpulse.ingest import ingest_files
 
     settings = tiny_settings(tmp_path / "home")
-    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion)
-    ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))
+    write_network(TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion)
+    ingest_files([settings.layout.landing], settings, datetime(2026, 2, 1, tzinfo=UTC))
     day = TINY.start + timedelta(days=TINY.days - 1)
     first = features_flow(settings, day, day)
     assert first is not None and first.reused == 0
-    part = feature_dataset(settings).files(day, day)[0]
+    part = settings.layout.features.files(day, day)[0]
     stamp = part.stat().st_mtime_ns
 
     again = features_flow(settings, day, day)
@@ -105,16 +106,16 @@ def test_an_unchanged_day_reuses_its_cached_build_and_a_new_delivery_invalidates
     assert part.stat().st_mtime_ns == stamp  # nothing was rewritten
 
     # A corrected delivery for that day changes its inputs: the day is built again.
-    kpis = lake.Dataset(settings.lake_dir / "kpi").read(day, day).head(1)
+    kpis = settings.layout.kpi.read(day, day).head(1)
     fix = kpis.with_columns(pl.lit(1.0).alias("prb_util_dl_pct"))
-    lake.atomic_write_parquet(fix, settings.landing_dir / "late" / "fix.parquet")
-    ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))
+    lake.atomic_write_parquet(fix, settings.layout.landing / "late" / "fix.parquet")
+    ingest_files([settings.layout.landing], settings, datetime(2026, 2, 1, tzinfo=UTC))
     rebuilt = features_flow(settings, day, day)
     assert rebuilt is not None and rebuilt.reused == 0
 
     # Output lost: the cache cannot bring it back, so the day is built again.
-    for f in feature_dataset(settings).files(day, day):
+    for f in settings.layout.features.files(day, day):
         f.unlink()
     restored = features_flow(settings, day, day)
     assert restored is not None and restored.reused == 0
-    assert feature_dataset(settings).files(day, day)
+    assert settings.layout.features.files(day, day)

@@ -28,7 +28,9 @@ def test_fold_ends_tile_the_newest_days():
 def test_backtest_logs_a_parent_with_mean_and_spread_and_a_nested_run_per_fold(tmp_path):
     settings = tiny_settings(tmp_path / "home")
     events = outage_events(build_topology(TINY))
-    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    write_network(
+        TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion, events
+    )
     pipeline_flow(settings)
     result = backtest_flow(settings, folds=2)
 

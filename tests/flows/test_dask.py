@@ -8,7 +8,6 @@ import shutil
 
 import polars as pl
 
-from cellpulse.features.store import expected_dataset, feature_dataset, score_dataset
 from cellpulse.flows.features import features_flow
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.flows.score import score_flow
@@ -18,22 +17,24 @@ from tests.conftest import TINY, outage_events, tiny_settings
 
 def outputs(settings) -> dict[str, pl.DataFrame]:
     return {
-        "features": feature_dataset(settings).read().sort("cell_id", "ts"),
-        "scores": score_dataset(settings).read().drop("scored_at").sort("cell_id", "ts"),
-        "expected": expected_dataset(settings).read().sort("cell_id", "ts"),
+        "features": settings.layout.features.read().sort("cell_id", "ts"),
+        "scores": settings.layout.scores.read().drop("scored_at").sort("cell_id", "ts"),
+        "expected": settings.layout.expected.read().sort("cell_id", "ts"),
     }
 
 
 def test_dask_fan_out_gives_the_single_process_results(tmp_path):
     single = tiny_settings(tmp_path / "home")
     events = outage_events(build_topology(TINY))
-    write_network(TINY, single.landing_dir, single.truth_dir, single.congestion, events)
+    write_network(
+        TINY, single.layout.landing, single.layout.ground_truth, single.congestion, events
+    )
     pipeline_flow(single)
     before = outputs(single)
-    days = feature_dataset(single).dates()
+    days = single.layout.features.dates()
 
     for name in ("features", "scores", "expected"):
-        shutil.rmtree(single.lake_dir / name)
+        shutil.rmtree(single.layout.lake / name)
     on_dask = single.model_copy(update={"dask_address": "local", "dask_workers": 2})
     built = features_flow(on_dask, days[0], days[-1])
     assert built is not None and built.days == days

@@ -77,7 +77,11 @@ def network_home(tmp_path):
     settings = tiny_settings(tmp_path / "home")
     topo = build_topology(TINY)
     write_network(
-        TINY, settings.landing_dir, settings.truth_dir, settings.congestion, outage_events(topo)
+        TINY,
+        settings.layout.landing,
+        settings.layout.ground_truth,
+        settings.congestion,
+        outage_events(topo),
     )
     ingest_flow(settings)
     features_flow(settings)
@@ -120,7 +124,7 @@ def test_scores_land_in_the_lake_while_the_ops_store_is_busy_and_publish_later(
 ):
     settings = network_home
     train_flow(settings)
-    days = lake.Dataset(settings.lake_dir / "features").dates()[-2:]
+    days = settings.layout.features.dates()[-2:]
     with open_ops_store(settings):
         pass  # create the store
     holder = subprocess.Popen(  # another process holding the DuckDB file's lock
@@ -141,16 +145,16 @@ def test_scores_land_in_the_lake_while_the_ops_store_is_busy_and_publish_later(
     finally:
         holder.kill()
         holder.wait()
-    scored = lake.Dataset(settings.lake_dir / "scores").read(days[0], days[-1])
+    scored = settings.layout.scores.read(days[0], days[-1])
     assert scored.height > 0  # the scores are safe in the lake ...
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         assert set(days) <= set(ledger.stale("scores"))  # ... and still owed to the store
 
     result = score_flow(settings, days)  # the store is back: the same scores are published
     assert result.rows == scored.height
     with open_ops_store(settings, read_only=True) as store:
         assert store.count("scores") == scored.height
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         assert not set(days) & set(ledger.stale("scores"))
 
 
@@ -158,7 +162,7 @@ def test_a_full_disk_while_writing_features_is_a_clear_error_and_loses_nothing(
     network_home, monkeypatch
 ):
     settings = network_home
-    features = lake.Dataset(settings.lake_dir / "features")
+    features = settings.layout.features
     day = features.dates()[-1]
     before = {f: f.read_bytes() for f in features.day_files(day)}
 

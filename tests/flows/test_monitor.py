@@ -18,7 +18,9 @@ from tests.conftest import TINY, outage_events, tiny_settings
 def trained(tmp_path):
     settings = tiny_settings(tmp_path / "home")
     events = outage_events(build_topology(TINY))
-    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    write_network(
+        TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion, events
+    )
     pipeline_flow(settings)
     return settings
 

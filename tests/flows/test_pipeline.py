@@ -24,16 +24,18 @@ from tests.conftest import OUTAGE_CELL, TINY, outage_events, tiny_settings
 def simulate_into(settings):
     topo = build_topology(TINY)
     events = outage_events(topo)
-    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    write_network(
+        TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion, events
+    )
     return topo, events
 
 
 def counts(settings) -> dict[str, int]:
     out = {
-        name: lake.Dataset(settings.lake_dir / name).read().height
+        name: lake.Dataset(settings.layout.lake / name).read().height
         for name in ("kpi", "features", "scores")
     }
-    with duckdb.connect(str(settings.ops_store_path), read_only=True) as con:
+    with duckdb.connect(str(settings.layout.ops_store), read_only=True) as con:
         for table in ("scores", "alerts"):
             out[f"ops_{table}"] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return out
@@ -50,7 +52,7 @@ def test_pipeline_end_to_end_and_idempotent(tmp_path):
     assert result.train is not None
     assert result.score is not None and result.score.rows == rows
 
-    scores = lake.Dataset(settings.lake_dir / "scores").read()
+    scores = settings.layout.scores.read()
     assert scores.columns == list(SCORE_COLUMNS)
     assert scores.height == rows
     assert scores.select("cell_id", "ts").is_duplicated().sum() == 0

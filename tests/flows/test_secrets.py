@@ -37,9 +37,9 @@ def _stored_parameters(state) -> str:
 
 def test_flow_runs_store_no_secret_and_flows_still_get_the_real_ones(tmp_path):
     settings = _secret_settings(tmp_path / "home")
-    settings.landing_dir.mkdir(parents=True)
+    settings.layout.landing.mkdir(parents=True)
 
-    ingested = ingest_flow(settings, [settings.landing_dir], return_state=True)
+    ingested = ingest_flow(settings, [settings.layout.landing], return_state=True)
     assert ingested.is_completed(), ingested.message
     stored = _stored_parameters(ingested)
     assert str(settings.home) in stored  # the parameters are there, only the secrets are not

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from cellpulse import lake
 from cellpulse.runtime import TELEMETRY_OFF
 from cellpulse.simulator import build_topology, write_network
 from tests.conftest import TINY, free_port, outage_events, tiny_settings
@@ -106,7 +105,9 @@ def test_serve_registers_the_documented_schedules_and_runs_a_triggered_pipeline(
     api = prefect_server
     settings = tiny_settings(tmp_path / "home")
     events = outage_events(build_topology(TINY), hours=15.0)  # still open at the newest ROP
-    write_network(TINY, settings.landing_dir, settings.truth_dir, settings.congestion, events)
+    write_network(
+        TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion, events
+    )
     # The tiny models of the other flow tests, through a config file as an operator would.
     config = tmp_path / "cellpulse.yaml"
     config.write_text("train: {num_trees: 25, n_jobs: 1, holdout_days: 2, min_data_in_leaf: 20}\n")
@@ -162,7 +163,7 @@ def test_serve_registers_the_documented_schedules_and_runs_a_triggered_pipeline(
             "the triggered pipeline run",
         )
         assert state["type"] == "COMPLETED", state.get("message")
-        scores = lake.Dataset(settings.lake_dir / "scores").read()
+        scores = settings.layout.scores.read()
         assert scores.height == TINY.cells * TINY.days * TINY.rops_per_day
         assert receiver.paths and all(p == "/hook?token=t0k-serve" for p in receiver.paths)
         runs = _call(api, "POST", "/flow_runs/filter", {})

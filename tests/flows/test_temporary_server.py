@@ -59,8 +59,8 @@ def test_a_killed_command_takes_its_temporary_prefect_server_with_it(tmp_path):
     settings = tiny_settings(tmp_path / "home")
     write_network(
         TINY,
-        settings.landing_dir,
-        settings.truth_dir,
+        settings.layout.landing,
+        settings.layout.ground_truth,
         settings.congestion,
         outage_events(build_topology(TINY)),
     )

@@ -78,7 +78,7 @@ def test_an_empty_or_short_token_setting_refuses_to_start(tmp_path, token):
 @pytest.mark.parametrize("content", ["", "\n", "   \n", "too-short\n"])
 def test_a_blank_or_short_token_file_is_an_error_naming_the_file(tmp_path, content):
     settings = tiny_settings(tmp_path / "home")
-    path = settings.api_token_path
+    path = settings.layout.api_token
     path.parent.mkdir(parents=True)
     path.write_text(content)
     path.chmod(0o600)
@@ -113,26 +113,26 @@ def test_the_token_file_is_owner_only_as_created(tmp_path, monkeypatch):
         token = api_token(settings)
     finally:
         os.umask(old)
-    mode = stat.S_IMODE(settings.api_token_path.stat().st_mode)
+    mode = stat.S_IMODE(settings.layout.api_token.stat().st_mode)
     assert mode == 0o600, oct(mode)
-    assert len(token) >= 32 and settings.api_token_path.read_text().strip() == token
+    assert len(token) >= 32 and settings.layout.api_token.read_text().strip() == token
     assert api_token(settings) == token  # kept, not remade
 
 
 def test_a_token_file_others_can_read_is_refused(tmp_path):
     settings = tiny_settings(tmp_path / "home")
     token = api_token(settings)
-    settings.api_token_path.chmod(0o644)
+    settings.layout.api_token.chmod(0o644)
     with pytest.raises(ApiTokenError, match="chmod 600"):
         create_app(settings)
-    settings.api_token_path.chmod(0o600)
+    settings.layout.api_token.chmod(0o600)
     assert api_token(settings) == token
 
 
 def test_a_dangling_link_in_the_token_files_place_is_an_error(tmp_path):
     settings = tiny_settings(tmp_path / "home")
     settings.home.mkdir(parents=True)
-    settings.api_token_path.symlink_to(tmp_path / "elsewhere")
+    settings.layout.api_token.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ApiTokenError, match="not a file"):
         create_app(settings)
     assert not (tmp_path / "elsewhere").exists()  # never created through the link
@@ -233,8 +233,8 @@ def test_error_answers_keep_internals_from_unauthenticated_callers(scored, monke
     # /health on a store another process holds: DuckDB's message names the file and the
     # holder's executable and PID.
     busy = OpsStoreUnavailable(
-        f"ops store {scored.ops_store_path} is busy (IO Error: Could not set lock on file "
-        f'"{scored.ops_store_path}": Conflicting lock is held in /usr/bin/python3.12 '
+        f"ops store {scored.layout.ops_store} is busy (IO Error: Could not set lock on file "
+        f'"{scored.layout.ops_store}": Conflicting lock is held in /usr/bin/python3.12 '
         "(PID 4242) by user ops); retry shortly"
     )
 

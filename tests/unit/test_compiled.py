@@ -136,7 +136,7 @@ def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained,
         )
 
     plain = table(settings)
-    assert not (settings.home / "compiled").exists()
+    assert not (settings.layout.compiled).exists()
     assert table(compiled).equals(plain)
     assert len(list((tmp_path / "compiled").glob("*.so"))) == len(anomaly.model.boosters) + 1
     band = anomaly.model.band(holdout, predict=scoring.predictor(compiled))

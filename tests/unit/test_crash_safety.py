@@ -41,8 +41,8 @@ ingest_files([Path(sys.argv[1]) / "landing"], s, datetime(2026, 2, 1, tzinfo=UTC
 def prepared_home(root: Path, name: str) -> Path:
     home = root / name
     settings = tiny_settings(home)
-    write_network(CFG, settings.landing_dir, settings.truth_dir, settings.congestion)
-    bad = settings.landing_dir / "zz_broken.parquet"
+    write_network(CFG, settings.layout.landing, settings.layout.ground_truth, settings.congestion)
+    bad = settings.layout.landing / "zz_broken.parquet"
     bad.write_bytes(b"PAR1 truncated")  # a rejected file: its report is a write too
     return home
 
@@ -59,8 +59,8 @@ def run_ingest(home: Path, failpoint: str | None = None) -> int:
 
 def snapshot(home: Path) -> tuple[pl.DataFrame, list[tuple[str, str, int]]]:
     settings = tiny_settings(home)
-    rows = lake.Dataset(settings.lake_dir / "kpi").read().sort("cell_id", "ts")
-    with Ledger(settings.ledger_path) as ledger:
+    rows = settings.layout.kpi.read().sort("cell_id", "ts")
+    with Ledger(settings.layout.ledger) as ledger:
         files = sorted((Path(r.path).name, r.status, r.rows_accepted) for r in ledger.files())
     return rows, files
 
@@ -88,7 +88,7 @@ def baseline(tmp_path_factory):
 def test_kill_at_a_write_boundary_then_rerun_equals_uninterrupted(tmp_path, baseline, failpoint):
     home = prepared_home(tmp_path, "home")
     assert run_ingest(home, failpoint) == -signal.SIGKILL
-    kpi = tiny_settings(home).lake_dir / "kpi"
+    kpi = tiny_settings(home).layout.lake / "kpi"
     # Whatever readers see is whole (a killed writer's pending delta folder is hidden from
     # them and swept by the next run).
     for part in lake.Dataset(kpi).files():
@@ -124,7 +124,7 @@ def test_in_process_and_subprocess_agree(tmp_path, baseline):
     )
     from datetime import UTC, datetime
 
-    ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))
+    ingest_files([settings.layout.landing], settings, datetime(2026, 2, 1, tzinfo=UTC))
     rows, _ = snapshot(home)
     assert rows.equals(baseline[0])
     shutil.rmtree(home)

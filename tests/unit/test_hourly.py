@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from cellpulse import lake
 from cellpulse.features.spec import default_spec
 from cellpulse.features.store import build_day, read_features, record_built, resolve_days
 from cellpulse.ingest import ingest_files
@@ -22,8 +21,10 @@ NOW = datetime(2026, 2, 1, tzinfo=UTC)
 def test_hourly_rops_ingest_build_train_and_score(tmp_path):
     settings = tiny_settings(tmp_path / "home").model_copy(update={"rop_minutes": 60})
     cfg = SimulationConfig(cells=12, days=9, seed=3, rop_minutes=60, events_per_cell_day=0.05)
-    sim = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    sim = write_network(
+        cfg, settings.layout.landing, settings.layout.ground_truth, settings.congestion
+    )
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert summary.rows_accepted == 12 * 9 * 24 and summary.rows_quarantined == 0
 
     spec = default_spec(60)
@@ -32,7 +33,7 @@ def test_hourly_rops_ingest_build_train_and_score(tmp_path):
     built = record_built(settings, spec, [build_day(settings, spec, day) for day in days])
     assert built.rows == 12 * 9 * 24
     features = read_features(settings, None, None, spec)
-    kpis = lake.Dataset(settings.lake_dir / "kpi").read()
+    kpis = settings.layout.kpi.read()
     anomaly = training.train_anomaly(features, sim.events, settings, spec.hash())
     congestion = training.train_congestion(features, kpis, settings, spec.hash())
     ref = ModelRef("m", "1", "r")
@@ -47,10 +48,10 @@ def test_hourly_rops_ingest_build_train_and_score(tmp_path):
 def test_quarter_hour_rows_are_refused_by_an_hourly_installation(tmp_path):
     settings = tiny_settings(tmp_path / "home").model_copy(update={"rop_minutes": 60})
     cfg = SimulationConfig(cells=3, days=1, seed=3)  # 15-minute ROPs
-    write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    write_network(cfg, settings.layout.landing, settings.layout.ground_truth, settings.congestion)
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert summary.rows_accepted == 3 * 24  # the full hours
     assert summary.rows_quarantined == 3 * 24 * 3
-    report = next(settings.quarantine_dir.glob("*.report.txt")).read_text()
+    report = next(settings.layout.quarantine.glob("*.report.txt")).read_text()
     assert "not aligned to the 60-minute ROP" in report
-    assert pl.read_parquet(next(settings.quarantine_dir.glob("*.rows.parquet"))).height == 9
+    assert pl.read_parquet(next(settings.layout.quarantine.glob("*.rows.parquet"))).height == 9

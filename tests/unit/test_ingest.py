@@ -33,13 +33,13 @@ def write_landing(landing: Path, cfg: SimulationConfig = CFG) -> pl.DataFrame:
 
 
 def kpi_rows(settings) -> pl.DataFrame:
-    rows = lake.Dataset(settings.lake_dir / "kpi").read()
+    rows = settings.layout.kpi.read()
     return rows.sort("cell_id", "ts") if rows.height else rows
 
 
 def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
-    truth = write_landing(settings.landing_dir)
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    truth = write_landing(settings.layout.landing)
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert summary.count("ingested") == 48
     assert summary.rows_accepted == truth.height
     stored = kpi_rows(settings)
@@ -47,8 +47,8 @@ def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
     assert stored.equals(truth.sort("cell_id", "ts").select(stored.columns))
     parts = sorted(
         {
-            p.relative_to(settings.lake_dir / "kpi").parts[:2]
-            for p in (settings.lake_dir / "kpi").rglob("*")
+            p.relative_to(settings.layout.lake / "kpi").parts[:2]
+            for p in (settings.layout.lake / "kpi").rglob("*")
             if p.is_file()
         }
     )
@@ -59,26 +59,26 @@ def test_ingest_lands_every_row_partitioned_by_date_and_region(settings):
 
 
 def test_second_ingest_changes_nothing(settings):
-    write_landing(settings.landing_dir)
-    ingest_files([settings.landing_dir], settings, NOW)
-    before = {p: p.read_bytes() for p in settings.lake_dir.rglob("*") if p.is_file()}
-    again = ingest_files([settings.landing_dir], settings, NOW)
+    write_landing(settings.layout.landing)
+    ingest_files([settings.layout.landing], settings, NOW)
+    before = {p: p.read_bytes() for p in settings.layout.lake.rglob("*") if p.is_file()}
+    again = ingest_files([settings.layout.landing], settings, NOW)
     assert again.count("skipped") == 48 and again.count("ingested") == 0
     assert again.partitions_written == 0
-    assert {p: p.read_bytes() for p in settings.lake_dir.rglob("*") if p.is_file()} == before
+    assert {p: p.read_bytes() for p in settings.layout.lake.rglob("*") if p.is_file()} == before
 
 
 def test_redelivered_rop_replaces_the_earlier_values_and_marks_days_stale(settings):
-    truth = write_landing(settings.landing_dir)
-    ingest_files([settings.landing_dir], settings, NOW)
-    with Ledger(settings.ledger_path) as ledger:
+    truth = write_landing(settings.layout.landing)
+    ingest_files([settings.layout.landing], settings, NOW)
+    with Ledger(settings.layout.ledger) as ledger:
         for stage in ("features", "scores"):
             ledger.clear_stale(stage, ledger.stale(stage))
     first = truth.sort("cell_id", "ts").head(1)
     corrected = first.with_columns(pl.lit(42.0).alias("prb_util_dl_pct"))
-    redelivery = settings.landing_dir / "late" / "A20260105.0000+0000-0100+0000_fix.parquet"
+    redelivery = settings.layout.landing / "late" / "A20260105.0000+0000-0100+0000_fix.parquet"
     lake.atomic_write_parquet(corrected, redelivery)
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert summary.count("ingested") == 1 and summary.rows_replaced == 1
     stored = kpi_rows(settings)
     assert stored.height == truth.height
@@ -86,19 +86,19 @@ def test_redelivered_rop_replaces_the_earlier_values_and_marks_days_stale(settin
         (pl.col("cell_id") == first["cell_id"][0]) & (pl.col("ts") == first["ts"][0])
     )
     assert row["prb_util_dl_pct"].to_list() == [42.0]
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         assert [str(d) for d in ledger.stale("features")] == ["2026-01-05"]
         assert [str(d) for d in ledger.stale("scores")] == ["2026-01-05"]
 
 
 def test_files_of_one_run_that_redeliver_keys_leave_the_later_row(settings):
-    truth = write_landing(settings.landing_dir).sort("cell_id", "ts")
+    truth = write_landing(settings.layout.landing).sort("cell_id", "ts")
     # A correction of the first hour's last ROP, delivered in the same run: its period
     # starts exactly where the hourly file's ends, so the two share keys.
     first = truth.filter(pl.col("ts") == truth["ts"].min() + timedelta(minutes=45))
     corrected = first.with_columns(pl.lit(42.0).alias("prb_util_dl_pct"))
-    lake.atomic_write_parquet(corrected, settings.landing_dir / "z-correction.parquet")
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    lake.atomic_write_parquet(corrected, settings.layout.landing / "z-correction.parquet")
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert summary.rows_replaced == first.height == CFG.cells
     stored = kpi_rows(settings)
     assert stored.height == truth.height
@@ -112,15 +112,15 @@ def test_files_of_one_run_that_redeliver_keys_leave_the_later_row(settings):
 
 
 def test_same_content_under_another_name_is_a_recorded_duplicate(settings):
-    write_landing(settings.landing_dir)
-    ingest_files([settings.landing_dir], settings, NOW)
-    src = sorted(settings.landing_dir.glob("*.parquet"))[0]
-    copy = settings.landing_dir / "again" / src.name
+    write_landing(settings.layout.landing)
+    ingest_files([settings.layout.landing], settings, NOW)
+    src = sorted(settings.layout.landing.glob("*.parquet"))[0]
+    copy = settings.layout.landing / "again" / src.name
     copy.parent.mkdir()
     copy.write_bytes(src.read_bytes())
     summary = ingest_files([copy], settings, NOW)
     assert [f.status for f in summary.files] == ["duplicate"]
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         assert any(r.status == "duplicate" and r.path == str(copy) for r in ledger.files())
 
 
@@ -154,12 +154,12 @@ def broken_file(landing: Path) -> tuple[Path, pl.DataFrame]:
 
 
 def test_bad_rows_are_quarantined_with_every_reason_and_the_rest_accepted(settings):
-    path, _rows = broken_file(settings.landing_dir)
+    path, _rows = broken_file(settings.layout.landing)
     raw_hash = file_sha256(path)
     summary = ingest_files([path], settings, NOW)
     result = summary.files[0]
     assert (result.rows_in, result.rows_accepted, result.rows_quarantined) == (10, 4, 6)
-    quarantined = pl.read_parquet(settings.quarantine_dir / f"{path.name}.rows.parquet")
+    quarantined = pl.read_parquet(settings.layout.quarantine / f"{path.name}.rows.parquet")
     reasons = " | ".join(quarantined["reason"].to_list())
     for expected in (
         "prb_util_dl_pct: above 100",
@@ -171,7 +171,7 @@ def test_bad_rows_are_quarantined_with_every_reason_and_the_rest_accepted(settin
     ):
         assert expected in reasons
     assert quarantined.filter(pl.col("_row") == 0)["prb_util_dl_pct"].item() == 120.0
-    report = (settings.quarantine_dir / f"{path.name}.report.txt").read_text()
+    report = (settings.layout.quarantine / f"{path.name}.report.txt").read_text()
     assert "quarantined: 6" in report and "above 100" in report
     assert kpi_rows(settings).height == 4
     assert file_sha256(path) == raw_hash  # the raw file is never modified
@@ -195,11 +195,11 @@ def test_rows_older_than_the_retention_empty_cell_ids_and_overlong_outages_are_q
         .otherwise("unavail_s")
         .alias("unavail_s"),
     )
-    path = settings.landing_dir / "A_old.parquet"
+    path = settings.layout.landing / "A_old.parquet"
     lake.atomic_write_parquet(rows, path)
     summary = ingest_files([path], settings, NOW)
     assert (summary.rows_accepted, summary.rows_quarantined) == (1, 3)
-    bad = pl.read_parquet(settings.quarantine_dir / "A_old.parquet.rows.parquet").sort("_row")
+    bad = pl.read_parquet(settings.layout.quarantine / "A_old.parquet.rows.parquet").sort("_row")
     assert bad["reason"].to_list() == [
         f"ts: older than the {settings.ingest.retention_days}-day retention",
         "cell_id: missing or empty cell_id",
@@ -217,17 +217,17 @@ def test_timestamps_beyond_what_python_can_hold_are_quarantined_not_fatal(settin
         .cast(pl.Datetime("us", "UTC"))
         .alias("ts")
     )
-    path = settings.landing_dir / "A_damaged.parquet"
+    path = settings.layout.landing / "A_damaged.parquet"
     lake.atomic_write_parquet(rows, path)
     summary = ingest_files([path], settings, NOW)
     assert (summary.rows_accepted, summary.rows_quarantined) == (1, 2)
-    report = (settings.quarantine_dir / "A_damaged.parquet.report.txt").read_text()
+    report = (settings.layout.quarantine / "A_damaged.parquet.report.txt").read_text()
     assert "ts -0258-04-13 14:13:20+00:00" in report and "ts +20000-01-01" in report
 
 
 def test_reject_file_policy_keeps_the_whole_file_out(settings):
     strict = settings.model_copy(update={"ingest": IngestSettings(bad_rows="reject_file")})
-    path, _ = broken_file(strict.landing_dir)
+    path, _ = broken_file(strict.layout.landing)
     summary = ingest_files([path], strict, NOW)
     assert summary.files[0].status == "rejected"
     assert "policy reject_file" in (summary.files[0].reason or "")
@@ -235,14 +235,14 @@ def test_reject_file_policy_keeps_the_whole_file_out(settings):
 
 
 def test_rows_of_foreign_regions_are_refused_when_residency_is_set(settings):
-    truth = write_landing(settings.landing_dir)
+    truth = write_landing(settings.layout.landing)
     own = settings.model_copy(update={"regions": ["north"]})
-    summary = ingest_files([settings.landing_dir], own, NOW)
+    summary = ingest_files([settings.layout.landing], own, NOW)
     assert summary.rows_accepted == truth.filter(pl.col("region") == "north").height
     assert set(kpi_rows(own)["region"]) == {"north"}
     assert (
         "region not held by this installation"
-        in next(own.quarantine_dir.glob("*.report.txt")).read_text()
+        in next(own.layout.quarantine.glob("*.report.txt")).read_text()
     )
 
 
@@ -268,14 +268,14 @@ def test_rows_of_foreign_regions_are_refused_when_residency_is_set(settings):
     ],
 )
 def test_unusable_files_are_rejected_with_a_clear_reason(settings, make, needle):
-    path = settings.landing_dir / "A_bad.parquet"
+    path = settings.layout.landing / "A_bad.parquet"
     path.parent.mkdir(parents=True)
     make(path)
     summary = ingest_files([path], settings, NOW)
     assert summary.files[0].status == "rejected"
     assert needle in summary.files[0].reason
     assert str(path) in summary.files[0].reason
-    assert (settings.quarantine_dir / "A_bad.parquet.report.txt").exists()
+    assert (settings.layout.quarantine / "A_bad.parquet.report.txt").exists()
 
 
 def test_unsupported_file_type_is_rejected(settings, tmp_path):
@@ -325,17 +325,17 @@ def test_last_per_key_keeps_order_and_the_last_duplicate():
 
 def test_archive_setting_moves_ingested_files_unchanged(settings):
     archiving = settings.model_copy(update={"ingest": IngestSettings(after="archive")})
-    write_landing(archiving.landing_dir)
-    names = sorted(p.name for p in archiving.landing_dir.glob("*.parquet"))
-    hashes = {p.name: file_sha256(p) for p in archiving.landing_dir.glob("*.parquet")}
-    bad, _ = broken_file(archiving.landing_dir / "sub")
-    summary = ingest_files([archiving.landing_dir], archiving, NOW)
+    write_landing(archiving.layout.landing)
+    names = sorted(p.name for p in archiving.layout.landing.glob("*.parquet"))
+    hashes = {p.name: file_sha256(p) for p in archiving.layout.landing.glob("*.parquet")}
+    bad, _ = broken_file(archiving.layout.landing / "sub")
+    summary = ingest_files([archiving.layout.landing], archiving, NOW)
     assert summary.count("ingested") == 49
-    archived = sorted(p.name for p in archiving.archive_dir.glob("*.parquet"))
+    archived = sorted(p.name for p in archiving.layout.archive.glob("*.parquet"))
     assert archived == names
-    assert {p.name: file_sha256(p) for p in archiving.archive_dir.glob("*.parquet")} == hashes
-    assert (archiving.archive_dir / "sub" / bad.name).exists()  # quarantined rows, rest in
-    assert not list(archiving.landing_dir.rglob("*.parquet"))
+    assert {p.name: file_sha256(p) for p in archiving.layout.archive.glob("*.parquet")} == hashes
+    assert (archiving.layout.archive / "sub" / bad.name).exists()  # quarantined rows, rest in
+    assert not list(archiving.layout.landing.rglob("*.parquet"))
     assert kpi_rows(archiving).height == 6 * 2 * 96  # the broken file re-delivers known keys
 
 
@@ -352,11 +352,11 @@ def single_region_files(landing: Path) -> list[tuple[Path, pl.DataFrame]]:
 
 
 def test_a_file_already_in_the_lakes_shape_is_copied_not_reencoded(settings):
-    files = single_region_files(settings.landing_dir)
+    files = single_region_files(settings.layout.landing)
     before = {path: path.read_bytes() for path, _ in files}
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert summary.count("ingested") == len(files)
-    fragments = {f.read_bytes() for f in (settings.lake_dir / "kpi").rglob("f-*")}
+    fragments = {f.read_bytes() for f in (settings.layout.lake / "kpi").rglob("f-*")}
     assert fragments == set(before.values())  # every fragment is a landing file, verbatim
     assert all(path.read_bytes() == data for path, data in before.items())  # raw untouched
     truth = pl.concat([rows for _, rows in files])
@@ -365,13 +365,13 @@ def test_a_file_already_in_the_lakes_shape_is_copied_not_reencoded(settings):
 
 
 def test_a_file_conforming_changes_is_reencoded(settings):
-    (path, rows), *others = single_region_files(settings.landing_dir)
+    (path, rows), *others = single_region_files(settings.layout.landing)
     for other, _ in others:
         other.unlink()
     # No region: conforming fills it in, so the file is not what the lake holds.
     lake.atomic_write_parquet(rows.with_columns(pl.lit(None, pl.String).alias("region")), path)
-    ingest_files([settings.landing_dir], settings, NOW)
-    (fragment,) = (settings.lake_dir / "kpi").rglob("f-*")
+    ingest_files([settings.layout.landing], settings, NOW)
+    (fragment,) = (settings.layout.lake / "kpi").rglob("f-*")
     assert fragment.suffix == lake.FRAGMENT_SUFFIX  # written, not copied
     assert lake.scan([fragment]).collect()["region"].unique().to_list() == ["unassigned"]
 
@@ -399,16 +399,16 @@ def one_day(rows: int = 4) -> pl.DataFrame:
 def files_outside(home: Path, settings) -> list[Path]:
     """Files ingest wrote anywhere but where it may write."""
     allowed = (
-        settings.landing_dir,
-        settings.lake_dir / "kpi",
-        settings.quarantine_dir,
-        settings.archive_dir,
+        settings.layout.landing,
+        settings.layout.lake / "kpi",
+        settings.layout.quarantine,
+        settings.layout.archive,
     )
     return [
         p
         for p in home.parent.rglob("*")
         if p.is_file()
-        and p != settings.ledger_path
+        and p != settings.layout.ledger
         and not any(p.is_relative_to(folder) for folder in allowed)
     ]
 
@@ -421,17 +421,17 @@ def test_a_region_that_is_not_a_plain_folder_name_is_quarantined_never_a_path(se
         .otherwise("region")
         .alias("region")
     )
-    path = settings.landing_dir / "A_region.parquet"
+    path = settings.layout.landing / "A_region.parquet"
     lake.atomic_write_parquet(rows, path)
     summary = ingest_files([path], settings, NOW)
     (result,) = summary.files
     assert (result.status, result.rows_accepted, result.rows_quarantined) == ("ingested", 3, 1)
-    bad = pl.read_parquet(settings.quarantine_dir / "A_region.parquet.rows.parquet")
+    bad = pl.read_parquet(settings.layout.quarantine / "A_region.parquet.rows.parquet")
     assert bad["region"].to_list() == [region]  # kept as the file had it
     assert bad["reason"][0].startswith("region: not a valid region (1-64 characters")
     assert "fix the region in the export" in bad["reason"][0]
     assert files_outside(settings.home, settings) == []
-    kpi = settings.lake_dir / "kpi"
+    kpi = settings.layout.lake / "kpi"
     assert sorted(p.name for p in kpi.glob("date=*/*")) == ["region=north"]
     assert kpi_rows(settings).height == 3
 
@@ -491,19 +491,19 @@ def malformed(kind: str) -> pl.DataFrame:
 
 @pytest.mark.parametrize("kind", ["list_measurement", "list_cell_id", "struct_region"])
 def test_a_malformed_file_is_rejected_and_the_files_beside_it_are_ingested(settings, kind):
-    truth = write_landing(settings.landing_dir)
-    bad = settings.landing_dir / "A_malformed.parquet"
+    truth = write_landing(settings.layout.landing)
+    bad = settings.layout.landing / "A_malformed.parquet"
     lake.atomic_write_parquet(malformed(kind), bad)
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert summary.count("ingested") == 48 and kpi_rows(settings).height == truth.height
     (rejected,) = summary.rejected
     assert rejected.path == bad
     assert "hold lists, records, objects or raw bytes, not single values" in (rejected.reason or "")
-    report = (settings.quarantine_dir / "A_malformed.parquet.report.txt").read_text()
+    report = (settings.layout.quarantine / "A_malformed.parquet.report.txt").read_text()
     assert "hold lists, records" in report
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         assert [r.status for r in ledger.files() if r.path == str(bad)] == ["rejected"]
-    again = ingest_files([settings.landing_dir], settings, NOW)  # a later run: no crash
+    again = ingest_files([settings.layout.landing], settings, NOW)  # a later run: no crash
     assert again.count("skipped") == 49
 
 
@@ -512,8 +512,8 @@ def test_any_failure_reading_one_file_rejects_that_file_only(settings, monkeypat
     file, with the error's first line as the reason."""
     import cellpulse.ingest as ingest
 
-    write_landing(settings.landing_dir)
-    victim = sorted(settings.landing_dir.glob("*.parquet"))[3]
+    write_landing(settings.layout.landing)
+    victim = sorted(settings.layout.landing.glob("*.parquet"))[3]
     real_validate = ingest.validate
 
     def fails_on_victim(df, s, now):
@@ -522,7 +522,7 @@ def test_any_failure_reading_one_file_rejects_that_file_only(settings, monkeypat
         return real_validate(df, s, now)
 
     monkeypatch.setattr(ingest, "validate", fails_on_victim)
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     (rejected,) = summary.rejected
     assert rejected.path == victim
     assert rejected.reason == (
@@ -537,9 +537,9 @@ def test_the_ingest_command_fails_with_one_line_when_files_were_rejected(setting
 
     from cellpulse.cli import _fail_on_rejected, handles_errors
 
-    write_landing(settings.landing_dir)
-    lake.atomic_write_parquet(malformed("list_cell_id"), settings.landing_dir / "x[/x].parquet")
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    write_landing(settings.layout.landing)
+    lake.atomic_write_parquet(malformed("list_cell_id"), settings.layout.landing / "x[/x].parquet")
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     with pytest.raises(typer.Exit) as exit_:
         handles_errors(_fail_on_rejected)(summary)
     assert exit_.value.exit_code == 2
@@ -549,18 +549,18 @@ def test_the_ingest_command_fails_with_one_line_when_files_were_rejected(setting
 
 def test_a_symlink_in_landing_is_refused_and_its_target_never_moved(settings, tmp_path):
     archiving = settings.model_copy(update={"ingest": IngestSettings(after="archive")})
-    good = archiving.landing_dir / "A_good.parquet"
+    good = archiving.layout.landing / "A_good.parquet"
     lake.atomic_write_parquet(one_day(), good)
     outside = tmp_path / "elsewhere" / "secret.parquet"
     lake.atomic_write_parquet(one_day().with_columns(pl.lit("z").alias("cell_id")), outside)
     data = outside.read_bytes()
-    link = archiving.landing_dir / "A_link.parquet"
+    link = archiving.layout.landing / "A_link.parquet"
     link.symlink_to(outside)
-    (archiving.landing_dir / "sub").mkdir()
-    (archiving.landing_dir / "sub" / "folder").symlink_to(outside.parent)
-    (archiving.landing_dir / "dangling.parquet").symlink_to(tmp_path / "nothing")
+    (archiving.layout.landing / "sub").mkdir()
+    (archiving.layout.landing / "sub" / "folder").symlink_to(outside.parent)
+    (archiving.layout.landing / "dangling.parquet").symlink_to(tmp_path / "nothing")
 
-    summary = ingest_files([archiving.landing_dir], archiving, NOW)
+    summary = ingest_files([archiving.layout.landing], archiving, NOW)
     statuses = {f.path.name: f.status for f in summary.files}
     assert statuses == {
         "A_good.parquet": "ingested",
@@ -571,11 +571,11 @@ def test_a_symlink_in_landing_is_refused_and_its_target_never_moved(settings, tm
     assert all("a symbolic link" in (f.reason or "") for f in summary.rejected)
     assert outside.read_bytes() == data  # the target stays where it was, untouched
     assert link.is_symlink() and link.resolve() == outside
-    assert sorted(p.name for p in archiving.archive_dir.rglob("*")) == ["A_good.parquet"]
+    assert sorted(p.name for p in archiving.layout.archive.rglob("*")) == ["A_good.parquet"]
     assert "z" not in kpi_rows(archiving)["cell_id"].to_list()
-    report = (archiving.quarantine_dir / "A_link.parquet.report.txt").read_text()
+    report = (archiving.layout.quarantine / "A_link.parquet.report.txt").read_text()
     assert "a symbolic link; landing takes regular files only" in report
-    again = ingest_files([archiving.landing_dir], archiving, NOW)
+    again = ingest_files([archiving.layout.landing], archiving, NOW)
     assert {f.status for f in again.files} == {"skipped"} and outside.read_bytes() == data
 
 
@@ -589,11 +589,11 @@ def test_sub_microsecond_timestamps_are_quarantined_with_the_value_as_delivered(
         .otherwise("ts")
         .alias("ts")
     )
-    path = settings.landing_dir / "A_ns.parquet"
+    path = settings.layout.landing / "A_ns.parquet"
     lake.atomic_write_parquet(rows, path)
     summary = ingest_files([path], settings, NOW)
     assert (summary.rows_accepted, summary.rows_quarantined) == (2, 2)
-    bad = pl.read_parquet(settings.quarantine_dir / "A_ns.parquet.rows.parquet").sort("_row")
+    bad = pl.read_parquet(settings.layout.quarantine / "A_ns.parquet.rows.parquet").sort("_row")
     assert bad["_row"].to_list() == [1, 2]
     delivered = rows["ts"].dt.to_string("%Y-%m-%dT%H:%M:%S%.9f+00:00")
     assert bad["ts_raw"].to_list() == delivered[[1, 2]].to_list()
@@ -602,7 +602,7 @@ def test_sub_microsecond_timestamps_are_quarantined_with_the_value_as_delivered(
     assert all(
         "not aligned to the 15-minute ROP: a sub-microsecond part" in r for r in bad["reason"]
     )
-    report = (settings.quarantine_dir / "A_ns.parquet.report.txt").read_text()
+    report = (settings.layout.quarantine / "A_ns.parquet.report.txt").read_text()
     assert f"(as delivered {delivered[1]})" in report
     stored = kpi_rows(settings)
     assert stored["ts"].to_list() == rows["ts"].dt.cast_time_unit("us")[[0, 3]].sort().to_list()
@@ -610,21 +610,21 @@ def test_sub_microsecond_timestamps_are_quarantined_with_the_value_as_delivered(
 
 
 def test_a_file_name_with_a_newline_cannot_forge_report_lines(settings):
-    path = settings.landing_dir / "A\nstatus: ingested\u202e.parquet"
+    path = settings.layout.landing / "A\nstatus: ingested\u202e.parquet"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
     (result,) = ingest_files([path], settings, NOW).files
     assert result.status == "rejected"
     assert result.reason == (
-        f"{settings.landing_dir}/A\\nstatus: ingested\\u202e.parquet: the file is empty; "
+        f"{settings.layout.landing}/A\\nstatus: ingested\\u202e.parquet: the file is empty; "
         "ask the OSS export to re-deliver it"
     )
-    report = next(settings.quarantine_dir.glob("*.report.txt")).read_text()
+    report = next(settings.layout.quarantine.glob("*.report.txt")).read_text()
     lines = report.splitlines()
     assert len(lines) == 4 and [line for line in lines if line.startswith("status:")] == [
         "status: rejected"
     ]
-    with Ledger(settings.ledger_path) as ledger:
+    with Ledger(settings.layout.ledger) as ledger:
         assert ledger.files()[0].path == str(path)  # the ledger keeps the true name
 
 
@@ -632,22 +632,22 @@ def test_huge_names_and_values_are_echoed_cut(settings):
     rows = one_day(2).with_columns(
         pl.lit("h" * 1_000_000).alias("x" * 5_000_000), pl.lit("<" * 1_000_000).alias("cell_id")
     )
-    path = settings.landing_dir / "A_huge.parquet"
+    path = settings.layout.landing / "A_huge.parquet"
     lake.atomic_write_parquet(rows, path)
     (result,) = ingest_files([path], settings, NOW).files
     assert (result.rows_accepted, result.rows_quarantined) == (0, 2)  # ids of 1 M characters
-    report = (settings.quarantine_dir / "A_huge.parquet.report.txt").read_text()
+    report = (settings.layout.quarantine / "A_huge.parquet.report.txt").read_text()
     assert len(report) < 2000
     assert "more chars)" in report and "unknown column, ignored" in report
 
 
 def test_a_landing_file_with_a_long_name_gets_a_report_and_stops_nothing(settings):
-    long_name = settings.landing_dir / ("é" * 120 + ".parquet")  # 248 bytes: legal
+    long_name = settings.layout.landing / ("é" * 120 + ".parquet")  # 248 bytes: legal
     long_name.parent.mkdir(parents=True)
     long_name.write_bytes(b"")
-    good = settings.landing_dir / "A_good.parquet"
+    good = settings.layout.landing / "A_good.parquet"
     lake.atomic_write_parquet(one_day(), good)
-    summary = ingest_files([settings.landing_dir], settings, NOW)
+    summary = ingest_files([settings.layout.landing], settings, NOW)
     assert sorted(f.status for f in summary.files) == ["ingested", "rejected"]
-    (report,) = settings.quarantine_dir.glob("*.report.txt")
+    (report,) = settings.layout.quarantine.glob("*.report.txt")
     assert len(os.fsencode(report.name)) <= 255 and "the file is empty" in report.read_text()

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cellpulse import contract, lake
+from cellpulse import contract
 from cellpulse.errors import MappingError
 from cellpulse.ingest import ingest_files
 from cellpulse.mapping import Mapping
@@ -145,23 +145,23 @@ def test_damaged_real_files_are_ingested_or_rejected_with_a_reason(tmp_path, rea
     home = tmp_path / "home"
     shutil.rmtree(home, ignore_errors=True)
     s = tiny_settings(home)
-    s.landing_dir.mkdir(parents=True)
-    target = s.landing_dir / "A20260105.0000+0000-0100+0000_oss.parquet"
+    s.layout.landing.mkdir(parents=True)
+    target = s.layout.landing / "A20260105.0000+0000-0100+0000_oss.parquet"
     data = damage_bytes(_as_bytes(damage_table(real_file, table), tmp_path / "clean.parquet"), raw)
     target.write_bytes(data)
     tried.append(f"{table[0]}+{raw[0]}")
 
-    summary = ingest_files([s.landing_dir], s, NOW)  # must not raise
+    summary = ingest_files([s.layout.landing], s, NOW)  # must not raise
 
     (result,) = summary.files
     assert target.read_bytes() == data  # the raw file is never modified
     assert_nothing_outside_the_lake(tmp_path, s)
-    stored = lake.Dataset(s.lake_dir / "kpi").read()
+    stored = s.layout.kpi.read()
     assert_identifiers_follow_the_contract(stored)
     if result.status == "rejected":
         assert result.reason and len(result.reason) > 10  # says why
         assert stored.height == 0
-        report = s.quarantine_dir / f"{target.name}.report.txt"
+        report = s.layout.quarantine / f"{target.name}.report.txt"
         assert report.is_file() and result.reason.split(";")[0][:40] in report.read_text()
     else:
         assert result.status == "ingested"
@@ -173,18 +173,18 @@ def test_damaged_real_files_are_ingested_or_rejected_with_a_reason(tmp_path, rea
 
 
 def assert_nothing_outside_the_lake(root: Path, s) -> None:  # type: ignore[no-untyped-def]
-    allowed = (s.landing_dir, s.lake_dir / "kpi", s.quarantine_dir, s.archive_dir)
+    allowed = (s.layout.landing, s.layout.lake / "kpi", s.layout.quarantine, s.layout.archive)
     stray = [
         p
         for p in root.rglob("*")
         if p.is_file()
         and p.is_relative_to(s.home)
-        and p != s.ledger_path
+        and p != s.layout.ledger
         and not any(p.is_relative_to(folder) for folder in allowed)
     ]
     assert stray == []
     partitions = {
-        p.relative_to(s.lake_dir / "kpi").parts[:2] for p in (s.lake_dir / "kpi").rglob("f-*")
+        p.relative_to(s.layout.lake / "kpi").parts[:2] for p in (s.layout.lake / "kpi").rglob("f-*")
     }
     for day, region in partitions:
         assert day.startswith("date=")
@@ -232,14 +232,14 @@ def test_a_file_that_makes_the_parquet_reader_panic_is_rejected_not_fatal(
     import cellpulse.ingest as ingest
 
     s = tiny_settings(tmp_path / "home")
-    s.landing_dir.mkdir(parents=True)
-    real_file.write_parquet(s.landing_dir / "bad.parquet")
+    s.layout.landing.mkdir(parents=True)
+    real_file.write_parquet(s.layout.landing / "bad.parquet")
 
     def panics(*args, **kwargs):
         raise PanicException("assertion failed: offset + length <= self.length")
 
     monkeypatch.setattr(ingest.pl, "read_parquet", panics)
-    summary = ingest_files([s.landing_dir], s, NOW)
+    summary = ingest_files([s.layout.landing], s, NOW)
     (result,) = summary.files
     assert result.status == "rejected"
     assert "not a readable parquet file (assertion failed" in result.reason
@@ -266,22 +266,22 @@ MALFORMED = {
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
 def test_known_malformed_files_beside_good_ones_never_stop_ingest(tmp_path, real_file, kind):
     s = tiny_settings(tmp_path / "home")
-    s.landing_dir.mkdir(parents=True)
-    good = s.landing_dir / "A_good.parquet"
+    s.layout.landing.mkdir(parents=True)
+    good = s.layout.landing / "A_good.parquet"
     real_file.write_parquet(good)
-    bad = s.landing_dir / "B_bad.parquet"
+    bad = s.layout.landing / "B_bad.parquet"
     MALFORMED[kind](real_file.with_columns(pl.col("ts").dt.offset_by("1d"))).write_parquet(bad)
 
-    first = {f.path.name: f for f in ingest_files([s.landing_dir], s, NOW).files}
+    first = {f.path.name: f for f in ingest_files([s.layout.landing], s, NOW).files}
     assert first["A_good.parquet"].status == "ingested"
     bad_result = first["B_bad.parquet"]
     if bad_result.status == "rejected":
         assert bad_result.reason and "\n" not in bad_result.reason
     else:
         assert bad_result.rows_quarantined == real_file.height  # every row kept apart, with why
-    again = ingest_files([s.landing_dir], s, NOW)  # the next run (every ROP under serve) too
+    again = ingest_files([s.layout.landing], s, NOW)  # the next run (every ROP under serve) too
     assert {f.status for f in again.files} == {"skipped"}
-    stored = lake.Dataset(s.lake_dir / "kpi").read()
+    stored = s.layout.kpi.read()
     assert stored.height == real_file.height
     assert_nothing_outside_the_lake(tmp_path, s)
     assert_identifiers_follow_the_contract(stored)
@@ -291,15 +291,15 @@ def test_a_symlink_in_landing_is_refused_and_its_target_left_alone(tmp_path, rea
     s = tiny_settings(tmp_path / "home").model_copy(
         update={"ingest": IngestSettings(after="archive")}
     )
-    s.landing_dir.mkdir(parents=True)
+    s.layout.landing.mkdir(parents=True)
     outside = tmp_path / "outside.parquet"
     real_file.write_parquet(outside)
     data = outside.read_bytes()
-    (s.landing_dir / "A_link.parquet").symlink_to(outside)
-    (result,) = ingest_files([s.landing_dir], s, NOW).files
+    (s.layout.landing / "A_link.parquet").symlink_to(outside)
+    (result,) = ingest_files([s.layout.landing], s, NOW).files
     assert result.status == "rejected" and "symbolic link" in (result.reason or "")
-    assert outside.read_bytes() == data and not list(s.archive_dir.rglob("*.parquet"))
-    assert lake.Dataset(s.lake_dir / "kpi").read().height == 0
+    assert outside.read_bytes() == data and not list(s.layout.archive.rglob("*.parquet"))
+    assert s.layout.kpi.read().height == 0
 
 
 BAD_EXPRESSIONS = [
@@ -336,10 +336,10 @@ def test_bad_mapping_expressions_fail_cleanly(tmp_path, expr):
         assert "expression for prb_util_dl_pct" in str(exc) and len(str(exc)) < 400
         return
     s = tiny_settings(tmp_path / "home")
-    s.landing_dir.mkdir(parents=True)
-    (s.landing_dir / "a.csv").write_text("time,cell,prb\n2026-01-05 10:00,a,1\n")
-    (s.landing_dir / "b.csv").write_text("time,cell,prb,extra\n2026-01-05 10:00,b,1,2\n")
-    summary = ingest_files([s.landing_dir], s, NOW, mapping=mapping)
+    s.layout.landing.mkdir(parents=True)
+    (s.layout.landing / "a.csv").write_text("time,cell,prb\n2026-01-05 10:00,a,1\n")
+    (s.layout.landing / "b.csv").write_text("time,cell,prb,extra\n2026-01-05 10:00,b,1,2\n")
+    summary = ingest_files([s.layout.landing], s, NOW, mapping=mapping)
     for result in summary.files:
         assert result.status == "ingested" or (result.reason and len(result.reason) < 400)
     assert summary.count("ingested") >= 1

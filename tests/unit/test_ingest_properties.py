@@ -63,9 +63,9 @@ def test_random_files_never_crash_and_never_lose_an_accepted_row(tmp_path, batch
                 **{c: pl.Float64 for c in COLUMNS},
             },
         )
-        lake.atomic_write_parquet(df, s.landing_dir / f"f{i}.parquet")
+        lake.atomic_write_parquet(df, s.layout.landing / f"f{i}.parquet")
         frames.append(df)
-    summary = ingest_files([s.landing_dir], s, NOW)
+    summary = ingest_files([s.layout.landing], s, NOW)
 
     results = {f.path.name: f for f in summary.files}
     accepted_keys = set()
@@ -76,10 +76,10 @@ def test_random_files_never_crash_and_never_lose_an_accepted_row(tmp_path, batch
         assert r.status == "ingested", r.reason
         assert r.rows_accepted + r.rows_quarantined == df.height
         if r.rows_quarantined:
-            bad = pl.read_parquet(s.quarantine_dir / f"f{i}.parquet.rows.parquet")
+            bad = pl.read_parquet(s.layout.quarantine / f"f{i}.parquet.rows.parquet")
             assert bad.height == r.rows_quarantined
             assert bad["reason"].str.len_chars().min() > 0  # every rejection says why
-    stored = lake.Dataset(s.lake_dir / "kpi").read()
+    stored = s.layout.kpi.read()
     if stored.height:
         assert stored.select("cell_id", "ts").is_duplicated().sum() == 0
         accepted_keys = set(stored.select("cell_id", "ts").iter_rows())

@@ -8,7 +8,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cellpulse import lake
 from cellpulse.errors import MappingError
 from cellpulse.ingest import conform, ingest_files, read_input, validate
 from cellpulse.mapping import Mapping, load_mapping
@@ -48,7 +47,7 @@ def test_shipped_3gpp_export_ingests_to_the_truth(settings, tmp_path):
         [tmp_path / "pm.csv"], settings, NOW, mapping=load_mapping("3gpp-raw-counters")
     )
     assert summary.rows_quarantined == 0 and summary.rows_accepted == truth.height
-    stored = lake.Dataset(settings.lake_dir / "kpi").read().sort("cell_id", "ts")
+    stored = settings.layout.kpi.read().sort("cell_id", "ts")
     assert stored["ts"].equals(truth["ts"])  # local period end -> UTC period start
     for column in (
         "prb_util_dl_pct",
@@ -251,7 +250,7 @@ def test_a_bare_column_missing_from_one_file_rejects_that_file_only(settings, tm
     summary = ingest_files([tmp_path / "a.csv", tmp_path / "b.csv"], settings, NOW, mapping=m)
     assert [f.status for f in summary.files] == ["rejected", "ingested"]
     assert "source column(s) extra not in the file" in (summary.files[0].reason or "")
-    stored = lake.Dataset(settings.lake_dir / "kpi").read()
+    stored = settings.layout.kpi.read()
     assert stored["prb_util_dl_pct"].to_list() == [3.0]
 
 
@@ -307,7 +306,7 @@ def test_a_huge_csv_header_is_echoed_cut(settings, tmp_path):
     assert "it has xxx" in (result.reason or "") and "more chars), time, cell" in (
         result.reason or ""
     )
-    report = (settings.quarantine_dir / "export.csv.report.txt").read_text()
+    report = (settings.layout.quarantine / "export.csv.report.txt").read_text()
     assert len(report) < 1000
 
 
@@ -324,5 +323,5 @@ def test_nanosecond_source_timestamps_off_the_rop_are_quarantined_not_cut(settin
     )
     summary = ingest_files([path], settings, NOW, mapping=m)
     assert (summary.rows_accepted, summary.rows_quarantined) == (1, 1)
-    bad = pl.read_parquet(settings.quarantine_dir / "export.parquet.rows.parquet")
+    bad = pl.read_parquet(settings.layout.quarantine / "export.parquet.rows.parquet")
     assert bad["ts_raw"].to_list() == ["2026-01-05T10:00:00.000000999+00:00"]

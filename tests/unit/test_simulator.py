@@ -231,7 +231,6 @@ def test_holidays_load_like_sundays_and_traffic_grows():
 def test_realistic_delivery_ingests_to_exactly_the_truth(settings):
     from datetime import UTC, datetime
 
-    from cellpulse import lake
     from cellpulse.ingest import ingest_files
     from cellpulse.simulator import write_network
 
@@ -243,12 +242,14 @@ def test_realistic_delivery_ingests_to_exactly_the_truth(settings):
             missing_rop_rate=0.01, late_file_rate=0.1, redelivery_rate=0.15, duplicate_file_rate=0.1
         ),
     )
-    summary = write_network(cfg, settings.landing_dir, settings.truth_dir, settings.congestion)
+    summary = write_network(
+        cfg, settings.layout.landing, settings.layout.ground_truth, settings.congestion
+    )
     assert summary.late_files and summary.redelivered_files and summary.duplicate_files
     truth = pl.concat([d for _, d in iter_days(cfg)]).sort("cell_id", "ts")
-    result = ingest_files([settings.landing_dir], settings, datetime(2026, 2, 1, tzinfo=UTC))
+    result = ingest_files([settings.layout.landing], settings, datetime(2026, 2, 1, tzinfo=UTC))
     assert result.count("duplicate") == summary.duplicate_files
-    stored = lake.Dataset(settings.lake_dir / "kpi").read().sort("cell_id", "ts")
+    stored = settings.layout.kpi.read().sort("cell_id", "ts")
     assert stored.equals(truth.select(stored.columns))
     assert result.rows_accepted - result.rows_replaced == truth.height
 
