@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
+from cellpulse.publish import cell_link
 from cellpulse.redaction import redact_url
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def alert_payload(alerts: pl.DataFrame, page_url: str | None) -> dict[str, Any]:
     for row in alerts.iter_rows(named=True):
         item = {k: _plain(v) for k, v in row.items()}
         if page_url:
-            item["link"] = f"{page_url.rstrip('/')}/#cell={row['cell_id']}"
+            item["link"] = cell_link(page_url, row["cell_id"])
         items.append(item)
     return {"source": "cellpulse", "event": "alerts.opened", "count": len(items), "alerts": items}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
+from urllib.parse import quote
 
 import polars as pl
 
@@ -271,6 +272,12 @@ def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> 
     return "\n".join(lines) + "\n"
 
 
+def cell_link(page_url: str, cell_id: str) -> str:
+    """A link that opens the cell on the ops page. The id is percent-encoded: a cell id may
+    hold spaces, '#' or '(' (contract.CELL_ID_RULE), which would break a bare link."""
+    return f"{page_url.rstrip('/')}/#cell={quote(cell_id, safe='')}"
+
+
 def top_cells_table(
     scores: pl.DataFrame, alerts: pl.DataFrame, page_url: str, k: int = 20
 ) -> list[dict[str, object]]:
@@ -284,7 +291,7 @@ def top_cells_table(
     )
     return [
         {
-            "cell": f"[{r['cell_id']}]({page_url.rstrip('/')}/#cell={r['cell_id']})",
+            "cell": f"[{r['cell_id']}]({cell_link(page_url, r['cell_id'])})",
             "region": r["region"],
             "anomaly_score": round(r["anomaly_score"], 2)
             if r["anomaly_score"] is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -143,3 +144,16 @@ def test_a_failing_webhook_is_logged_and_reported_without_its_token(caplog):
     assert f"127.0.0.1:{port}/hook" in line
     for secret in ("t0k-123", "s3cr3t-pw", "sig=abc"):
         assert secret not in line and secret not in delivery.url
+
+
+def test_links_to_cells_survive_ids_with_spaces_and_hashes():
+    """A contract-valid cell id with a space, '#' and '(' opens the right cell: the page
+    decodes the hash with decodeURIComponent."""
+    cell = "NR (n78) #3"
+    alerts = ALERTS.with_columns(pl.lit(cell).alias("cell_id"))
+    link = alert_payload(alerts, "http://ops.example:8750")["alerts"][0]["link"]
+    prefix = "http://ops.example:8750/#cell="
+    assert link.startswith(prefix)
+    encoded = link.removeprefix(prefix)
+    assert " " not in encoded and "#" not in encoded
+    assert urllib.parse.unquote(encoded) == cell
