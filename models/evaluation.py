@@ -8,7 +8,8 @@ a fault):
 - *detection delay*: ROPs from the event's start to its first flagged ROP (found events);
 - an *alert* is a run of flagged ROPs of one cell (gaps shorter than the clear rule bridged);
   its *precision* is the share of alerts that overlap a fault; a *false alarm* is an alert
-  that overlaps no labelled event at all (a surge is a real event, not a false alarm);
+  that overlaps no labelled event at all (a surge is a real event, not a false alarm; a
+  period people marked `false_alarm` is no event);
 - *precision@k*: each day, the share of the k cells with the highest peak score that had a
   fault that day, averaged over days.
 """
@@ -80,6 +81,12 @@ def fault_events(events: pl.DataFrame | None) -> pl.DataFrame | None:
     if events is None or events.is_empty():
         return None
     return events.filter(pl.col("kind") == "fault") if "kind" in events.columns else events
+
+
+def real_events(events: pl.DataFrame) -> pl.DataFrame:
+    """Labelled events that happened: everything but people's false-alarm verdicts, which
+    label a period where an alert met nothing."""
+    return events.filter(pl.col("kind") != "false_alarm") if "kind" in events.columns else events
 
 
 def events_in(events: pl.DataFrame, lo: datetime, hi: datetime) -> pl.DataFrame:
@@ -170,7 +177,7 @@ def detection_metrics(
     found = found_events(flagged, faults, rop_minutes)
     spans = alert_spans(flagged, clear_after_rops, rop_minutes)
     on_fault = _overlapping(spans, faults)
-    on_any = _overlapping(spans, events)
+    on_any = _overlapping(spans, real_events(events))
     cell_days = flagged.height * rop_minutes / 1440
     out = {
         "events": float(found.height),

@@ -119,3 +119,15 @@ def test_board_has_types_slices_and_stable_flat_names(tiny_network, tmp_path):
     assert names["scoreboard.anomaly.model.event_recall.type.outage"] == 1.0
     assert "scoreboard.anomaly.model.precision_at_3" in names
     assert any(n.startswith("scoreboard.congestion.model.pr_auc.band.") for n in names)
+
+
+def test_an_alert_people_marked_a_false_alarm_counts_as_one(tmp_path):
+    """An operator's false_alarm verdict is a labelled period, but not an event: an alert
+    over it is a false alarm, not an alert that met something real."""
+    settings = tiny_settings(tmp_path)
+    scores = flagged({"a": "....AAA.........", "b": "..AA............"})
+    ev = events(("a", "outage", "fault", 4, 8), ("b", "verdict", "false_alarm", 2, 4))
+    m = detection_metrics(scores, ev, settings.rop_minutes, settings.alerts.clear_after_rops, k=1)
+    cell_days = 2 * 16 * 15 / 1440
+    assert m["alerts"] == 2 and m["alert_precision"] == 0.5
+    assert m["false_alarms_per_100_cell_days"] == pytest.approx(100 / cell_days)
