@@ -7,16 +7,22 @@ config file (`--config FILE` or `CELLPULSE_CONFIG`).
 
 from __future__ import annotations
 
+import json
 import os
 from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from cellpulse.errors import CellpulseError
 from cellpulse.layout import Layout
@@ -34,6 +40,17 @@ class SecretUrl(SecretStr):
 
     def _display(self) -> str:
         return redact_url(self.get_secret_value())
+
+
+def _list_from_text(value: Any) -> Any:
+    """A list setting given as text (an environment variable): comma-separated items
+    (`north,south`) or a JSON list (`["north","south"]`); an empty text is an empty list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _http_url(value: SecretUrl | None) -> SecretUrl | None:
@@ -244,14 +261,20 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(Path(".cellpulse"), description="Folder holding everything (--home).")
-    rop_minutes: Literal[5, 15, 60] = Field(15, description="Reporting period length.")
-    timezone: str = Field("UTC", description="Network-local time zone for calendar features.")
-    holidays: list[date] = Field(
-        default_factory=list,
-        description="Public holidays (YYYY-MM-DD, local dates) for the is_holiday feature.",
+    rop_minutes: Literal[5, 15, 60] = Field(
+        15, description="Reporting period length in minutes: 5, 15 or 60."
     )
-    regions: list[str] = Field(
-        default_factory=list, description="Regions this installation may hold; empty = any."
+    timezone: str = Field("UTC", description="Network-local time zone for calendar features.")
+    # NoDecode: the environment gives lists as comma-separated text, not only as JSON.
+    holidays: Annotated[list[date], NoDecode] = Field(
+        default_factory=list,
+        description="Public holidays (YYYY-MM-DD, local dates) for the is_holiday feature; "
+        "in the environment comma-separated (2026-12-25,2026-12-26).",
+    )
+    regions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Regions this installation may hold; empty = any; in the environment "
+        "comma-separated (north,south).",
     )
     score_engine: Literal["lightgbm", "compiled"] = Field(
         "lightgbm",
@@ -297,6 +320,17 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     monitor: MonitorSettings = MonitorSettings()
     schedules: ScheduleSettings = ScheduleSettings()
+
+    @field_validator("rop_minutes", mode="before")
+    @classmethod
+    def _rop_from_text(cls, value: Any) -> Any:
+        # An environment variable is text: "60" must match the literal 60.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @field_validator("holidays", "regions", mode="before")
+    @classmethod
+    def _lists_from_text(cls, value: Any) -> Any:
+        return _list_from_text(value)
 
     @field_validator("home")
     @classmethod
