@@ -72,10 +72,10 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         if self.kpis is not None:
-            unknown = [k for k in self.kpis if k not in MEASUREMENT_NAMES]
-            if unknown or not self.kpis:
+            strange = [k for k in self.kpis if k not in MEASUREMENT_NAMES]
+            if strange or not self.kpis:
                 raise ValueError(
-                    f"kpis {list(unknown or self.kpis)}: name one or more contract "
+                    f"kpis {list(strange or self.kpis)}: name one or more contract "
                     f"measurements ({', '.join(MEASUREMENT_NAMES)})"
                 )
         if self.rop_minutes not in (5, 15, 60):
