@@ -215,6 +215,15 @@ class TrainSettings(BaseModel):
         "improvement, then refit on every training day with the best count. Fewer trees "
         "score faster and generalise better; 0 always grows num_trees.",
     )
+    min_kpi_coverage: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of training rows a KPI must hold a value in for the anomaly "
+        "model to watch it (and to check it for frozen counters); the others are left out "
+        "and the training summary says why. Success ratios are null by design on quiet "
+        "ROPs (min_denominator), so a sound ratio may hold values in only half the rows.",
+    )
     n_jobs: int = Field(2, ge=1, description="LightGBM threads.")
     seed: int = Field(42, description="Same seed and data, same model and scores.")
     holdout_days: int = Field(3, ge=1, description="Newest days held out for evaluation.")

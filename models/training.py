@@ -4,7 +4,7 @@ a candidate (model, metrics, baselines, figures) that the tracking edge logs and
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -97,7 +97,10 @@ def _sample(df: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
 
 
 def anomaly_params(settings: Settings) -> AnomalyParams:
-    return AnomalyParams.from_settings(settings.train)
+    return replace(
+        AnomalyParams.from_settings(settings.train),
+        min_kpi_coverage=settings.train.min_kpi_coverage,
+    )
 
 
 def score_anomaly(
@@ -319,6 +322,10 @@ def train_anomaly(
         {
             **asdict(params),
             "targets": len(model.targets),
+            "watched_kpis": ",".join(model.watched),
+            "kpis_left_out": "; ".join(f"{k}: {why}" for k, why in model.left_out.items())
+            or "none",
+            "frozen_kpis": ",".join(model.frozen_kpis) or "none",
             "features": len(model.feature_names),
             "supervised": supervised,
         },
