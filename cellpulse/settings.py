@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -167,12 +167,28 @@ class ApiSettings(BaseModel):
 
 class CongestionRule(BaseModel):
     """A cell is congested when PRBs are nearly exhausted AND users get poor throughput,
-    with enough users for that to matter, for several ROPs in a row."""
+    with enough users for that to matter, for several ROPs in a row.
 
-    prb_util_min_pct: float = Field(80.0, description="PRB utilisation (DL) at or above this.")
-    thp_floor_mbps: float = Field(10.0, description="User DL throughput below this.")
-    min_active_ue: float = Field(5.0, description="With at least this many active users.")
+    Each threshold is one condition; null switches it off (PRB-only: thp_floor_mbps and
+    min_active_ue null). A condition whose KPI the data does not hold is left out (see
+    absent_kpis); PRB utilisation or user throughput must remain, as active users alone say
+    nothing about congestion."""
+
+    prb_util_min_pct: float | None = Field(
+        80.0, description="PRB utilisation (DL) at or above this; null: no PRB condition."
+    )
+    thp_floor_mbps: float | None = Field(
+        10.0, description="User DL throughput below this; null: no throughput condition."
+    )
+    min_active_ue: float | None = Field(
+        5.0, description="With at least this many active users; null: any number."
+    )
     min_consecutive_rops: int = Field(3, ge=1, description="For this many ROPs in a row.")
+    absent_kpis: Literal["leave_out", "fail"] = Field(
+        "leave_out",
+        description="A condition whose KPI the data does not hold: leave it out (training "
+        "says which) or fail naming the KPI.",
+    )
     horizon: Literal["minutes", "next_day_busy_hour"] = Field(
         "minutes",
         description="What the congestion model forecasts. minutes: congested within the next "
@@ -182,6 +198,15 @@ class CongestionRule(BaseModel):
     horizon_minutes: int = Field(
         60, ge=1, description="Forecast horizon of the model (horizon: minutes)."
     )
+
+    @model_validator(mode="after")
+    def _some_congestion_condition(self) -> CongestionRule:
+        if self.prb_util_min_pct is None and self.thp_floor_mbps is None:
+            raise ValueError(
+                "set prb_util_min_pct or thp_floor_mbps (or both): active users alone do "
+                "not make congestion"
+            )
+        return self
 
 
 class AlertSettings(BaseModel):
@@ -266,7 +291,10 @@ class Settings(BaseSettings):
     """Everything cellpulse needs to know about this installation."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CELLPULSE_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="CELLPULSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        env_parse_none_str="null",  # CELLPULSE_CONGESTION__THP_FLOOR_MBPS=null switches it off
     )
 
     home: Path = Field(Path(".cellpulse"), description="Folder holding everything (--home).")
