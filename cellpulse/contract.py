@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -93,6 +94,39 @@ RATIO_KPIS = (
     RatioKpi("drop_rate_pct", "drb_rel_abnormal", "drb_rel_total"),
 )
 DERIVED_KPIS = (*(r.name for r in RATIO_KPIS), "availability_pct")
+# What each derived KPI is computed from.
+DERIVED_FROM: dict[str, tuple[str, ...]] = {
+    **{r.name: (r.numerator, r.denominator) for r in RATIO_KPIS},
+    "availability_pct": ("unavail_s",),
+}
+
+
+def derivable(measurements: Collection[str]) -> tuple[str, ...]:
+    """The derived KPIs whose counters are all among `measurements`: a ratio without its
+    numerator or denominator does not exist (it is not a column of nulls)."""
+    have = set(measurements)
+    return tuple(k for k in DERIVED_KPIS if set(DERIVED_FROM[k]) <= have)
+
+
+def available_kpis(measurements: Collection[str]) -> tuple[str, ...]:
+    """Contract measurements among `measurements` plus the KPIs derived from them."""
+    have = set(measurements)
+    return (*(m for m in MEASUREMENT_NAMES if m in have), *derivable(have))
+
+
+def kpi_coverage(kpis: pl.DataFrame | pl.LazyFrame) -> dict[str, float]:
+    """Per contract measurement, the share of rows holding a value (0.0 where the column is
+    absent or there are no rows): what a source delivers, and how completely."""
+    names = [m for m in MEASUREMENT_NAMES if m in kpis.collect_schema().names()]
+    shares = kpis.select(pl.col(m).is_not_null().mean() for m in names)
+    row = (shares.collect() if isinstance(shares, pl.LazyFrame) else shares).row(0, named=True)
+    return {m: float(row.get(m) or 0.0) for m in MEASUREMENT_NAMES}
+
+
+def delivered(kpis: pl.DataFrame | pl.LazyFrame, min_share: float = 0.0) -> tuple[str, ...]:
+    """The contract measurements `kpis` delivers: present, and holding a value in more than
+    `min_share` of the rows (default: at least one value)."""
+    return tuple(m for m, share in kpi_coverage(kpis).items() if share > min_share)
 
 
 def schema() -> dict[str, pl.DataType]:
@@ -108,19 +142,28 @@ def schema() -> dict[str, pl.DataType]:
     return cols
 
 
-def derived_kpis(min_denominator: int, rop_minutes: int) -> list[pl.Expr]:
+def derived_kpis(
+    min_denominator: int, rop_minutes: int, columns: Collection[str] | None = None
+) -> list[pl.Expr]:
     """Expressions for the derived KPIs of one row (or of already-summed counters).
 
     Ratios are computed from counters, never by averaging ratios (that over-weights quiet
     cells), and are null where the denominator is too small to be more than noise.
+
+    Args:
+        columns: the columns the frame holds; only the derived KPIs whose counters are
+            among them are made. Default: every derived KPI (a full contract frame).
     """
+    wanted = set(DERIVED_KPIS if columns is None else derivable(columns))
     exprs = [
         pl.when(pl.col(r.denominator) >= min_denominator)
         .then(100.0 * pl.col(r.numerator) / pl.col(r.denominator))
         .otherwise(None)
         .alias(r.name)
         for r in RATIO_KPIS
+        if r.name in wanted
     ]
     rop_s = rop_minutes * 60.0
-    exprs.append((100.0 * (1.0 - pl.col("unavail_s") / rop_s)).alias("availability_pct"))
+    if "availability_pct" in wanted:
+        exprs.append((100.0 * (1.0 - pl.col("unavail_s") / rop_s)).alias("availability_pct"))
     return exprs

@@ -115,6 +115,10 @@ def features_markdown(rop_minutes: int = 15) -> str:
         "windows, calendar, holidays). Each transform names its output columns; the spec's "
         "hash is written into every feature partition and logged with every model, and a "
         "model refuses features of another spec.",
+        "- **For the KPIs that exist**: a source may deliver any subset of the contract's "
+        "measurements. Features are made only from the KPIs the data holds (derived KPIs "
+        "only from present counters; `FeatureSpec.restricted_to`), and "
+        "`feature_coverage` names the KPIs left out and every column without a value.",
         "- **Grid kernels**: a day's KPI rows are scattered into a cells × ROP-slots grid and "
         "every transform is a vectorised kernel over it (`cellpulse/features/kernels.py`, "
         "NumPy and Numba): rolling statistics by van Herk/Gil-Werman blocks aligned to "

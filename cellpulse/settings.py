@@ -7,16 +7,22 @@ config file (`--config FILE` or `CELLPULSE_CONFIG`).
 
 from __future__ import annotations
 
+import json
 import os
 from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from cellpulse.errors import CellpulseError
 from cellpulse.layout import Layout
@@ -34,6 +40,17 @@ class SecretUrl(SecretStr):
 
     def _display(self) -> str:
         return redact_url(self.get_secret_value())
+
+
+def _list_from_text(value: Any) -> Any:
+    """A list setting given as text (an environment variable): comma-separated items
+    (`north,south`) or a JSON list (`["north","south"]`); an empty text is an empty list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _http_url(value: SecretUrl | None) -> SecretUrl | None:
@@ -150,12 +167,28 @@ class ApiSettings(BaseModel):
 
 class CongestionRule(BaseModel):
     """A cell is congested when PRBs are nearly exhausted AND users get poor throughput,
-    with enough users for that to matter, for several ROPs in a row."""
+    with enough users for that to matter, for several ROPs in a row.
 
-    prb_util_min_pct: float = Field(80.0, description="PRB utilisation (DL) at or above this.")
-    thp_floor_mbps: float = Field(10.0, description="User DL throughput below this.")
-    min_active_ue: float = Field(5.0, description="With at least this many active users.")
+    Each threshold is one condition; null switches it off (PRB-only: thp_floor_mbps and
+    min_active_ue null). A condition whose KPI the data does not hold is left out (see
+    absent_kpis); PRB utilisation or user throughput must remain, as active users alone say
+    nothing about congestion."""
+
+    prb_util_min_pct: float | None = Field(
+        80.0, description="PRB utilisation (DL) at or above this; null: no PRB condition."
+    )
+    thp_floor_mbps: float | None = Field(
+        10.0, description="User DL throughput below this; null: no throughput condition."
+    )
+    min_active_ue: float | None = Field(
+        5.0, description="With at least this many active users; null: any number."
+    )
     min_consecutive_rops: int = Field(3, ge=1, description="For this many ROPs in a row.")
+    absent_kpis: Literal["leave_out", "fail"] = Field(
+        "leave_out",
+        description="A condition whose KPI the data does not hold: leave it out (training "
+        "says which) or fail naming the KPI.",
+    )
     horizon: Literal["minutes", "next_day_busy_hour"] = Field(
         "minutes",
         description="What the congestion model forecasts. minutes: congested within the next "
@@ -165,6 +198,15 @@ class CongestionRule(BaseModel):
     horizon_minutes: int = Field(
         60, ge=1, description="Forecast horizon of the model (horizon: minutes)."
     )
+
+    @model_validator(mode="after")
+    def _some_congestion_condition(self) -> CongestionRule:
+        if self.prb_util_min_pct is None and self.thp_floor_mbps is None:
+            raise ValueError(
+                "set prb_util_min_pct or thp_floor_mbps (or both): active users alone do "
+                "not make congestion"
+            )
+        return self
 
 
 class AlertSettings(BaseModel):
@@ -197,6 +239,15 @@ class TrainSettings(BaseModel):
         "newest training day's error improves, stop after this many rounds without "
         "improvement, then refit on every training day with the best count. Fewer trees "
         "score faster and generalise better; 0 always grows num_trees.",
+    )
+    min_kpi_coverage: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of training rows a KPI must hold a value in for the anomaly "
+        "model to watch it (and to check it for frozen counters); the others are left out "
+        "and the training summary says why. Success ratios are null by design on quiet "
+        "ROPs (min_denominator), so a sound ratio may hold values in only half the rows.",
     )
     n_jobs: int = Field(2, ge=1, description="LightGBM threads.")
     seed: int = Field(42, description="Same seed and data, same model and scores.")
@@ -240,18 +291,27 @@ class Settings(BaseSettings):
     """Everything cellpulse needs to know about this installation."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CELLPULSE_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="CELLPULSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        env_parse_none_str="null",  # CELLPULSE_CONGESTION__THP_FLOOR_MBPS=null switches it off
     )
 
     home: Path = Field(Path(".cellpulse"), description="Folder holding everything (--home).")
-    rop_minutes: Literal[5, 15, 60] = Field(15, description="Reporting period length.")
-    timezone: str = Field("UTC", description="Network-local time zone for calendar features.")
-    holidays: list[date] = Field(
-        default_factory=list,
-        description="Public holidays (YYYY-MM-DD, local dates) for the is_holiday feature.",
+    rop_minutes: Literal[5, 15, 60] = Field(
+        15, description="Reporting period length in minutes: 5, 15 or 60."
     )
-    regions: list[str] = Field(
-        default_factory=list, description="Regions this installation may hold; empty = any."
+    timezone: str = Field("UTC", description="Network-local time zone for calendar features.")
+    # NoDecode: the environment gives lists as comma-separated text, not only as JSON.
+    holidays: Annotated[list[date], NoDecode] = Field(
+        default_factory=list,
+        description="Public holidays (YYYY-MM-DD, local dates) for the is_holiday feature; "
+        "in the environment comma-separated (2026-12-25,2026-12-26).",
+    )
+    regions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Regions this installation may hold; empty = any; in the environment "
+        "comma-separated (north,south).",
     )
     score_engine: Literal["lightgbm", "compiled"] = Field(
         "lightgbm",
@@ -297,6 +357,17 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     monitor: MonitorSettings = MonitorSettings()
     schedules: ScheduleSettings = ScheduleSettings()
+
+    @field_validator("rop_minutes", mode="before")
+    @classmethod
+    def _rop_from_text(cls, value: Any) -> Any:
+        # An environment variable is text: "60" must match the literal 60.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @field_validator("holidays", "regions", mode="before")
+    @classmethod
+    def _lists_from_text(cls, value: Any) -> Any:
+        return _list_from_text(value)
 
     @field_validator("home")
     @classmethod

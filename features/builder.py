@@ -34,8 +34,69 @@ _US = 1_000_000
 
 
 def with_derived_kpis(kpis: pl.DataFrame, min_denominator: int, rop_minutes: int) -> pl.DataFrame:
-    """Contract KPIs plus the ones derived from their counters (KPI_CONTRACT.md)."""
-    return kpis.with_columns(contract.derived_kpis(min_denominator, rop_minutes))
+    """Contract KPIs plus the ones derived from their counters (KPI_CONTRACT.md); a derived
+    KPI whose counters are not columns of `kpis` is not made."""
+    return kpis.with_columns(contract.derived_kpis(min_denominator, rop_minutes, kpis.columns))
+
+
+def spec_for_columns(spec: FeatureSpec, columns: list[str]) -> FeatureSpec:
+    """`spec` restricted to the KPIs a frame with these columns holds (its contract
+    measurements and what derives from them, and any other column the spec names)."""
+    return spec.restricted_to({*contract.available_kpis(columns), *columns})
+
+
+@dataclass(frozen=True)
+class FeatureCoverage:
+    """What a feature table holds of its spec: the columns built, the KPIs the data did not
+    hold and the columns left out for them, and the built columns without a single value
+    (a KPI present but never reported)."""
+
+    columns: int  # feature columns built (keys and dimensions excluded)
+    absent_kpis: tuple[str, ...]
+    left_out: tuple[str, ...]
+    all_null: tuple[str, ...]
+    all_null_kpis: tuple[str, ...]  # KPIs every built column of which is all-null
+
+    def merged(self, other: FeatureCoverage) -> FeatureCoverage:
+        """Coverage of two parts of one table (chunks, regions, days of one spec): a column
+        is all-null only if it is in both."""
+        both = set(other.all_null)
+        return FeatureCoverage(
+            self.columns,
+            tuple(k for k in self.absent_kpis if k in other.absent_kpis),
+            tuple(c for c in self.left_out if c in other.left_out),
+            tuple(c for c in self.all_null if c in both),
+            tuple(k for k in self.all_null_kpis if k in other.all_null_kpis),
+        )
+
+    def line(self) -> str:
+        """One line for a flow's summary."""
+        text = f"features: {self.columns} columns"
+        if self.absent_kpis:
+            text += (
+                f"; left out for absent KPIs ({', '.join(self.absent_kpis)}): "
+                f"{len(self.left_out)} columns"
+            )
+        if self.all_null:
+            kpis = f" (all of {', '.join(self.all_null_kpis)})" if self.all_null_kpis else ""
+            text += f"; all-null: {len(self.all_null)} columns{kpis}"
+        return text
+
+
+def feature_coverage(features: pl.DataFrame, spec: FeatureSpec) -> FeatureCoverage:
+    """How much of `spec` a feature table (`build_features`' output) holds."""
+    built = [c for c in spec.columns() if c in features.columns]
+    by_kpi = spec.columns_by_kpi()
+    absent = tuple(k for k, cols in by_kpi.items() if not any(c in features.columns for c in cols))
+    left_out = tuple(c for c in spec.columns() if c not in features.columns)
+    nulls = features.select(built).null_count().row(0, named=True) if built else {}
+    empty = {c for c, n in nulls.items() if n == features.height and features.height}
+    null_kpis = tuple(
+        k for k, cols in by_kpi.items() if k not in absent and all(c in empty for c in cols)
+    )
+    return FeatureCoverage(
+        len(built), absent, left_out, tuple(c for c in built if c in empty), null_kpis
+    )
 
 
 def slots(duration: str, rop_minutes: int, what: str) -> int:
@@ -107,7 +168,14 @@ def build_features(
 
     Rows near the start of `kpis` lack history and get nulls where a window or lag reaches
     before it; callers pass the spec's lookback in front of the period they keep.
+
+    `kpis` may hold any subset of the contract's measurements: features are made for the
+    KPIs it holds (`spec_for_columns`), none for the others, so the table's columns are
+    those of the restricted spec (`feature_coverage` says what was left out). A measurement
+    that is a column of nulls is built (and reported all-null by `feature_coverage`); pass
+    a spec restricted to what the source delivers (`spec.restricted_to`) to leave it out.
     """
+    spec = spec_for_columns(spec, kpis.columns)
     if kpis.height == 0:
         return _empty(spec)
     rop_us = rop_minutes * 60 * _US
@@ -148,7 +216,7 @@ def build_features(
         return _to_series(arrays, grid)
 
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        parts = list(pool.map(features_of, _kpis_used(spec)))
+        parts = list(pool.map(features_of, spec.kpis_used()))
     parts.append(_to_series(_missing_counts(spec, grid, window, rop_minutes), grid))
     built = {s.name: s for part in parts for s in part}
 
@@ -226,12 +294,6 @@ def _place(
         complete=complete,
         in_grid_order=flat.size == row_of.size and bool(np.all(flat[1:] > flat[:-1])),
     )
-
-
-def _kpis_used(spec: FeatureSpec) -> list[str]:
-    used = [*spec.kpis, *(r.kpi for r in spec.rolling), *(k for k, _ in spec.all_lags())]
-    used += [*(s.kpi for s in spec.stuck), *(c.kpi for c in spec.cosite)]
-    return list(dict.fromkeys(used))
 
 
 def _values(frame: pl.DataFrame, kpi: str, grid: _Grid) -> np.ndarray:

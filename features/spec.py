@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -157,6 +158,49 @@ class FeatureSpec:
         """The columns that describe the network (not the calendar): what drift is about."""
         return [c for c in self.columns() if c not in CALENDAR_COLUMNS]
 
+    def kpis_used(self) -> list[str]:
+        """Every KPI the spec reads, in first-use order."""
+        used = [*self.kpis, *(r.kpi for r in self.rolling), *(k for k, _ in self.all_lags())]
+        used += [*(s.kpi for s in self.stuck), *(c.kpi for c in self.cosite)]
+        return list(dict.fromkeys(used))
+
+    def columns_by_kpi(self) -> dict[str, list[str]]:
+        """The feature columns made from each KPI the spec reads."""
+        out: dict[str, list[str]] = {k: [] for k in self.kpis_used()}
+        for k in self.kpis:
+            out[k].append(k)
+        for r in self.rolling:
+            out[r.kpi] += r.columns()
+        for lag in self.lags:
+            out[lag.kpi].append(lag.column())
+        for d in self.deltas:
+            out[d.kpi].append(d.column())
+        for b in self.baselines:
+            out[b.kpi] += b.columns()
+        for s in self.stuck:
+            out[s.kpi].append(s.column())
+        for c in self.cosite:
+            out[c.kpi] += c.columns()
+        return out
+
+    def restricted_to(self, kpis: Collection[str]) -> FeatureSpec:
+        """This spec without the transforms of KPIs not in `kpis` (the data does not hold
+        them): no feature is made from a KPI that does not exist. The same spec (and hash)
+        when every KPI it reads is there."""
+        have = set(kpis)
+        if have >= set(self.kpis_used()):
+            return self
+        return replace(
+            self,
+            kpis=tuple(k for k in self.kpis if k in have),
+            rolling=tuple(r for r in self.rolling if r.kpi in have),
+            lags=tuple(lag for lag in self.lags if lag.kpi in have),
+            deltas=tuple(d for d in self.deltas if d.kpi in have),
+            baselines=tuple(b for b in self.baselines if b.kpi in have),
+            stuck=tuple(s for s in self.stuck if s.kpi in have),
+            cosite=tuple(c for c in self.cosite if c.kpi in have),
+        )
+
     def all_lags(self) -> list[tuple[str, str]]:
         """(kpi, lag) pairs the builder must join, from lags, deltas and baselines."""
         pairs = {(lag.kpi, lag.lag) for lag in self.lags}
@@ -272,6 +316,9 @@ def default_spec(rop_minutes: int = 15, holidays: tuple[str, ...] = ()) -> Featu
     )
 
 
-def spec_for(settings: Settings) -> FeatureSpec:
-    """The spec an installation builds with: the default for its ROP length and holidays."""
-    return default_spec(settings.rop_minutes, tuple(d.isoformat() for d in settings.holidays))
+def spec_for(settings: Settings, kpis: Collection[str] | None = None) -> FeatureSpec:
+    """The spec an installation builds with: the default for its ROP length and holidays,
+    restricted to `kpis` (the KPIs its sources deliver, derived ones included:
+    `contract.available_kpis(contract.delivered(...))`) when given."""
+    spec = default_spec(settings.rop_minutes, tuple(d.isoformat() for d in settings.holidays))
+    return spec if kpis is None else spec.restricted_to(kpis)

@@ -6,28 +6,142 @@ from the feature table and never enter it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Literal
 
 import polars as pl
 
+from cellpulse.errors import NoDataError
 from cellpulse.rops import rop_number, run_ids
 from cellpulse.settings import CongestionRule
 
+# The congestion rule's conditions: (setting, KPI, comparison). The first two say the cell
+# is loaded; active users only qualify them, so one of those two must remain.
+RULE_CONDITIONS: tuple[tuple[str, str, Literal[">=", "<"]], ...] = (
+    ("prb_util_min_pct", "prb_util_dl_pct", ">="),
+    ("thp_floor_mbps", "dl_ue_thp_mbps", "<"),
+    ("min_active_ue", "active_ue_dl_mean", ">="),
+)
+LOAD_SETTINGS = ("prb_util_min_pct", "thp_floor_mbps")
 
-def congestion_flags(kpis: pl.DataFrame, rule: CongestionRule, rop_minutes: int) -> pl.DataFrame:
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition of the congestion rule, e.g. prb_util_dl_pct >= 80."""
+
+    setting: str
+    kpi: str
+    op: Literal[">=", "<"]
+    threshold: float
+
+    def expr(self) -> pl.Expr:
+        col = pl.col(self.kpi)
+        return col >= self.threshold if self.op == ">=" else col < self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.kpi} {self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class AppliedRule:
+    """The congestion rule as it applies to some data: the conditions kept, the ones left
+    out because their KPI is absent (setting -> KPI), and the ones switched off (null)."""
+
+    conditions: tuple[Condition, ...]
+    min_consecutive_rops: int
+    left_out: dict[str, str] = field(default_factory=dict)
+    switched_off: tuple[str, ...] = ()
+    horizon: str = "minutes"  # CongestionRule.horizon and horizon_minutes, carried along
+    horizon_minutes: int = 60
+
+    @property
+    def kpis(self) -> list[str]:
+        return [c.kpi for c in self.conditions]
+
+    def expr(self) -> pl.Expr:
+        """True where every kept condition holds this ROP (null KPIs: not congested)."""
+        return pl.all_horizontal(c.expr() for c in self.conditions).fill_null(False)
+
+    def describe(self) -> str:
+        """The rule in one line, with what was left out and why."""
+        text = (
+            f"congested: {' and '.join(str(c) for c in self.conditions)} "
+            f"for {self.min_consecutive_rops} ROPs in a row"
+        )
+        if self.left_out:
+            text += "; left out for absent KPIs: " + ", ".join(
+                f"{kpi} (congestion.{s})" for s, kpi in self.left_out.items()
+            )
+        if self.switched_off:
+            text += "; switched off: " + ", ".join(f"congestion.{s}" for s in self.switched_off)
+        return text
+
+
+def kpis_with_values(kpis: pl.DataFrame) -> set[str]:
+    """Columns of `kpis` holding at least one value: a column of nulls is a KPI the source
+    does not deliver."""
+    counts = kpis.null_count().row(0, named=True)
+    return {c for c, nulls in counts.items() if nulls < kpis.height}
+
+
+def apply_rule(rule: CongestionRule, available: Collection[str]) -> AppliedRule:
+    """The conditions of `rule` that apply to data holding the KPIs `available`.
+
+    A condition whose KPI is absent is left out (rule.absent_kpis "leave_out") or fails
+    ("fail"). Raises NoDataError naming the missing KPIs and the settings to change when
+    neither PRB utilisation nor user throughput is left to say the cell is loaded."""
+    kept, left_out, off = [], {}, []
+    for setting, kpi, op in RULE_CONDITIONS:
+        threshold = getattr(rule, setting)
+        if threshold is None:
+            off.append(setting)
+        elif kpi not in available:
+            left_out[setting] = kpi
+        else:
+            kept.append(Condition(setting, kpi, op, float(threshold)))
+    if left_out and rule.absent_kpis == "fail":
+        raise NoDataError(
+            "the congestion rule needs "
+            + ", ".join(f"{kpi} (congestion.{s})" for s, kpi in left_out.items())
+            + ", which the data does not hold; set those thresholds to null or "
+            "congestion.absent_kpis to leave_out"
+        )
+    if not any(c.setting in LOAD_SETTINGS for c in kept):
+        missing = [f"{kpi} (congestion.{s})" for s, kpi in left_out.items() if s in LOAD_SETTINGS]
+        raise NoDataError(
+            "no congestion condition is left: the data holds no "
+            + (" or ".join(missing) or "KPI of the rule")
+            + "; deliver PRB utilisation (prb_util_dl_pct) or user throughput "
+            "(dl_ue_thp_mbps), or set congestion.prb_util_min_pct / "
+            "congestion.thp_floor_mbps for a KPI the data holds"
+        )
+    return AppliedRule(
+        tuple(kept),
+        rule.min_consecutive_rops,
+        left_out,
+        tuple(off),
+        rule.horizon,
+        rule.horizon_minutes,
+    )
+
+
+def congestion_flags(
+    kpis: pl.DataFrame, rule: CongestionRule | AppliedRule, rop_minutes: int
+) -> pl.DataFrame:
     """Per (cell_id, ts): `congestion_raw` (the condition holds this ROP), `congested` (it is
     part of a run of at least `min_consecutive_rops`; looks ahead within the run) and
     `congested_now` (the run has lasted that long up to and including this ROP; causal).
 
-    A missing ROP breaks a run: an unreported period is not evidence of congestion.
+    A missing ROP breaks a run: an unreported period is not evidence of congestion. A
+    `CongestionRule` is applied to the KPIs `kpis` holds (`apply_rule`).
     """
-    raw = (
-        (pl.col("prb_util_dl_pct") >= rule.prb_util_min_pct)
-        & (pl.col("dl_ue_thp_mbps") < rule.thp_floor_mbps)
-        & (pl.col("active_ue_dl_mean") >= rule.min_active_ue)
-    ).fill_null(False)
+    if isinstance(rule, CongestionRule):
+        rule = apply_rule(rule, kpis_with_values(kpis))
+    raw = rule.expr()
     df = (
-        kpis.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+        kpis.select("cell_id", "ts", *rule.kpis)
         .sort("cell_id", "ts")
         .with_columns(raw.alias("congestion_raw"))
         .with_columns(run_ids(rop_minutes, value="congestion_raw").alias("_run"))
@@ -167,7 +281,7 @@ def busy_hour_target(
 def congestion_labels(
     keys: pl.DataFrame,
     kpis: pl.DataFrame,
-    rule: CongestionRule,
+    rule: CongestionRule | AppliedRule,
     rop_minutes: int,
     timezone: str = "UTC",
 ) -> pl.DataFrame:

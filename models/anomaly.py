@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from cellpulse.errors import NoDataError
 from cellpulse.models.boosting import (
     BoosterParams,
     Predict,
@@ -64,6 +65,7 @@ TARGETS: tuple[TargetKpi, ...] = (
 FROZEN = "frozen_counters"
 FROZEN_KPIS = ("dl_volume_mbit", "rrc_conn_mean", "prb_util_dl_pct")
 FROZEN_MIN_ROPS = 3
+MIN_TARGET_ROWS = 100  # rows with a value a regressor needs to learn anything
 
 CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
 CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
@@ -73,6 +75,7 @@ CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
 class AnomalyParams(BoosterParams):
     threshold_quantile: float = 0.995
     min_threshold: float = 5.0
+    min_kpi_coverage: float = 0.25  # share of training rows a watched KPI must hold a value in
 
     def regressor_params(self) -> dict[str, object]:
         # Huber: squared near the fit, linear in the tails, so faults hidden in the training
@@ -122,6 +125,26 @@ class AnomalyModel:
     # evidence is blended with the unsupervised score ("blend") or replaces it ("replace").
     classifier: FaultClassifier | None = None
     supervised: Literal["blend", "replace", "off"] = "off"
+    # The TARGETS it does not watch, each with the reason (absent, too little data), and
+    # the KPIs whose frozen runs it scores (those of FROZEN_KPIS the data holds).
+    left_out: dict[str, str] = field(default_factory=dict)
+    frozen_kpis: tuple[str, ...] = FROZEN_KPIS
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The KPIs it predicts and scores deviations of."""
+        return tuple(t.name for t in self.targets)
+
+    def coverage_line(self) -> str:
+        """Which KPIs it watches and which it left out, and why: one line for a summary."""
+        text = f"anomaly model watches {', '.join(self.watched)}"
+        frozen = getattr(self, "frozen_kpis", FROZEN_KPIS)
+        checked = f"frozen counters on {', '.join(frozen)}" if frozen else "no frozen-counter check"
+        text += f"; {checked}"
+        left_out = getattr(self, "left_out", {})
+        if left_out:
+            text += "; left out: " + "; ".join(f"{k} ({why})" for k, why in left_out.items())
+        return text
 
     @classmethod
     def fit(
@@ -132,19 +155,27 @@ class AnomalyModel:
         exclude: pl.Series | None = None,
         trainer: Trainer = train_local,
     ) -> AnomalyModel:
-        """Fit on `features`; rows where `exclude` is True (known faults) are left out."""
+        """Fit on `features`; rows where `exclude` is True (known faults) are left out.
+
+        Watches each of TARGETS that holds a value in at least `params.min_kpi_coverage` of
+        the training rows (and MIN_TARGET_ROWS rows); the others are in `left_out` with the
+        reason. Raises NoDataError when none is left."""
         train = features.filter(~exclude) if exclude is not None else features
         names = context_columns(train.columns)
         x = matrix(train, names)
         boosters = {}
         units: dict[str, tuple[float, float]] = {}
+        left_out: dict[str, str] = {}
         targets = tuple(t for t in TARGETS if t.name in train.columns)
+        left_out |= {t.name: "not delivered" for t in TARGETS if t not in targets}
         newest = _newest_day(train)
         regressor = params.regressor_params()
         for t in targets:
             y = train[t.name].cast(pl.Float64).to_numpy()
             ok = np.isfinite(y)
-            if ok.sum() < 100:
+            why = _too_little(int(ok.sum()), y.size, params.min_kpi_coverage)
+            if why:
+                left_out[t.name] = why
                 continue
             centre, spread = float(np.median(y[ok])), float(np.std(y[ok])) or 1.0
             standard = (y - centre) / spread
@@ -162,6 +193,13 @@ class AnomalyModel:
             boosters[t.name] = trainer(regressor, x[ok], standard[ok], rounds, names)
             units[t.name] = (centre, spread)
         targets = tuple(t for t in targets if t.name in boosters)
+        if not targets:
+            raise NoDataError(
+                "the anomaly model has no KPI to watch: "
+                + "; ".join(f"{k} {why}" for k, why in left_out.items())
+                + f"; deliver one of them or lower train.min_kpi_coverage "
+                f"({params.min_kpi_coverage:g})"
+            )
         model = cls(
             names,
             boosters,
@@ -172,6 +210,8 @@ class AnomalyModel:
             targets,
             params,
             units,
+            left_out=left_out,
+            frozen_kpis=scorable_frozen(train, params.min_kpi_coverage),
         )
         resid = model.residuals(train)
         # A cell's spread per KPI: the larger of its MAD and its 99th-percentile residual in the
@@ -268,9 +308,10 @@ class AnomalyModel:
             bad = bad_deviation(pl.col(t.name) / scale, t.direction)
             out.append(bad.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
         z = scaled.sort("_row").select(out)
-        return (
-            z.with_columns(features.select(frozen_z()).to_series()) if has_frozen(features) else z
-        )
+        frozen = getattr(self, "frozen_kpis", FROZEN_KPIS)  # models pickled before it existed
+        if frozen and has_frozen(features, frozen):
+            return z.with_columns(features.select(frozen_z(frozen)).to_series())
+        return z
 
     def fit_classifier(
         self,
@@ -387,17 +428,41 @@ class AnomalyModel:
         return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis.alias("anomaly_kpis")})
 
 
-def has_frozen(features: pl.DataFrame) -> bool:
+def _too_little(rows: int, total: int, min_share: float) -> str:
+    """Why a KPI with `rows` values among `total` training rows cannot be watched ("" if
+    it can)."""
+    if rows == 0:
+        return "no value in the training window"
+    share = rows / total
+    if share < min_share:
+        return f"a value in {share:.0%} of training rows, train.min_kpi_coverage is {min_share:.0%}"
+    if rows < MIN_TARGET_ROWS:
+        return f"{rows} training rows with a value, {MIN_TARGET_ROWS} needed"
+    return ""
+
+
+def scorable_frozen(features: pl.DataFrame, min_share: float) -> tuple[str, ...]:
+    """The FROZEN_KPIS whose frozen runs can be scored on `features`: the stuck-run column is
+    there and the KPI holds a value in at least `min_share` of the rows (a KPI the source
+    does not deliver would veto every frozen run)."""
+    kept = []
+    for k in FROZEN_KPIS:
+        if k in features.columns and f"{k}_stuck_rops" in features.columns:
+            share = 1 - features[k].null_count() / max(features.height, 1)
+            if share >= min_share and share > 0:
+                kept.append(k)
+    return tuple(kept)
+
+
+def has_frozen(features: pl.DataFrame, kpis: tuple[str, ...] = FROZEN_KPIS) -> bool:
     """Whether `features` carry the stuck-run columns the frozen-counter score reads."""
-    return all(f"{k}_stuck_rops" in features.columns for k in FROZEN_KPIS)
+    return all(k in features.columns and f"{k}_stuck_rops" in features.columns for k in kpis)
 
 
-def frozen_z() -> pl.Expr:
-    """How many ROPs in a row every FROZEN_KPIS value has repeated exactly (zeros do not
+def frozen_z(kpis: tuple[str, ...] = FROZEN_KPIS) -> pl.Expr:
+    """How many ROPs in a row every one of `kpis` has repeated exactly (zeros do not
     count: an idle cell legitimately reports zero), as a z from FROZEN_MIN_ROPS on."""
-    runs = [
-        pl.when(pl.col(k) != 0).then(pl.col(f"{k}_stuck_rops")).otherwise(0.0) for k in FROZEN_KPIS
-    ]
+    runs = [pl.when(pl.col(k) != 0).then(pl.col(f"{k}_stuck_rops")).otherwise(0.0) for k in kpis]
     frozen = pl.min_horizontal(runs).cast(pl.Float64)
     return (
         pl.when(frozen >= FROZEN_MIN_ROPS)

@@ -4,7 +4,7 @@ a candidate (model, metrics, baselines, figures) that the tracking edge logs and
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -60,6 +60,9 @@ class Candidate:
     split: Split
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
     holdout_rows: int = 0
+    # What the model covers of the KPIs, one line for the training summary: the KPIs the
+    # anomaly model watches and those it left out; the congestion rule as applied.
+    coverage: str = ""
 
     def baseline_reference(self) -> dict[str, float]:
         """What the first model must beat: the best baseline on the primary metric."""
@@ -97,7 +100,10 @@ def _sample(df: pl.DataFrame, max_rows: int, seed: int) -> pl.DataFrame:
 
 
 def anomaly_params(settings: Settings) -> AnomalyParams:
-    return AnomalyParams.from_settings(settings.train)
+    return replace(
+        AnomalyParams.from_settings(settings.train),
+        min_kpi_coverage=settings.train.min_kpi_coverage,
+    )
 
 
 def score_anomaly(
@@ -319,6 +325,10 @@ def train_anomaly(
         {
             **asdict(params),
             "targets": len(model.targets),
+            "watched_kpis": ",".join(model.watched),
+            "kpis_left_out": "; ".join(f"{k}: {why}" for k, why in model.left_out.items())
+            or "none",
+            "frozen_kpis": ",".join(model.frozen_kpis) or "none",
             "features": len(model.feature_names),
             "supervised": supervised,
         },
@@ -328,6 +338,7 @@ def train_anomaly(
         split,
         {name: plots.png(fig) for name, fig in figures.items()},
         split.holdout.height,
+        model.coverage_line(),
     )
 
 
@@ -339,11 +350,15 @@ def congestion_params(settings: Settings) -> CongestionParams:
 
 
 def congestion_labels(
-    features: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
+    features: pl.DataFrame,
+    kpis: pl.DataFrame,
+    settings: Settings,
+    rule: targets.AppliedRule | None = None,
 ) -> pl.DataFrame:
-    """Per feature row: target and baseline labels (see features.targets.congestion_labels)."""
+    """Per feature row: target and baseline labels (see features.targets.congestion_labels),
+    under `rule` (default: the configured rule, applied to the KPIs `kpis` holds)."""
     return targets.congestion_labels(
-        features, kpis, settings.congestion, settings.rop_minutes, settings.timezone
+        features, kpis, rule or settings.congestion, settings.rop_minutes, settings.timezone
     )
 
 
@@ -368,8 +383,9 @@ def congestion_baselines(
     scores = {
         "persistence": labels["persistence"].fill_null(False).cast(pl.Float64).to_numpy(),
         "seasonal": labels["seasonal"].cast(pl.Float64).to_numpy(),
-        "threshold": (holdout["prb_util_dl_pct"].fill_null(0) / 100).to_numpy(),
     }
+    if "prb_util_dl_pct" in holdout.columns:  # without PRB data there is no PRB guess
+        scores["threshold"] = (holdout["prb_util_dl_pct"].fill_null(0) / 100).to_numpy()
     out: dict[str, float] = {}
     for name, s in scores.items():
         s = s[known]
@@ -407,6 +423,8 @@ def train_congestion(
     """
     split = split_by_time(features, settings.train.holdout_days)
     params = congestion_params(settings)
+    # The rule's conditions on the KPIs the data holds (NoDataError when none is left).
+    rule = targets.apply_rule(settings.congestion, targets.kpis_with_values(kpis))
     # The newest training days calibrate the probability: later than what the booster saw,
     # earlier than the hold-out it is judged on.
     fit_rows, calibration_rows = split.train, None
@@ -417,11 +435,11 @@ def train_congestion(
         except NoDataError:
             pass  # too few days to spare one: the raw probability is used
     train = _sample(fit_rows, settings.train.max_train_rows, params.seed)
-    train_labels = congestion_labels(train, kpis, settings)
+    train_labels = congestion_labels(train, kpis, settings, rule)
     if not train_labels["congested_within"].any():
         raise NoDataError(
-            "no congestion in the training window under the configured rule "
-            f"({settings.congestion.model_dump()}); widen the window or adjust the rule"
+            f"no congestion in the training window under the rule ({rule.describe()}); "
+            "widen the window or adjust the congestion.* settings"
         )
     model = CongestionModel.fit(
         train,
@@ -434,10 +452,10 @@ def train_congestion(
     )
     calibrated = calibration_rows is not None and model.calibrate(
         calibration_rows,
-        congestion_labels(calibration_rows, kpis, settings)["congested_within"],
+        congestion_labels(calibration_rows, kpis, settings, rule)["congested_within"],
     )
     holdout = split.holdout.sort("cell_id", "ts")
-    labels = congestion_labels(holdout, kpis, settings)
+    labels = congestion_labels(holdout, kpis, settings, rule)
     metrics, y, prob = evaluate_congestion(model, holdout, labels)
     known = labels["congested_within"].is_not_null().to_numpy()
     raw = model.predict_raw(holdout)[known]
@@ -472,6 +490,7 @@ def train_congestion(
             "calibrated": calibrated,
             "calibration_days": settings.train.calibration_days,
             **{f"rule_{k}": v for k, v in settings.congestion.model_dump().items()},
+            "rule_applied": rule.describe(),
         },
         metrics,
         baselines,
@@ -479,6 +498,7 @@ def train_congestion(
         split,
         {name: plots.png(fig) for name, fig in figures.items()},
         holdout.height,
+        f"congestion rule: {rule.describe()}",
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from cellpulse.contract import MEASUREMENT_NAMES
+
 # Relative frequency, duration range in hours, severity range, per event type.
 EVENT_SHAPES: dict[str, tuple[float, tuple[float, float], tuple[float, float]]] = {
     "outage": (1.0, (1, 8), (1.0, 1.0)),
@@ -17,6 +19,13 @@ EVENT_SHAPES: dict[str, tuple[float, tuple[float, float], tuple[float, float]]] 
     "stuck_counters": (0.5, (3, 24), (1.0, 1.0)),
     "gradual_degradation": (0.4, (48, 120), (2.0, 4.0)),  # CQI lost by the end
     "surge": (1.5, (2, 5), (1.6, 2.6)),  # demand multiplier
+}
+# Measurement subsets real exports deliver: the full contract, utilisation and volume only (a
+# typical hourly capacity report), volume and connected users only (a traffic report).
+KPI_PRESETS: dict[str, tuple[str, ...]] = {
+    "all": MEASUREMENT_NAMES,
+    "prb_volume": ("prb_util_dl_pct", "dl_volume_mbit"),
+    "volume_users": ("dl_volume_mbit", "rrc_conn_mean"),
 }
 FAULT_TYPES = tuple(t for t in EVENT_SHAPES if t != "surge")
 EVENT_TYPES = tuple(EVENT_SHAPES)
@@ -57,8 +66,18 @@ class SimulationConfig:
     holidays: tuple[date, ...] = ()  # days that load like a Sunday
     growth_per_month: float = 0.01  # slow traffic growth
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    # Contract measurements the export delivers (the others are simulated, so ground truth
+    # is the same whatever the subset, but never written); None: every one.
+    kpis: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.kpis is not None:
+            strange = [k for k in self.kpis if k not in MEASUREMENT_NAMES]
+            if strange or not self.kpis:
+                raise ValueError(
+                    f"kpis {list(strange or self.kpis)}: name one or more contract "
+                    f"measurements ({', '.join(MEASUREMENT_NAMES)})"
+                )
         if self.rop_minutes not in (5, 15, 60):
             raise ValueError("rop_minutes must be 5, 15 or 60")
         if self.cells < 1 or self.days < 1:
@@ -66,6 +85,12 @@ class SimulationConfig:
         unknown = set(self.event_weights) - set(EVENT_SHAPES)
         if unknown:
             raise ValueError(f"unknown event types {sorted(unknown)}; known: {EVENT_TYPES}")
+
+    @property
+    def delivered(self) -> tuple[str, ...]:
+        """The measurements written, in contract order."""
+        wanted = set(self.kpis or MEASUREMENT_NAMES)
+        return tuple(m for m in MEASUREMENT_NAMES if m in wanted)
 
     @property
     def rops_per_day(self) -> int:
@@ -94,3 +119,21 @@ def parse_event_weights(items: list[str]) -> dict[str, float]:
         if weights[name] < 0:
             raise ValueError(f"--event-weight {item!r}: weights cannot be negative")
     return weights
+
+
+def parse_kpis(text: str) -> tuple[str, ...] | None:
+    """`--kpis` text -> the measurements to deliver: a preset name (KPI_PRESETS; "all" is
+    None) or comma-separated contract measurements. Raises ValueError naming the bad part."""
+    name = text.strip()
+    if name == "all":
+        return None
+    if name in KPI_PRESETS:
+        return KPI_PRESETS[name]
+    kpis = tuple(k.strip() for k in name.split(",") if k.strip())
+    unknown = [k for k in kpis if k not in MEASUREMENT_NAMES]
+    if unknown or not kpis:
+        raise ValueError(
+            f"--kpis {text!r}: use a preset ({', '.join(KPI_PRESETS)}) or comma-separated "
+            f"contract measurements; unknown: {', '.join(unknown) or 'none given'}"
+        )
+    return kpis

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse import lake, progress
+from cellpulse.contract import DIMENSIONS, KEYS, MEASUREMENT_NAMES
 from cellpulse.features.targets import congestion_flags, congestion_periods
 from cellpulse.layout import TRUTH_CONGESTION_FILE, TRUTH_EVENTS_FILE, TRUTH_TOPOLOGY_FILE
 from cellpulse.settings import CongestionRule
@@ -39,11 +40,27 @@ PARTIAL_COUNTERS = (
 def iter_days(
     cfg: SimulationConfig, topo: Topology | None = None, events: pl.DataFrame | None = None
 ) -> Iterator[tuple[date, pl.DataFrame]]:
-    """Yield (date, that day's KPIs) for the whole simulation."""
+    """Yield (date, that day's KPIs as delivered: the configured measurements only) for the
+    whole simulation."""
+    for day, frame in _full_days(cfg, topo, events):
+        yield day, delivered(frame, cfg)
+
+
+def _full_days(
+    cfg: SimulationConfig, topo: Topology | None = None, events: pl.DataFrame | None = None
+) -> Iterator[tuple[date, pl.DataFrame]]:
+    """Every simulated measurement of every day, delivered or not."""
     topo = topo if topo is not None else build_topology(cfg)
     events = events if events is not None else draw_events(topo, cfg)
     for day in range(cfg.days):
         yield cfg.start + timedelta(days=day), simulate_day(topo, events, cfg, day)
+
+
+def delivered(frame: pl.DataFrame, cfg: SimulationConfig) -> pl.DataFrame:
+    """Keys, dimensions and the measurements the export delivers (`cfg.kpis`)."""
+    if cfg.kpis is None:
+        return frame
+    return frame.select(*KEYS, *DIMENSIONS, *cfg.delivered)
 
 
 def split_into_files(
@@ -67,6 +84,7 @@ def _faulty_copy(part: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     return part.with_columns(
         pl.when(wrong).then((pl.col(c) * 0.5).floor()).otherwise(pl.col(c)).alias(c)
         for c in PARTIAL_COUNTERS
+        if c in part.columns
     )
 
 
@@ -84,6 +102,7 @@ class SimulationSummary:
     congestion_periods: int
     landing_dir: Path
     truth_dir: Path
+    kpis: tuple[str, ...] = MEASUREMENT_NAMES  # the measurements written
 
 
 def write_network(
@@ -108,8 +127,9 @@ def write_network(
     deferred: list[tuple[str, pl.DataFrame]] = []
     late = redelivered = duplicated = 0
     narrow = []
-    for _, day in progress.track(iter_days(cfg, topo, events), "simulate: days", total=cfg.days):
-        for name, part in split_into_files(day, d.file_minutes):
+    days = _full_days(cfg, topo, events)
+    for _, day in progress.track(days, "simulate: days", total=cfg.days):
+        for name, part in split_into_files(delivered(day, cfg), d.file_minutes):
             roll = rng.random(3)
             if roll[0] < d.redelivery_rate:
                 lake.atomic_write_parquet(_faulty_copy(part, rng), landing_dir / name)
@@ -125,6 +145,7 @@ def write_network(
                 duplicated += 1
             files += 1
         rows += day.height
+        # Ground truth is the network's true state: every simulated KPI, whatever is delivered.
         narrow.append(
             day.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
         )
@@ -148,4 +169,5 @@ def write_network(
         periods.height,
         landing_dir,
         truth_dir,
+        cfg.delivered,
     )

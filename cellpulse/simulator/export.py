@@ -12,12 +12,13 @@ from cellpulse import lake
 
 def to_3gpp_raw(kpis: pl.DataFrame, timezone: str, rop_minutes: int) -> pl.DataFrame:
     """The counters a node reports for these rows: PRBs used/available instead of %,
-    kbit/s and kbit instead of Mbit, handovers split inter/intra, local period-end time."""
+    kbit/s and kbit instead of Mbit, handovers split inter/intra, local period-end time.
+    A counter whose contract measurements are not in `kpis` (a KPI subset) is left out."""
     prb_avail_ul = pl.col("prb_avail_dl")
     end = (pl.col("ts") + pl.duration(minutes=rop_minutes)).dt.convert_time_zone(timezone)
     inter = (pl.col("ho_att") * 0.3).round()
     inter_succ = pl.min_horizontal(inter, (pl.col("ho_succ") * 0.3).round())
-    return kpis.select(
+    columns = [
         end.dt.strftime("%d.%m.%Y %H:%M").alias("PERIOD_END_TIME"),
         pl.col("cell_id").alias("NCGI"),
         pl.col("site_id").alias("GNB_ID"),
@@ -48,7 +49,9 @@ def to_3gpp_raw(kpis: pl.DataFrame, timezone: str, rop_minutes: int) -> pl.DataF
         pl.col("ul_interference_dbm").alias("VS.UL.Interference"),
         pl.col("dl_delay_ms").alias("DRB.RlcSduDelayDl"),
         pl.col("unavail_s").alias("VS.Cell.UnavailableTime"),
-    )
+    ]
+    have = set(kpis.columns)
+    return kpis.select(c for c in columns if set(c.meta.root_names()) <= have)
 
 
 def write_3gpp_csv(raw: pl.DataFrame, path: Path) -> None:

@@ -1,9 +1,15 @@
+import types
+import typing
+from datetime import date
 from pathlib import Path
 
 import pytest
+from annotated_types import Le
+from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
 
 from cellpulse.errors import CellpulseError
-from cellpulse.settings import load_settings
+from cellpulse.settings import Settings, load_settings
 
 
 def test_defaults_put_everything_under_an_absolute_home(tmp_path, monkeypatch):
@@ -91,3 +97,101 @@ def test_a_webhook_that_is_not_http_is_refused_at_load(monkeypatch, url):
     monkeypatch.setenv("CELLPULSE_ALERTS__WEBHOOK_URL", url)
     with pytest.raises(CellpulseError, match=r"alerts\.webhook_url: .*http:// or https://"):
         load_settings()
+
+
+# Every setting from its environment variable, as docs/settings.md names it. The cases are
+# generated from the settings model, so a new setting is covered without touching this test.
+# A value here is what an operator types in the shell; the expectation is what it loads as.
+ENV_VALUES: dict[str, tuple[str, object]] = {  # fields whose type alone gives no good value
+    "home": ("/srv/cellpulse-env", Path("/srv/cellpulse-env")),
+    "timezone": ("Europe/Paris", "Europe/Paris"),
+    "holidays": ("2026-05-01,2026-12-25", [date(2026, 5, 1), date(2026, 12, 25)]),
+    "regions": ("north,east", ["north", "east"]),
+    "dask_address": ("tcp://127.0.0.1:8786", "tcp://127.0.0.1:8786"),
+    "ops_store_url": ("postgresql://ops:pw@127.0.0.1/ops", "postgresql://ops:pw@127.0.0.1/ops"),
+    "mlflow_tracking_uri": ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    "alerts.webhook_url": ("https://127.0.0.1/hook", "https://127.0.0.1/hook"),
+    "api.host": ("0.0.0.0", "0.0.0.0"),
+    "api.token": ("s3cret-token", "s3cret-token"),
+    "api.public_url": ("http://ops.example:8750", "http://ops.example:8750"),
+    "schedules.features_cron": ("30 4 * * *", "30 4 * * *"),
+    "schedules.train_cron": ("0 5 * * 1", "0 5 * * 1"),
+    "schedules.monitor_cron": ("15 6 * * *", "15 6 * * *"),
+    "schedules.timezone": ("Europe/Berlin", "Europe/Berlin"),
+}
+
+
+def _documented_env_names() -> dict[str, str]:
+    """setting -> environment variable, read from the table in docs/settings.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
+    names = {}
+    for line in text.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        if len(cells) >= 2 and cells[1].startswith("CELLPULSE_"):
+            names[cells[0]] = cells[1]
+    return names
+
+
+def _non_default(field: FieldInfo) -> tuple[str, object]:
+    """A valid value other than the default, as env text and as loaded, from the type."""
+    default = field.get_default(call_default_factory=True)
+    annotation = field.annotation
+    if typing.get_origin(annotation) is typing.Literal:
+        value = next(v for v in typing.get_args(annotation) if v != default)
+        return str(value), value
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is bool:
+        return str(not default).lower(), not default
+    hi = next((m.le for m in field.metadata if isinstance(m, Le)), None)
+    if annotation is int:
+        value = (default or 0) + 1
+        return str(value), value if hi is None or value <= hi else default - 1
+    if annotation is float:
+        step = (default or 0.0) + 0.25
+        value = step if hi is None or step <= hi else default / 2
+        return str(value), value
+    raise AssertionError(f"no test value for {annotation}: add the setting to ENV_VALUES")
+
+
+def _env_cases() -> list[tuple[str, str, str, object]]:
+    """(setting, documented variable, text to set, value it must load as) for every field."""
+    documented = _documented_env_names()
+    cases = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation, f"{key}.")
+                continue
+            text, expected = ENV_VALUES[key] if key in ENV_VALUES else _non_default(field)
+            assert expected != field.get_default(call_default_factory=True), key
+            cases.append((key, documented.get(key, f"<{key} not documented>"), text, expected))
+
+    walk(Settings, "")
+    return cases
+
+
+@pytest.mark.parametrize(("setting", "variable", "text", "expected"), _env_cases())
+def test_every_setting_loads_from_its_documented_environment_variable(
+    setting, variable, text, expected, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    assert variable.startswith("CELLPULSE_"), variable
+    monkeypatch.setenv(variable, text)
+    value: object = load_settings()
+    for part in setting.split("."):
+        value = getattr(value, part)
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    assert value == expected
+
+
+def test_list_settings_also_take_a_json_list_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CELLPULSE_REGIONS", '["north", "south"]')
+    monkeypatch.setenv("CELLPULSE_HOLIDAYS", "")
+    s = load_settings()
+    assert s.regions == ["north", "south"]
+    assert s.holidays == []

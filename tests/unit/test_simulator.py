@@ -269,3 +269,42 @@ def test_event_rates_are_configurable_per_type():
         parse_event_weights(["blackout=1"])
     with pytest.raises(ValueError, match="not a number"):
         parse_event_weights(["outage=lots"])
+
+
+@pytest.mark.parametrize("rop_minutes", [15, 60])
+@pytest.mark.parametrize("preset", ["prb_volume", "volume_users"])
+def test_a_kpi_subset_writes_only_its_measurements_with_the_same_values(
+    preset, rop_minutes, settings
+):
+    """A subset is the full simulation with the other measurements left out: same rows,
+    same values, and the landing files hold only keys, dimensions and the subset."""
+    from cellpulse.simulator import KPI_PRESETS, parse_kpis, write_network
+
+    kpis = parse_kpis(preset)
+    assert kpis == KPI_PRESETS[preset]
+    full = SimulationConfig(cells=12, days=2, seed=4, rop_minutes=rop_minutes)
+    subset = SimulationConfig(cells=12, days=2, seed=4, rop_minutes=rop_minutes, kpis=kpis)
+    a = pl.concat([d for _, d in iter_days(full)])
+    b = pl.concat([d for _, d in iter_days(subset)])
+    assert b.columns == [*contract.KEYS, *contract.DIMENSIONS, *kpis]
+    assert b.equals(a.select(b.columns))
+    assert b.height == 12 * 2 * (1440 // rop_minutes)
+
+    summary = write_network(
+        subset, settings.layout.landing, settings.layout.ground_truth, settings.congestion
+    )
+    assert summary.kpis == kpis
+    written = pl.read_parquet(sorted(settings.layout.landing.glob("*.parquet")))
+    assert set(written.columns) == set(b.columns)
+    assert written.height == b.height
+
+
+def test_kpis_option_takes_presets_or_measurement_names():
+    from cellpulse.simulator import parse_kpis
+
+    assert parse_kpis("all") is None
+    assert parse_kpis("prb_util_dl_pct, ho_att") == ("prb_util_dl_pct", "ho_att")
+    with pytest.raises(ValueError, match="unknown: prb_util"):
+        parse_kpis("prb_util,dl_volume_mbit")
+    with pytest.raises(ValueError, match="contract measurements"):
+        SimulationConfig(kpis=("dl_volume",))
