@@ -32,13 +32,15 @@ class Dataset:
     """One partitioned dataset of the lake, e.g. `lake/kpi`.
 
     `fast`: partitions are written with lz4 rather than zstd, for derived data that is read
-    far more often than it is kept (about 15% larger, read in two thirds of the time)."""
+    far more often than it is kept: somewhat larger, read faster (figures in
+    bench/RESULTS.md)."""
 
     def __init__(self, root: Path, fast: bool = False) -> None:
         self.root = root
         self.fast = fast
 
     def day_dir(self, day: date) -> Path:
+        """The folder of a day's partitions (`date=YYYY-MM-DD`)."""
         return self.root / f"date={day.isoformat()}"
 
     def region_dir(self, day: date, region: str) -> Path:
@@ -64,9 +66,11 @@ class Dataset:
         return folder
 
     def partition_path(self, day: date, region: str) -> Path:
+        """The compacted part of a (day, region) partition."""
         return self.region_dir(day, region) / PART_FILE
 
     def dates(self) -> list[date]:
+        """The days holding rows (a compacted part or a delivery), oldest first."""
         if not self.root.is_dir():
             return []
         found = []
@@ -84,6 +88,7 @@ class Dataset:
         return sorted(found, key=lambda f: (delta_seq(f), f.parent.parent.name, f.name))
 
     def next_seq(self, day: date) -> int:
+        """The sequence number the next delivery to a day gets (after every one stored)."""
         seqs = [
             int(d.name.removeprefix(DELTA_PREFIX))
             for d in self.day_dir(day).glob(f"region=*/{DELTA_PREFIX}*")
@@ -175,6 +180,8 @@ class Dataset:
         region: str,
         metadata: Mapping[str, str] | None = None,
     ) -> Path:
+        """Replace a (day, region) partition's compacted part atomically (deltas are left
+        alone: `replace_day` removes them); its path."""
         path = self.partition_path(day, region)
         atomic_write_parquet(df, path, metadata, fast=self.fast)
         return path

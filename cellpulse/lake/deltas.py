@@ -64,9 +64,12 @@ class DeltaStream:
             shutil.rmtree(orphan, ignore_errors=True)
 
     def write(self, day: date, region: str, rows: pl.DataFrame) -> None:
+        """Write `rows` as the next fragment of (day, region), on this thread."""
         self.prepare_write(day, region, rows)()
 
     def adopt(self, day: date, region: str, source: Path, sha256: str, rows: pl.DataFrame) -> None:
+        """Copy `source` as the next fragment of (day, region), on this thread (see
+        `prepare_adopt`)."""
         self.prepare_adopt(day, region, source, sha256, rows)()
 
     def prepare_write(self, day: date, region: str, rows: pl.DataFrame) -> Callable[[], None]:
@@ -119,6 +122,7 @@ class DeltaStream:
         return published
 
     def abort(self) -> None:
+        """Drop every fragment written and not yet published; the dataset is unchanged."""
         for pending in self._pending.values():
             shutil.rmtree(pending, ignore_errors=True)
         self._pending.clear()

@@ -48,12 +48,17 @@ def atomic_write_parquet(
 ) -> None:
     """Write a parquet file atomically, with optional key/value metadata in its footer.
 
-    `df` may be an iterable of frames of one schema, written as they come (row groups in
-    order) so that a file larger than memory can be produced chunk by chunk.
-
     zstd level 1 by default: most of zstd's size saving at a fraction of its default write
-    time. `fast` uses lz4 for files soon rewritten (deliveries awaiting compaction): about
-    20% larger, written in two thirds of the time.
+    time (figures in bench/RESULTS.md).
+
+    Args:
+        df: The rows; or an iterable of frames of one schema, written as they come (row
+            groups in order) so that a file larger than memory can be produced chunk by
+            chunk.
+        path: The file to replace; its folder is created if need be.
+        metadata: Key/value pairs for the file's footer (read back by `read_metadata`).
+        fast: lz4 instead of zstd, for files soon rewritten or read far more often than
+            kept: somewhat larger, written and read faster.
     """
     tmp = _temp_beside(path)
     try:
@@ -110,16 +115,20 @@ def _write_chunks(
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content (hex): what the ledger knows a delivery by."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_metadata(path: Path) -> dict[str, str]:
+    """The key/value metadata written into a parquet file's footer, without the schema
+    entry that Arrow adds itself."""
     raw = pl.read_parquet_metadata(path)
     return {k: v for k, v in raw.items() if not k.startswith("ARROW")}
 
 
 def fsync_dir(directory: Path) -> None:
+    """Make a folder's entries durable: a rename is only safe once its folder is synced."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -128,5 +137,6 @@ def fsync_dir(directory: Path) -> None:
 
 
 def fsync_file(path: Path) -> None:
+    """Make a written file's content durable before it is published."""
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())

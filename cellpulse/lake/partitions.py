@@ -22,10 +22,12 @@ def region_dir_of(path: Path) -> Path:
 
 
 def region_of(path: Path) -> str:
+    """The region a part or delta fragment belongs to."""
     return region_dir_of(path).name.removeprefix("region=")
 
 
 def is_delta(path: Path) -> bool:
+    """Whether a lake file is a delta fragment (not a compacted part)."""
     return path.parent.name.startswith(DELTA_PREFIX)
 
 
@@ -35,4 +37,5 @@ def delta_seq(fragment: Path) -> int:
 
 
 def fragments(paths: Iterable[Path]) -> Iterator[Path]:
+    """The fragment files among `paths`, known by their suffix."""
     return (p for p in paths if p.suffix in FRAGMENT_SUFFIXES)

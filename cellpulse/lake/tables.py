@@ -70,7 +70,7 @@ def latest_rows(rows: pl.DataFrame) -> pl.DataFrame:
     # A stable sort keeps deliveries in order within a key, so the last row of each key run
     # is the latest delivery; comparing neighbours is far cheaper than hashing every key.
     # Only the keys are sorted and the rows gathered once: sorting the whole table held
-    # about three copies of it at once (a national day's region: 5.5 GB instead of 3.9 GB).
+    # about three copies of it at once (peak memory in bench/RESULTS.md).
     order = rows.select(*KEYS).with_row_index("_row").sort(*KEYS, maintain_order=True)
     next_differs = (pl.col("cell_id") != pl.col("cell_id").shift(-1)) | (
         pl.col("ts") != pl.col("ts").shift(-1)
