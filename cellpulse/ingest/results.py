@@ -48,12 +48,15 @@ class IngestSummary:
 
     @property
     def rows_accepted(self) -> int:
+        """Rows of every file that went to the lake."""
         return sum(f.rows_accepted for f in self.files)
 
     @property
     def rows_quarantined(self) -> int:
+        """Rows of every file kept apart in quarantine."""
         return sum(f.rows_quarantined for f in self.files)
 
     @property
     def rejected(self) -> list[FileResult]:
+        """The files rejected whole, each with its reason."""
         return [f for f in self.files if f.status == "rejected"]
