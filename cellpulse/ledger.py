@@ -35,6 +35,9 @@ STAGES = ("features", "scores")
 
 @dataclass(frozen=True)
 class FileRecord:
+    """One landing file as the ledger keeps it: its content hash and path, what became of it
+    (ingested, duplicate or rejected) and its row counts."""
+
     sha256: str
     path: str
     size_bytes: int
@@ -46,12 +49,15 @@ class FileRecord:
 
 
 class Ledger:
+    """The ledger of one home (`Layout.ledger`), opened as a context manager."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
+        """Close the database; every update is already committed."""
         self._db.close()
 
     def __enter__(self) -> Ledger:
@@ -69,6 +75,7 @@ class Ledger:
         return row[0] if row else None
 
     def has(self, sha256: str, path: str) -> bool:
+        """Whether this very file (this content at this path) was recorded before."""
         row = self._db.execute(
             "SELECT 1 FROM files WHERE sha256 = ? AND path = ?", (sha256, path)
         ).fetchone()
@@ -101,6 +108,7 @@ class Ledger:
             )
 
     def mark_stale(self, stage: str, days: Iterable[date]) -> None:
+        """Mark days whose `stage` output (features or scores) needs rebuilding."""
         now = datetime.now(UTC).isoformat()
         with self._db:
             self._db.executemany(
@@ -109,10 +117,12 @@ class Ledger:
             )
 
     def stale(self, stage: str) -> list[date]:
+        """The days whose `stage` output needs rebuilding, oldest first."""
         rows = self._db.execute("SELECT day FROM stale_days WHERE stage = ? ORDER BY day", (stage,))
         return [date.fromisoformat(r[0]) for r in rows]
 
     def clear_stale(self, stage: str, days: Iterable[date]) -> None:
+        """Mark days of `stage` rebuilt."""
         with self._db:
             self._db.executemany(
                 "DELETE FROM stale_days WHERE stage = ? AND day = ?",
@@ -120,6 +130,7 @@ class Ledger:
             )
 
     def files(self) -> list[FileRecord]:
+        """Every recorded file, in the order they were recorded."""
         rows = self._db.execute(
             "SELECT sha256, path, size_bytes, status, rows_in, rows_accepted, rows_quarantined, "
             "reason FROM files ORDER BY recorded_at, path"

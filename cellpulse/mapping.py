@@ -48,6 +48,8 @@ BUILTIN_DIR = "mappings"
 
 
 class CsvDialect(BaseModel):
+    """How a CSV export is written: separator, decimal mark, encoding, header, quoting."""
+
     model_config = ConfigDict(extra="forbid")
     separator: str = Field(",", min_length=1, max_length=1)
     decimal: Literal[".", ","] = "."
@@ -66,6 +68,9 @@ class CsvDialect(BaseModel):
 
 
 class TimestampSpec(BaseModel):
+    """Where an export's time is, how it is written, in which zone, and whether it marks
+    the start or the end of the period."""
+
     model_config = ConfigDict(extra="forbid")
     column: str
     format: str | None = Field(None, description="strptime format for text timestamps.")
@@ -94,10 +99,13 @@ class ColumnSpec(BaseModel):
 
     @property
     def factor(self) -> float:
+        """What a source value is multiplied by to be in the contract's unit."""
         return self.scale if self.scale is not None else UNITS.get(self.unit or "", 1.0)
 
 
 class Mapping(BaseModel):
+    """How one foreign export becomes contract-shaped rows (see docs/mappings.md)."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
@@ -160,6 +168,7 @@ def load_mapping(ref: str | Path) -> Mapping:
 
 
 def shipped_mappings() -> list[str]:
+    """The names of the mappings shipped with cellpulse, for `load_mapping`."""
     folder = resources.files("cellpulse").joinpath(BUILTIN_DIR)
     return sorted(
         p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")

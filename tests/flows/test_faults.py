@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from cellpulse import lake
 from cellpulse.flows.features import features_flow
 from cellpulse.flows.ingest import ingest_flow
 from cellpulse.flows.score import score_flow
 from cellpulse.flows.train import train_flow
+from cellpulse.lake import files as lake_files
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
 from cellpulse.opsstore import OpsStoreUnavailable, open_ops_store
@@ -169,7 +169,7 @@ def test_a_full_disk_while_writing_features_is_a_clear_error_and_loses_nothing(
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(lake, "_write_chunks", no_space)
+    monkeypatch.setattr(lake_files, "_write_chunks", no_space)
     with pytest.raises(OSError, match="No space left"):
         from cellpulse.features.spec import spec_for
         from cellpulse.features.store import build_day

@@ -510,18 +510,18 @@ def test_a_malformed_file_is_rejected_and_the_files_beside_it_are_ingested(setti
 def test_any_failure_reading_one_file_rejects_that_file_only(settings, monkeypatch):
     """A failure no rule foresaw (here polars refusing a computation) still rejects just the
     file, with the error's first line as the reason."""
-    import cellpulse.ingest as ingest
+    import cellpulse.ingest.pipeline as ingest
 
     write_landing(settings.layout.landing)
     victim = sorted(settings.layout.landing.glob("*.parquet"))[3]
-    real_validate = ingest.validate
+    real_validate = ingest.validate_rows
 
     def fails_on_victim(df, s, now):
         if df.height and df["ts"].min() == pl.read_parquet(victim)["ts"].min():
             raise pl.exceptions.ComputeError("cannot compare list with float\n  at col(x)")
         return real_validate(df, s, now)
 
-    monkeypatch.setattr(ingest, "validate", fails_on_victim)
+    monkeypatch.setattr(ingest, "validate_rows", fails_on_victim)
     summary = ingest_files([settings.layout.landing], settings, NOW)
     (rejected,) = summary.rejected
     assert rejected.path == victim

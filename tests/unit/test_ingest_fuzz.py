@@ -229,7 +229,7 @@ def test_a_file_that_makes_the_parquet_reader_panic_is_rejected_not_fatal(
     """Some corrupt files make polars panic; its PanicException is not an Exception."""
     from polars.exceptions import PanicException
 
-    import cellpulse.ingest as ingest
+    import cellpulse.ingest.reading as ingest
 
     s = tiny_settings(tmp_path / "home")
     s.layout.landing.mkdir(parents=True)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cellpulse import contract, lake
-from cellpulse.ingest import _rules, conform, ingest_files, validate
+from cellpulse.ingest import RuleLimits, conform, ingest_files, rule_book, validate
 from tests.conftest import tiny_settings
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
@@ -147,6 +147,8 @@ def test_validation_flags_exactly_the_rows_that_break_a_rule(table):
     conformed, _ = conform(frame, "t")
     _good, bad, _ = validate(conformed, s, NOW)
     every_rule = conformed.select(
-        pl.any_horizontal(b.fill_null(False) for _, _, b in _rules(s, NOW)).alias("broken")
+        pl.any_horizontal(
+            r.broken.fill_null(False) for r in rule_book(RuleLimits.of(s), NOW).rules
+        ).alias("broken")
     )["broken"]
     assert sorted(bad["_row"].to_list()) == conformed.filter(every_rule)["_row"].to_list()

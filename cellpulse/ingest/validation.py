@@ -1,0 +1,162 @@
+"""Validation of conformed rows against the contract's rules: which rows are good, which are
+quarantined and why, and every problem of a file at once. Pure: tables in, tables out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from cellpulse import echo, lake
+from cellpulse.ingest.results import Problem
+from cellpulse.ingest.rules import Rule, RuleLimits, rule_book, screens_of
+
+if TYPE_CHECKING:
+    from cellpulse.settings import Settings
+
+UNPARSABLE = "_unparsable_"  # prefix of conform's marks for values that were not numbers
+UNALIGNED_TS = "_unaligned_ts"  # conform's mark: a ts with a sub-microsecond part, as given
+RAW_TS = "ts_raw"  # that ts, beside the quarantined row
+
+
+def validate(
+    df: pl.DataFrame, settings: Settings, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame, list[Problem]]:
+    """`validate_rows` under the limits of `settings`, for callers that hold the whole
+    settings (the CLI's `mapping check`)."""
+    return validate_rows(df, RuleLimits.of(settings), now)
+
+
+def validate_rows(
+    df: pl.DataFrame, limits: RuleLimits, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame, list[Problem]]:
+    """Split conformed rows into (good, bad) and list every problem of the file at once.
+
+    `bad` keeps the row number in the source file and a `reason` naming every rule it broke.
+    Every rule is first evaluated as a cheap boolean over all rows; reasons are spelled out
+    only for the (usually few) rows that broke one. Of a key given twice, `good` keeps the
+    later row.
+
+    Args:
+        df: Rows as `conform` leaves them, with its marks of unparsable values.
+        limits: The settings the rules read.
+        now: The run's clock, against which future and too old timestamps are judged.
+    """
+    book = rule_book(limits, now)
+    marks = [c for c in df.columns if c.startswith(UNPARSABLE)]
+    own = _file_rules(df, marks, limits.rop_minutes)
+    rules = [*book.rules, *own]
+    bad_mask, bad_flags = _broken(df, [*book.screens, *screens_of(own, "_f")], rules)
+    clean = df.drop(marks)
+    if bad_mask.any():
+        good = clean.filter(~bad_mask).drop(UNALIGNED_TS, strict=False)
+        bad = clean.filter(bad_mask)
+        if UNALIGNED_TS in bad.columns:
+            bad = bad.rename({UNALIGNED_TS: RAW_TS})
+        bad = bad.with_columns(_reasons(bad_flags, rules))
+        problems = _problems(bad, bad_flags, rules)
+    else:
+        good = clean.drop(UNALIGNED_TS, strict=False)
+        bad = good.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
+        problems = []
+    # A key delivered twice in one file: the later row is the correction and wins.
+    deduped = last_per_key(good)
+    if deduped.height < good.height:
+        first = _first_row(good.filter(pl.struct(*lake.KEYS).is_duplicated()))
+        problems.append(
+            Problem(
+                "cell_id, ts",
+                "duplicate key in file; last row kept",
+                good.height - deduped.height,
+                f"cell {first['cell_id']} at {first['ts']}",
+            )
+        )
+    return deduped, bad, problems
+
+
+def _file_rules(df: pl.DataFrame, marks: list[str], rop_minutes: int) -> list[Rule]:
+    """Rules of what conform marked in this file: values that were not numbers, and
+    timestamps with a sub-microsecond part."""
+    rules = [Rule(c.removeprefix(UNPARSABLE), "not a number", pl.col(c)) for c in marks]
+    if UNALIGNED_TS in df.columns:
+        rules.append(
+            Rule(
+                "ts",
+                f"not aligned to the {rop_minutes}-minute ROP: a sub-microsecond part "
+                f"(the ts as delivered is in {RAW_TS})",
+                pl.col(UNALIGNED_TS).is_not_null(),
+            )
+        )
+    return rules
+
+
+def _broken(
+    df: pl.DataFrame, screens: list[pl.Expr], rules: list[Rule]
+) -> tuple[pl.Series, pl.DataFrame]:
+    """Which rows broke a rule (a mask over `df`), and for those rows which rules they broke
+    (a boolean column `_r<i>` per rule)."""
+    # First pass, over every row: the screens (a superset of the broken rows). Materialising
+    # one boolean column per screen and then reducing them is much faster than one wide
+    # any_horizontal expression.
+    suspect = df.select(screens).select(pl.any_horizontal(pl.all())).to_series()
+    if not suspect.any():
+        return suspect, pl.DataFrame()
+    # Second pass, on the suspects only: which rules each row broke.
+    flags = df.filter(suspect).select(
+        rule.broken.fill_null(False).alias(f"_r{i}") for i, rule in enumerate(rules)
+    )
+    broke_one = flags.select(pl.any_horizontal(pl.all())).to_series()
+    mask = pl.Series(np.zeros(df.height, dtype=bool)).scatter(
+        suspect.arg_true().filter(broke_one), True
+    )
+    return mask, flags.filter(broke_one)
+
+
+def _reasons(flags: pl.DataFrame, rules: list[Rule]) -> pl.Series:
+    """Each bad row's reason: the labels of the rules it broke, joined."""
+    reasons = (
+        pl.concat_list(
+            pl.when(pl.col(f"_r{i}")).then(pl.lit(rule.label)) for i, rule in enumerate(rules)
+        )
+        .list.drop_nulls()
+        .list.join("; ")
+    )
+    return flags.select(reasons.alias("reason")).to_series()
+
+
+def _problems(bad: pl.DataFrame, flags: pl.DataFrame, rules: list[Rule]) -> list[Problem]:
+    """One problem per rule broken in the file: how many rows broke it, and the first."""
+    problems = []
+    counts = flags.sum().row(0)
+    for i, rule in enumerate(rules):
+        if counts[i]:
+            first = _first_row(bad.filter(flags[f"_r{i}"]))
+            example = f"row {first['_row']}, cell {first['cell_id']}, ts {first['ts']}"
+            if first.get(RAW_TS) is not None:
+                example += f" (as delivered {first[RAW_TS]})"
+            problems.append(Problem(rule.column, rule.reason, int(counts[i]), example))
+    return problems
+
+
+def _first_row(rows: pl.DataFrame) -> dict[str, object]:
+    """The first of `rows`, its ts as text: a damaged file's ts may lie outside the years a
+    Python datetime can hold, and the report must still name it."""
+    first = (
+        rows.head(1)
+        .with_columns(pl.col("ts").dt.to_string("%Y-%m-%d %H:%M:%S%:z"))
+        .row(0, named=True)
+    )
+    first["cell_id"] = echo.shown(first["cell_id"], echo.MAX_NAME_CHARS)  # as the file has it
+    return first
+
+
+def last_per_key(rows: pl.DataFrame) -> pl.DataFrame:
+    """The last row of each (cell_id, ts), in the original order."""
+    # Distinct 64-bit key hashes prove there are no duplicates (a collision could only make
+    # the count smaller), which spares the exact check in the usual case.
+    key_hash = pl.struct(*lake.KEYS).hash()
+    if rows.select(key_hash.n_unique()).item() == rows.height:
+        return rows
+    return rows.filter(pl.struct(*lake.KEYS).is_last_distinct())
