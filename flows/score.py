@@ -13,9 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse.errors import NoDataError
 from cellpulse.features.spec import spec_for
-from cellpulse.features.store import (
-    read_features,
-)
+from cellpulse.features.store import read_features
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
@@ -24,6 +22,7 @@ from cellpulse.notify import Delivery, alert_payload, post_alerts
 from cellpulse.opsstore import open_ops_store, ops_store_location
 from cellpulse.publish import ModelRef, derive_alerts, markdown_report, top_cells_table
 from cellpulse.settings import Settings
+from cellpulse.window import DayWindow
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,8 @@ class ScoreSummary:
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )
-def load_champions(settings: Settings) -> tuple[tracking.Champion, tracking.Champion]:
-    tracking.configure(settings)
+def load_champions() -> tuple[tracking.Champion, tracking.Champion]:
+    """Both families' `@champion` models from the registry."""
     return tracking.load_champion("anomaly"), tracking.load_champion("congestion")
 
 
@@ -64,7 +63,7 @@ def score_days(
     # the run that leads into it.
     day_before = days[0] - timedelta(days=1)
     first = day_before if settings.layout.features.files(day_before, day_before) else days[0]
-    features = read_features(settings, first, days[-1], spec)
+    features = read_features(settings, DayWindow(first, days[-1]), spec)
     predict = predictor(settings)
     scores = score_features(
         features,
@@ -101,6 +100,7 @@ def score_on_dask(
 def write_scores(
     settings: Settings, scores: pl.DataFrame, band: pl.DataFrame, days: list[date]
 ) -> None:
+    """Each day's scores and expected bands into the lake, replacing what was there."""
     for ds, table in ((settings.layout.scores, scores), (settings.layout.expected, band)):
         with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
         for day in days:
@@ -156,7 +156,8 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
     """Score `days` with both champions and publish the result everywhere ops reads it."""
     if not days:
         raise NoDataError("no days to score; pass --from/--to or ingest new data first")
-    anomaly, congestion = load_champions(settings)
+    tracking.configure(settings)
+    anomaly, congestion = load_champions()
     if settings.dask_address:
         runner = dask_runner(settings)
         scores, band = score_on_dask.with_options(task_runner=runner)(
