@@ -266,12 +266,12 @@ def _print_simulation(summary: Any, start: date, seconds: float) -> None:
     console.print(
         f"simulated [bold]{summary.cells}[/] cells on {summary.sites} sites, {summary.days} "
         f"days from {start}: {summary.rows:,} rows in {summary.files} files{extra} -> "
-        f"{summary.layout.landing} ({seconds:.1f} s)"
+        f"{summary.landing_dir} ({seconds:.1f} s)"
     )
     console.print(
         f"ground truth: {summary.events.height} events "
         f"({', '.join(f'{t} {n}' for t, n in by_type.iter_rows())}), "
-        f"{summary.congestion_periods} congestion periods -> {summary.layout.ground_truth}"
+        f"{summary.congestion_periods} congestion periods -> {summary.truth_dir}"
     )
 
 
@@ -285,10 +285,10 @@ def _print_ingest(summary: Any) -> None:
         f"{len(summary.rejected)} rejected; {summary.rows_accepted:,} rows accepted "
         f"({summary.rows_replaced:,} of them replacing earlier deliveries), "
         f"{summary.rows_quarantined:,} quarantined; {summary.partitions_written} partitions "
-        f"written -> {summary.layout.lake}"
+        f"written -> {summary.lake_dir}"
     )
     if summary.rows_quarantined or summary.rejected:
-        console.print(f"  reports: {summary.layout.quarantine}")
+        console.print(f"  reports: {summary.quarantine_dir}")
 
 
 def _fail_on_rejected(summary: Any) -> None:
@@ -464,7 +464,7 @@ def _print_score(summary: Any, top: int = 10) -> None:
         f"score: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
         f"{summary.rows:,} rows, {summary.cells} cells, {summary.anomalous_rops} anomalous "
         f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open, {summary.new_alerts} new) "
-        f"-> {summary.layout.lake} and {summary.ops_store}"
+        f"-> {summary.lake_dir} and {summary.ops_store}"
     )
     if summary.webhook is not None:
         hook = summary.webhook
