@@ -29,6 +29,8 @@ SPEC_HASH_KEY = "cellpulse.feature_spec_hash"
 
 @dataclass(frozen=True)
 class FeatureSummary:
+    """What a feature build wrote: the days, their size, the spec, and where."""
+
     days: list[date]
     rows: int
     cells: int
@@ -53,6 +55,8 @@ def affected_days(changed: list[date], spec: FeatureSpec, available: list[date])
 
 @dataclass(frozen=True)
 class DayBuild:
+    """One day's build: its rows, cells and columns."""
+
     day: date
     rows: int
     cells: frozenset[str]

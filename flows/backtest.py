@@ -22,6 +22,8 @@ MIN_TRAIN_DAYS = 3
 
 @dataclass(frozen=True)
 class BacktestResult:
+    """Each family's folds and the MLflow run that summarises them."""
+
     folds: dict[str, list[Fold]]  # family -> folds, oldest first
     runs: dict[str, str]  # family -> MLflow parent run id
 

@@ -24,6 +24,8 @@ from cellpulse.window import DayWindow, evaluation_window
 
 @dataclass(frozen=True)
 class Evaluation:
+    """The scoreboard of a window, where it was written, and the runs it was logged to."""
+
     board: pl.DataFrame
     window: tuple[date, date]
     report: Path
@@ -42,6 +44,8 @@ def champion_window() -> DayWindow | None:
 
 @dataclass(frozen=True)
 class Inputs:
+    """What an evaluation reads besides the scores' own window."""
+
     scores: pl.DataFrame
     events: pl.DataFrame
     kpis: pl.DataFrame  # the window, a week before it and a day or two after it

@@ -20,6 +20,8 @@ from cellpulse.settings import Settings
 
 @dataclass(frozen=True)
 class MonitorOutcome:
+    """The monitoring report, its MLflow run, and whether it retrained."""
+
     report: MonitorReport
     mlflow_run_id: str
     retrained: bool

@@ -22,6 +22,8 @@ from cellpulse.settings import Settings
 
 @dataclass(frozen=True)
 class PipelineResult:
+    """What each stage of a pipeline run did (None: the stage had nothing to do)."""
+
     ingest: IngestSummary
     features: FeatureSummary | None
     train: TrainResult | None

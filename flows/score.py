@@ -27,6 +27,8 @@ from cellpulse.window import DayWindow
 
 @dataclass(frozen=True)
 class ScoreSummary:
+    """What a scoring run published: counts for people, the tables, and where they went."""
+
     days: list[date]
     rows: int
     cells: int

@@ -28,6 +28,9 @@ FAMILIES = (training.ANOMALY, training.CONGESTION)
 
 @dataclass(frozen=True)
 class TrainResult:
+    """Per family: the registered model, its candidate, the champion's metrics on the same
+    hold-out (None without a comparable champion), and what a search chose."""
+
     logged: dict[str, tracking.Logged]
     candidates: dict[str, Candidate]
     champion_metrics: dict[str, dict[str, float] | None]
