@@ -42,6 +42,32 @@ class ScoreSummary:
     new_alerts: int = 0
     webhook: Delivery | None = None
 
+    @classmethod
+    def of(
+        cls,
+        days: list[date],
+        scores: pl.DataFrame,
+        alerts: pl.DataFrame,
+        settings: Settings,
+        new_alerts: int,
+        webhook: Delivery | None,
+    ) -> ScoreSummary:
+        """The summary of `scores` and `alerts` published for `days`."""
+        return cls(
+            days,
+            scores.height,
+            scores["cell_id"].n_unique(),
+            int(scores["is_anomaly"].sum()),
+            alerts.height,
+            int((alerts["status"] == "open").sum()),
+            scores,
+            alerts,
+            settings.layout.scores.root,
+            ops_store_location(settings),
+            new_alerts,
+            webhook,
+        )
+
 
 @task(
     name="load-champions",
@@ -153,24 +179,9 @@ def notify(settings: Settings, alerts: pl.DataFrame, new: list[str]) -> Delivery
     return delivery
 
 
-@flow(name="score")
-def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
-    """Score `days` with both champions and publish the result everywhere ops reads it."""
-    if not days:
-        raise NoDataError("no days to score; pass --from/--to or ingest new data first")
-    tracking.configure(settings)
-    anomaly, congestion = load_champions()
-    if settings.dask_address:
-        runner = dask_runner(settings)
-        scores, band = score_on_dask.with_options(task_runner=runner)(
-            settings, days, anomaly, congestion
-        )
-    else:
-        scores, band = score_days(settings, days, anomaly, congestion)
-    alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
-    write_scores(settings, scores, band, days)
-    new = publish(settings, scores, alerts, days)
-    delivery = notify(settings, alerts, new)
+@task(name="top-cells-artifacts", cache_policy=NO_CACHE)
+def show_top_cells(settings: Settings, scores: pl.DataFrame, alerts: pl.DataFrame) -> None:
+    """The cells needing attention as Prefect artifacts (a report and a linked table)."""
     create_markdown_artifact(
         key="top-cells",
         markdown=markdown_report(scores, alerts),
@@ -181,17 +192,24 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
         table=top_cells_table(scores, alerts, settings.ops_page_url),
         description=f"cellpulse: worst cells at the newest ROP (links: {settings.ops_page_url})",
     )
-    return ScoreSummary(
-        days,
-        scores.height,
-        scores["cell_id"].n_unique(),
-        int(scores["is_anomaly"].sum()),
-        alerts.height,
-        int((alerts["status"] == "open").sum()),
-        scores,
-        alerts,
-        settings.layout.scores.root,
-        ops_store_location(settings),
-        len(new),
-        delivery,
+
+
+@flow(name="score")
+def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
+    """Score `days` with both champions and publish the result everywhere ops reads it."""
+    if not days:
+        raise NoDataError("no days to score; pass --from/--to or ingest new data first")
+    tracking.configure(settings)
+    anomaly, congestion = load_champions()
+    score = (  # one task per day on the Dask cluster, or all days here
+        score_on_dask.with_options(task_runner=dask_runner(settings))
+        if settings.dask_address
+        else score_days
     )
+    scores, band = score(settings, days, anomaly, congestion)
+    alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
+    write_scores(settings, scores, band, days)
+    new = publish(settings, scores, alerts, days)
+    delivery = notify(settings, alerts, new)
+    show_top_cells(settings, scores, alerts)
+    return ScoreSummary.of(days, scores, alerts, settings, len(new), delivery)
