@@ -30,6 +30,7 @@ from cellpulse.simulator import (
     iter_days,
     split_into_files,
 )
+from cellpulse.window import DayWindow
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
@@ -76,7 +77,7 @@ def main(runs: int = 1) -> None:
         # As the score flow does: the day's features read back from the lake, then scored.
         scores, t_score = timed(
             lambda: table(
-                read_features(settings, last, last, spec),
+                read_features(settings, DayWindow(last, last), spec),
                 anomaly,
                 congestion,
                 settings,

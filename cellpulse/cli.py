@@ -29,6 +29,7 @@ from cellpulse.redaction import redact_url
 from cellpulse.runtime import configure_process, start_prefect_server
 from cellpulse.settings import Settings, load_settings
 from cellpulse.simulator.config import EVENT_TYPES
+from cellpulse.window import DayWindow
 
 app = typer.Typer(
     name="cellpulse",
@@ -153,10 +154,6 @@ def _settings(
     if sys.stderr.isatty():
         progress.set_reporter(RichReporter())
     return settings
-
-
-def _day(value: datetime | None) -> date | None:
-    return value.date() if value is not None else None
 
 
 def _table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
@@ -346,7 +343,7 @@ def features(
     settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.features import features_flow
 
-    summary = features_flow(settings, _day(start), _day(end), only_stale=stale)
+    summary = features_flow(settings, DayWindow.of(start, end), only_stale=stale)
     if summary is None:
         console.print("features: no stale days; nothing to do")
         return
@@ -405,7 +402,7 @@ def train(
     settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.train import train_flow
 
-    result = train_flow(settings, _day(start), _day(end), labels, tune, tune_minutes)
+    result = train_flow(settings, DayWindow.of(start, end), labels, tune, tune_minutes)
     _print_train(result, settings)
 
 
@@ -447,7 +444,6 @@ def score(
     Default: the newest day with features. Scores go to lake/scores, the ops store and a
     Prefect artifact; re-scoring a period replaces it."""
     settings = _settings(home, config, must_exist=True, flows=True)
-    from cellpulse.features.store import days_between
     from cellpulse.flows.score import score_flow
 
     available = settings.layout.features.dates()
@@ -455,18 +451,8 @@ def score(
         raise CellpulseError(
             f"no features under {settings.layout.features.root}; run `cellpulse features` first"
         )
-    lo, hi = _day(start), _day(end)
-    if lo is None and hi is None:
-        days = [available[-1]]
-    else:
-        wanted = days_between(lo or available[0], hi or available[-1])
-        days = [d for d in wanted if d in set(available)]
-        if not days:
-            raise CellpulseError(
-                f"no features between {lo or available[0]} and "
-                f"{hi or available[-1]}; features cover {available[0]} to "
-                f"{available[-1]}"
-            )
+    window = DayWindow.of(start, end)
+    days = [available[-1]] if window == DayWindow() else window.resolve(available, "features")
     summary = score_flow(settings, days)
     _print_score(summary)
 
@@ -539,7 +525,7 @@ def evaluate(
     settings = _settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.evaluate import evaluate_flow
 
-    result = evaluate_flow(settings, _day(start), _day(end), labels, k, log_to_mlflow)
+    result = evaluate_flow(settings, DayWindow.of(start, end), labels, k, log_to_mlflow)
     _print_scoreboard(result)
 
 
@@ -1079,7 +1065,7 @@ def backfill(
 
     wanted = tuple(s.strip() for s in stages.split(",") if s.strip())
     first, last = start.date(), end.date()
-    summary = backfill_flow(settings, first, last, wanted, force)
+    summary = backfill_flow(settings, DayWindow(first, last), wanted, force)
     ran = {d: s for d, s in summary.ran.items() if s}
     per_day = sorted(summary.seconds[d] for d in ran)
     timing = (

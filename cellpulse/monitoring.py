@@ -1,19 +1,27 @@
 """Monitoring checks: has the network, or the models' view of it, changed enough since the
 champion was trained that its scores should no longer be trusted as they are?
 
-Pure functions over tables. Each check gives one `Check`: a value, the threshold from
-settings, and whether it was crossed. The monitoring flow logs them (Prefect artifact,
-MLflow runs) and retrains when a drift check is crossed.
+Which days are compared (`monitor_days`), a bounded sample of them (`read_samples`), then
+pure functions over tables: each check gives one `Check`, a value, the threshold from
+settings, and whether it was crossed (`run_checks`). The monitoring flow logs them (Prefect
+artifact, MLflow runs) and retrains when a drift check is crossed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
 
 from cellpulse import contract
+from cellpulse.errors import NoDataError
+from cellpulse.lake import Dataset
+from cellpulse.layout import Layout
+from cellpulse.settings import MonitorSettings
+from cellpulse.window import DayWindow
 
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
@@ -48,6 +56,131 @@ class MonitorReport:
     @property
     def needs_retraining(self) -> bool:
         return any(c.breached and c.drift for c in self.checks)
+
+    def markdown(self) -> str:
+        """The report as a Markdown table, for the Prefect artifact."""
+        lines = [
+            f"# cellpulse monitoring: {self.recent[0]}..{self.recent[1]} vs the champion's "
+            f"training window {self.reference[0]}..{self.reference[1]}",
+            "",
+            "| check | value | threshold | crossed | summary |",
+            "|---|---:|---:|---|---|",
+        ]
+        for c in self.checks:
+            value = "n/a" if math.isnan(c.value) else f"{c.value:.3f}"
+            crossed = "**yes**" if c.breached else "no"
+            lines.append(f"| {c.name} | {value} | {c.threshold:g} | {crossed} | {c.summary} |")
+        lines += ["", "Retraining: " + ("**triggered**" if self.needs_retraining else "not needed")]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class MonitorDays:
+    """The days a monitoring run compares."""
+
+    reference: list[date]  # the champion's training days that have features
+    recent: list[date]  # the newest `recent_days` days with features
+    score_reference: list[date]  # scored days to compare recent scores with
+
+
+def monitor_days(
+    featured: list[date], scored: list[date], trained_on: DayWindow | None, recent_days: int
+) -> MonitorDays:
+    """The recent days against the champion's training window.
+
+    Args:
+        featured: the days with features, oldest first.
+        scored: the days with published scores, oldest first.
+        trained_on: the champion's training window (None: its run did not record one).
+        recent_days: how many of the newest days count as recent.
+    """
+    if not featured:
+        raise NoDataError("no features to monitor; run `cellpulse features` first")
+    if trained_on is None:
+        raise NoDataError(
+            "the champion's run records no training window (tag data.train_window); retrain"
+        )
+    recent = [d for d in featured if d > featured[-1] - timedelta(days=recent_days)]
+    # The lake's first day has no history behind its windows (every ROP before it "missing"):
+    # it describes the start of the data, not the network.
+    reference = [d for d in trained_on.within(featured) if d > featured[0]]
+    if not reference:
+        raise NoDataError(
+            f"the champion's training window {trained_on} has no features left; "
+            "rebuild them or retrain"
+        )
+    # Scores of the training window if they exist, else the earliest scored week.
+    score_reference = trained_on.within(scored) or scored[:recent_days]
+    return MonitorDays(reference, recent, score_reference)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Rows of the reference and the recent days that the checks compare."""
+
+    days: MonitorDays
+    features: tuple[pl.DataFrame, pl.DataFrame]  # (reference, recent)
+    kpis: tuple[pl.DataFrame, pl.DataFrame]
+    scores: tuple[pl.DataFrame, pl.DataFrame]
+
+
+def sample_days(ds: Dataset, days: list[date], per_day: int, seed: int = 0) -> pl.DataFrame:
+    """Up to `per_day` rows of each day, read one day at a time (bounded memory at any
+    network size); a fixed seed keeps repeated checks comparable."""
+    frames = []
+    for day in days:
+        rows = ds.read(day, day)
+        if rows.height:
+            frames.append(rows.sample(min(per_day, rows.height), seed=seed))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def read_samples(layout: Layout, days: MonitorDays, per_day: int) -> Samples:
+    """A sample of each day's features and KPIs (four times as many KPI rows: the
+    availability and topology checks count cells), and every recent score."""
+    recent = days.recent
+    return Samples(
+        days,
+        (
+            sample_days(layout.features, days.reference, per_day),
+            sample_days(layout.features, recent, per_day),
+        ),
+        (
+            sample_days(layout.kpi, days.reference, per_day * 4),
+            sample_days(layout.kpi, recent, per_day * 4),
+        ),
+        (
+            sample_days(layout.scores, days.score_reference, per_day),
+            layout.scores.read(recent[0], recent[-1]),
+        ),
+    )
+
+
+def run_checks(
+    samples: Samples, columns: list[str], events: pl.DataFrame | None, cfg: MonitorSettings
+) -> MonitorReport:
+    """Every check on the samples: drift of the feature `columns` (network features only:
+    calendar features differ between any two windows by construction), counter
+    availability, topology, score shift when both windows have scores, and the champion's
+    recall on labelled `events` when any falls in the recent window."""
+    (feats_ref, feats_now), (kpis_ref, kpis_now) = samples.features, samples.kpis
+    scores_ref, scores_now = samples.scores
+    checks = [
+        feature_psi(
+            feats_ref, feats_now, [c for c in columns if c in feats_ref.columns], cfg.psi_threshold
+        ),
+        counter_availability(kpis_ref, kpis_now, cfg.availability_drop),
+        topology_change(kpis_ref, kpis_now, cfg.topology_change_share),
+    ]
+    if scores_ref.height and scores_now.height:
+        checks.append(score_shift(scores_ref, scores_now, cfg.score_psi_threshold))
+    performance = champion_performance(scores_now, events, cfg.min_event_recall)
+    if performance is not None:
+        checks.append(performance)
+    reference, recent = samples.days.reference, samples.days.recent
+    return MonitorReport(
+        (str(reference[0]), str(reference[-1])), (str(recent[0]), str(recent[-1])), checks
+    )
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:

@@ -44,11 +44,14 @@ class DayWindow:
         """The days of `available` inside the window, in order."""
         return sorted(d for d in available if self.contains(d))
 
-    def resolve(self, available: Iterable[date], what: str = "ingested KPIs") -> list[date]:
-        """The window's days that have data, or an error saying what the data covers."""
+    def resolve(
+        self, available: Iterable[date], what: str = "ingested KPIs", fix: str = ""
+    ) -> list[date]:
+        """The window's days that have data, or an error saying what the data covers (or,
+        with no data at all, the `fix`: the command that makes some)."""
         have = sorted(available)
         if not have:
-            raise NoDataError(f"no {what} yet")
+            raise NoDataError(f"no {what} yet" + (f"; {fix}" if fix else ""))
         days = self.within(have)
         if not days:
             lo, hi = self.start or have[0], self.end or have[-1]
@@ -57,11 +60,44 @@ class DayWindow:
             )
         return days
 
+    def bounds(self) -> tuple[date, date]:
+        """(first, last) day of a closed window."""
+        if self.start is None or self.end is None:
+            raise ValueError(f"window {self} is open; it needs both ends here")
+        return self.start, self.end
+
     def every_day(self) -> list[date]:
         """Every calendar day of a closed window, data or not."""
-        if self.start is None or self.end is None:
-            raise ValueError(f"window {self} is open; every_day needs both ends")
-        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+        start, end = self.bounds()
+        return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def evaluation_window(
+    scored: list[date], requested: DayWindow, trained_on: DayWindow | None
+) -> tuple[DayWindow, str]:
+    """The days an evaluation judges, and a note saying which they are. Open sides of a
+    requested window reach to the first or newest scored day; with none requested, the days
+    scored after the champion's training window (`trained_on`): the honest hold-out. Falls
+    back to every scored day, saying so, when there are none.
+
+    Args:
+        scored: the days with published scores, oldest first (at least one).
+        requested: the window the user asked for; `DayWindow()` asks for the default.
+        trained_on: the champion's training window, None without a champion or its tag.
+    """
+    if requested != DayWindow():
+        return DayWindow(requested.start or scored[0], requested.end or scored[-1]), (
+            "the requested days"
+        )
+    if trained_on is not None and trained_on.end is not None:
+        after = [d for d in scored if d > trained_on.end]
+        if after:
+            return DayWindow(after[0], after[-1]), (
+                f"days after the champion's training window ({trained_on.end})"
+            )
+    return DayWindow(scored[0], scored[-1]), (
+        "all scored days (some may be training days: optimistic)"
+    )
 
 
 def _as_day(value: date | datetime | None) -> date | None:

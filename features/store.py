@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -19,14 +19,18 @@ from cellpulse import lake
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.builder import build_features, days_needed
 from cellpulse.features.spec import FeatureSpec
+from cellpulse.layout import Layout
 from cellpulse.ledger import Ledger
 from cellpulse.settings import Settings
+from cellpulse.window import DayWindow
 
 SPEC_HASH_KEY = "cellpulse.feature_spec_hash"
 
 
 @dataclass(frozen=True)
 class FeatureSummary:
+    """What a feature build wrote: the days, their size, the spec, and where."""
+
     days: list[date]
     rows: int
     cells: int
@@ -36,26 +40,10 @@ class FeatureSummary:
     reused: int = 0  # days whose inputs were unchanged: their cached build was kept
 
 
-def days_between(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def resolve_days(settings: Settings, start: date | None, end: date | None) -> list[date]:
-    """The days to build: the requested range (default: every ingested day) that has KPIs."""
-    available = settings.layout.kpi.dates()
-    if not available:
-        raise NoDataError(
-            f"no ingested KPIs under {settings.layout.kpi.root}; run `cellpulse ingest` first"
-        )
-    if start is not None and end is not None and start > end:
-        raise NoDataError(f"--from {start} is after --to {end}; swap them")
-    lo, hi = start or available[0], end or available[-1]
-    days = [d for d in available if lo <= d <= hi]
-    if not days:
-        raise NoDataError(
-            f"no ingested KPIs between {lo} and {hi}; data covers {available[0]} to {available[-1]}"
-        )
-    return days
+def ingested_days(layout: Layout, window: DayWindow) -> list[date]:
+    """The days of `window` that have ingested KPIs: what features, training and backfills
+    cover. NoDataError saying what the lake holds when there are none."""
+    return window.resolve(layout.kpi.dates(), fix=f"run `cellpulse ingest` ({layout.kpi.root})")
 
 
 def affected_days(changed: list[date], spec: FeatureSpec, available: list[date]) -> list[date]:
@@ -67,6 +55,8 @@ def affected_days(changed: list[date], spec: FeatureSpec, available: list[date])
 
 @dataclass(frozen=True)
 class DayBuild:
+    """One day's build: its rows, cells and columns."""
+
     day: date
     rows: int
     cells: frozenset[str]
@@ -171,15 +161,16 @@ def record_built(
 
 
 def read_features(
-    settings: Settings, start: date | None, end: date | None, spec: FeatureSpec | None = None
+    settings: Settings, window: DayWindow, spec: FeatureSpec | None = None
 ) -> pl.DataFrame:
-    """Feature rows in [start, end]; refuses partitions built by another spec."""
+    """Feature rows of the days in `window`. With `spec`, refuses partitions built by
+    another spec (SpecMismatchError: the model would read columns that mean something else)."""
     ds = settings.layout.features
-    files = ds.files(start, end)
+    files = ds.files(window.start, window.end)
     if not files:
         raise NoDataError(
-            f"no features under {ds.root} for {start or 'the start'} to {end or 'the end'}; "
-            "run `cellpulse features` first"
+            f"no features under {ds.root} for {window.start or 'the start'} to "
+            f"{window.end or 'the end'}; run `cellpulse features` first"
         )
     if spec is not None:
         want = spec.hash()
@@ -194,12 +185,13 @@ def read_features(
 
 
 EVENT_COLUMNS = ("cell_id", "start", "end")
+DEFAULT_KIND = "fault"  # a labels file without a `kind` column lists faults
 
 
 def load_events(path: Path) -> pl.DataFrame | None:
-    """Labelled events (cell_id, start, end[, type, kind]) from a parquet or CSV file, or None
+    """Labelled events (cell_id, start, end, kind[, type]) from a parquet or CSV file, or None
     if the file does not exist. The simulator writes ground truth in this shape; an operator's
-    labels file uses the same columns."""
+    labels file uses the same columns, `kind` (fault | load | false_alarm) being optional."""
     if not path.is_file():
         return None
     if path.suffix == ".csv":
@@ -211,6 +203,8 @@ def load_events(path: Path) -> pl.DataFrame | None:
         raise NoDataError(
             f"{path}: labels need columns {', '.join(EVENT_COLUMNS)}; missing {', '.join(missing)}"
         )
+    if "kind" not in df.columns:
+        df = df.with_columns(pl.lit(DEFAULT_KIND).alias("kind"))
     ts = pl.Datetime("us", "UTC")
     return df.with_columns(
         pl.col(c).dt.replace_time_zone("UTC")
@@ -218,3 +212,10 @@ def load_events(path: Path) -> pl.DataFrame | None:
         else pl.col(c).cast(ts)
         for c in ("start", "end")
     )
+
+
+def load_labels(paths: Iterable[Path]) -> pl.DataFrame | None:
+    """Every labelled event (cell_id, start, end, kind) of those `paths` that exist, e.g. the
+    simulator's ground truth and people's verdicts on alerts; None when none exists."""
+    found = [e for path in paths if (e := load_events(path)) is not None]
+    return pl.concat([e.select(*EVENT_COLUMNS, "kind") for e in found]) if found else None

@@ -149,6 +149,8 @@ FLOWS = {
 
 
 def build_deployments(settings: Settings, config: Path | None = None) -> list[Any]:
+    """The deployments `cellpulse serve` registers, with their schedules; each run gets
+    only the home and the config file's path as parameters (no secret is stored)."""
     parameters = {"home": str(settings.home), "config": str(config) if config else None}
     deployments = []
     for name, schedule in schedules(settings).items():

@@ -15,18 +15,20 @@ from cellpulse.features.store import (
     FeatureSummary,
     affected_days,
     build_day,
+    ingested_days,
     inputs_fingerprint,
     is_current,
     record_built,
-    resolve_days,
 )
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.settings import Settings
+from cellpulse.window import DayWindow
 
 
 @task(name="stale-days", cache_policy=NO_CACHE)
 def stale_days(settings: Settings, stage: str) -> list[date]:
+    """The days whose `stage` output ingest (or a feature rebuild) marked stale."""
     with Ledger(settings.layout.ledger) as ledger:
         return ledger.stale(stage)
 
@@ -60,7 +62,8 @@ def _task_for(settings: Settings, day: date) -> Any:
 
 
 def build_each_day(settings: Settings, days: list[date]) -> FeatureSummary:
-    """Build `days` one after the other in this process (bounded memory)."""
+    """Build `days` one after the other in this process (bounded memory), reusing the
+    cached build of a day whose inputs did not change."""
     built, reused = [], 0
     for day in progress.track(days, "features: building days", total=len(days)):
         state = _task_for(settings, day)(settings, day, return_state=True)
@@ -83,18 +86,21 @@ def build_on_dask(settings: Settings, days: list[date]) -> FeatureSummary:
 
 @flow(name="features")
 def features_flow(
-    settings: Settings, start: date | None = None, end: date | None = None, only_stale: bool = False
+    settings: Settings, window: DayWindow = DayWindow(), only_stale: bool = False
 ) -> FeatureSummary | None:
-    """Build features for [start, end] (default: all ingested days), or only the days that
-    ingest marked stale."""
+    """Build the features of the ingested days in `window` (default: all of them), or, with
+    `only_stale`, of the days that ingest marked stale and those whose lookback reads them.
+
+    Returns:
+        What was built, or None when `only_stale` found nothing stale.
+    """
     if only_stale:
         changed = stale_days(settings, "features")
-        if not changed:
+        days = affected_days(changed, spec_for(settings), settings.layout.kpi.dates())
+        if not days:
             return None
-        spec = spec_for(settings)
-        days = affected_days(changed, spec, settings.layout.kpi.dates())
     else:
-        days = resolve_days(settings, start, end)
+        days = ingested_days(settings.layout, window)
     if settings.dask_address:
         return build_on_dask.with_options(task_runner=dask_runner(settings))(settings, days)
     return build_each_day(settings, days)

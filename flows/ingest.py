@@ -23,6 +23,8 @@ from cellpulse.settings import Settings
 def ingest_task(
     paths: list[Path], settings: Settings, force: bool, mapping: str | None
 ) -> IngestSummary:
+    """Ingest `paths` through the source `mapping` (a YAML file or a shipped mapping's
+    name), or as contract-shaped files without one."""
     source = load_mapping(mapping) if mapping else None
     return ingest_files(paths, settings, force=force, mapping=source)
 

@@ -22,6 +22,8 @@ from cellpulse.settings import Settings
 
 @dataclass(frozen=True)
 class PipelineResult:
+    """What each stage of a pipeline run did (None: the stage had nothing to do)."""
+
     ingest: IngestSummary
     features: FeatureSummary | None
     train: TrainResult | None
@@ -32,9 +34,11 @@ class PipelineResult:
 def pipeline_flow(
     settings: Settings, paths: list[Path] | None = None, mapping: str | None = None
 ) -> PipelineResult:
+    """Ingest `paths` (default: the landing folder), build the days that changed, train a
+    first champion if a family has none, and score every day whose scores are stale."""
+    tracking.configure(settings)
     ingested = ingest_flow(settings, paths, mapping=mapping)
     features = features_flow(settings, only_stale=True)
-    tracking.configure(settings)
     trained = None
     if any(tracking.champion_version(f) is None for f in tracking.MODEL_NAMES):
         trained = train_flow(settings)

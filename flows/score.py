@@ -13,9 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse.errors import NoDataError
 from cellpulse.features.spec import spec_for
-from cellpulse.features.store import (
-    read_features,
-)
+from cellpulse.features.store import read_features
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
@@ -24,10 +22,13 @@ from cellpulse.notify import Delivery, alert_payload, post_alerts
 from cellpulse.opsstore import open_ops_store, ops_store_location
 from cellpulse.publish import ModelRef, derive_alerts, markdown_report, top_cells_table
 from cellpulse.settings import Settings
+from cellpulse.window import DayWindow
 
 
 @dataclass(frozen=True)
 class ScoreSummary:
+    """What a scoring run published: counts for people, the tables, and where they went."""
+
     days: list[date]
     rows: int
     cells: int
@@ -41,6 +42,32 @@ class ScoreSummary:
     new_alerts: int = 0
     webhook: Delivery | None = None
 
+    @classmethod
+    def of(
+        cls,
+        days: list[date],
+        scores: pl.DataFrame,
+        alerts: pl.DataFrame,
+        settings: Settings,
+        new_alerts: int,
+        webhook: Delivery | None,
+    ) -> ScoreSummary:
+        """The summary of `scores` and `alerts` published for `days`."""
+        return cls(
+            days,
+            scores.height,
+            scores["cell_id"].n_unique(),
+            int(scores["is_anomaly"].sum()),
+            alerts.height,
+            int((alerts["status"] == "open").sum()),
+            scores,
+            alerts,
+            settings.layout.scores.root,
+            ops_store_location(settings),
+            new_alerts,
+            webhook,
+        )
+
 
 @task(
     name="load-champions",
@@ -49,8 +76,8 @@ class ScoreSummary:
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )
-def load_champions(settings: Settings) -> tuple[tracking.Champion, tracking.Champion]:
-    tracking.configure(settings)
+def load_champions() -> tuple[tracking.Champion, tracking.Champion]:
+    """Both families' `@champion` models from the registry."""
     return tracking.load_champion("anomaly"), tracking.load_champion("congestion")
 
 
@@ -64,7 +91,7 @@ def score_days(
     # the run that leads into it.
     day_before = days[0] - timedelta(days=1)
     first = day_before if settings.layout.features.files(day_before, day_before) else days[0]
-    features = read_features(settings, first, days[-1], spec)
+    features = read_features(settings, DayWindow(first, days[-1]), spec)
     predict = predictor(settings)
     scores = score_features(
         features,
@@ -101,6 +128,7 @@ def score_on_dask(
 def write_scores(
     settings: Settings, scores: pl.DataFrame, band: pl.DataFrame, days: list[date]
 ) -> None:
+    """Each day's scores and expected bands into the lake, replacing what was there."""
     for ds, table in ((settings.layout.scores, scores), (settings.layout.expected, band)):
         with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
         for day in days:
@@ -151,23 +179,9 @@ def notify(settings: Settings, alerts: pl.DataFrame, new: list[str]) -> Delivery
     return delivery
 
 
-@flow(name="score")
-def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
-    """Score `days` with both champions and publish the result everywhere ops reads it."""
-    if not days:
-        raise NoDataError("no days to score; pass --from/--to or ingest new data first")
-    anomaly, congestion = load_champions(settings)
-    if settings.dask_address:
-        runner = dask_runner(settings)
-        scores, band = score_on_dask.with_options(task_runner=runner)(
-            settings, days, anomaly, congestion
-        )
-    else:
-        scores, band = score_days(settings, days, anomaly, congestion)
-    alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
-    write_scores(settings, scores, band, days)
-    new = publish(settings, scores, alerts, days)
-    delivery = notify(settings, alerts, new)
+@task(name="top-cells-artifacts", cache_policy=NO_CACHE)
+def show_top_cells(settings: Settings, scores: pl.DataFrame, alerts: pl.DataFrame) -> None:
+    """The cells needing attention as Prefect artifacts (a report and a linked table)."""
     create_markdown_artifact(
         key="top-cells",
         markdown=markdown_report(scores, alerts),
@@ -178,17 +192,24 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
         table=top_cells_table(scores, alerts, settings.ops_page_url),
         description=f"cellpulse: worst cells at the newest ROP (links: {settings.ops_page_url})",
     )
-    return ScoreSummary(
-        days,
-        scores.height,
-        scores["cell_id"].n_unique(),
-        int(scores["is_anomaly"].sum()),
-        alerts.height,
-        int((alerts["status"] == "open").sum()),
-        scores,
-        alerts,
-        settings.layout.scores.root,
-        ops_store_location(settings),
-        len(new),
-        delivery,
+
+
+@flow(name="score")
+def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
+    """Score `days` with both champions and publish the result everywhere ops reads it."""
+    if not days:
+        raise NoDataError("no days to score; pass --from/--to or ingest new data first")
+    tracking.configure(settings)
+    anomaly, congestion = load_champions()
+    score = (  # one task per day on the Dask cluster, or all days here
+        score_on_dask.with_options(task_runner=dask_runner(settings))
+        if settings.dask_address
+        else score_days
     )
+    scores, band = score(settings, days, anomaly, congestion)
+    alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
+    write_scores(settings, scores, band, days)
+    new = publish(settings, scores, alerts, days)
+    delivery = notify(settings, alerts, new)
+    show_top_cells(settings, scores, alerts)
+    return ScoreSummary.of(days, scores, alerts, settings, len(new), delivery)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -13,17 +14,23 @@ from prefect.concurrency.sync import concurrency
 
 from cellpulse.errors import SpecMismatchError
 from cellpulse.features.spec import spec_for
-from cellpulse.features.store import load_events, read_features, resolve_days
+from cellpulse.features.store import ingested_days, load_events, read_features
 from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, training, tuning
 from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.promotion import decide_promotion
 from cellpulse.models.training import Candidate
 from cellpulse.settings import Settings, TrainSettings
+from cellpulse.window import DayWindow
+
+FAMILIES = (training.ANOMALY, training.CONGESTION)
 
 
 @dataclass(frozen=True)
 class TrainResult:
+    """Per family: the registered model, its candidate, the champion's metrics on the same
+    hold-out (None without a comparable champion), and what a search chose."""
+
     logged: dict[str, tracking.Logged]
     candidates: dict[str, Candidate]
     champion_metrics: dict[str, dict[str, float] | None]
@@ -31,12 +38,10 @@ class TrainResult:
 
 
 @task(name="load-training-data", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def load_training_data(
-    settings: Settings, start: date | None, end: date | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    days = resolve_days(settings, start, end)
-    spec = spec_for(settings)
-    features = read_features(settings, days[0], days[-1], spec)
+def load_training_data(settings: Settings, window: DayWindow) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(features, KPIs) of the ingested days in `window`; refuses features of another spec."""
+    days = ingested_days(settings.layout, window)
+    features = read_features(settings, DayWindow(days[0], days[-1]), spec_for(settings))
     kpis = settings.layout.kpi.read(days[0], days[-1])
     return features, kpis
 
@@ -49,6 +54,7 @@ def fit_anomaly(
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
+    """The anomaly model fitted and judged on its hold-out, next to its baselines."""
     return training.train_anomaly(features, events, settings, spec_hash, trainer)
 
 
@@ -60,6 +66,7 @@ def fit_congestion(
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
+    """The congestion model fitted and judged on its hold-out, next to its baselines."""
     return training.train_congestion(features, kpis, settings, spec_hash, trainer)
 
 
@@ -74,7 +81,10 @@ def evaluate_champion(
     champion = tracking.load_champion(candidate.family)
     if champion.model.spec_hash != candidate.model.spec_hash:
         return None
-    return training.evaluate_on_holdout(candidate, champion.model, events, kpis, settings)
+    try:
+        return training.evaluate_on_holdout(candidate, champion.model, events, kpis, settings)
+    except SpecMismatchError:
+        return None
 
 
 @task(
@@ -90,6 +100,8 @@ def register(
     settings: Settings,
     tags: dict[str, str],
 ) -> tracking.Logged:
+    """Log the candidate to MLflow, register it, and make it champion if the promotion rule
+    says so (the decision and its reason are logged with it)."""
     decision = decide_promotion(
         candidate.metrics, champion_metrics, candidate.baseline_reference(), candidate.rule
     )
@@ -103,68 +115,96 @@ def register(
 TRAINING_LIMIT = "cellpulse-training"
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """A family's candidate, the tags it is logged with, and what its search chose."""
+
+    candidate: Candidate
+    tags: dict[str, str]
+    searched: str = ""
+
+
+def data_tags(
+    spec_hash: str, labels: Path, events: pl.DataFrame | None, given: bool
+) -> dict[str, str]:
+    """What a training run read: the feature spec, and which labels (`given` by the user,
+    else the simulator's ground truth, if it exists)."""
+    return {
+        "feature_spec_hash": spec_hash,
+        "data.source": "simulator" if events is not None and not given else "oss",
+        "data.labels": str(labels) if events is not None else "none",
+    }
+
+
+def fit_family(
+    features: pl.DataFrame,
+    kpis: pl.DataFrame,
+    events: pl.DataFrame | None,
+    settings: Settings,
+    spec_hash: str,
+    trainer: Trainer,
+    family: str,
+    train: TrainSettings,
+) -> Candidate:
+    """One family fitted with the `train` parameters (the configured ones, or a trial's)."""
+    trial = settings.model_copy(update={"train": train})
+    if family == training.ANOMALY:
+        return fit_anomaly(features, events, trial, spec_hash, trainer)
+    return fit_congestion(features, kpis, trial, spec_hash, trainer)
+
+
+def choose(
+    family: str,
+    fit: Callable[[str, TrainSettings], Candidate],
+    settings: Settings,
+    tune: int,
+    tune_minutes: float,
+    tags: dict[str, str],
+) -> Chosen:
+    """The family's candidate: fitted with the configured parameters, or, with `tune` > 0,
+    the best of up to `tune` parameter sets (each trial a nested MLflow run)."""
+    if not tune:
+        return Chosen(fit(family, settings.train), tags)
+    trials = tuning.search(
+        lambda train: fit(family, train),
+        settings.train,
+        tune,
+        tune_minutes * 60,
+        settings.train.seed,
+    )
+    chosen = tuning.best(trials)
+    parent = tracking.log_trials(family, trials, chosen, settings, tags)
+    search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
+    return Chosen(chosen.candidate, tags | search, tuning.describe(chosen, trials, parent))
+
+
 @flow(name="train")
 def train_flow(
     settings: Settings,
-    start: date | None = None,
-    end: date | None = None,
+    window: DayWindow = DayWindow(),
     labels: Path | None = None,
     tune: int = 0,
     tune_minutes: float = 30.0,
 ) -> TrainResult:
-    """Train both families on [start, end] (default: every day with features). With
-    `tune` > 0, each family first searches up to `tune` parameter sets (within
-    `tune_minutes`), logged as nested runs, and registers the best one."""
+    """Train both families on the ingested days of `window` (default: every day with
+    features). With `tune` > 0, each family first searches up to `tune` parameter sets
+    (within `tune_minutes`), logged as nested runs, and registers the best one."""
     tracking.configure(settings)
     tracking.check_tracking(settings)  # before hours of fitting, not after
-    spec = spec_for(settings)
-    features, kpis = load_training_data(settings, start, end)
-    labels_path = labels or settings.layout.truth_events
+    spec_hash = spec_for(settings).hash()
+    features, kpis = load_training_data(settings, window)
+    labels_path = settings.layout.labels_file(labels)
     events = load_events(labels_path)
-    tags = {
-        "feature_spec_hash": spec.hash(),
-        "data.source": "simulator" if events is not None and labels is None else "oss",
-        "data.labels": str(labels_path) if events is not None else "none",
-    }
-
-    def fit(family: str, train: TrainSettings, trainer: Trainer) -> Candidate:
-        trial_settings = settings.model_copy(update={"train": train})
-        if family == training.ANOMALY:
-            return fit_anomaly(features, events, trial_settings, spec.hash(), trainer)
-        return fit_congestion(features, kpis, trial_settings, spec.hash(), trainer)
-
-    candidates: dict[str, Candidate] = {}
-    searched: dict[str, str] = {}
-    family_tags = {family: dict(tags) for family in (training.ANOMALY, training.CONGESTION)}
+    tags = data_tags(spec_hash, labels_path, events, given=labels is not None)
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
     with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
-        for family in (training.ANOMALY, training.CONGESTION):
-            if not tune:
-                candidates[family] = fit(family, settings.train, trainer)
-                continue
-            trials = tuning.search(
-                lambda train, f=family: fit(f, train, trainer),  # type: ignore[misc]
-                settings.train,
-                tune,
-                tune_minutes * 60,
-                settings.train.seed,
-            )
-            chosen = tuning.best(trials)
-            parent = tracking.log_trials(family, trials, chosen, settings, tags)
-            family_tags[family] |= {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
-            candidates[family] = chosen.candidate
-            searched[family] = (
-                f"trial {chosen.number} of {len(trials)} won "
-                f"({chosen.candidate.rule.primary} {chosen.primary:.4f}; "
-                + ", ".join(f"{k}={v}" for k, v in chosen.params.items())
-                + f"); trials in MLflow run {parent}"
-            )
+        fit = partial(fit_family, features, kpis, events, settings, spec_hash, trainer)
+        chosen = {f: choose(f, fit, settings, tune, tune_minutes, tags) for f in FAMILIES}
     logged, champions = {}, {}
-    for family, candidate in candidates.items():
-        try:
-            champions[family] = evaluate_champion(candidate, events, kpis, settings)
-        except SpecMismatchError:
-            champions[family] = None
-        logged[family] = register(candidate, champions[family], settings, family_tags[family])
+    for family, pick in chosen.items():
+        champions[family] = evaluate_champion(pick.candidate, events, kpis, settings)
+        logged[family] = register(pick.candidate, champions[family], settings, pick.tags)
+    candidates = {f: pick.candidate for f, pick in chosen.items()}
+    searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}
     return TrainResult(logged, candidates, champions, searched)

@@ -11,6 +11,8 @@ from datetime import date
 import polars as pl
 
 from cellpulse.errors import NoDataError
+from cellpulse.models import training
+from cellpulse.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,39 @@ def summarise(folds: list[Fold]) -> dict[str, tuple[float, float, int]]:
         name: (statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0, len(v))
         for name, v in sorted(values.items())
     }
+
+
+def fit_fold(
+    family: str,
+    index: int,
+    data: pl.DataFrame,
+    events: pl.DataFrame | None,
+    kpis: pl.DataFrame,
+    settings: Settings,
+    spec_hash: str,
+) -> Fold:
+    """Fold `index` of `family`: trained on `data` but its newest `train.holdout_days`, and
+    judged on those. A fold that cannot train (e.g. no congestion yet) is kept, saying why."""
+    split = training.split_by_time(data, settings.train.holdout_days)
+    try:
+        if family == training.ANOMALY:
+            candidate = training.train_anomaly(data, events, settings, spec_hash)
+        else:
+            candidate = training.train_congestion(data, kpis, settings, spec_hash)
+    except NoDataError as exc:
+        return Fold(index, split.train_days, split.holdout_days, skipped=str(exc))
+    return Fold(
+        index, split.train_days, split.holdout_days, candidate.metrics | candidate.baselines
+    )
+
+
+def markdown(folds: dict[str, list[Fold]]) -> str:
+    """Each family's metrics over the folds (mean, spread) as Markdown, and skipped folds."""
+    lines = ["# cellpulse backtest", ""]
+    for family, family_folds in folds.items():
+        lines += [f"## {family}", "", "| metric | mean | std | folds |", "|---|---:|---:|---:|"]
+        for name, (mean, sd, n) in summarise(family_folds).items():
+            lines.append(f"| {name} | {mean:.4f} | {sd:.4f} | {n} |")
+        skipped = [f"fold {f.index}: {f.skipped}" for f in family_folds if f.skipped]
+        lines += ["", *skipped, ""]
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ import time
 import urllib.request
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,12 @@ from cellpulse.models.anomaly import AnomalyModel
 from cellpulse.models.backtest import Fold
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.promotion import Decision
-from cellpulse.models.training import Candidate
+from cellpulse.models.training import TRAIN_WINDOW_TAG, Candidate
 from cellpulse.models.tuning import SEARCH_SPACE, Trial
 from cellpulse.monitoring import MonitorReport
 from cellpulse.redaction import redact_url
 from cellpulse.settings import Settings
+from cellpulse.window import DayWindow
 
 MODEL_NAMES = {"anomaly": "cellpulse-anomaly", "congestion": "cellpulse-congestion"}
 CHAMPION, PREVIOUS = "champion", "previous"
@@ -84,13 +85,24 @@ class Logged:
     experiment_id: str
 
 
+_configured: tuple[Path, str] | None = None  # (home, store) MLflow points at in this process
+
+
 def configure(settings: Settings) -> None:
-    """Point MLflow at this installation's store. Call after cellpulse.runtime set the env."""
+    """Point this process's MLflow at the installation's store; call once where a process
+    starts working for a home (a command, a flow run, a test), after cellpulse.runtime set
+    the environment. Idempotent and cheap, so every flow can call it first: a flow run in a
+    fresh process (a deployment, a Dask worker) then finds MLflow pointed at its store."""
+    global _configured
+    uri = settings.tracking_uri
+    if _configured == (settings.home, uri) and mlflow.get_tracking_uri() == uri:
+        return
     settings.home.mkdir(parents=True, exist_ok=True)
     # MLflow narrates every step at INFO; the CLI prints its own summary instead.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    _configured = (settings.home, uri)
 
 
 class TrackingUnavailable(CellpulseError, ConnectionError):
@@ -342,12 +354,11 @@ def load_champion(family: str) -> Champion:
     )
 
 
-def champion_train_window(family: str) -> tuple[date, date]:
-    """The days the family's champion was trained on (its run's `data.train_window` tag)."""
-    mv = _champion_entry(family)
-    window = MlflowClient().get_run(str(mv.run_id)).data.tags.get("data.train_window", "")
-    first, _, last = window.partition("..")
-    return date.fromisoformat(first), date.fromisoformat(last)
+def champion_train_window(family: str) -> DayWindow | None:
+    """The days the family's champion was trained on (its run's `data.train_window` tag),
+    None if its run has no such tag; NoChampionError if there is no champion."""
+    tag = run_tag(str(_champion_entry(family).run_id), TRAIN_WINDOW_TAG)
+    return DayWindow.parse(tag) if tag else None
 
 
 def log_backtest(family: str, folds: list[Fold], settings: Settings, tags: dict[str, str]) -> str:
@@ -369,8 +380,8 @@ def log_backtest(family: str, folds: list[Fold], settings: Settings, tags: dict[
         for fold in folds:
             fold_tags = {
                 **all_tags,
-                "data.train_window": f"{fold.train[0]}..{fold.train[1]}",
-                "data.holdout_window": f"{fold.test[0]}..{fold.test[1]}",
+                TRAIN_WINDOW_TAG: str(DayWindow(*fold.train)),
+                "data.holdout_window": str(DayWindow(*fold.test)),
             }
             if fold.skipped:
                 fold_tags["fold.skipped"] = fold.skipped

@@ -23,10 +23,14 @@ from cellpulse.models.congestion import CongestionModel, CongestionParams
 from cellpulse.models.evaluation import fault_events
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.settings import Settings
+from cellpulse.window import DayWindow
 
 ANOMALY = "anomaly"
 CONGESTION = "congestion"
 TOP_K = 20
+
+
+TRAIN_WINDOW_TAG = "data.train_window"  # the days a model was fitted on, as `str(DayWindow)`
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,8 @@ class Split:
 
     def tags(self) -> dict[str, str]:
         return {
-            "data.train_window": f"{self.train_days[0]}..{self.train_days[1]}",
-            "data.holdout_window": f"{self.holdout_days[0]}..{self.holdout_days[1]}",
+            TRAIN_WINDOW_TAG: str(DayWindow(*self.train_days)),
+            "data.holdout_window": str(DayWindow(*self.holdout_days)),
         }
 
 

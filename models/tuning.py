@@ -85,3 +85,13 @@ def best(trials: list[Trial]) -> Trial:
         return (-math.inf if math.isnan(value) else sign * value, -t.number)
 
     return max(trials, key=key)
+
+
+def describe(chosen: Trial, trials: list[Trial], run_id: str) -> str:
+    """One line for people: which trial won the search, on what, with which parameters, and
+    the MLflow run holding every trial."""
+    params = ", ".join(f"{k}={v}" for k, v in chosen.params.items())
+    return (
+        f"trial {chosen.number} of {len(trials)} won ({chosen.candidate.rule.primary} "
+        f"{chosen.primary:.4f}; {params}); trials in MLflow run {run_id}"
+    )

@@ -9,26 +9,12 @@ from datetime import date, timedelta
 from typer.testing import CliRunner
 
 from cellpulse.cli import app
-from cellpulse.flows.backfill import backfill_flow, plan
+from cellpulse.flows.backfill import backfill_flow
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.ledger import Ledger
 from cellpulse.simulator import build_topology, write_network
+from cellpulse.window import DayWindow
 from tests.conftest import TINY, outage_events, tiny_settings
-
-D = [TINY.start + timedelta(days=i) for i in range(4)]
-
-
-def test_plan_runs_missing_and_stale_stages_and_scores_after_new_features():
-    done = {"features": {D[0], D[1], D[2]}, "score": {D[0], D[2], D[3]}}
-    stale = {"features": {D[2]}, "score": set()}
-    todo = plan(D, ("features", "score"), done, stale)
-    assert todo == {
-        D[0]: [],
-        D[1]: ["score"],
-        D[2]: ["features", "score"],  # new features make the day's scores stale
-        D[3]: ["features", "score"],
-    }
-    assert plan(D[:1], ("score",), done, stale, force=True) == {D[0]: ["score"]}
 
 
 def test_backfill_fills_gaps_resumes_and_reports(tmp_path, restore_environ):
@@ -45,14 +31,14 @@ def test_backfill_fills_gaps_resumes_and_reports(tmp_path, restore_environ):
     with Ledger(settings.layout.ledger) as ledger:
         ledger.mark_stale("features", [last])
 
-    first = backfill_flow(settings, gap[0], last)
+    first = backfill_flow(settings, DayWindow(gap[0], last))
     assert first.ran == {gap[0]: ["score"], gap[1]: ["score"], last: ["features", "score"]}
     assert set(settings.layout.scores.dates()) >= {*gap, last}
     assert all(seconds > 0 for seconds in first.seconds.values())
     with Ledger(settings.layout.ledger) as ledger:
         assert ledger.stale("features") == [] and ledger.stale("scores") == []
 
-    again = backfill_flow(settings, TINY.start, last)
+    again = backfill_flow(settings, DayWindow(TINY.start, last))
     assert again.skipped == again.days and len(again.days) == TINY.days
 
     result = CliRunner().invoke(
@@ -96,12 +82,12 @@ def test_an_unchanged_day_reuses_its_cached_build_and_a_new_delivery_invalidates
     write_network(TINY, settings.layout.landing, settings.layout.ground_truth, settings.congestion)
     ingest_files([settings.layout.landing], settings, datetime(2026, 2, 1, tzinfo=UTC))
     day = TINY.start + timedelta(days=TINY.days - 1)
-    first = features_flow(settings, day, day)
+    first = features_flow(settings, DayWindow(day, day))
     assert first is not None and first.reused == 0
     part = settings.layout.features.files(day, day)[0]
     stamp = part.stat().st_mtime_ns
 
-    again = features_flow(settings, day, day)
+    again = features_flow(settings, DayWindow(day, day))
     assert again is not None and again.reused == 1 and again.rows == first.rows
     assert part.stat().st_mtime_ns == stamp  # nothing was rewritten
 
@@ -110,12 +96,12 @@ def test_an_unchanged_day_reuses_its_cached_build_and_a_new_delivery_invalidates
     fix = kpis.with_columns(pl.lit(1.0).alias("prb_util_dl_pct"))
     lake.atomic_write_parquet(fix, settings.layout.landing / "late" / "fix.parquet")
     ingest_files([settings.layout.landing], settings, datetime(2026, 2, 1, tzinfo=UTC))
-    rebuilt = features_flow(settings, day, day)
+    rebuilt = features_flow(settings, DayWindow(day, day))
     assert rebuilt is not None and rebuilt.reused == 0
 
     # Output lost: the cache cannot bring it back, so the day is built again.
     for f in settings.layout.features.files(day, day):
         f.unlink()
-    restored = features_flow(settings, day, day)
+    restored = features_flow(settings, DayWindow(day, day))
     assert restored is not None and restored.reused == 0
     assert settings.layout.features.files(day, day)

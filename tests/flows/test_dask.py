@@ -12,6 +12,7 @@ from cellpulse.flows.features import features_flow
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.flows.score import score_flow
 from cellpulse.simulator import build_topology, write_network
+from cellpulse.window import DayWindow
 from tests.conftest import TINY, outage_events, tiny_settings
 
 
@@ -36,7 +37,7 @@ def test_dask_fan_out_gives_the_single_process_results(tmp_path):
     for name in ("features", "scores", "expected"):
         shutil.rmtree(single.layout.lake / name)
     on_dask = single.model_copy(update={"dask_address": "local", "dask_workers": 2})
-    built = features_flow(on_dask, days[0], days[-1])
+    built = features_flow(on_dask, DayWindow(days[0], days[-1]))
     assert built is not None and built.days == days
     scored = score_flow(on_dask, days)
     assert scored.rows == before["scores"].height

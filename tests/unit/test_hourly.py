@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 import polars as pl
 
 from cellpulse.features.spec import default_spec
-from cellpulse.features.store import build_day, read_features, record_built, resolve_days
+from cellpulse.features.store import build_day, ingested_days, read_features, record_built
 from cellpulse.ingest import ingest_files
 from cellpulse.models import training
 from cellpulse.models.scoring import score_features
 from cellpulse.publish import ModelRef
 from cellpulse.simulator import SimulationConfig, write_network
+from cellpulse.window import DayWindow
 from tests.conftest import tiny_settings
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
@@ -29,10 +30,10 @@ def test_hourly_rops_ingest_build_train_and_score(tmp_path):
 
     spec = default_spec(60)
     assert not [c for c in spec.columns() if c.endswith(("_lag_15m", "_mean_1h"))]
-    days = resolve_days(settings, None, None)
+    days = ingested_days(settings.layout, DayWindow())
     built = record_built(settings, spec, [build_day(settings, spec, day) for day in days])
     assert built.rows == 12 * 9 * 24
-    features = read_features(settings, None, None, spec)
+    features = read_features(settings, DayWindow(), spec)
     kpis = settings.layout.kpi.read()
     anomaly = training.train_anomaly(features, sim.events, settings, spec.hash())
     congestion = training.train_congestion(features, kpis, settings, spec.hash())
