@@ -74,28 +74,44 @@ def cells_router(
             newest = last["ts"][0]
             if newest is None:
                 raise HTTPException(404, f"no scores for cell {cell_id}; check the cell id")
-            end_ = end or newest + timedelta(minutes=rop_minutes)
-            start_ = start or end_ - timedelta(days=1)
-            if start_ >= end_:
-                raise HTTPException(422, "start must be before end")
-            if end_ - start_ > timedelta(days=api.max_days):
-                raise HTTPException(422, f"period longer than {api.max_days} days; ask for less")
+            start_, end_ = cell_period(newest, start, end, rop_minutes, api.max_days)
             scores = store.cell_scores(cell_id, start_, end_)
-        kpis = cell_kpis(layout.kpi, cell_id, start_, end_)
-        expected = cell_rows(layout.expected, cell_id, start_, end_)
-        watched = [c for c in expected.columns if f"{c}_expected" in expected.columns]
-        return {
-            "cell_id": cell_id,
-            "start": start_,
-            "end": end_,
-            "scores": records(scores),
-            "kpis": records(kpis),
-            "watched_kpis": watched,
-            "expected": records(expected.drop("cell_id", "region", strict=False)),
-            "kpi_units": {m.name: m.unit for m in contract.MEASUREMENTS if m.name in CELL_KPIS},
-        }
+        return cell_view(layout, cell_id, start_, end_, scores)
 
     return router
+
+
+def cell_period(
+    newest: datetime, start: datetime | None, end: datetime | None, rop_minutes: int, max_days: int
+) -> tuple[datetime, datetime]:
+    """The period [start, end) a cell request covers: by default the day up to the end of
+    the cell's newest scored ROP; refused (422) if empty or longer than `max_days`."""
+    end_ = end or newest + timedelta(minutes=rop_minutes)
+    start_ = start or end_ - timedelta(days=1)
+    if start_ >= end_:
+        raise HTTPException(422, "start must be before end")
+    if end_ - start_ > timedelta(days=max_days):
+        raise HTTPException(422, f"period longer than {max_days} days; ask for less")
+    return start_, end_
+
+
+def cell_view(
+    layout: Layout, cell_id: str, start: datetime, end: datetime, scores: pl.DataFrame
+) -> dict[str, Any]:
+    """A cell's answer: its scores, its KPIs and expected bands from the lake, and units."""
+    kpis = cell_kpis(layout.kpi, cell_id, start, end)
+    expected = cell_rows(layout.expected, cell_id, start, end)
+    watched = [c for c in expected.columns if f"{c}_expected" in expected.columns]
+    return {
+        "cell_id": cell_id,
+        "start": start,
+        "end": end,
+        "scores": records(scores),
+        "kpis": records(kpis),
+        "watched_kpis": watched,
+        "expected": records(expected.drop("cell_id", "region", strict=False)),
+        "kpi_units": {m.name: m.unit for m in contract.MEASUREMENTS if m.name in CELL_KPIS},
+    }
 
 
 def cell_kpis(kpi: lake.Dataset, cell_id: str, start: datetime, end: datetime) -> pl.DataFrame:

@@ -51,10 +51,12 @@ def page_router() -> APIRouter:
 
     @router.get("/", include_in_schema=False)
     def index() -> FileResponse:
+        """The ops page."""
         return FileResponse(Path(str(web / "index.html")))
 
     @router.get("/static/{name}", include_in_schema=False)
     def static(name: Annotated[str, PathParam(pattern=r"^[a-z]+\.(js|css)$")]) -> FileResponse:
+        """One of the page's assets (its script or style sheet)."""
         path = Path(str(web / name))
         if not path.is_file():
             raise HTTPException(404, f"no asset {name}")
