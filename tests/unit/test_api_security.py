@@ -249,6 +249,23 @@ def test_error_answers_keep_internals_from_unauthenticated_callers(scored, monke
     assert "retry" in health.json()["detail"]
 
 
+def test_a_cell_period_defaults_to_the_day_before_the_newest_rop_and_is_bounded():
+    from fastapi import HTTPException
+
+    from cellpulse.api.cells import cell_period
+
+    newest = T0 + timedelta(hours=5)
+    end = newest + timedelta(minutes=15)
+    assert cell_period(newest, None, None, 15, 31) == (end - timedelta(days=1), end)
+    assert cell_period(newest, T0, None, 15, 31) == (T0, end)
+    with pytest.raises(HTTPException) as reversed_:
+        cell_period(newest, end, T0, 15, 31)
+    assert reversed_.value.status_code == 422 and "before end" in reversed_.value.detail
+    with pytest.raises(HTTPException) as too_long:
+        cell_period(newest, T0, T0 + timedelta(days=3, minutes=1), 15, 3)
+    assert too_long.value.status_code == 422 and "longer than 3 days" in too_long.value.detail
+
+
 # ------------------------------------------------------------------- cell ids (10)
 
 

@@ -535,13 +535,14 @@ def test_any_failure_reading_one_file_rejects_that_file_only(settings, monkeypat
 def test_the_ingest_command_fails_with_one_line_when_files_were_rejected(settings, capsys):
     import typer
 
-    from cellpulse.cli import _fail_on_rejected, handles_errors
+    from cellpulse.cli.data import fail_on_rejected
+    from cellpulse.cli.edge import handles_errors
 
     write_landing(settings.layout.landing)
     lake.atomic_write_parquet(malformed("list_cell_id"), settings.layout.landing / "x[/x].parquet")
     summary = ingest_files([settings.layout.landing], settings, NOW)
     with pytest.raises(typer.Exit) as exit_:
-        handles_errors(_fail_on_rejected)(summary)
+        handles_errors(fail_on_rejected)(summary)
     assert exit_.value.exit_code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "x[/x].parquet: column(s) cell_id hold lists" in err

@@ -1,0 +1,244 @@
+"""What the commands print about a stage's result: one summary line each, and the tables
+of metrics, ranked cells and the scoreboard. Shared by the stage commands, `run` and `demo`."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from rich.table import Table
+
+from cellpulse.cli.edge import console, fmt, table
+from cellpulse.redaction import redact_url
+from cellpulse.settings import Settings
+
+ANOMALY_METRICS = (
+    "events",
+    "event_recall",
+    "median_detection_delay_rops",
+    "alerts",
+    "alert_precision",
+    "false_alarms_per_100_cell_days",
+    "pr_auc",
+)
+CONGESTION_METRICS = (
+    "rows",
+    "positives",
+    "pr_auc",
+    "brier",
+    "precision",
+    "recall",
+    "lift_over_persistence",
+    "lift_over_seasonal",
+)
+RANKED_COLUMNS = ["cell", "region", "worst at (UTC)", "score", "anomalous ROPs", "driving KPIs"]
+RANKED_FIELDS = ("cell_id", "region", "worst_at", "anomaly_score", "anomalous_rops", "anomaly_kpis")
+
+
+def print_simulation(summary: Any, start: date, seconds: float) -> None:
+    """What the simulator wrote: cells, rows, files and how they were delivered, and the
+    ground truth by event type."""
+    by_type = summary.events.group_by("type").len().sort("type")
+    extra = ""
+    if summary.late_files or summary.redelivered_files or summary.duplicate_files:
+        extra = (
+            f" (of them {summary.late_files} late, {summary.redelivered_files} first "
+            f"delivered wrong then corrected, {summary.duplicate_files} delivered twice)"
+        )
+    console.print(
+        f"simulated [bold]{summary.cells}[/] cells on {summary.sites} sites, {summary.days} "
+        f"days from {start}: {summary.rows:,} rows in {summary.files} files{extra} -> "
+        f"{summary.landing_dir} ({seconds:.1f} s)"
+    )
+    console.print(
+        f"ground truth: {summary.events.height} events "
+        f"({', '.join(f'{t} {n}' for t, n in by_type.iter_rows())}), "
+        f"{summary.congestion_periods} congestion periods -> {summary.truth_dir}"
+    )
+
+
+def print_ingest(summary: Any) -> None:
+    """Files ingested, skipped and rejected; rows accepted, replaced and quarantined."""
+    console.print(
+        f"ingest: {summary.count('ingested')} files ingested, {summary.count('skipped')} "
+        f"already ingested, {summary.count('duplicate')} duplicate deliveries, "
+        f"{len(summary.rejected)} rejected; {summary.rows_accepted:,} rows accepted "
+        f"({summary.rows_replaced:,} of them replacing earlier deliveries), "
+        f"{summary.rows_quarantined:,} quarantined; {summary.partitions_written} partitions "
+        f"written -> {summary.lake_dir}"
+    )
+    if summary.rows_quarantined or summary.rejected:
+        console.print(f"  reports: {summary.quarantine_dir}")
+
+
+def metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, float]) -> Table:
+    """A model's hold-out metrics (`val_*`), each beside the baselines' figure for it
+    (`baseline_<name>_<metric>`)."""
+    rows = []
+    for name, value in sorted(metrics.items()):
+        if not name.startswith("val_"):
+            continue
+        key = name.removeprefix("val_")
+        base = {
+            k.removeprefix("baseline_").removesuffix("_" + key): v
+            for k, v in baselines.items()
+            if k.endswith("_" + key)
+        }
+        rows.append([key, value, ", ".join(f"{k} {fmt(v)}" for k, v in base.items()) or "–"])
+    return table(f"{family}: hold-out metrics", ["metric", "model", "baselines"], rows)
+
+
+def print_train(result: Any, settings: Settings) -> None:
+    """Each family's metrics and whether its candidate became champion, and why."""
+    for family, logged in result.logged.items():
+        cand = result.candidates[family]
+        console.print(metrics_table(family, cand.metrics, cand.baselines))
+        verdict = (
+            "[green]promoted to champion[/]"
+            if logged.decision.promote
+            else "[yellow]not promoted[/]"
+        )
+        if "supervised" in cand.params:
+            console.print(f"  fault classifier: {cand.params['supervised']}")
+        if family in result.tuning:
+            console.print(f"  tuning: {result.tuning[family]}")
+        console.print(
+            f"  {logged.name} version {logged.version}: {verdict} — {logged.decision.reason}"
+        )
+    console.print(
+        f"MLflow: {redact_url(settings.tracking_uri)} "
+        f"(open with `cellpulse ui --home {settings.home}`)"
+    )
+
+
+def print_score(summary: Any, top: int = 10) -> None:
+    """What was scored and published, the webhook's delivery, and the `top` most anomalous
+    and most congestion-prone cells."""
+    from cellpulse.publish import top_anomalous, top_congestion
+
+    console.print(
+        f"score: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
+        f"{summary.rows:,} rows, {summary.cells} cells, {summary.anomalous_rops} anomalous "
+        f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open, {summary.new_alerts} new) "
+        f"-> {summary.lake_dir} and {summary.ops_store}"
+    )
+    if summary.webhook is not None:
+        hook = summary.webhook
+        outcome = (
+            f"delivered in {hook.attempts} attempt(s)"
+            if hook.delivered
+            else f"[red]NOT delivered[/] after {hook.attempts} attempt(s): {hook.error}"
+        )
+        console.print(f"webhook {hook.url}: {hook.alerts} new alert(s) {outcome}")
+    ranked = top_anomalous(summary.scores, top)
+    console.print(
+        table("Most anomalous cells", RANKED_COLUMNS, ranked.select(RANKED_FIELDS).rows())
+    )
+    risk = top_congestion(summary.scores, top)
+    console.print(
+        table(
+            "Congestion risk on the newest day",
+            ["cell", "region", "peak at (UTC)", "P(congested)", "horizon"],
+            risk.select(
+                "cell_id", "region", "peak_at", "congestion_prob", "congestion_horizon"
+            ).rows(),
+        )
+    )
+
+
+def detector_columns(board: Any, family: str, metrics: list[str]) -> list[list[Any]]:
+    """One family's whole-network figures as rows of a table: a header row of detectors
+    (in the board's order), then one row per metric with each detector's value (NaN where a
+    detector has none)."""
+    import polars as pl
+
+    part = board.filter((pl.col("family") == family) & (pl.col("slice_kind") == "all"))
+    detectors = part["detector"].unique(maintain_order=True).to_list()
+    rows = []
+    for m in metrics:
+        values = {
+            r["detector"]: r["value"]
+            for r in part.filter(pl.col("metric") == m).iter_rows(named=True)
+        }
+        rows.append([m, *[values.get(d, float("nan")) for d in detectors]])
+    return [detectors, *rows]
+
+
+def anomaly_by_type(board: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The anomaly figures per event type: the headers and one row per type (in the board's
+    order) with the model's event count, each detector's recall and the model's median delay.
+
+    Each column is named where it is made, from the (detector, metric) it holds; a pair the
+    board lacks gives no column, a type without a figure gives None.
+    """
+    import polars as pl
+
+    typed = board.filter((pl.col("family") == "anomaly") & (pl.col("slice_kind") == "type"))
+    detectors = typed["detector"].unique(maintain_order=True).to_list()
+    wanted = [
+        ("model", "events", "events"),
+        *((d, "event_recall", f"recall ({d})") for d in detectors),
+        ("model", "median_detection_delay_rops", "median delay (ROPs, model)"),
+    ]
+    present = set(typed.select("detector", "metric").unique().iter_rows())
+    columns = [(d, m, name) for d, m, name in wanted if (d, m) in present]
+    per_type = typed.group_by("slice", maintain_order=True).agg(
+        pl.col("value")
+        .filter((pl.col("detector") == d) & (pl.col("metric") == m))
+        .first()
+        .alias(name)
+        for d, m, name in columns
+    )
+    return ["type", *(name for _, _, name in columns)], per_type.rows()
+
+
+def print_scoreboard(result: Any) -> None:
+    """The evaluation's scoreboard: anomaly and congestion figures of the model beside its
+    baselines, and the anomaly figures per event type."""
+    board = result.board
+    console.print(f"scoreboard {result.window[0]} to {result.window[1]} ({result.note})")
+    precision_at_k = next(
+        m for m in board["metric"].unique().to_list() if m.startswith("precision_at_")
+    )
+    head, *rows = detector_columns(board, "anomaly", [*ANOMALY_METRICS, precision_at_k])
+    console.print(table("Anomaly: model vs baseline", ["metric", *head], rows))
+    headers, by_type = anomaly_by_type(board)
+    if by_type:
+        console.print(table("Anomaly by type", headers, by_type))
+    head, *rows = detector_columns(board, "congestion", list(CONGESTION_METRICS))
+    console.print(table("Congestion: model vs baselines", ["metric", *head], rows))
+    console.print(f"slices (area type, band, region) and everything above: {result.report}")
+    if result.logged_runs:
+        console.print(f"logged to MLflow runs {', '.join(r[:8] for r in result.logged_runs)}")
+
+
+def print_champions(settings: Settings) -> None:
+    """Each family's champion and its hold-out metrics, as registered."""
+    from cellpulse.models import tracking
+
+    tracking.configure(settings)
+    for family in tracking.MODEL_NAMES:
+        champ = tracking.champion_run(family)
+        if champ is None:
+            continue
+        metrics = tracking.run_metrics(champ[1])
+        model = {k: v for k, v in metrics.items() if k.startswith("val_")}
+        base = {k: v for k, v in metrics.items() if k.startswith("baseline_")}
+        console.print(metrics_table(f"{family} champion (version {champ[0]})", model, base))
+
+
+def print_latest_scores(settings: Settings) -> None:
+    """The most anomalous cells over every scored day (when nothing new was scored)."""
+    from cellpulse.publish import top_anomalous
+
+    scores = settings.layout.scores.read()
+    if scores.is_empty():
+        return
+    ranked = top_anomalous(scores, 10)
+    console.print(
+        table(
+            "Most anomalous cells (all scored days)",
+            RANKED_COLUMNS,
+            ranked.select(RANKED_FIELDS).rows(),
+        )
+    )
