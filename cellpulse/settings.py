@@ -75,7 +75,15 @@ class IngestSettings(BaseModel):
         0.0, ge=0, description="Allowed excess of successes over attempts, as a fraction."
     )
     future_tolerance_minutes: int = Field(60, ge=0, description="How far ahead of now a ts may be.")
-    retention_days: int = Field(400, ge=1, description="Rows older than this are refused.")
+    retention_days: int = Field(
+        400, ge=1, description="Rows older than this many days are refused."
+    )
+    retention_from: Literal["data", "now"] = Field(
+        "data",
+        description="What retention counts back from: the newest data (of the file or the "
+        "lake, never later than now), so that a history export of any age loads whole; or "
+        "now, so that anything older than the retention is refused whatever else arrives.",
+    )
     after: Literal["leave", "archive"] = Field(
         "leave",
         description="Ingested files: leave them in landing, or move them to "
