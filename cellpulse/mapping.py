@@ -15,10 +15,11 @@ import codecs
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import polars as pl
 import yaml
@@ -291,7 +292,12 @@ def shipped_mappings() -> list[str]:
 # ------------------------------------------------------------------- expressions
 
 _BRACKETED = re.compile(r"\[([^\[\]]+)\]")
-_FUNCTIONS = {"min": pl.min_horizontal, "max": pl.max_horizontal, "first": pl.coalesce}
+# first(a, b, …): the first of its arguments that is not null (a counter or its alternative).
+_FUNCTIONS: dict[str, Callable[[list[pl.Expr]], pl.Expr]] = {
+    "min": pl.min_horizontal,
+    "max": pl.max_horizontal,
+    "first": pl.coalesce,
+}
 # Bounds on an expression, so that parsing and compiling it can never exhaust the stack: a
 # sum of a hundred counters nests a hundred deep, far more than an export needs.
 MAX_EXPRESSION_CHARS = 4000
@@ -533,7 +539,9 @@ def map_source(source: pl.DataFrame, mapping: Mapping, rop_minutes: int, where: 
             f"(mapping {mapping.name}); it has {name_list(source.columns)}"
         )
     if absent:  # a long export names the counters it has: the others are not reported
-        notes.append(Note(name_list(absent, 5), "counter not in the file; left empty", 0, ""))
+        if mapping.long is not None and mapping.long.counter is not None:
+            # (a per-KPI file, its counter named by the file name, carries one by design)
+            notes.append(Note(name_list(absent, 5), "counter not in the file; left empty", 0, ""))
         source = source.with_columns(pl.lit(None, pl.String).alias(c) for c in absent)
     df = _null_sentinels(source, mapping.null_values, mapping.csv.decimal, numeric)
     ts, unread = _timestamp(df, mapping, ts_columns, rop_minutes)
@@ -647,14 +655,15 @@ def _fraction_warnings(rows: pl.DataFrame, mapping: Mapping) -> list[Note]:
         ):
             continue
         values = rows[m.name].cast(pl.Float64, strict=False).drop_nulls()
-        if values.len() >= FRACTION_MIN_ROWS and (values.max() or 0.0) <= 1.0:
+        top = float(cast(float, values.max())) if values.len() else 0.0
+        if values.len() >= FRACTION_MIN_ROWS and top <= 1.0:
             notes.append(
                 Note(
                     m.name,
                     "every value is at most 1.0: probably a 0-1 fraction; if so, map it with "
                     "unit: fraction",
                     values.len(),
-                    f"max {values.max():g}",
+                    f"max {top:g}",
                 )
             )
     return notes

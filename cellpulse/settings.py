@@ -76,7 +76,10 @@ class IngestSettings(BaseModel):
     )
     future_tolerance_minutes: int = Field(60, ge=0, description="How far ahead of now a ts may be.")
     retention_days: int = Field(
-        400, ge=1, description="Rows older than this many days are refused."
+        1100,
+        ge=1,
+        description="Rows older than this many days (counted back as retention_from says) "
+        "are refused; the default takes a history export of up to three years.",
     )
     retention_from: Literal["data", "now"] = Field(
         "data",
