@@ -84,8 +84,9 @@ class IngestSettings(BaseModel):
     retention_from: Literal["data", "now"] = Field(
         "data",
         description="What retention counts back from: the newest data (of the file or the "
-        "lake, never later than now), so that a history export of any age loads whole; or "
-        "now, so that anything older than the retention is refused whatever else arrives.",
+        "lake, never later than now), so that a history export loads whole however long ago "
+        "it ends (up to retention_days of it); or now, refusing anything older than "
+        "retention_days before the clock.",
     )
     after: Literal["leave", "archive"] = Field(
         "leave",
