@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS files (
     rows_quarantined INTEGER NOT NULL,
     reason TEXT,
     recorded_at TEXT NOT NULL,
+    reading TEXT NOT NULL DEFAULT '',  -- fingerprint of the mapping read through ('' none)
     PRIMARY KEY (sha256, path)
 );
 CREATE TABLE IF NOT EXISTS stale_days (
@@ -46,6 +47,9 @@ class FileRecord:
     rows_accepted: int
     rows_quarantined: int
     reason: str | None = None
+    # How the file was read: the fingerprint of its source mapping ('' for contract-shaped
+    # parquet). The same content read through a changed mapping is a new delivery.
+    reading: str = ""
 
 
 class Ledger:
@@ -55,6 +59,10 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        if "reading" not in columns:  # a ledger written before mappings were fingerprinted
+            with self._db:
+                self._db.execute("ALTER TABLE files ADD COLUMN reading TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         """Close the database; every update is already committed."""
@@ -66,18 +74,22 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def seen(self, sha256: str) -> str | None:
-        """Status of the first file recorded with this content, or None if it is new."""
+    def seen(self, sha256: str, reading: str = "") -> str | None:
+        """Status of the first file recorded with this content read this way (`reading`: a
+        mapping's fingerprint, '' for none), or None if it is new."""
         row = self._db.execute(
-            "SELECT status FROM files WHERE sha256 = ? AND status != 'duplicate' LIMIT 1",
-            (sha256,),
+            "SELECT status FROM files WHERE sha256 = ? AND reading = ? AND status != 'duplicate' "
+            "LIMIT 1",
+            (sha256, reading),
         ).fetchone()
         return row[0] if row else None
 
-    def has(self, sha256: str, path: str) -> bool:
-        """Whether this very file (this content at this path) was recorded before."""
+    def has(self, sha256: str, path: str, reading: str = "") -> bool:
+        """Whether this very file (this content at this path, read this way) was recorded
+        before."""
         row = self._db.execute(
-            "SELECT 1 FROM files WHERE sha256 = ? AND path = ?", (sha256, path)
+            "SELECT 1 FROM files WHERE sha256 = ? AND path = ? AND reading = ?",
+            (sha256, path, reading),
         ).fetchone()
         return row is not None
 
@@ -86,7 +98,9 @@ class Ledger:
         now = datetime.now(UTC).isoformat()
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO files (sha256, path, size_bytes, status, rows_in, "
+                "rows_accepted, rows_quarantined, reason, recorded_at, reading) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         r.sha256,
@@ -98,6 +112,7 @@ class Ledger:
                         r.rows_quarantined,
                         r.reason,
                         now,
+                        r.reading,
                     )
                     for r in records
                 ],
@@ -133,6 +148,6 @@ class Ledger:
         """Every recorded file, in the order they were recorded."""
         rows = self._db.execute(
             "SELECT sha256, path, size_bytes, status, rows_in, rows_accepted, rows_quarantined, "
-            "reason FROM files ORDER BY recorded_at, path"
+            "reason, reading FROM files ORDER BY recorded_at, path"
         )
         return [FileRecord(*r) for r in rows]

@@ -75,7 +75,19 @@ class IngestSettings(BaseModel):
         0.0, ge=0, description="Allowed excess of successes over attempts, as a fraction."
     )
     future_tolerance_minutes: int = Field(60, ge=0, description="How far ahead of now a ts may be.")
-    retention_days: int = Field(400, ge=1, description="Rows older than this are refused.")
+    retention_days: int = Field(
+        1100,
+        ge=1,
+        description="Rows older than this many days (counted back as retention_from says) "
+        "are refused; the default takes a history export of up to three years.",
+    )
+    retention_from: Literal["data", "now"] = Field(
+        "data",
+        description="What retention counts back from: the newest data (of the file or the "
+        "lake, never later than now), so that a history export loads whole however long ago "
+        "it ends (up to retention_days of it); or now, refusing anything older than "
+        "retention_days before the clock.",
+    )
     after: Literal["leave", "archive"] = Field(
         "leave",
         description="Ingested files: leave them in landing, or move them to "

@@ -6,12 +6,15 @@ atomically, quarantines bad rows with a readable report, and records every file 
 so that the same content is never ingested twice.
 
 Modules: `rules` (the contract's rules as data), `validation` (rows judged by them),
-`reading` (a file read and conformed), `pipeline` (files read ahead on threads), `batches`
+`reading` (a file read and conformed), `coverage` (which KPIs a source delivers), `check`
+(a sample checked through a mapping), `pipeline` (files read ahead on threads), `batches`
 (accepted rows written to the lake), `quarantine` (reports and bad rows), `landing` (the
 landing folder and the archive), `results` (what a run reports) and `run` (`ingest_files`).
 """
 
 from cellpulse.ingest.batches import Accepted, accept, split_partitions
+from cellpulse.ingest.check import SampleCheck, check_sample
+from cellpulse.ingest.coverage import Coverage
 from cellpulse.ingest.landing import list_landing_files
 from cellpulse.ingest.pipeline import Reading
 from cellpulse.ingest.quarantine import format_report
@@ -21,6 +24,7 @@ from cellpulse.ingest.reading import (
     conform,
     read_input,
     read_landing_file,
+    read_mapped,
     read_rows,
 )
 from cellpulse.ingest.results import FileResult, IngestSummary, Problem
@@ -43,6 +47,7 @@ __all__ = [
     "UNASSIGNED_REGION",
     "UNPARSABLE",
     "Accepted",
+    "Coverage",
     "FileResult",
     "IngestSummary",
     "Problem",
@@ -50,8 +55,10 @@ __all__ = [
     "Rule",
     "RuleBook",
     "RuleLimits",
+    "SampleCheck",
     "Screen",
     "accept",
+    "check_sample",
     "conform",
     "file_sha256",
     "format_report",
@@ -61,6 +68,7 @@ __all__ = [
     "list_landing_files",
     "read_input",
     "read_landing_file",
+    "read_mapped",
     "read_rows",
     "rule_book",
     "split_partitions",

@@ -12,7 +12,7 @@ from typing import cast
 
 import polars as pl
 
-from cellpulse import failpoints, lake
+from cellpulse import contract, failpoints, lake
 from cellpulse.ingest.landing import archive
 from cellpulse.ingest.results import FileResult
 from cellpulse.ingest.validation import last_per_key
@@ -28,6 +28,16 @@ class Written:
     partitions: int = 0
     replaced: int = 0
     days: set[date] = field(default_factory=set)
+    rows: int = 0  # rows written (after per-KPI files of one key were combined)
+    values: dict[str, int] = field(default_factory=dict)  # of them, holding each measurement
+
+    def count(self, parts: list[pl.DataFrame]) -> None:
+        """Add the rows of `parts` and how many hold each measurement (KPI coverage)."""
+        for rows in parts:
+            self.rows += rows.height
+            held = rows.select(pl.col(m).is_not_null().sum() for m in contract.MEASUREMENT_NAMES)
+            for name, n in held.row(0, named=True).items():
+                self.values[name] = self.values.get(name, 0) + int(n)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,14 @@ class Accepted:
     span: tuple[datetime, datetime] | None  # first and last ts; None without rows
     # (path, sha256) of a landing file that is its single partition byte for byte.
     adopt: tuple[Path, str] | None = None
+    # The measurements the file carried: a per-KPI or long file sets only these, so its rows
+    # must not blank the other columns of the same keys (see Batch._combine).
+    carried: tuple[str, ...] = contract.MEASUREMENT_NAMES
+
+    @property
+    def partial(self) -> bool:
+        """Whether the file carried only some of the contract's measurements."""
+        return len(self.carried) < len(contract.MEASUREMENT_NAMES)
 
     @property
     def first_day(self) -> date:
@@ -52,14 +70,14 @@ class Accepted:
         return max(day for day, _ in self.parts)
 
 
-def accept(good: pl.DataFrame) -> Accepted:
+def accept(good: pl.DataFrame, carried: tuple[str, ...] = contract.MEASUREMENT_NAMES) -> Accepted:
     """A file's accepted rows, prepared for the batch: split into partitions, with their
-    key hashes and the span of their timestamps."""
+    key hashes, the span of their timestamps and the measurements the file carried."""
     key_hash = good.select(pl.struct(*lake.KEYS).hash()).to_series()
     parts = split_partitions(good)
     ts = good["ts"]
     span = (cast(datetime, ts.min()), cast(datetime, ts.max())) if good.height else None
-    return Accepted(parts, key_hash, good.height, span)
+    return Accepted(parts, key_hash, good.height, span, carried=carried)
 
 
 def split_partitions(rows: pl.DataFrame) -> dict[tuple[date, str], pl.DataFrame]:
@@ -147,8 +165,11 @@ class Batch:
         parts: list[tuple[date, pl.DataFrame]] = [
             (day, rows) for a in accepted for (day, _), rows in a.parts.items()
         ]
-        if accepted and self._redelivers_keys(accepted):
+        if any(a.partial for a in accepted):
+            parts = self._combine(accepted, written)
+        elif accepted and self._redelivers_keys(accepted):
             parts = self._rewrite_latest(parts, written)
+        written.count([rows for _, rows in parts])
         days = {day for day, _ in parts}
         for day in sorted(days):
             stored = _stored_keys_in(self.kpi, day, [rows for d, rows in parts if d == day])
@@ -176,6 +197,46 @@ class Batch:
         written.replaced += stacked.height - unique.height
         rewritten = []
         for (day, region), rows in split_partitions(unique).items():
+            self.stream.write(day, region, rows)
+            rewritten.append((day, rows))
+        return rewritten
+
+    def _combine(
+        self, accepted: list[Accepted], written: Written
+    ) -> list[tuple[date, pl.DataFrame]]:
+        """Files that carry only some measurements (one file per KPI, a long export): the
+        rows of one key are combined, each file setting only the columns it carried, over
+        the row the lake already holds for the key. The batch is written again as whole
+        rows, so the lake's last-delivery-wins never blanks a KPI another file delivered."""
+        self.stream.abort()
+        flag = [f"_carried {m}" for m in contract.MEASUREMENT_NAMES]
+        frames = []
+        for a in accepted:
+            carried = set(a.carried)
+            pairs = zip(contract.MEASUREMENT_NAMES, flag, strict=True)
+            marks = [pl.lit(m in carried).alias(f) for m, f in pairs]
+            frames += [rows.with_columns(marks) for rows in a.parts.values()]
+        batch = pl.concat(frames, how="diagonal_relaxed")
+        keys = batch.select(lake.KEYS).unique()
+        days = sorted({d for a in accepted for d, _ in a.parts})
+        stored = self.kpi.read_days(days)
+        if stored.height:
+            stored = stored.join(keys, on=list(lake.KEYS), how="semi").with_columns(
+                pl.lit(True).alias(f) for f in flag
+            )
+            batch = pl.concat([stored, batch], how="diagonal_relaxed")  # stored first: older
+        written.replaced += batch.height - stored.height - keys.height
+        columns = contract.schema()
+        combined = batch.group_by(lake.KEYS, maintain_order=True).agg(
+            *(pl.col(d).last() for d in contract.DIMENSIONS),
+            *(
+                pl.col(m).filter(pl.col(f)).last()
+                for m, f in zip(contract.MEASUREMENT_NAMES, flag, strict=True)
+            ),
+        )
+        combined = combined.select(pl.col(c).cast(t) for c, t in columns.items())
+        rewritten = []
+        for (day, region), rows in split_partitions(combined).items():
             self.stream.write(day, region, rows)
             rewritten.append((day, rows))
         return rewritten

@@ -18,8 +18,8 @@ import polars as pl
 from cellpulse import echo
 from cellpulse.errors import UNREADABLE, ContractError, MappingError
 from cellpulse.ingest.batches import Accepted, accept
-from cellpulse.ingest.reading import conform, read_rows
-from cellpulse.ingest.results import FileResult
+from cellpulse.ingest.reading import conform, read_mapped
+from cellpulse.ingest.results import FileResult, Problem
 from cellpulse.ingest.rules import RuleLimits
 from cellpulse.ingest.validation import validate_rows
 from cellpulse.lake import file_sha256
@@ -40,6 +40,11 @@ class Reading:
     now: datetime
     mapping: Mapping | None
     bad_rows: str
+
+    @property
+    def key(self) -> str:
+        """How files are read, as the ledger keys it: the mapping's fingerprint ('' none)."""
+        return self.mapping.fingerprint if self.mapping is not None else ""
 
 
 @dataclass
@@ -64,15 +69,16 @@ def read_ahead(
     ahead: deque[tuple[str, Callable[[], Outcome]]] = deque()
     first_status: dict[str, str] = {}  # hash -> outcome of its first file in this run
     claimed: set[str] = set()
+    key = reading.key
     for path, (sha, size) in zip(files, pool.map(_fingerprint, files), strict=True):
-        previous = ledger.seen(sha)
+        previous = ledger.seen(sha, key)
         if sha not in claimed and (previous is None or force):
             claimed.add(sha)
             task = pool.submit(_validate_one, path, sha, size, reading)
             ahead.append((sha, task.result))
         else:
             ahead.append(
-                (sha, partial(_seen_before, path, sha, size, previous, ledger, first_status))
+                (sha, partial(_seen_before, path, sha, size, previous, ledger, first_status, key))
             )
         while len(ahead) > READ_AHEAD:
             yield _settle(ahead.popleft(), first_status)
@@ -104,15 +110,16 @@ def _seen_before(
     previous: str | None,
     ledger: Ledger,
     first_status: dict[str, str],
+    key: str,
 ) -> Outcome:
     status = first_status.get(sha) or previous
-    if ledger.has(sha, str(path)):  # this very file, seen before
+    if ledger.has(sha, str(path), key):  # this very file, seen before
         return Outcome(FileResult(path, "skipped", reason=f"already {status}"), None)
     # The same content under another name: a duplicated delivery.
     reason = f"same content as a file already {status}"
     return Outcome(
         FileResult(path, "duplicate", reason=reason),
-        FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason),
+        FileRecord(sha, str(path), size, "duplicate", 0, 0, 0, reason, key),
     )
 
 
@@ -133,7 +140,9 @@ def _validate_one(path: Path, sha: str, size: int, reading: Reading) -> Outcome:
         )
     result = FileResult(path, "rejected", reason=reason)
     return Outcome(
-        result, FileRecord(sha, str(path), size, "rejected", 0, 0, 0, reason), report=True
+        result,
+        FileRecord(sha, str(path), size, "rejected", 0, 0, 0, reason, reading.key),
+        report=True,
     )
 
 
@@ -144,8 +153,10 @@ def _decide(path: Path, sha: str, size: int, reading: Reading) -> Outcome:
             f"{path}: a symbolic link; landing takes regular files only, so that nothing "
             "outside it is read or moved (copy the file into the landing folder instead)"
         )
-    raw = read_rows(path, reading.mapping, reading.limits.rop_minutes)
+    mapped = read_mapped(path, reading.mapping, reading.limits.rop_minutes)
+    raw = mapped.rows
     conformed, problems = conform(raw, str(path))
+    problems = [Problem(n.column, n.rule, n.rows, n.example) for n in mapped.notes] + problems
     good, bad, row_problems = validate_rows(conformed, reading.limits, reading.now)
     result = FileResult(
         path,
@@ -156,9 +167,19 @@ def _decide(path: Path, sha: str, size: int, reading: Reading) -> Outcome:
         problems=problems + row_problems,
     )
     if bad.height and reading.bad_rows == "reject_file":
-        return _rejected_whole(result, sha, size, bad)
-    record = FileRecord(sha, str(path), size, "ingested", conformed.height, good.height, bad.height)
-    accepted = accept(good.drop("_row"))
+        return _rejected_whole(result, sha, size, bad, reading.key)
+    record = FileRecord(
+        sha,
+        str(path),
+        size,
+        "ingested",
+        conformed.height,
+        good.height,
+        bad.height,
+        None,
+        reading.key,
+    )
+    accepted = accept(good.drop("_row"), mapped.carried)
     if len(accepted.parts) == 1 and reading.mapping is None and _unchanged(raw, good):
         # A file already exactly in the lake's shape, one partition, every row accepted as
         # it is, is copied into the lake instead of re-encoded (see DeltaStream.adopt).
@@ -172,7 +193,9 @@ def _decide(path: Path, sha: str, size: int, reading: Reading) -> Outcome:
     )
 
 
-def _rejected_whole(result: FileResult, sha: str, size: int, bad: pl.DataFrame) -> Outcome:
+def _rejected_whole(
+    result: FileResult, sha: str, size: int, bad: pl.DataFrame, key: str
+) -> Outcome:
     """A file with bad rows under the policy reject_file: none of its rows is accepted."""
     result.status = "rejected"
     result.reason = (
@@ -181,7 +204,15 @@ def _rejected_whole(result: FileResult, sha: str, size: int, bad: pl.DataFrame) 
     )
     result.rows_accepted, result.rows_quarantined = 0, result.rows_in
     record = FileRecord(
-        sha, str(result.path), size, "rejected", result.rows_in, 0, result.rows_in, result.reason
+        sha,
+        str(result.path),
+        size,
+        "rejected",
+        result.rows_in,
+        0,
+        result.rows_in,
+        result.reason,
+        key,
     )
     return Outcome(result, record, quarantined=bad, report=True)
 

@@ -13,7 +13,7 @@ from cellpulse import contract, echo
 from cellpulse.errors import UNREADABLE, ContractError
 from cellpulse.ingest.results import Problem
 from cellpulse.ingest.validation import UNALIGNED_TS, UNPARSABLE
-from cellpulse.mapping import Mapping, apply_mapping, read_source
+from cellpulse.mapping import TS_UNREAD, Mapped, Mapping, map_source, read_source
 
 if TYPE_CHECKING:
     from cellpulse.settings import Settings
@@ -50,14 +50,21 @@ def read_input(path: Path, settings: Settings, mapping: Mapping | None) -> pl.Da
 
 
 def read_rows(path: Path, mapping: Mapping | None, rop_minutes: int) -> pl.DataFrame:
+    """One landing file as contract-named columns (`read_mapped` without its notes)."""
+    return read_mapped(path, mapping, rop_minutes).rows
+
+
+def read_mapped(path: Path, mapping: Mapping | None, rop_minutes: int) -> Mapped:
     """One landing file as contract-named columns: directly if it is contract-shaped
     parquet, through the source mapping otherwise (`rop_minutes` places a mapped export's
-    period-end times)."""
+    period-end times); with what the mapping noticed and the measurements the file carried."""
     if mapping is None:
-        return read_landing_file(path)
+        raw = read_landing_file(path)
+        carried = tuple(m for m in contract.MEASUREMENT_NAMES if m in raw.columns)
+        return Mapped(raw, [], carried)
     if path.stat().st_size == 0:
         raise ContractError(f"{path}: the file is empty; ask the OSS export to re-deliver it")
-    return apply_mapping(read_source(path, mapping), mapping, rop_minutes, str(path))
+    return map_source(read_source(path, mapping), mapping, rop_minutes, str(path))
 
 
 def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]]:
@@ -94,10 +101,12 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
             "raw bytes, not single values; write one number (or text) per row and column"
         )
     problems: list[Problem] = []
-    unknown = [c for c in raw.columns if c not in known]
+    marks = [c for c in raw.columns if c.startswith(TS_UNREAD)]
+    unknown = [c for c in raw.columns if c not in known and c not in marks]
     if unknown:
         problems.append(Problem(echo.name_list(unknown, 5), "unknown column, ignored", 0, ""))
-    return raw.select(_conforming(tuple(source_schema.items()))), problems
+    conformed = raw.select(_conforming(tuple(source_schema.items())))
+    return (conformed.with_columns(raw.select(marks)) if marks else conformed), problems
 
 
 def _scalar(dtype: pl.DataType) -> bool:

@@ -3,9 +3,12 @@ totals."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from cellpulse.ingest.coverage import Coverage
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class IngestSummary:
     lake_dir: Path
     quarantine_dir: Path
     rows_replaced: int = 0  # stored rows that a later delivery of the same key replaced
+    # KPI coverage of the rows this run wrote (see cellpulse.ingest.coverage).
+    coverage: Coverage = field(default_factory=lambda: Coverage.of_counts({}, 0))
 
     def count(self, status: str) -> int:
         """How many files ended with `status` (ingested, duplicate, rejected, skipped)."""
@@ -60,3 +65,32 @@ class IngestSummary:
     def rejected(self) -> list[FileResult]:
         """The files rejected whole, each with its reason."""
         return [f for f in self.files if f.status == "rejected"]
+
+    @property
+    def rows_read(self) -> int:
+        """Rows of the files read in this run (not of files skipped as seen before)."""
+        return sum(f.rows_in for f in self.files)
+
+    @property
+    def all_refused(self) -> bool:
+        """Whether rows were read and every one of them was refused: the run delivered
+        nothing, which the caller should treat as a failure."""
+        return self.rows_read > 0 and self.rows_accepted == 0
+
+    def top_reasons(self, n: int = 3) -> list[tuple[str, int]]:
+        """The rules that refused the most rows over every file ("column: rule", rows)."""
+        counts: Counter[str] = Counter()
+        for f in self.files:
+            for p in f.problems:
+                if p.rows:
+                    counts[f"{p.column}: {p.rule}"] += p.rows
+        return counts.most_common(n)
+
+    def refused_line(self) -> str:
+        """One line saying that every row was refused, and the top reasons."""
+        reasons = "; ".join(f"{r} ({n:,} rows)" for r, n in self.top_reasons())
+        return (
+            f"every one of the {self.rows_read:,} rows read was refused"
+            + (f": {reasons}" if reasons else "")
+            + f"; see the reports in {self.quarantine_dir}"
+        )

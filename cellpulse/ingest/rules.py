@@ -25,24 +25,34 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RuleLimits:
     """The settings the rules read: the ROP length, how far ahead and back a ts may lie, the
-    tolerance of successes over attempts and the regions held (none: any)."""
+    tolerance of successes over attempts and the regions held (none: any).
+
+    Retention is counted back from `retention_anchor` (None: from the run's clock);
+    validation sets the anchor per file when `retention_from` is "data" (see
+    `ingest.validation.anchored`), from the newest data of the file or the lake
+    (`newest_stored`)."""
 
     rop_minutes: int
     future_tolerance_minutes: int
     retention_days: int
     succ_tolerance: float
     regions: tuple[str, ...] = ()
+    retention_from: str = "now"
+    newest_stored: datetime | None = None
+    retention_anchor: datetime | None = None
 
     @classmethod
-    def of(cls, settings: Settings) -> RuleLimits:
+    def of(cls, settings: Settings, newest_stored: datetime | None = None) -> RuleLimits:
         """The limits configured in `settings` (regions sorted, so equal settings give equal
-        limits and share their rules)."""
+        limits and share their rules); `newest_stored` is the newest ts the lake holds."""
         return cls(
             settings.rop_minutes,
             settings.ingest.future_tolerance_minutes,
             settings.ingest.retention_days,
             settings.ingest.succ_tolerance,
             tuple(sorted(settings.regions or ())),
+            settings.ingest.retention_from,
+            newest_stored,
         )
 
 
@@ -127,6 +137,11 @@ def screens_of(rules: Iterable[Rule], prefix: str = "_s") -> tuple[pl.Expr, ...]
 def _key_rules(limits: RuleLimits, now: datetime) -> list[Rule]:
     """Rules of the key columns and the region's form: cell_id, region and ts."""
     rop, ahead = limits.rop_minutes, limits.future_tolerance_minutes
+    anchor = limits.retention_anchor
+    counted = ""
+    if anchor is not None:
+        cutoff = anchor - timedelta(days=limits.retention_days)
+        counted = f" counted back from the newest data (before {cutoff:%Y-%m-%d %H:%M} UTC)"
     cell_id, region, ts = pl.col("cell_id"), pl.col("region"), pl.col("ts")
     return [
         Rule(
@@ -158,8 +173,8 @@ def _key_rules(limits: RuleLimits, now: datetime) -> list[Rule]:
         ),
         Rule(
             "ts",
-            f"older than the {limits.retention_days}-day retention",
-            ts < now - timedelta(days=limits.retention_days),
+            f"older than the {limits.retention_days}-day retention{counted}",
+            ts < (limits.retention_anchor or now) - timedelta(days=limits.retention_days),
         ),
     ]
 

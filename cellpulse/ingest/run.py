@@ -7,9 +7,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
-from cellpulse import progress
+import polars as pl
+
+from cellpulse import lake, progress
 from cellpulse.ingest.batches import Batch, Written
+from cellpulse.ingest.coverage import Coverage
 from cellpulse.ingest.landing import archive, list_landing_files
 from cellpulse.ingest.pipeline import READ_THREADS, Reading, read_ahead
 from cellpulse.ingest.quarantine import write_quarantine
@@ -44,7 +48,8 @@ def ingest_files(
             contract-shaped parquet.
     """
     now = now or datetime.now(UTC)
-    reading = Reading(RuleLimits.of(settings), now, mapping, settings.ingest.bad_rows)
+    limits = RuleLimits.of(settings, newest_stored(settings.layout))
+    reading = Reading(limits, now, mapping, settings.ingest.bad_rows)
     files = list_landing_files(paths)
     return ingest_landed(files, reading, settings.layout, settings.ingest, force)
 
@@ -92,4 +97,15 @@ def ingest_landed(
         kpi.root,
         layout.quarantine,
         written.replaced,
+        Coverage.of_counts(written.values, written.rows),
     )
+
+
+def newest_stored(layout: Layout) -> datetime | None:
+    """The newest ts the lake holds (None: an empty lake), from which retention may be
+    counted back (`ingest.retention_from: data`)."""
+    days = layout.kpi.dates()
+    if not days:
+        return None
+    newest = lake.scan(layout.kpi.day_files(days[-1])).select(pl.col("ts").max()).collect()
+    return cast(datetime | None, newest.item())

@@ -3,8 +3,9 @@ quarantined and why, and every problem of a file at once. Pure: tables in, table
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import polars as pl
@@ -12,10 +13,12 @@ import polars as pl
 from cellpulse import echo, lake
 from cellpulse.ingest.results import Problem
 from cellpulse.ingest.rules import Rule, RuleLimits, rule_book, screens_of
+from cellpulse.mapping import TS_UNREAD
 
 if TYPE_CHECKING:
     from cellpulse.settings import Settings
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 UNPARSABLE = "_unparsable_"  # prefix of conform's marks for values that were not numbers
 UNALIGNED_TS = "_unaligned_ts"  # conform's mark: a ts with a sub-microsecond part, as given
 RAW_TS = "ts_raw"  # that ts, beside the quarantined row
@@ -44,21 +47,34 @@ def validate_rows(
         limits: The settings the rules read.
         now: The run's clock, against which future and too old timestamps are judged.
     """
-    book = rule_book(limits, now)
+    book = rule_book(anchored(limits, df, now), now)
     marks = [c for c in df.columns if c.startswith(UNPARSABLE)]
+    unread = [c for c in df.columns if c.startswith(TS_UNREAD)]
     own = _file_rules(df, marks, limits.rop_minutes)
-    rules = [*book.rules, *own]
+    book_rules = list(book.rules)
+    if unread:
+        # A time that did not parse is null: it is reported once, as the text that did not
+        # parse, not also as a missing (or any other) ts.
+        parsed = pl.col(unread[0]).is_null()
+        book_rules = [
+            replace(r, broken=r.broken & parsed) if r.column == "ts" else r for r in book_rules
+        ]
+        expected = unread[0].removeprefix(TS_UNREAD)
+        own.append(Rule("ts", f"not a time in the {expected} (the text is in {RAW_TS})", ~parsed))
+        marks.append(unread[0])
+    rules = [*book_rules, *own]
     bad_mask, bad_flags = _broken(df, [*book.screens, *screens_of(own, "_f")], rules)
-    clean = df.drop(marks)
+    clean = df.drop([m for m in marks if m not in unread])
+    raw_ts = [c for c in (UNALIGNED_TS, *unread) if c in clean.columns]
     if bad_mask.any():
-        good = clean.filter(~bad_mask).drop(UNALIGNED_TS, strict=False)
+        good = clean.filter(~bad_mask).drop(raw_ts)
         bad = clean.filter(bad_mask)
-        if UNALIGNED_TS in bad.columns:
-            bad = bad.rename({UNALIGNED_TS: RAW_TS})
+        if raw_ts:
+            bad = bad.rename({raw_ts[0]: RAW_TS})
         bad = bad.with_columns(_reasons(bad_flags, rules))
         problems = _problems(bad, bad_flags, rules)
     else:
-        good = clean.drop(UNALIGNED_TS, strict=False)
+        good = clean.drop(raw_ts)
         bad = good.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
         problems = []
     # A key delivered twice in one file: the later row is the correction and wins.
@@ -74,6 +90,27 @@ def validate_rows(
             )
         )
     return deduped, bad, problems
+
+
+def anchored(limits: RuleLimits, df: pl.DataFrame, now: datetime) -> RuleLimits:
+    """`limits` with retention counted back from the newest data (`retention_from: data`):
+    the end of the day of the newest ts of the file or the lake that is not in the future,
+    never later than `now`. A year of history then loads whole, while a stale file
+    delivered after newer data is still refused. The anchor is a day's end so that the
+    files of one day share their rules."""
+    if limits.retention_from != "data" or "ts" not in df.columns:
+        return limits
+    ahead = now + timedelta(minutes=limits.future_tolerance_minutes)
+    # Only times a datetime can hold and that are not ahead of the clock: one damaged row
+    # in year 20000 must not make the whole history "old".
+    sane = pl.col("ts").is_between(pl.lit(EPOCH), pl.lit(ahead))
+    newest = df.select(pl.col("ts").filter(sane).max()).item()
+    candidates = [t for t in (newest, limits.newest_stored) if t is not None]
+    if not candidates:
+        return limits
+    latest = cast(datetime, max(candidates))
+    day_end = latest.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return replace(limits, retention_anchor=min(day_end, now))
 
 
 def _file_rules(df: pl.DataFrame, marks: list[str], rop_minutes: int) -> list[Rule]:

@@ -58,3 +58,73 @@ def write_3gpp_csv(raw: pl.DataFrame, path: Path) -> None:
     """Semicolon-separated, decimal comma, Latin-1, '-' for not reported."""
     text = raw.write_csv(separator=";", decimal_comma=True, null_value="-", float_precision=6)
     lake.atomic_write_bytes(path, text.encode("latin-1"))
+
+
+# Columns of to_3gpp_raw that identify a row; every other column is a counter.
+_RAW_IDS = ("PERIOD_END_TIME", "NCGI", "GNB_ID", "RAT", "BAND")
+MEAS_COLLEC_NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
+
+
+def to_long(raw: pl.DataFrame) -> pl.DataFrame:
+    """A raw counter export (`to_3gpp_raw`) in long format: one row per cell, period and
+    counter, with the counter's name and value; unreported counters are left out."""
+    counters = [c for c in raw.columns if c not in _RAW_IDS]
+    ids = [c for c in _RAW_IDS if c in raw.columns]
+    return (
+        raw.unpivot(on=counters, index=ids, variable_name="COUNTER", value_name="VALUE")
+        .drop_nulls("VALUE")
+        .sort("PERIOD_END_TIME", "NCGI", "COUNTER")
+    )
+
+
+def write_long_csv(raw: pl.DataFrame, path: Path) -> None:
+    """`to_long(raw)` as a comma-separated CSV."""
+    lake.atomic_write_bytes(path, to_long(raw).write_csv(float_precision=6).encode())
+
+
+def write_meas_xml(
+    kpis: pl.DataFrame, path: Path, rop_minutes: int, variant: str = "measTypes"
+) -> None:
+    """Contract rows as a 3GPP TS 32.435 measurement file: one measInfo per ROP, the
+    counters of `to_3gpp_raw`, one measValue per cell (measObjLdn
+    `ManagedElement=<site>,GNBDUFunction=1,NRCellDU=<cell>`), times with a +01:00 offset.
+
+    Args:
+        variant: "measTypes" (a name list and a measResults list per cell) or "measType"
+            (`measType p="i"` names and `r p="i"` values).
+    """
+    import xml.etree.ElementTree as ET
+    from datetime import timedelta, timezone
+
+    raw = to_3gpp_raw(kpis, "UTC", rop_minutes)
+    ends = kpis.select((pl.col("ts") + pl.duration(minutes=rop_minutes)).alias("end"))["end"]
+    raw = raw.with_columns(ends)
+    counters = [c for c in raw.columns if c not in (*_RAW_IDS, "end")]
+    offset = timezone(timedelta(hours=1))
+    root = ET.Element("measCollecFile", xmlns=MEAS_COLLEC_NS)
+    header = ET.SubElement(root, "fileHeader", fileFormatVersion="32.435 V10.0", vendorName="sim")
+    ET.SubElement(header, "fileSender", elementType="gNB")
+    data = ET.SubElement(root, "measData")
+    ET.SubElement(data, "managedElement", localDn="sim")
+    for (end,), rop in raw.sort("end", "NCGI").group_by("end", maintain_order=True):
+        info = ET.SubElement(data, "measInfo", measInfoId=f"cellpulse-{len(data)}")
+        ET.SubElement(info, "job", jobId="1")
+        end_text = end.astimezone(offset).isoformat()
+        ET.SubElement(info, "granPeriod", duration=f"PT{rop_minutes * 60}S", endTime=end_text)
+        if variant == "measTypes":
+            ET.SubElement(info, "measTypes").text = " ".join(counters)
+        else:
+            for p, name in enumerate(counters, start=1):
+                ET.SubElement(info, "measType", p=str(p)).text = name
+        for row in rop.iter_rows(named=True):
+            ldn = f"ManagedElement={row['GNB_ID']},GNBDUFunction=1,NRCellDU={row['NCGI']}"
+            value = ET.SubElement(info, "measValue", measObjLdn=ldn)
+            texts = ["NIL" if row[c] is None else f"{row[c]:.6f}" for c in counters]
+            if variant == "measTypes":
+                ET.SubElement(value, "measResults").text = " ".join(texts)
+            else:
+                for p, text in enumerate(texts, start=1):
+                    ET.SubElement(value, "r", p=str(p)).text = text
+            ET.SubElement(value, "suspect").text = "false"
+    body = ET.tostring(root, encoding="unicode")
+    lake.atomic_write_bytes(path, ('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode())

@@ -1,5 +1,5 @@
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -200,8 +200,11 @@ def test_rows_older_than_the_retention_empty_cell_ids_and_overlong_outages_are_q
     summary = ingest_files([path], settings, NOW)
     assert (summary.rows_accepted, summary.rows_quarantined) == (1, 3)
     bad = pl.read_parquet(settings.layout.quarantine / "A_old.parquet.rows.parquet").sort("_row")
+    newest_day_end = datetime.combine(rows["ts"].max().date() + timedelta(days=1), time(), UTC)
+    cutoff = newest_day_end - timedelta(days=settings.ingest.retention_days)
     assert bad["reason"].to_list() == [
-        f"ts: older than the {settings.ingest.retention_days}-day retention",
+        f"ts: older than the {settings.ingest.retention_days}-day retention counted back from "
+        f"the newest data (before {cutoff:%Y-%m-%d %H:%M} UTC)",
         "cell_id: missing or empty cell_id",
         f"unavail_s: above the ROP length ({settings.rop_minutes * 60} s)",
     ]
