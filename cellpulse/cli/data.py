@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,7 +134,10 @@ def landing_targets(
 
 
 def fail_on_rejected(summary: Any) -> None:
-    """A run that rejected files fails (status 2), naming the first file and why."""
+    """A run that rejected files, or refused every row it read, fails (status 2), naming
+    the first file and why, or the top reasons."""
+    if summary.all_refused:
+        raise CellpulseError(summary.refused_line())
     if summary.rejected:
         first = summary.rejected[0]
         more = f" (and {len(summary.rejected) - 1} more)" if len(summary.rejected) > 1 else ""
@@ -165,23 +168,23 @@ def mapping_check(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Map a sample file: show the first mapped rows and every problem.
+    """Map a sample file: show the first mapped rows, every problem and the KPI coverage.
 
     Nothing is ingested."""
-    from cellpulse.ingest import conform, read_input, validate
+    from cellpulse.ingest import check_sample
     from cellpulse.mapping import load_mapping
 
     settings = command_settings(home, config)
     source = load_mapping(mapping)
     if not sample.is_file():
         raise CellpulseError(f"{sample}: no such file")
-    conformed, problems = conform(read_input(sample, settings, source), str(sample))
-    good, bad, row_problems = validate(conformed, settings, datetime.now(UTC))
-    shown = conformed.select(c for c in conformed.columns if not c.startswith("_")).head(rows)
+    check = check_sample(sample, settings, source)
+    shown = check.rows.head(rows)
     console.print(
-        f"mapping {source.name} on {sample}: {conformed.height} rows, "
-        f"{good.height} valid, {bad.height} with problems"
+        f"mapping {source.name} on {sample}: {check.rows.height} rows, "
+        f"{check.good.height} valid, {check.bad.height} with problems"
     )
+    console.print(f"  {check.coverage.line()}")
     console.print(
         table(
             "First mapped rows (transposed)",
@@ -189,7 +192,7 @@ def mapping_check(
             [[c, *shown[c].to_list()] for c in shown.columns],
         )
     )
-    problems = problems + row_problems
+    problems = check.problems
     if problems:
         console.print(
             table(

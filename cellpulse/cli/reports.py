@@ -67,6 +67,7 @@ def print_ingest(summary: Any) -> None:
         f"{summary.rows_quarantined:,} quarantined; {summary.partitions_written} partitions "
         f"written -> {summary.lake_dir}"
     )
+    console.print(f"  {summary.coverage.line()}")
     if summary.rows_quarantined or summary.rejected:
         console.print(f"  reports: {summary.quarantine_dir}")
 

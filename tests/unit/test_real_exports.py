@@ -370,6 +370,25 @@ def test_retention_from_now_refuses_old_history_and_says_every_row_was_refused(s
     assert "ts: older than the 300-day retention" in line
 
 
+def test_the_ingest_command_fails_with_the_top_reasons_when_every_row_was_refused(settings, capsys):
+    import typer
+
+    from cellpulse.cli.data import fail_on_rejected
+    from cellpulse.cli.edge import handles_errors
+
+    strict = settings.model_copy(
+        update={"ingest": IngestSettings(retention_from="now", retention_days=300)}
+    )
+    lake.atomic_write_parquet(history(), strict.layout.landing / "history.parquet")
+    summary = ingest_files([strict.layout.landing], strict, NOW)
+    assert not summary.rejected  # quarantined rows: the file itself was read
+    with pytest.raises(typer.Exit) as exit_:
+        handles_errors(fail_on_rejected)(summary)
+    assert exit_.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "every one of the" in err and "older than the 300-day retention" in err
+
+
 def test_retention_from_the_data_still_refuses_a_stale_file_after_newer_data(settings):
     settings = settings.model_copy(update={"ingest": IngestSettings(retention_days=400)})
     rows = history(months=2)
@@ -428,3 +447,18 @@ def test_an_unknown_file_name_group_is_refused():
         mapping(from_file_name={"pattern": r"(?P<kpi>\w+)\.csv"})
     with pytest.raises(MappingError):
         load_mapping("no-such-mapping")
+
+
+def test_the_mapping_check_command_shows_rows_coverage_and_problems(tmp_path):
+    from typer.testing import CliRunner
+
+    from cellpulse.cli import app
+
+    sample = tmp_path / "A20260105.xml"
+    write_meas_xml(simulated_rops(), sample, 15, "measTypes")
+    result = CliRunner().invoke(
+        app, ["mapping", "check", "3gpp-xml", str(sample), "--home", str(tmp_path / "home")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"mapping 3gpp-xml on {sample}" in result.output
+    assert "KPI coverage of" in result.output and "present (" in result.output
