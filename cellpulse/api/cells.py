@@ -153,14 +153,12 @@ def ranking_window(
     max_days: int,
 ) -> tuple[datetime, datetime]:
     """The window [start, end) a ranking covers: by default RANKING_WINDOW up to the end of
-    the newest ROP (or of the ROP `at`); refused (422) if empty or longer than `max_days`."""
+    the newest ROP (or of the ROP `at`). A window longer than `max_days` is cut to its last
+    `max_days` (the answer names the window used); one that ends before it starts holds no
+    ROP, so no cell."""
     rop = timedelta(minutes=rop_minutes)
     end_ = end or (at or newest) + rop
-    start_ = start or end_ - RANKING_WINDOW
-    if start_ >= end_:
-        raise HTTPException(422, "start must be before end")
-    if end_ - start_ > timedelta(days=max_days):
-        raise HTTPException(422, f"window longer than {max_days} days; ask for less")
+    start_ = max(start or end_ - RANKING_WINDOW, end_ - timedelta(days=max_days))
     return start_, end_
 
 
