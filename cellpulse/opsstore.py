@@ -314,6 +314,66 @@ class OpsStore:
         )
         return rows, int(total)
 
+    def rank_cells(
+        self,
+        kind: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        offset: int = 0,
+        region: str | None = None,
+        site_id: str | None = None,
+        band: str | None = None,
+    ) -> tuple[pl.DataFrame, int]:
+        """Cells ranked over the ROPs of [start, end): by their worst anomaly score there
+        (`kind` anomaly) or their peak congestion probability (congestion), with when each
+        came, the window's anomalous ROPs, and the alert open on the cell; and how many
+        cells match. An outage of the morning still ranks at night, when its cell is back."""
+        rank = RANK_COLUMNS[kind]
+        filters, params = _filters(region=region, site_id=site_id, band=band)
+        base = f"""WITH w AS (SELECT * FROM scores WHERE ts >= ? AND ts < ? {filters}),
+            worst AS (
+                SELECT DISTINCT ON (cell_id) cell_id, ts AS worst_at, anomaly_score, anomaly_kpis
+                FROM w ORDER BY cell_id, anomaly_score DESC NULLS LAST, ts DESC),
+            peak AS (
+                SELECT DISTINCT ON (cell_id) cell_id, ts AS peak_at, congestion_prob,
+                       congestion_horizon
+                FROM w ORDER BY cell_id, congestion_prob DESC NULLS LAST, ts DESC),
+            latest AS (
+                SELECT DISTINCT ON (cell_id) cell_id, ts, site_id, region, rat, band, is_anomaly
+                FROM w ORDER BY cell_id, ts DESC),
+            counted AS (
+                SELECT cell_id, sum(CASE WHEN is_anomaly THEN 1 ELSE 0 END) AS anomalous_rops
+                FROM w GROUP BY cell_id)"""
+        args: list[object] = [start, end, *params]
+        total = self.query(f"{base} SELECT count(*) AS n FROM latest", args)["n"][0]
+        rows = self.query(
+            f"""{base}
+            SELECT l.cell_id, l.ts, l.site_id, l.region, l.rat, l.band, w.anomaly_score,
+                   w.worst_at, l.is_anomaly, w.anomaly_kpis,
+                   CAST(c.anomalous_rops AS INTEGER) AS anomalous_rops,
+                   p.congestion_prob, p.peak_at, p.congestion_horizon,
+                   a.alert_id, a.status AS alert_status, a.opened_at AS alert_opened_at,
+                   a.alert_type, a.severity AS alert_severity
+            FROM latest l
+            JOIN worst w ON w.cell_id = l.cell_id
+            JOIN peak p ON p.cell_id = l.cell_id
+            JOIN counted c ON c.cell_id = l.cell_id
+            LEFT JOIN (
+                SELECT DISTINCT ON (cell_id) * FROM alerts
+                WHERE status IN ('open', 'acknowledged') ORDER BY cell_id, opened_at DESC
+            ) a ON a.cell_id = l.cell_id
+            ORDER BY {"w" if kind == "anomaly" else "p"}.{rank} DESC NULLS LAST, l.cell_id
+            LIMIT ? OFFSET ?""",
+            [*args, limit, offset],
+        )
+        return rows, int(total)
+
+    def newest_ts(self) -> datetime | None:
+        """The newest ROP scored, or None for an empty store."""
+        value = self.query("SELECT max(ts) AS ts FROM scores")["ts"][0]
+        return None if value is None else value
+
     def cell_scores(self, cell_id: str, start: datetime, end: datetime) -> pl.DataFrame:
         return self.query(
             """SELECT ts, anomaly_score, is_anomaly, anomaly_kpis, congestion_prob,
@@ -329,8 +389,16 @@ class OpsStore:
         status: str | None = None,
         region: str | None = None,
         cell_id: str | None = None,
+        severity: str | None = None,
+        alert_type: str | None = None,
     ) -> tuple[pl.DataFrame, int]:
-        filters, params = _filters(status=status, region=region, cell_id=cell_id)
+        filters, params = _filters(
+            status=status,
+            region=region,
+            cell_id=cell_id,
+            severity=severity,
+            alert_type=alert_type,
+        )
         where = f"WHERE TRUE {filters}"
         total = self.query(f"SELECT count(*) AS n FROM alerts {where}", params)["n"][0]
         rows = self.query(
@@ -340,6 +408,43 @@ class OpsStore:
             [*params, limit, offset],
         )
         return rows, int(total)
+
+    def queue_alerts(
+        self,
+        statuses: Sequence[str],
+        cap: int,
+        region: str | None = None,
+        severity: str | None = None,
+        alert_type: str | None = None,
+    ) -> pl.DataFrame:
+        """Alerts in any of `statuses` (the queue: open and acknowledged by default), at
+        most `cap` of them, the oldest first."""
+        filters, params = _filters(region=region, severity=severity, alert_type=alert_type)
+        marks = ", ".join("?" for _ in statuses)
+        return self.query(
+            f"""SELECT * FROM alerts WHERE status IN ({marks}) {filters}
+                ORDER BY opened_at, alert_id LIMIT ?""",
+            [*statuses, *params, cap],
+        )
+
+    def cell_alerts(self, cell_id: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """A cell's alerts that overlap [start, end) (one not yet closed reaches to now),
+        the newest first."""
+        return self.query(
+            """SELECT * FROM alerts WHERE cell_id = ? AND opened_at < ?
+                   AND (closed_at IS NULL OR closed_at >= ?)
+               ORDER BY opened_at DESC""",
+            [cell_id, end, start],
+        )
+
+    def active_alert(self, cell_id: str) -> dict[str, object] | None:
+        """A cell's newest open or acknowledged alert, if it has one."""
+        rows = self.query(
+            """SELECT * FROM alerts WHERE cell_id = ? AND status IN ('open', 'acknowledged')
+               ORDER BY opened_at DESC LIMIT 1""",
+            [cell_id],
+        )
+        return None if rows.is_empty() else rows.row(0, named=True)
 
     def alert(self, alert_id: str) -> dict[str, object]:
         rows = self.query("SELECT * FROM alerts WHERE alert_id = ?", [alert_id])
@@ -372,6 +477,31 @@ class OpsStore:
                 [alert_id, action, before, after, actor, now, comment],
             )
         return self.alert(alert_id)
+
+    def act_on_alerts(
+        self, alert_ids: Sequence[str], action: str, actor: str, comment: str | None, now: datetime
+    ) -> list[dict[str, object]]:
+        """The same action on several alerts, each in its own transaction: one refused (no
+        such alert, or a state the action does not apply to) leaves the others done. One
+        result per alert: `ok`, its status after, and why not when refused."""
+        results: list[dict[str, object]] = []
+        for alert_id in alert_ids:
+            try:
+                after = self.act_on_alert(alert_id, action, actor, comment, now)
+            except AlertNotFound:
+                results.append(
+                    {"alert_id": alert_id, "ok": False, "status": None, "detail": "no such alert"}
+                )
+            except TransitionRefused as exc:
+                status = str(self.alert(alert_id)["status"])
+                results.append(
+                    {"alert_id": alert_id, "ok": False, "status": status, "detail": str(exc)}
+                )
+            else:
+                results.append(
+                    {"alert_id": alert_id, "ok": True, "status": after["status"], "detail": None}
+                )
+        return results
 
     def alert_history(self, alert_id: str) -> pl.DataFrame:
         return self.query(

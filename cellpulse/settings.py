@@ -175,6 +175,12 @@ class ApiSettings(BaseModel):
     )
     max_page: int = Field(500, ge=1, description="Most rows one request may return.")
     max_days: int = Field(31, ge=1, description="Longest period one request may ask for.")
+    incident_rops: int = Field(
+        2,
+        ge=0,
+        description="Alerts of cells on one site that open within this many ROPs of the "
+        "first are one incident in the alert queue (a site outage is one thing to fix).",
+    )
 
 
 class CongestionRule(BaseModel):

@@ -66,7 +66,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(
         cells_router(open_store, settings.layout, settings.api, settings.rop_minutes, guard)
     )
-    app.include_router(alerts_router(open_store, settings.api.max_page, guard))
+    app.include_router(
+        alerts_router(
+            open_store,
+            settings.api.max_page,
+            settings.api.incident_rops,
+            settings.rop_minutes,
+            guard,
+        )
+    )
     app.include_router(models_router(open_store, guard))
     app.include_router(page_router())
     return app

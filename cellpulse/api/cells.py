@@ -6,10 +6,23 @@ from typing import Annotated, Any, Literal
 import polars as pl
 from fastapi import APIRouter, HTTPException, Query
 
-from cellpulse import contract, lake
-from cellpulse.api.schema import CellId, StoreOpener, Timestamp, errors, records
+from cellpulse import lake
+from cellpulse.api.schema import (
+    ALERT_ID_MAX_CHARS,
+    ALERT_ID_PATTERN,
+    CellId,
+    StoreOpener,
+    Timestamp,
+    errors,
+    records,
+)
 from cellpulse.layout import Layout
+from cellpulse.opsstore import AlertNotFound
+from cellpulse.opsview import KPI_UNITS, clip_band
 from cellpulse.settings import ApiSettings
+
+RANKING_WINDOW = timedelta(hours=24)
+ALERT_CONTEXT = timedelta(hours=6)  # shown before and after an alert's span
 
 CELL_KPIS = (
     "prb_util_dl_pct",
@@ -43,21 +56,39 @@ def cells_router(
         region: Annotated[str | None, Query(max_length=64)] = None,
         site_id: Annotated[str | None, Query(max_length=64)] = None,
         band: Annotated[str | None, Query(max_length=32)] = None,
+        start: Timestamp | None = None,
+        end: Timestamp | None = None,
         at: Timestamp | None = None,
         limit: Annotated[int, Query(ge=1, le=api.max_page)] = 50,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> dict[str, Any]:
-        """Cells ranked by their latest anomaly score or congestion probability, with the
-        alert open on each. `at` looks back in time (default: the newest ROP)."""
+        """Cells ranked over a window of ROPs [start, end): by their worst anomaly score in
+        it, or their peak congestion probability, with when it came and the alert open on
+        each. Default window: the 24 hours up to the end of the newest ROP; `at` names the
+        window's last ROP instead (a look back in time)."""
         with open_store(read_only=True) as store:
-            rows, total = store.top_cells(
-                kind, limit, offset, region=region, site_id=site_id, band=band, at=at
+            newest = store.newest_ts()
+            if newest is None:
+                return {
+                    "kind": kind,
+                    "total": 0,
+                    "limit": limit,
+                    "offset": offset,
+                    "start": start,
+                    "end": end,
+                    "items": [],
+                }
+            start_, end_ = ranking_window(newest, start, end, at, rop_minutes, api.max_days)
+            rows, total = store.rank_cells(
+                kind, start_, end_, limit, offset, region=region, site_id=site_id, band=band
             )
         return {
             "kind": kind,
             "total": total,
             "limit": limit,
             "offset": offset,
+            "start": start_,
+            "end": end_,
             "items": records(rows),
         }
 
@@ -66,17 +97,35 @@ def cells_router(
         cell_id: CellId,
         start: Timestamp | None = None,
         end: Timestamp | None = None,
+        alert_id: Annotated[
+            str | None, Query(pattern=ALERT_ID_PATTERN, max_length=ALERT_ID_MAX_CHARS)
+        ] = None,
     ) -> dict[str, Any]:
-        """One cell's scores and KPIs over [start, end) (default: the last day it was
-        scored). The period may not exceed api.max_days."""
+        """One cell's scores and KPIs over [start, end), with its alerts in that period.
+        Default period: the alert's span (`alert_id`, else the cell's open or acknowledged
+        alert) with ALERT_CONTEXT before and after, else the last day it was scored. The
+        period may not exceed api.max_days."""
         with open_store(read_only=True) as store:
-            last = store.query("SELECT max(ts) AS ts FROM scores WHERE cell_id = ?", [cell_id])
-            newest = last["ts"][0]
+            newest = store.query("SELECT max(ts) AS ts FROM scores WHERE cell_id = ?", [cell_id])[
+                "ts"
+            ][0]
             if newest is None:
                 raise HTTPException(404, f"no scores for cell {cell_id}; check the cell id")
+            focus = store.active_alert(cell_id)
+            if alert_id is not None:
+                try:
+                    focus = store.alert(alert_id)
+                except AlertNotFound:
+                    raise HTTPException(404, f"no alert {alert_id}") from None
+                if focus["cell_id"] != cell_id:
+                    raise HTTPException(404, f"alert {alert_id} is not on cell {cell_id}")
+            if start is None and end is None and focus is not None:
+                start, end = alert_period(focus, newest, rop_minutes, api.max_days)
             start_, end_ = cell_period(newest, start, end, rop_minutes, api.max_days)
             scores = store.cell_scores(cell_id, start_, end_)
-        return cell_view(layout, cell_id, start_, end_, scores)
+            alerts = store.cell_alerts(cell_id, start_, end_)
+        view = cell_view(layout, cell_id, start_, end_, scores)
+        return {**view, "alerts": records(alerts), "alert": shown_alert(alerts, alert_id)}
 
     return router
 
@@ -95,6 +144,54 @@ def cell_period(
     return start_, end_
 
 
+def ranking_window(
+    newest: datetime,
+    start: datetime | None,
+    end: datetime | None,
+    at: datetime | None,
+    rop_minutes: int,
+    max_days: int,
+) -> tuple[datetime, datetime]:
+    """The window [start, end) a ranking covers: by default RANKING_WINDOW up to the end of
+    the newest ROP (or of the ROP `at`). A window longer than `max_days` is cut to its last
+    `max_days` (the answer names the window used); one that ends before it starts holds no
+    ROP, so no cell."""
+    rop = timedelta(minutes=rop_minutes)
+    end_ = end or (at or newest) + rop
+    start_ = max(start or end_ - RANKING_WINDOW, end_ - timedelta(days=max_days))
+    return start_, end_
+
+
+def alert_period(
+    alert: dict[str, Any], newest: datetime, rop_minutes: int, max_days: int
+) -> tuple[datetime, datetime]:
+    """An alert's span with ALERT_CONTEXT on each side, ending no later than the cell's
+    newest ROP and no longer than `max_days` (a long alert shows its newest days)."""
+    rop = timedelta(minutes=rop_minutes)
+    last = alert.get("last_anomalous_at") or alert["opened_at"]
+    over = alert.get("closed_at") or last + rop
+    end = min(over + ALERT_CONTEXT, newest + rop)
+    start = max(alert["opened_at"] - ALERT_CONTEXT, end - timedelta(days=max_days))
+    return start, end
+
+
+def shown_alert(alerts: pl.DataFrame, alert_id: str | None) -> dict[str, Any] | None:
+    """The alert a cell view is about, among the cell's alerts of the period (newest
+    first): the one asked for, else an open or acknowledged one, else the newest."""
+    if alerts.is_empty():
+        return None
+    rows = records(alerts)
+    for wanted in (
+        lambda a: a["alert_id"] == alert_id,
+        lambda a: a["status"] in ("open", "acknowledged"),
+        lambda a: True,
+    ):
+        found = next((a for a in rows if wanted(a)), None)
+        if found is not None:
+            return found
+    return None
+
+
 def cell_view(
     layout: Layout, cell_id: str, start: datetime, end: datetime, scores: pl.DataFrame
 ) -> dict[str, Any]:
@@ -102,6 +199,8 @@ def cell_view(
     kpis = cell_kpis(layout.kpi, cell_id, start, end)
     expected = cell_rows(layout.expected, cell_id, start, end)
     watched = [c for c in expected.columns if f"{c}_expected" in expected.columns]
+    expected = clip_band(expected, watched)
+    shown = [*watched, *(k for k in CELL_KPIS if k not in watched)]
     return {
         "cell_id": cell_id,
         "start": start,
@@ -110,7 +209,7 @@ def cell_view(
         "kpis": records(kpis),
         "watched_kpis": watched,
         "expected": records(expected.drop("cell_id", "region", strict=False)),
-        "kpi_units": {m.name: m.unit for m in contract.MEASUREMENTS if m.name in CELL_KPIS},
+        "kpi_units": {k: KPI_UNITS.get(k, "") for k in shown},
     }
 
 

@@ -3,10 +3,11 @@ schema), the error answers they document, rows as JSON, and how a route opens th
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import polars as pl
 from fastapi import Path as PathParam
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, Field
 
 from cellpulse import contract
@@ -60,6 +61,20 @@ AlertId = Annotated[str, PathParam(pattern=ALERT_ID_PATTERN, max_length=ALERT_ID
 class AlertAction(BaseModel):
     by: str = Field(min_length=1, max_length=80, description="Who acts (name or login).")
     comment: str | None = Field(None, max_length=2000)
+
+
+Status = Literal["open", "acknowledged", "closed", "false_alarm"]
+Severity = Literal["critical", "major", "minor"]
+# Free text, as publish.ALERT_TYPES may grow: an unknown type matches no alert.
+AlertType = Annotated[str, Query(max_length=32)]
+MAX_BULK = 200  # alerts one bulk action may name (a site's cells, a screen of the queue)
+
+
+class BulkAction(AlertAction):
+    action: Literal["acknowledge", "close", "false_alarm"]
+    alert_ids: list[
+        Annotated[str, Field(pattern=ALERT_ID_PATTERN, max_length=ALERT_ID_MAX_CHARS)]
+    ] = Field(min_length=1, max_length=MAX_BULK, description="The alerts to act on.")
 
 
 class Problem(BaseModel):

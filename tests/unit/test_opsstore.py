@@ -55,6 +55,9 @@ def summary(settings: Settings) -> dict[str, object]:
         earlier, _ = store.top_cells("anomaly", limit=10, at=T0 + timedelta(minutes=30))
         alerts, alert_total = store.alerts(limit=10)
         open_alerts, _ = store.alerts(limit=10, status="open")
+        window, window_total = store.rank_cells("anomaly", T0, END, limit=10)
+        peaks, _ = store.rank_cells("congestion", T0, END, limit=2)
+        morning, _ = store.rank_cells("anomaly", T0, T0 + timedelta(minutes=45), limit=2)
         return {
             "counts": (store.count("scores"), store.count("alerts")),
             "top": top.select("cell_id", "anomaly_score", "alert_status").rows(),
@@ -67,6 +70,18 @@ def summary(settings: Settings) -> dict[str, object]:
             "open": open_alerts["alert_id"].to_list(),
             "models": store.models_in_use().select("kind", "version", "rows").rows(),
             "cell": store.cell_scores("a", T0, END)["anomaly_score"].to_list(),
+            "window": window.select(
+                "cell_id", "anomaly_score", "worst_at", "anomalous_rops", "alert_status"
+            ).rows(),
+            "window_total": window_total,
+            "peaks": peaks.select("cell_id", "congestion_prob").rows(),
+            "morning": morning["cell_id"].to_list(),
+            "queue": store.queue_alerts(["open", "acknowledged"], 10)["alert_id"].to_list(),
+            "queue_south": store.queue_alerts(["open"], 10, region="south")["cell_id"].to_list(),
+            "cell_alerts": [
+                store.cell_alerts("a", T0, END)["alert_id"].to_list(),
+                store.cell_alerts("a", T0, T0 + timedelta(minutes=30))["alert_id"].to_list(),
+            ],
         }
 
 
@@ -88,6 +103,20 @@ def test_reads_agree_with_what_was_published(settings):
     ]
     assert seen["models"] == [("anomaly", "1", 24), ("congestion", "1", 24)]
     assert len(seen["cell"]) == 6
+    # Over the whole day, d's one anomalous ROP (its worst, at 00:30) ranks it above b,
+    # although at the newest ROP both are normal.
+    assert seen["window"] == [
+        ("a", 14.0, T0 + timedelta(minutes=75), 4, "open"),
+        ("c", 14.0, T0 + timedelta(minutes=75), 3, "open"),
+        ("d", 11.0, T0 + timedelta(minutes=30), 1, "open"),
+        ("b", 1.0, T0 + timedelta(minutes=75), 0, None),
+    ]
+    assert seen["window_total"] == 4
+    assert seen["peaks"] == [("d", pytest.approx(0.4)), ("c", pytest.approx(0.3))]
+    assert seen["morning"] == ["a", "d"]  # the window ends before c's alert
+    assert seen["queue"] == ["a@2026-01-05T00:30Z", "d@2026-01-05T00:30Z", "c@2026-01-05T00:45Z"]
+    assert seen["queue_south"] == ["d"]
+    assert seen["cell_alerts"] == [["a@2026-01-05T00:30Z"], []]
 
 
 def test_duckdb_and_postgres_give_the_same_answers(tmp_path, postgres_url):
@@ -126,6 +155,29 @@ def test_alert_lifecycle_and_labels(settings):
         ("c", "false_alarm", "bo"),
     ]
     assert set(labels.columns) >= {"cell_id", "start", "end", "label"}
+
+
+def test_one_action_on_several_alerts_reports_each(settings):
+    publish(settings)
+    with open_ops_store(settings) as store:
+        store.act_on_alert("c@2026-01-05T00:45Z", "false_alarm", "bo", None, NOW)
+        results = store.act_on_alerts(
+            ["a@2026-01-05T00:30Z", "c@2026-01-05T00:45Z", "zz@2026-01-05T00:30Z"],
+            "acknowledge",
+            "ana",
+            "site visit",
+            NOW,
+        )
+        assert [(r["alert_id"], r["ok"], r["status"]) for r in results] == [
+            ("a@2026-01-05T00:30Z", True, "acknowledged"),
+            ("c@2026-01-05T00:45Z", False, "false_alarm"),
+            ("zz@2026-01-05T00:30Z", False, None),
+        ]
+        assert "is false_alarm" in str(results[1]["detail"])
+        assert results[2]["detail"] == "no such alert"
+        # The refused ones changed nothing; the done one is recorded like a single action.
+        assert store.alert("a@2026-01-05T00:30Z")["acknowledged_by"] == "ana"
+        assert store.alert_history("c@2026-01-05T00:45Z")["action"].to_list() == ["false_alarm"]
 
 
 def test_an_unreachable_postgres_is_a_clear_error(tmp_path):
