@@ -17,7 +17,7 @@ from bench.ingest import NOW
 from bench.scoring import table
 from cellpulse import lake
 from cellpulse.features.builder import build_features
-from cellpulse.features.spec import spec_for
+from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import build_day, read_features
 from cellpulse.ingest import ingest_files
 from cellpulse.models import training
@@ -44,7 +44,8 @@ def main(runs: int = 1) -> None:
     cells = 100_000
     with tempfile.TemporaryDirectory(prefix="cellpulse-bench-") as tmp:
         settings = Settings(home=Path(tmp) / "home")
-        spec = spec_for(settings)
+        params = FeatureParams.of(settings)
+        spec = spec_for(params)
         small_cfg = SimulationConfig(cells=1_000, days=8, seed=2)
         topology = build_topology(small_cfg)
         events = draw_events(topology, small_cfg)
@@ -71,13 +72,13 @@ def main(runs: int = 1) -> None:
         del frame
 
         summary, t_ingest = timed(lambda: ingest_files([landing], settings, NOW))
-        built, t_features = timed(lambda: build_day(settings, spec, last))
+        built, t_features = timed(lambda: build_day(settings.layout, spec, last, params))
         engine = CompiledModels(settings.layout.compiled, settings.train.n_jobs)
         table(small.head(100), anomaly, congestion, settings, engine.predict)  # compile, untimed
         # As the score flow does: the day's features read back from the lake, then scored.
         scores, t_score = timed(
             lambda: table(
-                read_features(settings, DayWindow(last, last), spec),
+                read_features(settings.layout, DayWindow(last, last), spec),
                 anomaly,
                 congestion,
                 settings,

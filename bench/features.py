@@ -104,13 +104,14 @@ def national_day(runs: int) -> list[Measurement]:
 
 def build_day_once(home: str, day: str) -> None:
     """Child process: build one day and print seconds, rows and this process's peak RSS."""
-    from cellpulse.features.spec import spec_for
+    from cellpulse.features.spec import FeatureParams, spec_for
     from cellpulse.features.store import build_day
     from cellpulse.settings import Settings
 
     settings = Settings(home=Path(home))
     t0 = time.perf_counter()
-    built = build_day(settings, spec_for(settings), date.fromisoformat(day))
+    params = FeatureParams.of(settings)
+    built = build_day(settings.layout, spec_for(params), date.fromisoformat(day), params)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "rows": built.rows, "peak_rss_mb": own_peak_mb()}))
 

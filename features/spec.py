@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -316,9 +316,38 @@ def default_spec(rop_minutes: int = 15, holidays: tuple[str, ...] = ()) -> Featu
     )
 
 
-def spec_for(settings: Settings, kpis: Collection[str] | None = None) -> FeatureSpec:
-    """The spec an installation builds with: the default for its ROP length and holidays,
-    restricted to `kpis` (the KPIs its sources deliver, derived ones included:
-    `contract.available_kpis(contract.delivered(...))`) when given."""
-    spec = default_spec(settings.rop_minutes, tuple(d.isoformat() for d in settings.holidays))
+@dataclass(frozen=True)
+class FeatureParams:
+    """The settings that shape an installation's features: the ROP length, the network's
+    time zone and public holidays (calendar features), the fewest attempts that make a
+    success ratio, and how many cells are built at once (bounds memory)."""
+
+    rop_minutes: int
+    timezone: str
+    holidays: tuple[date, ...]
+    min_denominator: int
+    chunk_cells: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> FeatureParams:
+        """The feature parameters configured in `settings`."""
+        return cls(
+            settings.rop_minutes,
+            settings.timezone,
+            tuple(settings.holidays),
+            settings.min_denominator,
+            settings.feature_chunk_cells,
+        )
+
+
+def spec_for(params: FeatureParams, kpis: Collection[str] | None = None) -> FeatureSpec:
+    """The spec an installation builds with: the default for its ROP length and holidays.
+
+    Args:
+        params: the installation's feature parameters (`FeatureParams.of(settings)`).
+        kpis: the KPIs its sources deliver, derived ones included
+            (`contract.available_kpis(contract.delivered(...))`); the spec is restricted
+            to them when given.
+    """
+    spec = default_spec(params.rop_minutes, tuple(d.isoformat() for d in params.holidays))
     return spec if kpis is None else spec.restricted_to(kpis)

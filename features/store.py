@@ -18,10 +18,9 @@ import polars as pl
 from cellpulse import lake
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.builder import build_features, days_needed
-from cellpulse.features.spec import FeatureSpec
+from cellpulse.features.spec import FeatureParams, FeatureSpec
 from cellpulse.layout import Layout
 from cellpulse.ledger import Ledger
-from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
 
 SPEC_HASH_KEY = "cellpulse.feature_spec_hash"
@@ -63,33 +62,33 @@ class DayBuild:
     columns: int
 
 
-def build_day(settings: Settings, spec: FeatureSpec, day: date) -> DayBuild:
+def build_day(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParams) -> DayBuild:
     """Build and store one day's features, region by region and, within a region, in chunks
-    of whole sites (`feature_chunk_cells` cells), each from those cells' rows of the days the
+    of whole sites (`params.chunk_cells` cells), each from those cells' rows of the days the
     spec reads (`days_needed`). Touches only that day's partition, so days can be built in
     parallel (on Dask workers too); memory follows the chunk, not the network."""
-    kpis = settings.layout.kpi
-    needed = days_needed(spec, [day], settings.rop_minutes)
+    kpis = layout.kpi
+    needed = days_needed(spec, [day], params.rop_minutes)
     since = datetime.combine(day, time(), tzinfo=UTC)
     rows, cells, width = 0, set[str](), 0
 
     def chunks(region: str) -> Iterator[pl.DataFrame]:
         nonlocal rows, width
         sites = kpis.read_days([day], region, columns=["cell_id", "site_id"]).unique()
-        for lo, hi in site_chunks(sites, settings.feature_chunk_cells):
+        for lo, hi in site_chunks(sites, params.chunk_cells):
             feats = build_features(
                 kpis.read_days(needed, region, cells=(lo, hi)),
                 spec,
-                rop_minutes=settings.rop_minutes,
-                min_denominator=settings.min_denominator,
-                timezone=settings.timezone,
+                rop_minutes=params.rop_minutes,
+                min_denominator=params.min_denominator,
+                timezone=params.timezone,
                 since=since,
             )
             rows, width = rows + feats.height, feats.width
             cells.update(feats["cell_id"].unique().to_list())
             yield feats
 
-    settings.layout.features.replace_day_parts(
+    layout.features.replace_day_parts(
         ((region, chunks(region)) for region in kpis.regions(day)),
         day,
         {SPEC_HASH_KEY: spec.hash()},
@@ -116,36 +115,37 @@ def site_chunks(cells: pl.DataFrame, size: int) -> list[tuple[str, str]]:
     return bounds
 
 
-def inputs_fingerprint(settings: Settings, spec: FeatureSpec, day: date) -> str:
-    """What a day's features depend on: the spec and settings that shape them, and every KPI
-    file of the day and its lookback (path, size, modification time). A new delivery,
-    a compaction or a corrected file changes it."""
-    kpis = settings.layout.kpi
+def inputs_fingerprint(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParams) -> str:
+    """What a day's features depend on: the home, the spec and the parameters that shape
+    them, and every KPI file of the day and its lookback (path, size, modification time).
+    A new delivery, a compaction or a corrected file changes it."""
+    kpis = layout.kpi
     h = hashlib.sha256(
-        f"{settings.home}|{spec.hash()}|{settings.rop_minutes}|{settings.min_denominator}|"
-        f"{settings.timezone}".encode()
+        f"{layout.home}|{spec.hash()}|{params.rop_minutes}|{params.min_denominator}|"
+        f"{params.timezone}".encode()
     )
-    needed = set(days_needed(spec, [day], settings.rop_minutes))
+    needed = set(days_needed(spec, [day], params.rop_minutes))
     for f in (f for d in kpis.dates() if d in needed for f in kpis.day_files(d)):
         st = f.stat()
         h.update(f"|{f.relative_to(kpis.root)}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
-def is_current(settings: Settings, spec: FeatureSpec, day: date) -> bool:
+def is_current(layout: Layout, spec: FeatureSpec, day: date) -> bool:
     """Whether the day's feature partitions exist and were built with `spec`."""
-    files = settings.layout.features.files(day, day)
+    files = layout.features.files(day, day)
     return bool(files) and all(
         lake.read_metadata(f).get(SPEC_HASH_KEY) == spec.hash() for f in files
     )
 
 
 def record_built(
-    settings: Settings, spec: FeatureSpec, built: list[DayBuild], reused: int = 0
+    layout: Layout, spec: FeatureSpec, built: list[DayBuild], reused: int = 0
 ) -> FeatureSummary:
-    """After days were built: clear their stale marks, mark their scores stale, summarise."""
+    """After days were built: clear their stale marks in the ledger, mark their scores
+    stale, and summarise what was built (`reused`: days whose cached build was kept)."""
     days = [b.day for b in built]
-    with Ledger(settings.layout.ledger) as ledger:
+    with Ledger(layout.ledger) as ledger:
         ledger.clear_stale("features", days)
         ledger.mark_stale("scores", days)  # new features, so their scores must be redone
     cells = frozenset().union(*(b.cells for b in built)) if built else frozenset()
@@ -155,17 +155,17 @@ def record_built(
         len(cells),
         built[-1].columns if built else 0,
         spec.hash(),
-        settings.layout.features.root,
+        layout.features.root,
         reused,
     )
 
 
 def read_features(
-    settings: Settings, window: DayWindow, spec: FeatureSpec | None = None
+    layout: Layout, window: DayWindow, spec: FeatureSpec | None = None
 ) -> pl.DataFrame:
     """Feature rows of the days in `window`. With `spec`, refuses partitions built by
     another spec (SpecMismatchError: the model would read columns that mean something else)."""
-    ds = settings.layout.features
+    ds = layout.features
     files = ds.files(window.start, window.end)
     if not files:
         raise NoDataError(

@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from cellpulse.features.spec import spec_for
+from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import load_events
 from cellpulse.flows.train import FAMILIES, load_training_data
 from cellpulse.models import backtest, tracking
@@ -33,7 +33,7 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     """Train and evaluate both families on `folds` successive origins; each fold's test
     period is the `train.holdout_days` after its training data."""
     tracking.configure(settings)
-    spec_hash = spec_for(settings).hash()
+    spec_hash = spec_for(FeatureParams.of(settings)).hash()
     features, kpis = load_training_data(settings, DayWindow())
     labels_path = settings.layout.labels_file(labels)
     events = load_events(labels_path)

@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import progress
-from cellpulse.features.spec import spec_for
+from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import (
     DayBuild,
     FeatureSummary,
@@ -36,8 +36,8 @@ def stale_days(settings: Settings, stage: str) -> list[date]:
 def _day_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     settings: Settings = parameters["settings"]
     day: date = parameters["day"]
-    spec = spec_for(settings)
-    return f"features-{day}-{inputs_fingerprint(settings, spec, day)}"
+    params = FeatureParams.of(settings)
+    return f"features-{day}-{inputs_fingerprint(settings.layout, spec_for(params), day, params)}"
 
 
 @task(
@@ -51,13 +51,14 @@ def _day_cache_key(context: Any, parameters: dict[str, Any]) -> str:
 def build_day_task(settings: Settings, day: date) -> DayBuild:
     """One day's features. Cached on the day's inputs (KPI files of the day and its
     lookback, the spec): re-running an unchanged day reuses the build."""
-    return build_day(settings, spec_for(settings), day)
+    params = FeatureParams.of(settings)
+    return build_day(settings.layout, spec_for(params), day, params)
 
 
 def _task_for(settings: Settings, day: date) -> Any:
     """The build task, forced to run when the day's stored output is missing or was built
     by another spec (a cached result would not bring it back)."""
-    current = is_current(settings, spec_for(settings), day)
+    current = is_current(settings.layout, spec_for(FeatureParams.of(settings)), day)
     return build_day_task if current else build_day_task.with_options(refresh_cache=True)
 
 
@@ -69,7 +70,7 @@ def build_each_day(settings: Settings, days: list[date]) -> FeatureSummary:
         state = _task_for(settings, day)(settings, day, return_state=True)
         reused += state.name == "Cached"
         built.append(state.result())
-    return record_built(settings, spec_for(settings), built, reused)
+    return record_built(settings.layout, spec_for(FeatureParams.of(settings)), built, reused)
 
 
 @flow(name="features-on-dask")
@@ -81,7 +82,7 @@ def build_on_dask(settings: Settings, days: list[date]) -> FeatureSummary:
         future.wait()
     reused = sum(f.state.name == "Cached" for f in futures)
     built = sorted((f.result() for f in futures), key=lambda b: b.day)
-    return record_built(settings, spec_for(settings), built, reused)
+    return record_built(settings.layout, spec_for(FeatureParams.of(settings)), built, reused)
 
 
 @flow(name="features")
@@ -96,7 +97,9 @@ def features_flow(
     """
     if only_stale:
         changed = stale_days(settings, "features")
-        days = affected_days(changed, spec_for(settings), settings.layout.kpi.dates())
+        days = affected_days(
+            changed, spec_for(FeatureParams.of(settings)), settings.layout.kpi.dates()
+        )
         if not days:
             return None
     else:

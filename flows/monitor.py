@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import monitoring
-from cellpulse.features.spec import spec_for
+from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import load_labels
 from cellpulse.flows.common import retry_on_io
 from cellpulse.models import tracking
@@ -46,7 +46,7 @@ def run_checks(settings: Settings, samples: Samples) -> MonitorReport:
     people's verdicts on alerts (`cellpulse labels`: confirmed faults count, false alarms
     are not events)."""
     events = load_labels([settings.layout.truth_events, settings.layout.operator_labels])
-    columns = spec_for(settings).network_columns()
+    columns = spec_for(FeatureParams.of(settings)).network_columns()
     return monitoring.run_checks(samples, columns, events, settings.monitor)
 
 

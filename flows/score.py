@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse.errors import NoDataError
-from cellpulse.features.spec import spec_for
+from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import read_features
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
@@ -86,12 +86,12 @@ def score_days(
     settings: Settings, days: list[date], anomaly: tracking.Champion, congestion: tracking.Champion
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The score table of `days`, and the anomaly model's expected band for each watched KPI."""
-    spec = spec_for(settings)
+    spec = spec_for(FeatureParams.of(settings))
     # One day of context before the first day, so the consecutive-ROP alert rule sees
     # the run that leads into it.
     day_before = days[0] - timedelta(days=1)
     first = day_before if settings.layout.features.files(day_before, day_before) else days[0]
-    features = read_features(settings, DayWindow(first, days[-1]), spec)
+    features = read_features(settings.layout, DayWindow(first, days[-1]), spec)
     predict = predictor(settings)
     scores = score_features(
         features,

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from cellpulse.errors import SpecMismatchError
-from cellpulse.features.spec import spec_for
+from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import ingested_days, load_events, read_features
 from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, training, tuning
@@ -41,7 +41,9 @@ class TrainResult:
 def load_training_data(settings: Settings, window: DayWindow) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(features, KPIs) of the ingested days in `window`; refuses features of another spec."""
     days = ingested_days(settings.layout, window)
-    features = read_features(settings, DayWindow(days[0], days[-1]), spec_for(settings))
+    features = read_features(
+        settings.layout, DayWindow(days[0], days[-1]), spec_for(FeatureParams.of(settings))
+    )
     kpis = settings.layout.kpi.read(days[0], days[-1])
     return features, kpis
 
@@ -191,7 +193,7 @@ def train_flow(
     (within `tune_minutes`), logged as nested runs, and registers the best one."""
     tracking.configure(settings)
     tracking.check_tracking(settings)  # before hours of fitting, not after
-    spec_hash = spec_for(settings).hash()
+    spec_hash = spec_for(FeatureParams.of(settings)).hash()
     features, kpis = load_training_data(settings, window)
     labels_path = settings.layout.labels_file(labels)
     events = load_events(labels_path)

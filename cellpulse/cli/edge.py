@@ -70,6 +70,7 @@ def command_settings(
     config: Path | None,
     must_exist: bool = False,
     flows: bool = False,
+    tracking: bool = False,
     **overrides: Any,
 ) -> Settings:
     """Settings for a command, the process prepared for them.
@@ -79,6 +80,8 @@ def command_settings(
             commands stored).
         flows: the command runs Prefect flows (without PREFECT_API_URL, a temporary server
             that dies with us).
+        tracking: the command reads or changes the model registry itself: MLflow is pointed
+            at this home's store, once for the process (flows point it themselves).
         overrides: settings given as command flags, over the file and the environment.
     """
     settings = load_settings(config, home=home, **overrides)
@@ -91,6 +94,10 @@ def command_settings(
     configure_process(settings)
     if flows:
         start_prefect_server(settings)
+    if tracking:
+        from cellpulse.models.tracking import configure  # imports MLflow: only when needed
+
+        configure(settings)
     if sys.stderr.isatty():
         progress.set_reporter(RichReporter())
     return settings

@@ -205,7 +205,7 @@ def demo(
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
 
     t0 = time.perf_counter()
-    settings = command_settings(home, config, flows=True)
+    settings = command_settings(home, config, flows=True, tracking=True)
     cfg = SimulationConfig(
         cells=cells,
         days=days,
@@ -219,7 +219,7 @@ def demo(
     print_simulation(sim, cfg.start, time.perf_counter() - t0)
     result = run_pipeline(settings, None)
     if result.train is None:
-        print_champions(settings)
+        print_champions()
     if result.score is None:
         print_latest_scores(settings)
     from cellpulse.flows.evaluate import evaluate_flow

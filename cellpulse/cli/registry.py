@@ -31,10 +31,9 @@ def models(
     config: ConfigOpt = None,
 ) -> None:
     """List registered model versions, their aliases and hold-out metrics."""
-    settings = command_settings(home, config, must_exist=True)
+    command_settings(home, config, must_exist=True, tracking=True)
     from cellpulse.models import tracking
 
-    tracking.configure(settings)
     for family, name in tracking.MODEL_NAMES.items():
         versions = tracking.list_versions(family)
         if not versions:
@@ -64,10 +63,9 @@ def models(
 
 def _registry(home: Path | None, config: Path | None, name: str) -> tuple[Any, str]:
     """The tracking edge pointed at this home, and the model family `name` means."""
-    settings = command_settings(home, config, must_exist=True)
+    command_settings(home, config, must_exist=True, tracking=True)
     from cellpulse.models import tracking
 
-    tracking.configure(settings)
     return tracking, tracking.resolve_family(name)
 
 

@@ -213,11 +213,11 @@ def print_scoreboard(result: Any) -> None:
         console.print(f"logged to MLflow runs {', '.join(r[:8] for r in result.logged_runs)}")
 
 
-def print_champions(settings: Settings) -> None:
-    """Each family's champion and its hold-out metrics, as registered."""
+def print_champions() -> None:
+    """Each family's champion and its hold-out metrics, as registered in the store the
+    command pointed MLflow at (`command_settings(..., tracking=True)`)."""
     from cellpulse.models import tracking
 
-    tracking.configure(settings)
     for family in tracking.MODEL_NAMES:
         champ = tracking.champion_run(family)
         if champ is None:

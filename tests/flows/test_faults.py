@@ -171,9 +171,10 @@ def test_a_full_disk_while_writing_features_is_a_clear_error_and_loses_nothing(
 
     monkeypatch.setattr(lake_files, "_write_chunks", no_space)
     with pytest.raises(OSError, match="No space left"):
-        from cellpulse.features.spec import spec_for
+        from cellpulse.features.spec import FeatureParams, spec_for
         from cellpulse.features.store import build_day
 
-        build_day(settings, spec_for(settings), day)
+        params = FeatureParams.of(settings)
+        build_day(settings.layout, spec_for(params), day, params)
     assert {f: f.read_bytes() for f in features.day_files(day)} == before
     assert not [p for p in features.day_dir(day).rglob("*") if p.name.startswith(".")]

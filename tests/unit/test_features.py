@@ -7,8 +7,9 @@ import pytest
 
 from cellpulse.features.builder import KEY_COLUMNS, build_features
 from cellpulse.features.kernels import compact_float32, robust_z, rolling_stats, scatter
-from cellpulse.features.spec import FeatureSpec, Lag, Rolling, default_spec
+from cellpulse.features.spec import FeatureParams, FeatureSpec, Lag, Rolling, default_spec, spec_for
 from cellpulse.features.store import affected_days
+from cellpulse.settings import Settings
 
 SPEC = default_spec(15)
 
@@ -29,6 +30,21 @@ def test_spec_hash_is_stable_and_changes_with_the_spec():
     assert default_spec(15).hash() == default_spec(15).hash()
     assert default_spec(15).hash() != default_spec(60).hash()
     assert SPEC.lookback() == timedelta(days=21)
+
+
+def test_feature_params_carry_the_settings_that_shape_features(tmp_path):
+    settings = Settings(
+        home=tmp_path,
+        rop_minutes=60,
+        timezone="Europe/Berlin",
+        holidays=[date(2026, 12, 25)],
+        min_denominator=5,
+        feature_chunk_cells=300,
+    )
+    params = FeatureParams.of(settings)
+    assert params == FeatureParams(60, "Europe/Berlin", (date(2026, 12, 25),), 5, 300)
+    assert spec_for(params) == default_spec(60, ("2026-12-25",))
+    assert spec_for(params, ["prb_util_dl_pct"]).kpis == ("prb_util_dl_pct",)
 
 
 def test_point_in_time_correct_on_every_feature(tiny_network):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from cellpulse.features.spec import default_spec
+from cellpulse.features.spec import FeatureParams, default_spec
 from cellpulse.features.store import build_day, ingested_days, read_features, record_built
 from cellpulse.ingest import ingest_files
 from cellpulse.models import training
@@ -31,9 +31,11 @@ def test_hourly_rops_ingest_build_train_and_score(tmp_path):
     spec = default_spec(60)
     assert not [c for c in spec.columns() if c.endswith(("_lag_15m", "_mean_1h"))]
     days = ingested_days(settings.layout, DayWindow())
-    built = record_built(settings, spec, [build_day(settings, spec, day) for day in days])
+    params = FeatureParams.of(settings)
+    layout = settings.layout
+    built = record_built(layout, spec, [build_day(layout, spec, day, params) for day in days])
     assert built.rows == 12 * 9 * 24
-    features = read_features(settings, DayWindow(), spec)
+    features = read_features(layout, DayWindow(), spec)
     kpis = settings.layout.kpi.read()
     anomaly = training.train_anomaly(features, sim.events, settings, spec.hash())
     congestion = training.train_congestion(features, kpis, settings, spec.hash())

@@ -105,3 +105,24 @@ def test_runs_record_their_training_and_holdout_data_as_mlflow_datasets(registry
     assert "prb_util_dl_pct" in train.schema
     assert by_context["holdout"].dataset.digest != ""
     assert {t.key: t.value for t in by_context["training"].tags}["feature_spec_hash"] == SPEC.hash()
+
+
+def test_registry_commands_point_mlflow_at_their_home(registry, tmp_path):
+    from typer.testing import CliRunner
+
+    from cellpulse.cli import app
+
+    settings, _ = registry
+    tracking.configure(tiny_settings(tmp_path / "elsewhere"))  # the process used another store
+    runner = CliRunner()
+    home = str(settings.home)
+    moved = runner.invoke(app, ["promote", "anomaly", "1", "--reason", "A/B", "--home", home])
+    assert moved.exit_code == 0, moved.output
+    assert "cellpulse-anomaly@champion -> version 1 (A/B)" in moved.output
+    assert tracking.champion_version("anomaly") == "1"
+
+    tracking.configure(tiny_settings(tmp_path / "elsewhere"))
+    listed = runner.invoke(app, ["models", "--home", home])
+    assert listed.exit_code == 0, listed.output
+    assert "cellpulse-congestion: no versions yet" in listed.output
+    assert "champion 2 -> 1  by" in listed.output
