@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS alert_type VARCHAR;
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS severity VARCHAR;
-CREATE TABLE IF NOT EXISTS latest_scores AS SELECT * FROM scores WHERE FALSE;
+-- Earlier versions kept each cell's newest score apart; the ranking reads scores by window now.
+DROP TABLE IF EXISTS latest_scores;
 CREATE TABLE IF NOT EXISTS alert_actions (
     alert_id VARCHAR NOT NULL, action VARCHAR NOT NULL, status_before VARCHAR NOT NULL,
     status_after VARCHAR NOT NULL, actor VARCHAR NOT NULL, acted_at TIMESTAMPTZ NOT NULL,
@@ -59,17 +60,6 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "false_alarm": (frozenset({"open", "acknowledged"}), "false_alarm"),
 }
 RANK_COLUMNS = {"anomaly": "anomaly_score", "congestion": "congestion_prob"}
-LATEST_WINDOW_MINUTES = 60  # a cell's latest score counts as current for this long
-
-# Each cell's latest score in the window before `at` (a parameter; NULL = the newest ROP).
-_LATEST_AT = f"""
-    SELECT DISTINCT ON (cell_id) * FROM scores
-    WHERE ts <= (SELECT max(ts) FROM scores
-                 WHERE CAST(? AS TIMESTAMPTZ) IS NULL OR ts <= CAST(? AS TIMESTAMPTZ))
-      AND ts > (SELECT max(ts) FROM scores
-                WHERE CAST(? AS TIMESTAMPTZ) IS NULL OR ts <= CAST(? AS TIMESTAMPTZ))
-               - INTERVAL '{LATEST_WINDOW_MINUTES} minutes'
-    ORDER BY cell_id, ts DESC"""
 
 
 class AlertNotFound(LookupError):
@@ -196,8 +186,6 @@ class OpsStore:
         self.execute("SET TimeZone = 'UTC'")
         if not read_only:
             self.execute(_SCHEMA)
-            if self.count("latest_scores") == 0 and self.count("scores") > 0:
-                self._refresh_latest()  # a store written before the table existed
 
     def close(self) -> None:
         self._db.close()
@@ -232,13 +220,6 @@ class OpsStore:
             self.execute("DELETE FROM scores WHERE ts >= ? AND ts < ?", [start, end])
             columns = ", ".join(scores.columns)
             self.execute(f"INSERT INTO scores ({columns}) SELECT {columns} FROM incoming")
-            self._refresh_latest()
-
-    def _refresh_latest(self) -> None:
-        """latest_scores: each cell's newest score, what the ranking reads (kept here so a
-        request ranks 10^5 rows, not a day of history)."""
-        self.execute("DELETE FROM latest_scores")
-        self.execute(f"INSERT INTO latest_scores {_LATEST_AT}", [None] * 4)
 
     def upsert_alerts(self, alerts: pl.DataFrame) -> list[str]:
         """Insert new alerts; update the timing of known ones, keeping people's decisions.
@@ -275,44 +256,6 @@ class OpsStore:
                 anomalous_rops = excluded.anomalous_rops, model_version = excluded.model_version,
                 alert_type = excluded.alert_type, severity = excluded.severity
         """)
-
-    def top_cells(
-        self,
-        kind: str,
-        limit: int,
-        offset: int = 0,
-        region: str | None = None,
-        site_id: str | None = None,
-        band: str | None = None,
-        at: datetime | None = None,
-    ) -> tuple[pl.DataFrame, int]:
-        """Cells ranked by their latest score of `kind` (within the hour up to `at`;
-        default: the newest ROP scored), with their open alert; and how many cells match."""
-        rank = RANK_COLUMNS[kind]
-        filters, params = _filters(region=region, site_id=site_id, band=band)
-        if at is None:
-            base = f"WITH recent AS (SELECT * FROM latest_scores WHERE TRUE {filters})"
-            args: list[object] = list(params)
-        else:
-            base = f"WITH recent AS (SELECT * FROM ({_LATEST_AT}) l WHERE TRUE {filters})"
-            args = [at, at, at, at, *params]
-        total = self.query(f"{base} SELECT count(*) AS n FROM recent", args)["n"][0]
-        rows = self.query(
-            f"""{base}
-            SELECT r.cell_id, r.ts, r.site_id, r.region, r.rat, r.band, r.anomaly_score,
-                   r.is_anomaly, r.anomaly_kpis, r.congestion_prob, r.congestion_horizon,
-                   a.alert_id, a.status AS alert_status, a.opened_at AS alert_opened_at,
-                   a.alert_type, a.severity AS alert_severity
-            FROM recent r
-            LEFT JOIN (
-                SELECT DISTINCT ON (cell_id) * FROM alerts
-                WHERE status IN ('open', 'acknowledged') ORDER BY cell_id, opened_at DESC
-            ) a ON a.cell_id = r.cell_id
-            ORDER BY r.{rank} DESC NULLS LAST, r.cell_id
-            LIMIT ? OFFSET ?""",
-            [*args, limit, offset],
-        )
-        return rows, int(total)
 
     def rank_cells(
         self,
@@ -534,7 +477,7 @@ class OpsStore:
             FROM alerts WHERE acknowledged_by IS NOT NULL ORDER BY opened_at, cell_id""")
 
     def count(self, table: str) -> int:
-        if table not in ("scores", "alerts", "latest_scores"):
+        if table not in ("scores", "alerts"):
             raise ValueError(table)
         return int(self.query(f"SELECT count(*) AS n FROM {table}")["n"][0])
 

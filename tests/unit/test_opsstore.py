@@ -16,6 +16,8 @@ from tests.conftest import tiny_settings
 from tests.unit.test_publish import T0, scores_for
 
 END = T0 + timedelta(days=1)
+ROP = timedelta(minutes=15)
+NEWEST = T0 + 5 * ROP  # the six ROPs of network() start at T0
 NOW = datetime(2026, 1, 6, tzinfo=UTC)
 
 
@@ -49,10 +51,13 @@ def publish(settings: Settings) -> None:
 def summary(settings: Settings) -> dict[str, object]:
     """Everything a reader sees, in plain Python values, for comparing backends."""
     with open_ops_store(settings, read_only=True) as store:
-        top, total = store.top_cells("anomaly", limit=10)
-        congested, _ = store.top_cells("congestion", limit=2, offset=1)
-        south, south_total = store.top_cells("anomaly", limit=10, region="south")
-        earlier, _ = store.top_cells("anomaly", limit=10, at=T0 + timedelta(minutes=30))
+        # A window of one ROP ranks by that ROP's scores alone.
+        newest = (NEWEST, NEWEST + ROP)
+        top, total = store.rank_cells("anomaly", *newest, limit=10)
+        congested, _ = store.rank_cells("congestion", *newest, limit=2, offset=1)
+        south, south_total = store.rank_cells("anomaly", *newest, limit=10, region="south")
+        at = T0 + timedelta(minutes=30)
+        earlier, _ = store.rank_cells("anomaly", at, at + ROP, limit=10)
         alerts, alert_total = store.alerts(limit=10)
         open_alerts, _ = store.alerts(limit=10, status="open")
         window, window_total = store.rank_cells("anomaly", T0, END, limit=10)
