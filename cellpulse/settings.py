@@ -107,6 +107,49 @@ class IngestSettings(BaseModel):
     )
 
 
+class RetentionDays(BaseModel):
+    """Days of each lake dataset kept, counted back from the newest day of KPIs (never later
+    than today); null keeps every day."""
+
+    kpi: int | None = Field(
+        400,
+        ge=1,
+        description="Days of KPIs kept (what features, training and backfills read). Every "
+        "retention counts back from the newest KPI day, never later than today; null keeps "
+        "every day.",
+    )
+    features: int | None = Field(
+        35,
+        ge=2,
+        description="Features (rebuilt from the KPIs at will): scoring reads a day and the one "
+        "before; training and monitoring read the training window (by default every day "
+        "with features: these).",
+    )
+    scores: int | None = Field(
+        400, ge=1, description="Published scores: evaluation, reports and monitoring read them."
+    )
+    expected: int | None = Field(
+        35,
+        ge=1,
+        description="Expected bands the ops page draws (one request asks for at most "
+        "api.max_days).",
+    )
+
+
+class HousekeepingSettings(BaseModel):
+    """Disk housekeeping (`cellpulse housekeeping`, the `housekeeping-daily` deployment):
+    idle KPI days compacted, days past retention removed."""
+
+    retention_days: RetentionDays = RetentionDays()
+    compact_idle_minutes: int = Field(
+        60,
+        ge=0,
+        description="A KPI day still held as deliveries is compacted once none has arrived "
+        "for this long; a day before yesterday always is.",
+    )
+    cron: str = Field("30 4 * * *", description="When the daily housekeeping runs.")
+
+
 class MonitorSettings(BaseModel):
     """The monitoring flow: what counts as the network having changed under the models."""
 
@@ -375,6 +418,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     monitor: MonitorSettings = MonitorSettings()
     schedules: ScheduleSettings = ScheduleSettings()
+    housekeeping: HousekeepingSettings = HousekeepingSettings()
 
     @field_validator("rop_minutes", mode="before")
     @classmethod

@@ -6,6 +6,7 @@
 | `features-daily`  | features         | 01:00 every day             | 1           |
 | `train-weekly`    | train            | 02:00 on Sundays            | 1           |
 | `monitor-daily`   | monitor          | 03:00 every day             | 1           |
+| `housekeeping-daily` | housekeeping  | 04:30 every day             | 1           |
 
 Each deployment runs a thin wrapper flow that takes plain parameters (the home folder and
 an optional config file), so the Prefect UI shows and accepts them. Catch-up policy: a run
@@ -97,6 +98,16 @@ def _monitor(settings: Settings) -> str:
     return f"{len(outcome.report.breached)} checks crossed, retrained={outcome.retrained}"
 
 
+def _housekeeping(settings: Settings) -> str:
+    from cellpulse.flows.housekeeping import housekeeping_flow
+
+    outcome = housekeeping_flow(settings)
+    compacted = sum(len(d) for d in outcome.compacted.values())
+    removed = sum(len(d) for d in outcome.removed.values())
+    freed = sum(outcome.before.values()) - sum(outcome.after.values())
+    return f"compacted {compacted} days, removed {removed}, freed {freed / 1e6:,.0f} MB"
+
+
 @flow(name="scheduled-pipeline", timeout_seconds=3600)
 def scheduled_pipeline(home: str, config: str | None = None, manual: bool = False) -> str:
     """Ingest new files, build the days they touched, score them (train if no champion)."""
@@ -121,6 +132,12 @@ def scheduled_monitor(home: str, config: str | None = None, manual: bool = False
     return _scheduled(home, config, _monitor)
 
 
+@flow(name="scheduled-housekeeping", timeout_seconds=3 * 3600)
+def scheduled_housekeeping(home: str, config: str | None = None, manual: bool = False) -> str:
+    """Compact idle KPI days and remove days past each dataset's retention."""
+    return _scheduled(home, config, _housekeeping)
+
+
 def schedules(settings: Settings) -> dict[str, Schedule | None]:
     """Deployment name -> its schedule, from settings (what `serve` registers)."""
     tz = settings.schedules.timezone
@@ -137,6 +154,7 @@ def schedules(settings: Settings) -> dict[str, Schedule | None]:
         "features-daily": Cron(settings.schedules.features_cron, timezone=tz),
         "train-weekly": Cron(settings.schedules.train_cron, timezone=tz),
         "monitor-daily": Cron(settings.schedules.monitor_cron, timezone=tz),
+        "housekeeping-daily": Cron(settings.housekeeping.cron, timezone=tz),
     }
 
 
@@ -145,6 +163,7 @@ FLOWS = {
     "features-daily": scheduled_features,
     "train-weekly": scheduled_train,
     "monitor-daily": scheduled_monitor,
+    "housekeeping-daily": scheduled_housekeeping,
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from cellpulse.cli import data, operations, pipeline, registry
+from cellpulse.cli.housekeeping import housekeeping
 
 app = typer.Typer(
     name="cellpulse",
@@ -47,6 +48,7 @@ for command in (
     operations.monitor,
     operations.labels,
     operations.api,
+    housekeeping,
 ):
     app.command()(command)
 

@@ -7,7 +7,8 @@ Every dataset is keyed by (cell_id, ts). A partition is one compacted `part.parq
 keys, sorted) plus, for datasets fed by deliveries (lake/kpi), append-only deltas: folders
 `delta-<seq>/` of fragment files (Arrow IPC, or parquet copied from a landing file), in
 delivery order. A reader applies the deltas over the compacted part, the last delivery of a key
-winning; `Dataset.compact` folds them in. Appending a delivery therefore costs in proportion
+winning; `Dataset.compact` folds them in, and `Dataset.drop_day` removes a whole day (renamed out
+of sight, then deleted). Appending a delivery therefore costs in proportion
 to the delivery, not to the day it lands in, and its fragments can be written while the rest
 of the delivery is still being read: a delta is prepared in a hidden folder and published by
 renaming the folder, all or nothing. `scan` reads lake files of either format.
@@ -26,6 +27,7 @@ from cellpulse.lake.files import (
 )
 from cellpulse.lake.partitions import (
     DELTA_PREFIX,
+    DROPPED_PREFIX,
     FRAGMENT_SUFFIX,
     FRAGMENT_SUFFIXES,
     NAME_MAX,
@@ -45,6 +47,7 @@ from cellpulse.lake.tables import (
 
 __all__ = [
     "DELTA_PREFIX",
+    "DROPPED_PREFIX",
     "FRAGMENT_SUFFIX",
     "FRAGMENT_SUFFIXES",
     "KEYS",

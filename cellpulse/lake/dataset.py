@@ -3,7 +3,9 @@ applied, replacing a day, appending and compacting deliveries."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
@@ -17,6 +19,7 @@ from cellpulse.lake.deltas import DeltaStream
 from cellpulse.lake.files import atomic_write_parquet, fsync_dir
 from cellpulse.lake.partitions import (
     DELTA_PREFIX,
+    DROPPED_PREFIX,
     NAME_MAX,
     PART_FILE,
     delta_seq,
@@ -203,9 +206,13 @@ class Dataset:
         parts: Iterable[tuple[str, pl.DataFrame | Iterable[pl.DataFrame]]],
         day: date,
         metadata: Mapping[str, str] | None = None,
+        folded: list[Path] | None = None,
     ) -> list[Path]:
         """`replace_day` from (region, rows) pairs produced one at a time, the rows of a region
-        a frame or an iterable of frames (chunks), so a day never has to be in memory whole."""
+        a frame or an iterable of frames (chunks), so a day never has to be in memory whole.
+
+        `folded`: remove only these deltas (the ones the new parts were made from), so that a
+        delivery published while they were written stays, applied over the new parts."""
         written, regions = [], []
         for region, part in parts:
             written.append(self.write_partition(part, day, region, metadata))
@@ -216,13 +223,18 @@ class Dataset:
             for region_dir in day_dir.glob("region=*"):
                 if region_dir.name.removeprefix("region=") not in regions:
                     (region_dir / PART_FILE).unlink(missing_ok=True)
-            for fragment in self.deltas(day):
+            removed = self.deltas(day) if folded is None else [f for f in folded if f.exists()]
+            for fragment in removed:
                 fragment.unlink()
                 failpoints.hit("lake.delta_removed")
             for folder in day_dir.glob(f"region=*/{DELTA_PREFIX}*"):
-                shutil.rmtree(folder, ignore_errors=True)
+                # Emptied here or by a compaction a crash interrupted; a delivery is only
+                # ever published as a folder holding fragments.
+                if folder in {f.parent for f in removed} or not any(folder.iterdir()):
+                    shutil.rmtree(folder, ignore_errors=True)
             for region_dir in day_dir.glob("region=*"):
-                if region_dir.name.removeprefix("region=") not in regions:
+                gone = region_dir.name.removeprefix("region=") not in regions
+                if gone and not any(region_dir.glob(f"{DELTA_PREFIX}*")):
                     shutil.rmtree(region_dir, ignore_errors=True)
             fsync_dir(day_dir)
         return written
@@ -259,8 +271,38 @@ class Dataset:
                 superseded += stacked.height - latest.height
                 yield from split_regions(latest)
 
-        self.replace_day_parts(latest_parts(), day)
+        self.replace_day_parts(latest_parts(), day, folded=[f for f in files if is_delta(f)])
         return superseded
+
+    def size(self, day: date | None = None) -> int:
+        """Bytes on disk of a day's files (parts and deltas), or of the whole dataset."""
+        root = self.root if day is None else self.day_dir(day)
+        if not root.is_dir():
+            return 0
+        return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+    def drop_day(self, day: date) -> bool:
+        """Remove a whole day (every region, parts and deltas); whether it was there.
+
+        The day's folder is first renamed to a hidden name, which readers never list, then
+        deleted: a reader sees the whole day or none of it, and a crash in between leaves a
+        hidden folder that the next `drop_day` (or `clear_dropped`) removes."""
+        self.clear_dropped()
+        folder = self.day_dir(day)
+        if not folder.is_dir():
+            return False
+        doomed = self.root / f"{DROPPED_PREFIX}{folder.name}.{uuid.uuid4().hex}"
+        os.replace(folder, doomed)
+        fsync_dir(self.root)
+        failpoints.hit("lake.day_dropped")
+        shutil.rmtree(doomed)
+        return True
+
+    def clear_dropped(self) -> None:
+        """Finish removing days whose removal a crash interrupted."""
+        if self.root.is_dir():
+            for doomed in self.root.glob(f"{DROPPED_PREFIX}*"):
+                shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _cells_in_several(groups: list[list[Path]]) -> bool:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 PART_FILE = "part.parquet"
 DELTA_PREFIX = "delta-"
+# A day being removed is renamed to this hidden prefix first (no reader lists it).
+DROPPED_PREFIX = ".dropped-"
 NAME_MAX = 255  # bytes in one folder name on the file systems a lake lives on
 # Delta fragments are Arrow IPC as written (encoding costs next to nothing, and compaction
 # rewrites them soon), or parquet where a landing file was adopted byte for byte.

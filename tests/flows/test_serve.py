@@ -26,6 +26,7 @@ DOCUMENTED = {  # flows/deployments.py and docs/operations.md
     "features-daily": {"cron": "0 1 * * *", "timezone": "UTC"},
     "train-weekly": {"cron": "0 2 * * 0", "timezone": "UTC"},
     "monitor-daily": {"cron": "0 3 * * *", "timezone": "UTC"},
+    "housekeeping-daily": {"cron": "30 4 * * *", "timezone": "UTC"},
 }
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -130,11 +131,11 @@ def test_serve_registers_the_documented_schedules_and_runs_a_triggered_pipeline(
         deployments = _wait(
             lambda: (
                 found
-                if len(found := _call(api, "POST", "/deployments/filter", {})) == 4
+                if len(found := _call(api, "POST", "/deployments/filter", {})) == len(DOCUMENTED)
                 else served.poll() is not None and pytest.fail((tmp_path / "serve.log").read_text())
             ),
             90,
-            "four deployments",
+            f"{len(DOCUMENTED)} deployments",
         )
         registered = {}
         for d in deployments:

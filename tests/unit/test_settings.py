@@ -118,6 +118,7 @@ ENV_VALUES: dict[str, tuple[str, object]] = {  # fields whose type alone gives n
     "schedules.train_cron": ("0 5 * * 1", "0 5 * * 1"),
     "schedules.monitor_cron": ("15 6 * * *", "15 6 * * *"),
     "schedules.timezone": ("Europe/Berlin", "Europe/Berlin"),
+    "housekeeping.cron": ("0 6 * * *", "0 6 * * *"),
 }
 
 
