@@ -46,7 +46,8 @@ def ui(
 def serve(home: HomeOpt = None, config: ConfigOpt = None) -> None:
     """Register the scheduled deployments with a Prefect server and run them until stopped:
     ingest+score every ROP, features daily, training weekly, monitoring daily (schedules in
-    settings `schedules.*`). Needs a real Prefect server: see infra/ and PREFECT_API_URL."""
+    settings `schedules.*`), housekeeping daily (`housekeeping.cron`). Needs a real Prefect
+    server: see infra/ and PREFECT_API_URL."""
     settings = command_settings(home, config, must_exist=True)
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url:
