@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from cellpulse.settings import Settings
+
+if TYPE_CHECKING:
+    from cellpulse.features.spec import FeatureSpec
 
 
 def _rows(model: type[BaseModel], prefix: str, env: str) -> list[tuple[str, str, str, str]]:
@@ -39,11 +42,80 @@ def settings_markdown() -> str:
 
 
 def features_markdown(rop_minutes: int = 15) -> str:
-    """Every feature of the default spec with its meaning."""
+    """The feature reference (docs/features.md): every column of the default spec with its
+    meaning, and how the features are built.
+
+    Args:
+        rop_minutes: The ROP length the default spec is made for.
+    """
     from cellpulse.features.spec import default_spec
 
     spec = default_spec(rop_minutes)
-    rows: list[tuple[str, str]] = [
+    rows = [
+        *_current_rows(spec),
+        *_window_rows(spec),
+        *_history_rows(spec),
+        *_stuck_rows(spec),
+        *_cosite_rows(spec),
+    ]
+    lines = [
+        "# Features",
+        "",
+        f"Generated from the default feature spec for {rop_minutes}-minute ROPs "
+        f"(`python -m cellpulse.docs features > docs/features.md`): {len(rows)} features, "
+        f"spec hash `{spec.hash()}`, lookback {spec.lookback().days} days. Every feature at "
+        "`ts` uses only rows with timestamps at or before `ts`.",
+        "",
+        *_HOW_FEATURES_ARE_BUILT,
+        "",
+        "## Columns",
+        "",
+        "| feature | meaning |",
+        "|---|---|",
+        *[f"| `{name}` | {meaning} |" for name, meaning in rows],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_HOW_FEATURES_ARE_BUILT = [
+    "## How they are built",
+    "",
+    "- **Declared as data**: `cellpulse/features/spec.py` (`FeatureSpec`: KPIs, rolling "
+    "windows, lags, deltas, hour-of-week baselines, stuck runs, co-site context, missing "
+    "windows, calendar, holidays). Each transform names its output columns; the spec's "
+    "hash is written into every feature partition and logged with every model, and a "
+    "model refuses features of another spec.",
+    "- **For the KPIs that exist**: a source may deliver any subset of the contract's "
+    "measurements. Features are made only from the KPIs the data holds (derived KPIs "
+    "only from present counters; `FeatureSpec.restricted_to`), and "
+    "`feature_coverage` names the KPIs left out and every column without a value.",
+    "- **Grid kernels**: a day's KPI rows are scattered into a cells × ROP-slots grid and "
+    "every transform is a vectorised kernel over it (`cellpulse/features/kernels.py`, "
+    "NumPy and Numba): rolling statistics by van Herk/Gil-Werman blocks aligned to "
+    "absolute time (linear in the data whatever the window, and bit-for-bit the same "
+    "whether a day is built alone or inside a range), lags as column shifts, medians of "
+    "up to four past weeks in closed form, site sums as a sparse product.",
+    "- **Incremental**: day D reads only the days its features reach "
+    "(`days_needed`: D, the day before for 24 h windows, and D-7/D-14/D-21 for weekly "
+    "lags and baselines — 5 days, not 22) and equals a full recompute bit for bit "
+    "(`tests/unit/test_features.py`). Days marked stale by ingest are rebuilt by the next "
+    "run.",
+    "- **Bounded memory**: a day is built region by region and, within a region, in chunks "
+    "of whole sites (`feature_chunk_cells`, default 10,000 cells), streamed into one "
+    "parquet file per region. Values are computed in float64 and stored as float32.",
+    "- **Checked**: every feature equals a plain pandas groupby-rolling implementation of "
+    "the same spec (`bench/pandas_reference.py`, `tests/unit/test_feature_parity.py`); "
+    "perturbing every row after a cut-off leaves every feature up to it unchanged.",
+    "- **Speed**: `python -m bench.run features` (results in `bench/RESULTS.md`).",
+]
+
+# (feature, meaning) rows of the reference, one function per kind of transform.
+_Rows = list[tuple[str, str]]
+
+
+def _current_rows(spec: FeatureSpec) -> _Rows:
+    """The KPIs themselves at this ROP, and the calendar."""
+    rows: _Rows = [
         (k, "the KPI at this ROP (derived KPIs from this ROP's counters)") for k in spec.kpis
     ]
     if spec.calendar:
@@ -54,7 +126,12 @@ def features_markdown(rop_minutes: int = 15) -> str:
             ("is_weekend", "Saturday or Sunday"),
             ("is_holiday", "a local date listed in the `holidays` setting"),
         ]
-    rows += [
+    return rows
+
+
+def _window_rows(spec: FeatureSpec) -> _Rows:
+    """Counts of missing ROPs and rolling statistics over trailing windows."""
+    rows: _Rows = [
         (f"rops_missing_{w}", f"ROPs not reported in the last {w} (this one included)")
         for w in spec.missing_windows
     ]
@@ -66,7 +143,12 @@ def features_markdown(rop_minutes: int = 15) -> str:
             )
             for stat, name in zip(r.stats, r.columns(), strict=True)
         ]
-    rows += [
+    return rows
+
+
+def _history_rows(spec: FeatureSpec) -> _Rows:
+    """Lags, deltas and hour-of-week baselines: the KPI against its own past."""
+    rows: _Rows = [
         (lag.column(), f"{lag.kpi} exactly {lag.lag} earlier (null if not reported)")
         for lag in spec.lags
     ]
@@ -81,7 +163,12 @@ def features_markdown(rop_minutes: int = 15) -> str:
                 "at least 5 % of the median)",
             ),
         ]
-    rows += [
+    return rows
+
+
+def _stuck_rows(spec: FeatureSpec) -> _Rows:
+    """Runs of an unchanged value: frozen counters."""
+    return [
         (
             s.column(),
             f"how many ROPs in a row before this one {s.kpi} held exactly this value "
@@ -89,62 +176,25 @@ def features_markdown(rop_minutes: int = 15) -> str:
         )
         for s in spec.stuck
     ]
-    cosite = {
-        "share": "this cell's share of its site's total {kpi}",
-        "site_mean": "mean {kpi} over the site's cells at this ROP",
-        "siblings_mean": "mean {kpi} over the site's other cells at this ROP",
-        "sibling_dev": "{kpi} minus the mean of the site's other cells",
-    }
+
+
+_COSITE_MEANINGS = {
+    "share": "this cell's share of its site's total {kpi}",
+    "site_mean": "mean {kpi} over the site's cells at this ROP",
+    "siblings_mean": "mean {kpi} over the site's other cells at this ROP",
+    "sibling_dev": "{kpi} minus the mean of the site's other cells",
+}
+
+
+def _cosite_rows(spec: FeatureSpec) -> _Rows:
+    """The cell against the other cells of its site at the same ROP."""
+    rows: _Rows = []
     for c in spec.cosite:
         rows += [
-            (name, cosite[stat].format(kpi=c.kpi))
+            (name, _COSITE_MEANINGS[stat].format(kpi=c.kpi))
             for stat, name in zip(c.stats, c.columns(), strict=True)
         ]
-    lines = [
-        "# Features",
-        "",
-        f"Generated from the default feature spec for {rop_minutes}-minute ROPs "
-        f"(`python -m cellpulse.docs features > docs/features.md`): {len(rows)} features, "
-        f"spec hash `{spec.hash()}`, lookback {spec.lookback().days} days. Every feature at "
-        "`ts` uses only rows with timestamps at or before `ts`.",
-        "",
-        "## How they are built",
-        "",
-        "- **Declared as data**: `cellpulse/features/spec.py` (`FeatureSpec`: KPIs, rolling "
-        "windows, lags, deltas, hour-of-week baselines, stuck runs, co-site context, missing "
-        "windows, calendar, holidays). Each transform names its output columns; the spec's "
-        "hash is written into every feature partition and logged with every model, and a "
-        "model refuses features of another spec.",
-        "- **For the KPIs that exist**: a source may deliver any subset of the contract's "
-        "measurements. Features are made only from the KPIs the data holds (derived KPIs "
-        "only from present counters; `FeatureSpec.restricted_to`), and "
-        "`feature_coverage` names the KPIs left out and every column without a value.",
-        "- **Grid kernels**: a day's KPI rows are scattered into a cells × ROP-slots grid and "
-        "every transform is a vectorised kernel over it (`cellpulse/features/kernels.py`, "
-        "NumPy and Numba): rolling statistics by van Herk/Gil-Werman blocks aligned to "
-        "absolute time (linear in the data whatever the window, and bit-for-bit the same "
-        "whether a day is built alone or inside a range), lags as column shifts, medians of "
-        "up to four past weeks in closed form, site sums as a sparse product.",
-        "- **Incremental**: day D reads only the days its features reach "
-        "(`days_needed`: D, the day before for 24 h windows, and D-7/D-14/D-21 for weekly "
-        "lags and baselines — 5 days, not 22) and equals a full recompute bit for bit "
-        "(`tests/unit/test_features.py`). Days marked stale by ingest are rebuilt by the next "
-        "run.",
-        "- **Bounded memory**: a day is built region by region and, within a region, in chunks "
-        "of whole sites (`feature_chunk_cells`, default 10,000 cells), streamed into one "
-        "parquet file per region. Values are computed in float64 and stored as float32.",
-        "- **Checked**: every feature equals a plain pandas groupby-rolling implementation of "
-        "the same spec (`bench/pandas_reference.py`, `tests/unit/test_feature_parity.py`); "
-        "perturbing every row after a cut-off leaves every feature up to it unchanged.",
-        "- **Speed**: `python -m bench.run features` (results in `bench/RESULTS.md`).",
-        "",
-        "## Columns",
-        "",
-        "| feature | meaning |",
-        "|---|---|",
-        *[f"| `{name}` | {meaning} |" for name, meaning in rows],
-    ]
-    return "\n".join(lines) + "\n"
+    return rows
 
 
 if __name__ == "__main__":

@@ -26,11 +26,24 @@ import polars as pl
 
 from cellpulse import contract
 from cellpulse.features import kernels
+from cellpulse.features.coverage import FeatureCoverage, feature_coverage
 from cellpulse.features.spec import FeatureSpec, parse_duration
 
 KEY_COLUMNS = ("cell_id", "ts", *contract.DIMENSIONS)
 EPOCH_DAY = date(1970, 1, 1)
 _US = 1_000_000
+
+__all__ = [
+    "EPOCH_DAY",
+    "KEY_COLUMNS",
+    "FeatureCoverage",
+    "build_features",
+    "days_needed",
+    "feature_coverage",
+    "slots",
+    "spec_for_columns",
+    "with_derived_kpis",
+]
 
 
 def with_derived_kpis(kpis: pl.DataFrame, min_denominator: int, rop_minutes: int) -> pl.DataFrame:
@@ -43,60 +56,6 @@ def spec_for_columns(spec: FeatureSpec, columns: list[str]) -> FeatureSpec:
     """`spec` restricted to the KPIs a frame with these columns holds (its contract
     measurements and what derives from them, and any other column the spec names)."""
     return spec.restricted_to({*contract.available_kpis(columns), *columns})
-
-
-@dataclass(frozen=True)
-class FeatureCoverage:
-    """What a feature table holds of its spec: the columns built, the KPIs the data did not
-    hold and the columns left out for them, and the built columns without a single value
-    (a KPI present but never reported)."""
-
-    columns: int  # feature columns built (keys and dimensions excluded)
-    absent_kpis: tuple[str, ...]
-    left_out: tuple[str, ...]
-    all_null: tuple[str, ...]
-    all_null_kpis: tuple[str, ...]  # KPIs every built column of which is all-null
-
-    def merged(self, other: FeatureCoverage) -> FeatureCoverage:
-        """Coverage of two parts of one table (chunks, regions, days of one spec): a column
-        is all-null only if it is in both."""
-        both = set(other.all_null)
-        return FeatureCoverage(
-            self.columns,
-            tuple(k for k in self.absent_kpis if k in other.absent_kpis),
-            tuple(c for c in self.left_out if c in other.left_out),
-            tuple(c for c in self.all_null if c in both),
-            tuple(k for k in self.all_null_kpis if k in other.all_null_kpis),
-        )
-
-    def line(self) -> str:
-        """One line for a flow's summary."""
-        text = f"features: {self.columns} columns"
-        if self.absent_kpis:
-            text += (
-                f"; left out for absent KPIs ({', '.join(self.absent_kpis)}): "
-                f"{len(self.left_out)} columns"
-            )
-        if self.all_null:
-            kpis = f" (all of {', '.join(self.all_null_kpis)})" if self.all_null_kpis else ""
-            text += f"; all-null: {len(self.all_null)} columns{kpis}"
-        return text
-
-
-def feature_coverage(features: pl.DataFrame, spec: FeatureSpec) -> FeatureCoverage:
-    """How much of `spec` a feature table (`build_features`' output) holds."""
-    built = [c for c in spec.columns() if c in features.columns]
-    by_kpi = spec.columns_by_kpi()
-    absent = tuple(k for k, cols in by_kpi.items() if not any(c in features.columns for c in cols))
-    left_out = tuple(c for c in spec.columns() if c not in features.columns)
-    nulls = features.select(built).null_count().row(0, named=True) if built else {}
-    empty = {c for c, n in nulls.items() if n == features.height and features.height}
-    null_kpis = tuple(
-        k for k, cols in by_kpi.items() if k not in absent and all(c in empty for c in cols)
-    )
-    return FeatureCoverage(
-        len(built), absent, left_out, tuple(c for c in built if c in empty), null_kpis
-    )
 
 
 def slots(duration: str, rop_minutes: int, what: str) -> int:
@@ -174,39 +133,77 @@ def build_features(
     those of the restricted spec (`feature_coverage` says what was left out). A measurement
     that is a column of nulls is built (and reported all-null by `feature_coverage`); pass
     a spec restricted to what the source delivers (`spec.restricted_to`) to leave it out.
+
+    Args:
+        kpis: Contract-shaped rows, one per (cell_id, ts), ts on ROP boundaries.
+        spec: The features to build.
+        rop_minutes: The ROP length; windows and lags are whole numbers of ROPs.
+        min_denominator: A derived ratio KPI is null where its denominator is below this.
+        timezone: The network's zone, for the calendar columns.
+        since: The first ts kept; its whole UTC day is built, earlier days only read.
     """
     spec = spec_for_columns(spec, kpis.columns)
     if kpis.height == 0:
         return _empty(spec)
-    rop_us = rop_minutes * 60 * _US
     per_day = 24 * 60 // rop_minutes
+    absolute = _rop_numbers(kpis, rop_minutes)
+    epoch_day = absolute // per_day
+    first_reported = int(epoch_day.min())
+    # Whole UTC days are built from `since`'s day on; rows before `since` are dropped last.
+    first_out = first_reported if since is None else int(since.timestamp()) // (86_400)
+    out_days = [
+        EPOCH_DAY + timedelta(days=int(d)) for d in np.unique(epoch_day[epoch_day >= first_out])
+    ]
+    if not out_days:
+        return _empty(spec)
+    needed, day_lut = _grid_days(spec, out_days, first_reported, rop_minutes)
+    keep = _in_grid_days(epoch_day, needed, day_lut)
+    frame = kpis.filter(pl.Series(keep)) if not keep.all() else kpis
+    frame = with_derived_kpis(frame, min_denominator, rop_minutes)
+    grid = _place(frame, absolute[keep], needed, day_lut, per_day, first_out)
+    built = _compute_features(frame, spec, grid, rop_minutes)
+    table = _feature_table(frame, spec, grid, built, timezone, rop_minutes)
+    return table if since is None else table.filter(pl.col("ts") >= since)
+
+
+def _rop_numbers(kpis: pl.DataFrame, rop_minutes: int) -> np.ndarray:
+    """Each row's ROP number since the epoch; ValueError naming the first `ts` that is not
+    on a ROP boundary."""
+    rop_us = rop_minutes * 60 * _US
     epoch_us = kpis["ts"].dt.epoch("us").to_numpy()
     unaligned = np.flatnonzero(epoch_us % rop_us)
     if unaligned.size:
         raise ValueError(
             f"ts {kpis['ts'][int(unaligned[0])]} is not aligned to the {rop_minutes}-minute ROP"
         )
-    absolute = epoch_us // rop_us
-    epoch_day = absolute // per_day
-    # Whole UTC days are built from `since`'s day on; rows before `since` are dropped last.
-    first_out = int(epoch_day.min()) if since is None else int(since.timestamp()) // (86_400)
-    out_days = [
-        EPOCH_DAY + timedelta(days=int(d)) for d in np.unique(epoch_day[epoch_day >= first_out])
-    ]
-    if not out_days:
-        return _empty(spec)
-    # Days before the first reported one would only be empty blocks: leave them out.
+    return epoch_us // rop_us
+
+
+def _grid_days(
+    spec: FeatureSpec, out_days: list[date], first_reported: int, rop_minutes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch days the grid holds, one block of slots each (`days_needed` by the output
+    days), and a lookup from epoch day minus the first of them to its block (-1: none)."""
     needed = np.array([(d - EPOCH_DAY).days for d in days_needed(spec, out_days, rop_minutes)])
-    needed = needed[needed >= epoch_day.min()]
+    # Days before the first reported one would only be empty blocks: leave them out.
+    needed = needed[needed >= first_reported]
     day_lut = np.full(int(needed[-1] - needed[0]) + 1, -1)
     day_lut[needed - needed[0]] = np.arange(needed.size)
+    return needed, day_lut
+
+
+def _in_grid_days(epoch_day: np.ndarray, needed: np.ndarray, day_lut: np.ndarray) -> np.ndarray:
+    """Which rows fall on a day the grid holds (the others no feature reads)."""
     index = epoch_day - needed[0]
     inside = (index >= 0) & (index < day_lut.size)
-    keep = inside & (day_lut[np.clip(index, 0, day_lut.size - 1)] >= 0)
-    frame = kpis.filter(pl.Series(keep)) if not keep.all() else kpis
-    frame = with_derived_kpis(frame, min_denominator, rop_minutes)
-    grid = _place(frame, absolute[keep], needed, day_lut, per_day, first_out)
+    return inside & (day_lut[np.clip(index, 0, day_lut.size - 1)] >= 0)
 
+
+def _compute_features(
+    frame: pl.DataFrame, spec: FeatureSpec, grid: _Grid, rop_minutes: int
+) -> dict[str, pl.Series]:
+    """Every feature column of `spec` at the output rows, by name: the KPIs' features
+    computed in parallel threads (the kernels release the GIL), then the missing counts."""
     window = _window(spec, grid)
     sites = _site_codes(frame, grid) if spec.cosite else None  # shared by every co-site KPI
 
@@ -218,8 +215,19 @@ def build_features(
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
         parts = list(pool.map(features_of, spec.kpis_used()))
     parts.append(_to_series(_missing_counts(spec, grid, window, rop_minutes), grid))
-    built = {s.name: s for part in parts for s in part}
+    return {s.name: s for part in parts for s in part}
 
+
+def _feature_table(
+    frame: pl.DataFrame,
+    spec: FeatureSpec,
+    grid: _Grid,
+    built: dict[str, pl.Series],
+    timezone: str,
+    rop_minutes: int,
+) -> pl.DataFrame:
+    """Keys and dimensions of the output rows, the calendar, then the built features, in
+    the spec's column order."""
     keys = frame.select(KEY_COLUMNS)
     if not (grid.out_rows.size == frame.height and np.all(grid.out_rows[1:] > grid.out_rows[:-1])):
         keys = keys[grid.out_rows]
@@ -227,8 +235,7 @@ def build_features(
     if spec.calendar:
         columns += _calendar(keys["ts"], timezone, spec.holidays, rop_minutes).get_columns()
     columns += [built[name] for name in spec.columns() if name in built]
-    table = pl.DataFrame(columns).select(*KEY_COLUMNS, *spec.columns())
-    return table if since is None else table.filter(pl.col("ts") >= since)
+    return pl.DataFrame(columns).select(*KEY_COLUMNS, *spec.columns())
 
 
 def _to_series(arrays: dict[str, np.ndarray], grid: _Grid) -> list[pl.Series]:

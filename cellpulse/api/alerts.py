@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import polars as pl
 from fastapi import APIRouter, HTTPException, Query
 
 from cellpulse import contract
@@ -42,6 +43,19 @@ def alerts_router(
         guard: the dependencies that check the bearer token.
     """
     router = APIRouter(dependencies=guard)
+    _add_list_routes(router, open_store, max_page, incident_rops, rop_minutes)
+    _add_action_routes(router, open_store)
+    return router
+
+
+def _add_list_routes(
+    router: APIRouter,
+    open_store: StoreOpener,
+    max_page: int,
+    incident_rops: int,
+    rop_minutes: int,
+) -> None:
+    """`/api/alerts` (the list) and `/api/incidents` (the queue) on `router`."""
 
     @router.get("/api/alerts", responses=errors(401, 503))
     def alerts(
@@ -86,25 +100,46 @@ def alerts_router(
             rows = store.queue_alerts(
                 statuses, QUEUE_CAP, region=region, severity=severity, alert_type=alert_type
             )
-        grouped = group_incidents(rows, incident_rops, rop_minutes)
-        found = summarise_incidents(grouped)
-        alerts_of = (
-            {
-                incident: records(part.drop("incident_id"))
-                for (incident,), part in grouped.group_by("incident_id")
-            }
-            if not grouped.is_empty()
-            else {}
-        )
-        page = found[offset : offset + limit]
-        return {
-            "total": len(found),
-            "alerts": grouped.height,
-            "truncated": grouped.height >= QUEUE_CAP,
-            "limit": limit,
-            "offset": offset,
-            "items": [{**i, "alerts": alerts_of[i["incident_id"]]} for i in page],
+        return incident_page(rows, incident_rops, rop_minutes, limit, offset)
+
+
+def incident_page(
+    rows: pl.DataFrame, incident_rops: int, rop_minutes: int, limit: int, offset: int
+) -> dict[str, Any]:
+    """One page of the alert queue: the queued alerts grouped into incidents, each with its
+    alerts, and how many alerts there were (`truncated` when the queue hit QUEUE_CAP).
+
+    Args:
+        rows: the queued alerts, as `OpsStore.queue_alerts` returns them.
+        incident_rops: co-sited alerts opening within this many ROPs are one incident.
+        rop_minutes: the ROP length.
+        limit: the most incidents on the page.
+        offset: the incidents before the page.
+    """
+    grouped = group_incidents(rows, incident_rops, rop_minutes)
+    found = summarise_incidents(grouped)
+    alerts_of = (
+        {
+            incident: records(part.drop("incident_id"))
+            for (incident,), part in grouped.group_by("incident_id")
         }
+        if not grouped.is_empty()
+        else {}
+    )
+    page = found[offset : offset + limit]
+    return {
+        "total": len(found),
+        "alerts": grouped.height,
+        "truncated": grouped.height >= QUEUE_CAP,
+        "limit": limit,
+        "offset": offset,
+        "items": [{**i, "alerts": alerts_of[i["incident_id"]]} for i in page],
+    }
+
+
+def _add_action_routes(router: APIRouter, open_store: StoreOpener) -> None:
+    """One alert with its history, and people's actions on one alert or several, on
+    `router`."""
 
     @router.post("/api/alerts/actions", responses=errors(401, 413, 503))
     def act_on_several(body: BulkAction) -> dict[str, Any]:
@@ -144,5 +179,3 @@ def alerts_router(
             except TransitionRefused as exc:
                 raise HTTPException(409, str(exc)) from None
         return jsonable(updated)
-
-    return router

@@ -1,5 +1,6 @@
 """Routes on cells: the ranking, and one cell's scores, KPIs and expected bands."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,7 @@ from cellpulse.api.schema import (
     records,
 )
 from cellpulse.layout import Layout
-from cellpulse.opsstore import AlertNotFound
+from cellpulse.opsstore import AlertNotFound, OpsStore
 from cellpulse.opsview import KPI_UNITS, clip_band
 from cellpulse.settings import ApiSettings
 
@@ -66,31 +67,9 @@ def cells_router(
         it, or their peak congestion probability, with when it came and the alert open on
         each. Default window: the 24 hours up to the end of the newest ROP; `at` names the
         window's last ROP instead (a look back in time)."""
+        window = RankingRequest(kind, region, site_id, band, start, end, at, limit, offset)
         with open_store(read_only=True) as store:
-            newest = store.newest_ts()
-            if newest is None:
-                return {
-                    "kind": kind,
-                    "total": 0,
-                    "limit": limit,
-                    "offset": offset,
-                    "start": start,
-                    "end": end,
-                    "items": [],
-                }
-            start_, end_ = ranking_window(newest, start, end, at, rop_minutes, api.max_days)
-            rows, total = store.rank_cells(
-                kind, start_, end_, limit, offset, region=region, site_id=site_id, band=band
-            )
-        return {
-            "kind": kind,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "start": start_,
-            "end": end_,
-            "items": records(rows),
-        }
+            return ranked_cells(store, window, rop_minutes, api.max_days)
 
     @router.get("/api/cells/{cell_id}", responses=errors(401, 404, 503))
     def cell(
@@ -106,19 +85,8 @@ def cells_router(
         alert) with ALERT_CONTEXT before and after, else the last day it was scored. The
         period may not exceed api.max_days."""
         with open_store(read_only=True) as store:
-            newest = store.query("SELECT max(ts) AS ts FROM scores WHERE cell_id = ?", [cell_id])[
-                "ts"
-            ][0]
-            if newest is None:
-                raise HTTPException(404, f"no scores for cell {cell_id}; check the cell id")
-            focus = store.active_alert(cell_id)
-            if alert_id is not None:
-                try:
-                    focus = store.alert(alert_id)
-                except AlertNotFound:
-                    raise HTTPException(404, f"no alert {alert_id}") from None
-                if focus["cell_id"] != cell_id:
-                    raise HTTPException(404, f"alert {alert_id} is not on cell {cell_id}")
+            newest = newest_scored(store, cell_id)
+            focus = focus_alert(store, cell_id, alert_id)
             if start is None and end is None and focus is not None:
                 start, end = alert_period(focus, newest, rop_minutes, api.max_days)
             start_, end_ = cell_period(newest, start, end, rop_minutes, api.max_days)
@@ -128,6 +96,78 @@ def cells_router(
         return {**view, "alerts": records(alerts), "alert": shown_alert(alerts, alert_id)}
 
     return router
+
+
+@dataclass(frozen=True)
+class RankingRequest:
+    """What a ranking asks for: the score kind, the filters, the window (none: the default
+    one) and the page."""
+
+    kind: Literal["anomaly", "congestion"]
+    region: str | None
+    site_id: str | None
+    band: str | None
+    start: datetime | None
+    end: datetime | None
+    at: datetime | None
+    limit: int
+    offset: int
+
+
+def ranked_cells(
+    store: OpsStore, request: RankingRequest, rop_minutes: int, max_days: int
+) -> dict[str, Any]:
+    """The answer to a ranking: the window used (`ranking_window`) and one page of cells
+    ranked in it; no cells (and the window as asked) while nothing was scored."""
+    r = request
+    newest = store.newest_ts()
+    if newest is None:
+        return {
+            "kind": r.kind,
+            "total": 0,
+            "limit": r.limit,
+            "offset": r.offset,
+            "start": r.start,
+            "end": r.end,
+            "items": [],
+        }
+    start, end = ranking_window(newest, r.start, r.end, r.at, rop_minutes, max_days)
+    rows, total = store.rank_cells(
+        r.kind, start, end, r.limit, r.offset, region=r.region, site_id=r.site_id, band=r.band
+    )
+    return {
+        "kind": r.kind,
+        "total": total,
+        "limit": r.limit,
+        "offset": r.offset,
+        "start": start,
+        "end": end,
+        "items": records(rows),
+    }
+
+
+def newest_scored(store: OpsStore, cell_id: str) -> datetime:
+    """The cell's newest scored ROP; 404 if it was never scored."""
+    newest: datetime | None = store.query(
+        "SELECT max(ts) AS ts FROM scores WHERE cell_id = ?", [cell_id]
+    )["ts"][0]
+    if newest is None:
+        raise HTTPException(404, f"no scores for cell {cell_id}; check the cell id")
+    return newest
+
+
+def focus_alert(store: OpsStore, cell_id: str, alert_id: str | None) -> dict[str, Any] | None:
+    """The alert a cell view is about: the one asked for (404 if there is none of that id on
+    this cell), else the cell's open or acknowledged alert, else none."""
+    focus = store.active_alert(cell_id)
+    if alert_id is not None:
+        try:
+            focus = store.alert(alert_id)
+        except AlertNotFound:
+            raise HTTPException(404, f"no alert {alert_id}") from None
+        if focus["cell_id"] != cell_id:
+            raise HTTPException(404, f"alert {alert_id} is not on cell {cell_id}")
+    return focus
 
 
 def cell_period(

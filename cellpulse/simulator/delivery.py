@@ -17,7 +17,7 @@ from cellpulse.contract import DIMENSIONS, KEYS, MEASUREMENT_NAMES
 from cellpulse.features.targets import congestion_flags, congestion_periods
 from cellpulse.layout import TRUTH_CONGESTION_FILE, TRUTH_EVENTS_FILE, TRUTH_TOPOLOGY_FILE
 from cellpulse.settings import CongestionRule
-from cellpulse.simulator.config import SimulationConfig
+from cellpulse.simulator.config import DeliveryConfig, SimulationConfig
 from cellpulse.simulator.events import draw_events
 from cellpulse.simulator.kpis import simulate_day
 from cellpulse.simulator.topology import Topology, build_topology
@@ -121,53 +121,103 @@ def write_network(
     again, corrected: after ingest, the lake must hold exactly the true values."""
     topo = build_topology(cfg)
     events = events if events is not None else draw_events(topo, cfg)
-    rng = np.random.default_rng([cfg.seed, 3])
-    d = cfg.delivery
-    rows = files = 0
-    deferred: list[tuple[str, pl.DataFrame]] = []
-    late = redelivered = duplicated = 0
-    narrow = []
-    days = _full_days(cfg, topo, events)
-    for _, day in progress.track(days, "simulate: days", total=cfg.days):
-        for name, part in split_into_files(delivered(day, cfg), d.file_minutes):
-            roll = rng.random(3)
-            if roll[0] < d.redelivery_rate:
-                lake.atomic_write_parquet(_faulty_copy(part, rng), landing_dir / name)
-                deferred.append((name.replace(".parquet", "_r1.parquet"), part))
-                redelivered += 1
-            elif roll[1] < d.late_file_rate:
-                deferred.append((name, part))
-                late += 1
-            else:
-                lake.atomic_write_parquet(part, landing_dir / name)
-            if roll[2] < d.duplicate_file_rate:
-                deferred.append((name.replace(".parquet", "_dup.parquet"), part))
-                duplicated += 1
-            files += 1
-        rows += day.height
-        # Ground truth is the network's true state: every simulated KPI, whatever is delivered.
-        narrow.append(
-            day.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
-        )
-    for name, part in deferred:  # after everything else: these arrive late
-        lake.atomic_write_parquet(part, landing_dir / name)
-    flags = congestion_flags(pl.concat(narrow), rule, cfg.rop_minutes)
-    periods = congestion_periods(flags, cfg.rop_minutes)
-    lake.atomic_write_parquet(events, truth_dir / TRUTH_EVENTS_FILE)
-    lake.atomic_write_parquet(periods, truth_dir / TRUTH_CONGESTION_FILE)
-    lake.atomic_write_parquet(topo.frame(), truth_dir / TRUTH_TOPOLOGY_FILE)
+    tally, truth = _write_landing(cfg, topo, events, landing_dir)
+    periods = _write_truth(cfg, topo, events, truth, rule, truth_dir)
     return SimulationSummary(
         cfg.cells,
         len(set(topo.site_id)),
         cfg.days,
-        rows,
-        files,
-        late,
-        redelivered,
-        duplicated,
+        tally.rows,
+        tally.files,
+        tally.late,
+        tally.redelivered,
+        tally.duplicated,
         events,
         periods.height,
         landing_dir,
         truth_dir,
         cfg.delivered,
     )
+
+
+@dataclass
+class _Tally:
+    """What the landing folder received: rows, files, and how many came late, first wrong
+    (then corrected) or twice."""
+
+    rows: int = 0
+    files: int = 0
+    late: int = 0
+    redelivered: int = 0
+    duplicated: int = 0
+
+
+def _write_landing(
+    cfg: SimulationConfig, topo: Topology, events: pl.DataFrame, landing_dir: Path
+) -> tuple[_Tally, pl.DataFrame]:
+    """Every day's delivered files in the landing folder, the deferred ones last; returns
+    the tally and the true KPIs the congestion truth is judged on (every cell and ROP,
+    whatever is delivered)."""
+    rng = np.random.default_rng([cfg.seed, 3])
+    tally = _Tally()
+    deferred: list[tuple[str, pl.DataFrame]] = []
+    narrow = []
+    days = _full_days(cfg, topo, events)
+    for _, day in progress.track(days, "simulate: days", total=cfg.days):
+        for name, part in split_into_files(delivered(day, cfg), cfg.delivery.file_minutes):
+            deferred += _deliver(name, part, cfg.delivery, rng, landing_dir, tally)
+        tally.rows += day.height
+        # Ground truth is the network's true state: every simulated KPI, whatever is delivered.
+        narrow.append(
+            day.select("cell_id", "ts", "prb_util_dl_pct", "dl_ue_thp_mbps", "active_ue_dl_mean")
+        )
+    for name, part in deferred:  # after everything else: these arrive late
+        lake.atomic_write_parquet(part, landing_dir / name)
+    return tally, pl.concat(narrow)
+
+
+def _deliver(
+    name: str,
+    part: pl.DataFrame,
+    d: DeliveryConfig,
+    rng: np.random.Generator,
+    landing_dir: Path,
+    tally: _Tally,
+) -> list[tuple[str, pl.DataFrame]]:
+    """One file delivered as the feed's realism has it: written now (once, or first with
+    under-counted counters), or held back; returns the files to write after all others
+    (late ones, corrections, duplicates), and counts them in `tally`."""
+    deferred = []
+    roll = rng.random(3)
+    if roll[0] < d.redelivery_rate:
+        lake.atomic_write_parquet(_faulty_copy(part, rng), landing_dir / name)
+        deferred.append((name.replace(".parquet", "_r1.parquet"), part))
+        tally.redelivered += 1
+    elif roll[1] < d.late_file_rate:
+        deferred.append((name, part))
+        tally.late += 1
+    else:
+        lake.atomic_write_parquet(part, landing_dir / name)
+    if roll[2] < d.duplicate_file_rate:
+        deferred.append((name.replace(".parquet", "_dup.parquet"), part))
+        tally.duplicated += 1
+    tally.files += 1
+    return deferred
+
+
+def _write_truth(
+    cfg: SimulationConfig,
+    topo: Topology,
+    events: pl.DataFrame,
+    truth: pl.DataFrame,
+    rule: CongestionRule,
+    truth_dir: Path,
+) -> pl.DataFrame:
+    """The ground truth a model is judged by: the events, the congestion periods the
+    pipeline's rule finds in the true KPIs, and the topology; returns the periods."""
+    flags = congestion_flags(truth, rule, cfg.rop_minutes)
+    periods = congestion_periods(flags, cfg.rop_minutes)
+    lake.atomic_write_parquet(events, truth_dir / TRUTH_EVENTS_FILE)
+    lake.atomic_write_parquet(periods, truth_dir / TRUTH_CONGESTION_FILE)
+    lake.atomic_write_parquet(topo.frame(), truth_dir / TRUTH_TOPOLOGY_FILE)
+    return periods

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -75,15 +76,49 @@ def _redistribute(topo: Topology, amount: np.ndarray, lost: np.ndarray) -> np.nd
 def simulate_day(
     topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, day: int
 ) -> pl.DataFrame:
-    """All KPIs of one day of the network, contract-shaped, sorted by (cell_id, ts)."""
-    rng = np.random.default_rng([cfg.seed, 2, day])
-    c, r = topo.size, cfg.rops_per_day
-    rop_s = cfg.rop_minutes * 60.0
-    scale = cfg.rop_minutes / 15.0  # counters per ROP scale with its length
-    ev = event_masks(topo, events, cfg, day)
-    outage = ev["outage"] > 0
-    sleeping = ev["sleeping_cell"] > 0
+    """All KPIs of one day of the network, contract-shaped, sorted by (cell_id, ts).
 
+    The causal chain in steps: offered load, the radio conditions it meets, what the cell
+    carries down- and uplink, the signalling counters, who is connected, then what an
+    unavailable, idle or stuck cell reports. Every step draws from one random stream of the
+    day, in this order: reordering them changes every simulated network."""
+    rng = np.random.default_rng([cfg.seed, 2, day])
+    ev = event_masks(topo, events, cfg, day)
+    users, demand = _offered_load(topo, cfg, day, ev, rng)
+    radio = _radio_load(topo, demand, ev, rng)
+    down = _downlink(topo, cfg, radio, ev, rng)
+    up = _uplink(topo, radio, down["dl_volume_mbit"], ev, rng)
+    counts = _signalling(topo, cfg, users, radio.rho, ev, rng)
+    connected = _connected(users, radio.rho, rng)
+    prbs = np.array([BANDS[b].prbs for b in topo.band], dtype=float)[:, None]
+    values = {
+        "prb_util_dl_pct": radio.prb_util,
+        "prb_avail_dl": np.broadcast_to(prbs, radio.rho.shape),
+        "unavail_s": np.where(ev["outage"] > 0, cfg.rop_minutes * 60.0, 0.0),
+        "cqi_mean": radio.cqi,
+        **down,
+        **up,
+        **counts,
+        **connected,
+    }
+    # Columns in contract order, as every frame of the simulator has them.
+    cols = {k: np.array(values[k], dtype=np.float64) for k in MEASUREMENT_NAMES}
+    _blank_unmeasured(cols, ev["outage"] > 0, (ev["sleeping_cell"] > 0) & (users < 1))
+    _freeze(cols, ev["stuck_counters"] > 0)
+    return _frame(topo, cfg, day, cols, rng)
+
+
+def _offered_load(
+    topo: Topology,
+    cfg: SimulationConfig,
+    day: int,
+    ev: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Connected users and offered Mbit/s (cells x ROPs): the area type's daily shape, a
+    day's own level, growth and surges; what dead or sleeping cells lose moves to the cells
+    around them."""
+    c, r = topo.size, cfg.rops_per_day
     growth = 1 + cfg.growth_per_month * day / 30
     shape = load_shape(topo, cfg, day)
     day_level = rng.lognormal(0, 0.05, (c, 1)) * growth  # some days are simply busier
@@ -102,54 +137,116 @@ def simulate_day(
     users, demand = users * surge, demand * surge
     # A dead cell's users and demand move to the cells around it; a sleeping cell keeps a
     # trickle and loses the rest.
+    outage, sleeping = ev["outage"] > 0, ev["sleeping_cell"] > 0
     keep = np.where(outage, 0.0, np.where(sleeping, 1 - ev["sleeping_cell"], 1.0))
     lost = keep < 1
     if lost.any():
         users = users * keep + _redistribute(topo, users * (1 - keep), lost)
         demand = demand * keep + _redistribute(topo, demand * (1 - keep), lost)
+    return users, demand
 
-    band = [BANDS[b] for b in topo.band]
-    capacity = topo.capacity_mbps[:, None]
-    peak_ue = np.array([b.peak_ue_dl_mbps for b in band])[:, None]
-    peak_ue_ul = np.array([b.peak_ue_ul_mbps for b in band])[:, None]
-    prbs = np.array([b.prbs for b in band], dtype=float)[:, None]
 
+@dataclass(frozen=True)
+class _RadioLoad:
+    """The radio conditions offered load meets (cells x ROPs)."""
+
+    cqi: np.ndarray
+    radio: np.ndarray  # CQI relative to the cell's usual one
+    rho: np.ndarray  # offered load relative to what the radio conditions let the cell carry
+    prb_util: np.ndarray  # %
+
+
+def _radio_load(
+    topo: Topology, demand: np.ndarray, ev: dict[str, np.ndarray], rng: np.random.Generator
+) -> _RadioLoad:
+    """CQI (lower under load, interference and degradation) and the load it makes of the
+    demand: PRB utilisation follows."""
+    c, r = demand.shape
     interference = ev["interference"]
-    load = demand / capacity
+    load = demand / topo.capacity_mbps[:, None]
     cqi = topo.base_cqi[:, None] - 1.2 * np.minimum(load, 1) + rng.normal(0, 0.35, (c, r))
     cqi = np.clip(cqi - interference / 5 - ev["gradual_degradation"], 1, 15)
     radio = cqi / topo.base_cqi[:, None]
     # Offered load relative to what the radio conditions let the cell carry.
     rho = load / np.maximum(radio, 0.2)
     prb_util = np.clip(100 * rho * rng.normal(1, 0.03, (c, r)), 0, 100)
-    served = np.minimum(rho, 1) * capacity * radio
+    return _RadioLoad(cqi, radio, rho, prb_util)
+
+
+def _downlink(
+    topo: Topology,
+    cfg: SimulationConfig,
+    radio: _RadioLoad,
+    ev: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Downlink volume and user throughput: what the cell serves, shared by its users."""
+    c, r = radio.rho.shape
+    rho = radio.rho
+    capacity = topo.capacity_mbps[:, None]
+    peak_ue = np.array([BANDS[b].peak_ue_dl_mbps for b in topo.band])[:, None]
+    served = np.minimum(rho, 1) * capacity * radio.radio
     backhaul = ev["throughput_degradation"]
     served = served * (1 - 0.6 * backhaul)
+    rop_s = cfg.rop_minutes * 60.0
     dl_volume = served * rop_s * rng.lognormal(0, 0.05, (c, r))
     # Processor sharing: per-user throughput shrinks with (1 - load), to a trickle in overload.
     dl_thp = (
         peak_ue
-        * np.minimum(radio, 1.2)
+        * np.minimum(radio.radio, 1.2)
         * np.maximum(1 - rho, 0.015)
         * rng.lognormal(0, 0.08, (c, r))
         * (1 - backhaul)
     )
-    active_ue = users * 0.09 * (0.5 + np.minimum(rho, 1.5))
+    return {"dl_volume_mbit": dl_volume, "dl_ue_thp_mbps": dl_thp}
 
+
+def _uplink(
+    topo: Topology,
+    radio: _RadioLoad,
+    dl_volume: np.ndarray,
+    ev: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Uplink load, interference, throughput and volume, and the delay that load brings."""
+    c, r = radio.rho.shape
+    rho, interference = radio.rho, ev["interference"]
+    peak_ue_ul = np.array([BANDS[b].peak_ue_ul_mbps for b in topo.band])[:, None]
     ul_load = np.clip(0.45 * rho * rng.lognormal(0, 0.1, (c, r)), 0, 1)
     ul_interf = -112 + 6 * ul_load + rng.normal(0, 1, (c, r)) + interference
     ul_thp = (
         peak_ue_ul
         * np.maximum(1 - ul_load, 0.05)
-        * np.clip(radio, 0.2, 1.2)
+        * np.clip(radio.radio, 0.2, 1.2)
         * rng.lognormal(0, 0.1, (c, r))
         * 10 ** (-interference / 20)
     )
     ul_volume = dl_volume * 0.12 * rng.lognormal(0, 0.1, (c, r))
+    backhaul = ev["throughput_degradation"]
     delay = (
         (4 + 30 * np.minimum(rho, 1.2) ** 4) * rng.lognormal(0, 0.1, (c, r)) * (1 + 3 * backhaul)
     )
+    return {
+        "prb_util_ul_pct": 100 * ul_load,
+        "ul_volume_mbit": ul_volume,
+        "ul_ue_thp_mbps": ul_thp,
+        "ul_interference_dbm": ul_interf,
+        "dl_delay_ms": delay,
+    }
 
+
+def _signalling(
+    topo: Topology,
+    cfg: SimulationConfig,
+    users: np.ndarray,
+    rho: np.ndarray,
+    ev: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Accessibility, retainability and mobility counters, drawn as counts: attempts from
+    the users, successes as binomial draws that overload and faults make fail."""
+    scale = cfg.rop_minutes / 15.0  # counters per ROP scale with its length
+    interference = ev["interference"]
     overload = np.maximum(rho - 0.95, 0)
     rrc_att = rng.poisson(users * 2.0 * scale)
     p_rrc = np.clip(0.997 - 0.4 * overload - ev["accessibility_drop"], 0, 1)
@@ -172,18 +269,7 @@ def simulate_day(
     ho_att = rng.poisson(users * ho_rate * scale)
     p_ho = np.clip(0.985 - 0.055 * (interference > 0) - ev["handover_failure"], 0, 1)
     ho_succ = rng.binomial(ho_att, p_ho)
-
-    values: dict[str, np.ndarray] = {
-        "prb_util_dl_pct": prb_util,
-        "prb_util_ul_pct": 100 * ul_load,
-        "prb_avail_dl": np.broadcast_to(prbs, (c, r)),
-        "dl_volume_mbit": dl_volume,
-        "ul_volume_mbit": ul_volume,
-        "dl_ue_thp_mbps": dl_thp,
-        "ul_ue_thp_mbps": ul_thp,
-        "rrc_conn_mean": users,
-        "rrc_conn_max": np.ceil(users * rng.uniform(1.2, 1.6, (c, r))),
-        "active_ue_dl_mean": active_ue,
+    return {
         "rrc_estab_att": rrc_att,
         "rrc_estab_succ": rrc_succ,
         "drb_estab_att": drb_att,
@@ -192,20 +278,28 @@ def simulate_day(
         "drb_rel_total": drb_rel,
         "ho_att": ho_att,
         "ho_succ": ho_succ,
-        "cqi_mean": cqi,
-        "ul_interference_dbm": ul_interf,
-        "dl_delay_ms": delay,
-        "unavail_s": np.where(outage, rop_s, 0.0),
     }
-    cols = {k: np.array(v, dtype=np.float64) for k, v in values.items()}
-    for name in MEASUREMENT_NAMES:  # an unavailable cell carries nothing and measures nothing
+
+
+def _connected(
+    users: np.ndarray, rho: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Connected users (mean and peak of the ROP) and those active in the downlink."""
+    return {
+        "rrc_conn_mean": users,
+        "rrc_conn_max": np.ceil(users * rng.uniform(1.2, 1.6, users.shape)),
+        "active_ue_dl_mean": users * 0.09 * (0.5 + np.minimum(rho, 1.5)),
+    }
+
+
+def _blank_unmeasured(cols: dict[str, np.ndarray], outage: np.ndarray, idle: np.ndarray) -> None:
+    """An unavailable cell carries nothing and measures nothing; an idle one (sleeping, with
+    nobody on it) reports, but has nobody to measure throughput or delay of."""
+    for name in MEASUREMENT_NAMES:
         if name not in ("unavail_s", "prb_avail_dl"):
             cols[name][outage] = np.nan if name in GAUGES_NULL_WHEN_DOWN else 0.0
-    idle = sleeping & (users < 1)  # a sleeping cell reports, but has nobody to measure
     for name in ("dl_ue_thp_mbps", "ul_ue_thp_mbps", "dl_delay_ms"):
         cols[name][idle] = np.nan
-    _freeze(cols, ev["stuck_counters"] > 0)
-    return _frame(topo, cfg, day, cols, rng)
 
 
 def _freeze(cols: dict[str, np.ndarray], stuck: np.ndarray) -> None:
