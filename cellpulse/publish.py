@@ -42,37 +42,22 @@ class ModelRef:
 
 
 def assemble_scores(
-    keys: pl.DataFrame,
-    anomaly: pl.DataFrame,
-    congestion_prob: pl.Series,
-    horizon: str,
-    anomaly_ref: ModelRef,
-    congestion_ref: ModelRef,
-    scored_at: datetime,
+    keys: pl.DataFrame, families: list[pl.DataFrame], scored_at: datetime
 ) -> pl.DataFrame:
-    """One score row per (cell_id, ts). `keys`, `anomaly` and `congestion_prob` are aligned
-    row for row."""
+    """One score row per (cell_id, ts): the keys and dimensions of `keys`, each family's
+    columns (value columns and the `<family>_model`, `_model_version`, `_run_id` naming what
+    scored them: a registered version, or `baseline:<method>` with version "baseline"), all
+    aligned row for row."""
     return (
-        pl.concat(
-            [
-                keys.select("cell_id", "ts", *contract.DIMENSIONS),
-                anomaly.select("anomaly_score", "is_anomaly", "anomaly_kpis"),
-            ],
-            how="horizontal",
-        )
-        .with_columns(
-            congestion_prob=congestion_prob.cast(pl.Float64),
-            congestion_horizon=pl.lit(horizon),
-            anomaly_model=pl.lit(anomaly_ref.name),
-            anomaly_model_version=pl.lit(anomaly_ref.version),
-            anomaly_run_id=pl.lit(anomaly_ref.run_id),
-            congestion_model=pl.lit(congestion_ref.name),
-            congestion_model_version=pl.lit(congestion_ref.version),
-            congestion_run_id=pl.lit(congestion_ref.run_id),
-            scored_at=pl.lit(scored_at).cast(pl.Datetime("us", "UTC")),
-        )
+        pl.concat([keys.select("cell_id", "ts", *contract.DIMENSIONS), *families], how="horizontal")
+        .with_columns(scored_at=pl.lit(scored_at).cast(pl.Datetime("us", "UTC")))
         .select(SCORE_COLUMNS)
     )
+
+
+def is_baseline(model_version: pl.Expr) -> pl.Expr:
+    """Rows scored by a family's baseline (no champion yet) rather than a trained model."""
+    return model_version == "baseline"
 
 
 def group_alerts(flagged: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
