@@ -55,11 +55,6 @@ def assemble_scores(
     )
 
 
-def is_baseline(model_version: pl.Expr) -> pl.Expr:
-    """Rows scored by a family's baseline (no champion yet) rather than a trained model."""
-    return model_version == "baseline"
-
-
 def group_alerts(flagged: pl.DataFrame, clear_after_rops: int, rop_minutes: int) -> pl.DataFrame:
     """Number the alert each flagged ROP belongs to (`_alert`): a cell's flagged ROPs stay in
     one alert until `clear_after_rops` normal ROPs pass between them. Sorted by cell, ts."""
@@ -180,9 +175,11 @@ def _empty_alerts() -> pl.DataFrame:
 
 
 def top_anomalous(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
-    """Cells ranked by their worst score in the period, with when and why."""
+    """Cells ranked by their worst score in the period, with when and why (none when no
+    anomaly scores were published: the family had neither a champion nor a baseline)."""
     return (
-        scores.sort("anomaly_score", descending=True)
+        scores.filter(pl.col("anomaly_score").is_not_null())
+        .sort("anomaly_score", descending=True)
         .group_by("cell_id", maintain_order=True)
         .agg(pl.all().first(), pl.col("is_anomaly").sum().alias("anomalous_rops"))
         .head(k)
@@ -201,10 +198,13 @@ def top_anomalous(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
 
 def top_congestion(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
     """Cells ranked by their highest congestion probability on the newest day scored, with
-    when that peak comes: the list to act on before the busy hour."""
+    when that peak comes: the list to act on before the busy hour (none when no congestion
+    scores were published, e.g. without PRB utilisation and a model)."""
     newest_day = scores["ts"].max().date()  # type: ignore[union-attr]
     return (
-        scores.filter(pl.col("ts").dt.date() == newest_day)
+        scores.filter(
+            (pl.col("ts").dt.date() == newest_day) & pl.col("congestion_prob").is_not_null()
+        )
         .sort("congestion_prob", descending=True)
         .group_by("cell_id", maintain_order=True)
         .first()
@@ -229,6 +229,8 @@ def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> 
         "",
         f"{scores['cell_id'].n_unique()} cells, {scores.height} ROPs scored, "
         f"{alerts.height} alerts ({(alerts['status'] == 'open').sum()} open).",
+        "",
+        f"Scored by: {scored_by(scores)}.",
         "",
         "## Most anomalous cells",
         "",
@@ -255,6 +257,20 @@ def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> 
             f"{r['congestion_horizon']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def scored_by(scores: pl.DataFrame) -> str:
+    """Which model scored each family's columns, baselines marked: one phrase for reports."""
+    parts = []
+    for family in ("anomaly", "congestion"):
+        models = scores.select(f"{family}_model", f"{family}_model_version").unique().drop_nulls()
+        if models.is_empty():
+            parts.append(f"{family} not scored")
+            continue
+        for name, version in models.sort(f"{family}_model").iter_rows():
+            label = f"{name} (no champion yet)" if version == "baseline" else f"{name} v{version}"
+            parts.append(f"{family} {label}")
+    return "; ".join(parts)
 
 
 def cell_link(page_url: str, cell_id: str) -> str:

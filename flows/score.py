@@ -140,9 +140,9 @@ def scorers_for(
             continue
         scorers.append(baseline_scorer(family, baseline))
         lines[family.name] = (
-            f"baseline scores ({baseline.what}, model {baseline.name}) — no champion yet: "
-            f"{got.why}. The first trained model that beats this baseline takes over "
-            "(`cellpulse train` once more days are in)"
+            f"baseline scores ({baseline.what}, model {baseline.name}) — {got.why}. The "
+            "first trained model that beats this baseline takes over (`cellpulse train` "
+            "once more days are in)"
         )
     return scorers, lines
 

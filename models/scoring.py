@@ -76,7 +76,9 @@ class Scorer:
             assert self.baseline is not None
             values = self.baseline.score(feats, settings)
         name, version, run_id = model_columns(self.family.name)
-        return values.with_columns(
+        # One type per column whoever scores it: a day scored by a baseline and one scored
+        # by a model must read as one dataset.
+        return values.cast(dict(self.family.columns)).with_columns(
             pl.lit(self.ref.name).alias(name),
             pl.lit(self.ref.version).alias(version),
             pl.lit(self.ref.run_id).alias(run_id),

@@ -142,6 +142,8 @@ def print_score(summary: Any, top: int = 10) -> None:
         table("Most anomalous cells", RANKED_COLUMNS, ranked.select(RANKED_FIELDS).rows())
     )
     risk = top_congestion(summary.scores, top)
+    if risk.is_empty():
+        return
     console.print(
         table(
             "Congestion risk on the newest day",

@@ -303,7 +303,7 @@ class AnomalyFamily:
     name = NAME
     columns: Mapping[str, pl.DataType] = MappingProxyType(
         {
-            "anomaly_score": pl.Float64(),
+            "anomaly_score": pl.Float32(),  # as the models score
             "is_anomaly": pl.Boolean(),
             "anomaly_kpis": pl.List(pl.String()),
         }
