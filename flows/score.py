@@ -169,10 +169,14 @@ def score_days(
     before = [days[0] - timedelta(days=k) for k in range(lead, 0, -1)]
     first = next((d for d in before if d in built), days[0])
     features = read_features(settings, DayWindow(first, days[-1]), spec)
-    scorers, lines = scorers_for(champions, features, settings)
+    # A baseline learns from the days before those it scores (an outage today must not
+    # raise its own cell's spread); a network with no earlier day learns from these.
+    earlier = features.filter(pl.col("ts").dt.date() < days[0])
+    scorers, lines = scorers_for(champions, earlier if earlier.height else features, settings)
     predict = predictor(settings)
+    context = features.filter(pl.col("ts").dt.date() >= days[0] - timedelta(days=1))
     scores = score_features(
-        features, scorers, settings, datetime.now(UTC), spec.hash(), predict=predict
+        context, scorers, settings, datetime.now(UTC), spec.hash(), predict=predict
     )
     in_days = pl.col("ts").dt.date().is_in(days)
     bands = [
