@@ -22,10 +22,11 @@ from bench.ingest import NOW
 from bench.scoring import table
 from cellpulse import housekeeping, lake
 from cellpulse.features.builder import build_features
-from cellpulse.features.spec import spec_for
+from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import build_day, read_features
 from cellpulse.ingest import ingest_files
-from cellpulse.models import training
+from cellpulse.models.families import anomaly as anomaly_family
+from cellpulse.models.families import congestion as congestion_family
 from cellpulse.settings import Settings, TrainSettings
 from cellpulse.simulator import (
     SimulationConfig,
@@ -64,14 +65,16 @@ def main(runs: int = 1) -> None:
             home=Path(tmp) / "small", train=TrainSettings(num_trees=20, early_stopping_rounds=0)
         )
         settings = Settings(home=Path(tmp) / "home")
-        spec = spec_for(settings)
+        spec = spec_for(FeatureParams.of(settings))
         small_cfg = SimulationConfig(cells=200, days=6, seed=2)
         topology = build_topology(small_cfg)
         events = draw_events(topology, small_cfg)
         small_kpis = pl.concat([d for _, d in iter_days(small_cfg, topology, events)])
         small = build_features(small_kpis, spec, rop_minutes=15, min_denominator=10)
-        anomaly = training.train_anomaly(small, events, small_settings, spec.hash()).model
-        congestion = training.train_congestion(small, small_kpis, small_settings, spec.hash()).model
+        anomaly = anomaly_family.train_anomaly(small, events, small_settings, spec.hash()).model
+        congestion = congestion_family.train_congestion(
+            small, small_kpis, small_settings, spec.hash()
+        ).model
 
         landing = Path(tmp) / "landing"
         days: list[date] = []
@@ -83,9 +86,9 @@ def main(runs: int = 1) -> None:
         ingest_files([landing], settings, NOW)
         t_ingest = time.perf_counter() - t0
         for day in days:
-            build_day(settings, spec, day)
+            build_day(settings.layout, spec, day, FeatureParams.of(settings))
             first = day - timedelta(days=1) if day > days[0] else day
-            features = read_features(settings, DayWindow(first, day), spec)
+            features = read_features(settings.layout, DayWindow(first, day), spec)
             scores = table(features, anomaly, congestion, settings)
             in_day = pl.col("ts").dt.date() == day
             settings.layout.scores.replace_day(scores.filter(in_day), day)

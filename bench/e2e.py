@@ -20,8 +20,9 @@ from cellpulse.features.builder import build_features
 from cellpulse.features.spec import FeatureParams, spec_for
 from cellpulse.features.store import build_day, read_features
 from cellpulse.ingest import ingest_files
-from cellpulse.models import training
 from cellpulse.models.compiled import CompiledModels
+from cellpulse.models.families import anomaly as anomaly_family
+from cellpulse.models.families import congestion as congestion_family
 from cellpulse.settings import Settings
 from cellpulse.simulator import (
     SimulationConfig,
@@ -52,10 +53,12 @@ def main(runs: int = 1) -> None:
         small_kpis = pl.concat([d for _, d in iter_days(small_cfg, topology, events)])
         small = build_features(small_kpis, spec, rop_minutes=15, min_denominator=10)
         (anomaly, t_anomaly) = timed(
-            lambda: training.train_anomaly(small, events, settings, spec.hash()).model
+            lambda: anomaly_family.train_anomaly(small, events, settings, spec.hash()).model
         )
         (congestion, t_congestion) = timed(
-            lambda: training.train_congestion(small, small_kpis, settings, spec.hash()).model
+            lambda: (
+                congestion_family.train_congestion(small, small_kpis, settings, spec.hash()).model
+            )
         )
         train_rows = small.height
 

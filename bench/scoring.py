@@ -16,12 +16,13 @@ import polars as pl
 from bench.common import Measurement, peak_rss_mb, record, repeat
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
-from cellpulse.models import training
 from cellpulse.models.anomaly import AnomalyModel
 from cellpulse.models.boosting import Predict, lightgbm_predict, matrix
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.congestion import CongestionModel
-from cellpulse.models.scoring import score_features
+from cellpulse.models.families import anomaly as anomaly_family
+from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.scoring import champion_scorers, score_features
 from cellpulse.models.supervised import classifier_inputs
 from cellpulse.publish import ModelRef
 from cellpulse.settings import Settings
@@ -38,10 +39,12 @@ def table(
     """The score table of `features` with these models (placeholder registry references)."""
     return score_features(
         features,
-        anomaly,
-        congestion,
-        ModelRef("anomaly", "1", "-"),
-        ModelRef("congestion", "1", "-"),
+        champion_scorers(
+            {
+                "anomaly": (anomaly, ModelRef("anomaly", "1", "-")),
+                "congestion": (congestion, ModelRef("congestion", "1", "-")),
+            }
+        ),
         settings,
         datetime.now(UTC),
         anomaly.spec_hash,
@@ -58,9 +61,11 @@ def main(runs: int = 3) -> None:
         events = draw_events(topology, small_cfg)
         small = pl.concat([d for _, d in iter_days(small_cfg, topology, events)])
         feats_small = build_features(small, spec, rop_minutes=15, min_denominator=10)
-        anomaly = training.train_anomaly(feats_small, events, settings, spec.hash()).model
+        anomaly = anomaly_family.train_anomaly(feats_small, events, settings, spec.hash()).model
         assert anomaly.classifier is not None
-        congestion = training.train_congestion(feats_small, small, settings, spec.hash()).model
+        congestion = congestion_family.train_congestion(
+            feats_small, small, settings, spec.hash()
+        ).model
         big = pl.concat([d for _, d in iter_days(SimulationConfig(cells=10_000, days=8, seed=1))])
         last = big["ts"].max().date()  # type: ignore[union-attr]
         features = build_features(

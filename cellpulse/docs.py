@@ -88,7 +88,13 @@ _HOW_FEATURES_ARE_BUILT = [
     "- **For the KPIs that exist**: a source may deliver any subset of the contract's "
     "measurements. Features are made only from the KPIs the data holds (derived KPIs "
     "only from present counters; `FeatureSpec.restricted_to`), and "
-    "`feature_coverage` names the KPIs left out and every column without a value.",
+    "`feature_coverage` names the KPIs left out and every column without a value. "
+    "Which KPIs exist is one answer for the whole lake (`features.store.lake_kpis`: "
+    "the measurements holding a value anywhere in lake/kpi, read from parquet "
+    "statistics, and what derives from them), so `features`, `train`, `score`, "
+    "`backtest` and `evaluate` build and expect the same spec (`lake_spec`) and hash; "
+    "`cellpulse features` prints the coverage line. A KPI that starts arriving later "
+    "changes the spec: rebuild the features and retrain.",
     "- **Grid kernels**: a day's KPI rows are scattered into a cells × ROP-slots grid and "
     "every transform is a vectorised kernel over it (`cellpulse/features/kernels.py`, "
     "NumPy and Numba): rolling statistics by van Herk/Gil-Werman blocks aligned to "

@@ -42,35 +42,15 @@ class ModelRef:
 
 
 def assemble_scores(
-    keys: pl.DataFrame,
-    anomaly: pl.DataFrame,
-    congestion_prob: pl.Series,
-    horizon: str,
-    anomaly_ref: ModelRef,
-    congestion_ref: ModelRef,
-    scored_at: datetime,
+    keys: pl.DataFrame, families: list[pl.DataFrame], scored_at: datetime
 ) -> pl.DataFrame:
-    """One score row per (cell_id, ts). `keys`, `anomaly` and `congestion_prob` are aligned
-    row for row."""
+    """One score row per (cell_id, ts): the keys and dimensions of `keys`, each family's
+    columns (value columns and the `<family>_model`, `_model_version`, `_run_id` naming what
+    scored them: a registered version, or `baseline:<method>` with version "baseline"), all
+    aligned row for row."""
     return (
-        pl.concat(
-            [
-                keys.select("cell_id", "ts", *contract.DIMENSIONS),
-                anomaly.select("anomaly_score", "is_anomaly", "anomaly_kpis"),
-            ],
-            how="horizontal",
-        )
-        .with_columns(
-            congestion_prob=congestion_prob.cast(pl.Float64),
-            congestion_horizon=pl.lit(horizon),
-            anomaly_model=pl.lit(anomaly_ref.name),
-            anomaly_model_version=pl.lit(anomaly_ref.version),
-            anomaly_run_id=pl.lit(anomaly_ref.run_id),
-            congestion_model=pl.lit(congestion_ref.name),
-            congestion_model_version=pl.lit(congestion_ref.version),
-            congestion_run_id=pl.lit(congestion_ref.run_id),
-            scored_at=pl.lit(scored_at).cast(pl.Datetime("us", "UTC")),
-        )
+        pl.concat([keys.select("cell_id", "ts", *contract.DIMENSIONS), *families], how="horizontal")
+        .with_columns(scored_at=pl.lit(scored_at).cast(pl.Datetime("us", "UTC")))
         .select(SCORE_COLUMNS)
     )
 
@@ -195,9 +175,11 @@ def _empty_alerts() -> pl.DataFrame:
 
 
 def top_anomalous(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
-    """Cells ranked by their worst score in the period, with when and why."""
+    """Cells ranked by their worst score in the period, with when and why (none when no
+    anomaly scores were published: the family had neither a champion nor a baseline)."""
     return (
-        scores.sort("anomaly_score", descending=True)
+        scores.filter(pl.col("anomaly_score").is_not_null())
+        .sort("anomaly_score", descending=True)
         .group_by("cell_id", maintain_order=True)
         .agg(pl.all().first(), pl.col("is_anomaly").sum().alias("anomalous_rops"))
         .head(k)
@@ -216,10 +198,13 @@ def top_anomalous(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
 
 def top_congestion(scores: pl.DataFrame, k: int = 10) -> pl.DataFrame:
     """Cells ranked by their highest congestion probability on the newest day scored, with
-    when that peak comes: the list to act on before the busy hour."""
+    when that peak comes: the list to act on before the busy hour (none when no congestion
+    scores were published, e.g. without PRB utilisation and a model)."""
     newest_day = scores["ts"].max().date()  # type: ignore[union-attr]
     return (
-        scores.filter(pl.col("ts").dt.date() == newest_day)
+        scores.filter(
+            (pl.col("ts").dt.date() == newest_day) & pl.col("congestion_prob").is_not_null()
+        )
         .sort("congestion_prob", descending=True)
         .group_by("cell_id", maintain_order=True)
         .first()
@@ -244,6 +229,8 @@ def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> 
         "",
         f"{scores['cell_id'].n_unique()} cells, {scores.height} ROPs scored, "
         f"{alerts.height} alerts ({(alerts['status'] == 'open').sum()} open).",
+        "",
+        f"Scored by: {scored_by(scores)}.",
         "",
         "## Most anomalous cells",
         "",
@@ -270,6 +257,20 @@ def markdown_report(scores: pl.DataFrame, alerts: pl.DataFrame, k: int = 15) -> 
             f"{r['congestion_horizon']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def scored_by(scores: pl.DataFrame) -> str:
+    """Which model scored each family's columns, baselines marked: one phrase for reports."""
+    parts = []
+    for family in ("anomaly", "congestion"):
+        models = scores.select(f"{family}_model", f"{family}_model_version").unique().drop_nulls()
+        if models.is_empty():
+            parts.append(f"{family} not scored")
+            continue
+        for name, version in models.sort(f"{family}_model").iter_rows():
+            label = f"{name} (no champion yet)" if version == "baseline" else f"{name} v{version}"
+            parts.append(f"{family} {label}")
+    return "; ".join(parts)
 
 
 def cell_link(page_url: str, cell_id: str) -> str:

@@ -6,6 +6,7 @@ spec's hash in its metadata, so a re-run replaces a day and a model can check wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterable, Iterator
@@ -14,11 +15,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from cellpulse import lake
+from cellpulse import contract, lake
 from cellpulse.errors import NoDataError, SpecMismatchError
-from cellpulse.features.builder import build_features, days_needed
-from cellpulse.features.spec import FeatureParams, FeatureSpec
+from cellpulse.features.builder import (
+    FeatureCoverage,
+    build_features,
+    days_needed,
+    feature_coverage,
+)
+from cellpulse.features.spec import FeatureParams, FeatureSpec, spec_for
 from cellpulse.layout import Layout
 from cellpulse.ledger import Ledger
 from cellpulse.window import DayWindow
@@ -37,12 +44,64 @@ class FeatureSummary:
     spec_hash: str
     out_dir: Path
     reused: int = 0  # days whose inputs were unchanged: their cached build was kept
+    # What the features hold of the full spec: KPIs the lake lacks, all-null columns.
+    coverage: FeatureCoverage | None = None
 
 
 def ingested_days(layout: Layout, window: DayWindow) -> list[date]:
     """The days of `window` that have ingested KPIs: what features, training and backfills
     cover. NoDataError saying what the lake holds when there are none."""
     return window.resolve(layout.kpi.dates(), fix=f"run `cellpulse ingest` ({layout.kpi.root})")
+
+
+def lake_kpis(layout: Layout) -> tuple[str, ...]:
+    """The KPIs the lake delivers: the contract measurements holding a value in at least one
+    row of lake/kpi, and the KPIs derived from them. One answer for the whole lake, so the
+    features, training and scoring of any window build and expect the same spec.
+
+    Parquet parts answer from their column statistics (null counts), without reading data;
+    only delivery fragments without statistics are read, and only until every measurement
+    was seen."""
+    missing = set(contract.MEASUREMENT_NAMES)
+    for f in layout.kpi.files():
+        if not missing:
+            break
+        missing -= _measurements_in(f, missing)
+    return contract.available_kpis(set(contract.MEASUREMENT_NAMES) - missing)
+
+
+def _measurements_in(path: Path, wanted: set[str]) -> set[str]:
+    """Which of `wanted` hold a value in the lake file `path`."""
+    if path.suffix == ".parquet":
+        meta = pq.ParquetFile(path).metadata
+        names = meta.schema.names
+        found, unknown = set(), set()
+        for name in wanted & set(names):
+            j = names.index(name)
+            for g in range(meta.num_row_groups):
+                col = meta.row_group(g).column(j)
+                stats = col.statistics
+                if stats is None or not stats.has_null_count:
+                    unknown.add(name)
+                    break
+                if stats.null_count < meta.row_group(g).num_rows:
+                    found.add(name)
+                    break
+        if not unknown:
+            return found
+        wanted = unknown
+    rows = lake.scan([path])
+    present = [c for c in wanted if c in rows.collect_schema().names()]
+    if not present:
+        return set()
+    held = rows.select(pl.col(c).is_not_null().any() for c in present).collect().row(0)
+    return {c for c, has in zip(present, held, strict=True) if has}
+
+
+def lake_spec(layout: Layout, params: FeatureParams) -> FeatureSpec:
+    """The spec features are built, trained and scored with: the installation's, restricted
+    to the KPIs the lake delivers (`lake_kpis`)."""
+    return spec_for(params, lake_kpis(layout))
 
 
 def affected_days(changed: list[date], spec: FeatureSpec, available: list[date]) -> list[date]:
@@ -60,6 +119,7 @@ class DayBuild:
     rows: int
     cells: frozenset[str]
     columns: int
+    coverage: FeatureCoverage | None = None  # against the installation's full spec
 
 
 def build_day(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParams) -> DayBuild:
@@ -71,9 +131,11 @@ def build_day(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParam
     needed = days_needed(spec, [day], params.rop_minutes)
     since = datetime.combine(day, time(), tzinfo=UTC)
     rows, cells, width = 0, set[str](), 0
+    full = spec_for(params)
+    coverage: FeatureCoverage | None = None
 
     def chunks(region: str) -> Iterator[pl.DataFrame]:
-        nonlocal rows, width
+        nonlocal rows, width, coverage
         sites = kpis.read_days([day], region, columns=["cell_id", "site_id"]).unique()
         for lo, hi in site_chunks(sites, params.chunk_cells):
             feats = build_features(
@@ -86,6 +148,8 @@ def build_day(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParam
             )
             rows, width = rows + feats.height, feats.width
             cells.update(feats["cell_id"].unique().to_list())
+            part = feature_coverage(feats, full)
+            coverage = part if coverage is None else coverage.merged(part)
             yield feats
 
     layout.features.replace_day_parts(
@@ -93,7 +157,7 @@ def build_day(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParam
         day,
         {SPEC_HASH_KEY: spec.hash()},
     )
-    return DayBuild(day, rows, frozenset(cells), width)
+    return DayBuild(day, rows, frozenset(cells), width, coverage)
 
 
 def site_chunks(cells: pl.DataFrame, size: int) -> list[tuple[str, str]]:
@@ -149,6 +213,8 @@ def record_built(
         ledger.clear_stale("features", days)
         ledger.mark_stale("scores", days)  # new features, so their scores must be redone
     cells = frozenset().union(*(b.cells for b in built)) if built else frozenset()
+    parts = [c for b in built if (c := getattr(b, "coverage", None)) is not None]
+    coverage = functools.reduce(FeatureCoverage.merged, parts) if parts else None
     return FeatureSummary(
         days,
         sum(b.rows for b in built),
@@ -157,6 +223,7 @@ def record_built(
         spec.hash(),
         layout.features.root,
         reused,
+        coverage,
     )
 
 

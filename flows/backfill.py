@@ -15,7 +15,8 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse import progress
 from cellpulse.backfill import STAGES, BackfillSummary, check_stages, current_outputs, plan
-from cellpulse.features.store import ingested_days
+from cellpulse.features.spec import FeatureParams
+from cellpulse.features.store import ingested_days, lake_spec
 from cellpulse.flows.features import build_each_day
 from cellpulse.flows.score import score_flow
 from cellpulse.settings import Settings
@@ -43,10 +44,12 @@ def backfill_flow(
     todo = plan_backfill(settings, window, stages, force)
     summary = BackfillSummary(list(todo), stages)
     bar = create_progress_artifact(0.0, key="backfill", description=f"cellpulse backfill {window}")
+    # One spec for every day of the backfill.
+    spec = lake_spec(settings.layout, FeatureParams.of(settings))
     for i, day in enumerate(progress.track(list(todo), "backfill: days", total=len(todo)), 1):
         t0 = time.perf_counter()
         if "features" in todo[day]:
-            build_each_day(settings, [day])
+            build_each_day(settings, spec, [day])
         if "score" in todo[day]:
             score_flow(settings, [day])
         summary.ran[day] = todo[day]

@@ -1,4 +1,4 @@
-"""Flow: rolling-origin backtest of both model families, logged to MLflow as a parent run
+"""Flow: rolling-origin backtest of every model family, logged to MLflow as a parent run
 (mean and spread per metric) with one nested run per fold."""
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from cellpulse.features.spec import FeatureParams, spec_for
-from cellpulse.features.store import load_events
-from cellpulse.flows.train import FAMILIES, load_training_data
+from cellpulse.features.spec import FeatureParams
+from cellpulse.features.store import lake_spec, load_events
+from cellpulse.flows.train import load_training_data
 from cellpulse.models import backtest, tracking
 from cellpulse.models.backtest import Fold
+from cellpulse.models.family import families
+from cellpulse.models.training import TrainingData
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
 
@@ -33,17 +35,18 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     """Train and evaluate both families on `folds` successive origins; each fold's test
     period is the `train.holdout_days` after its training data."""
     tracking.configure(settings)
-    spec_hash = spec_for(FeatureParams.of(settings)).hash()
-    features, kpis = load_training_data(settings, DayWindow())
+    spec = lake_spec(settings.layout, FeatureParams.of(settings))
+    spec_hash = spec.hash()
+    features, kpis = load_training_data(settings, DayWindow(), spec)
     labels_path = settings.layout.labels_file(labels)
     events = load_events(labels_path)
     days = features["ts"].dt.date().unique().sort().to_list()
     ends = backtest.fold_ends(days, folds, settings.train.holdout_days, MIN_TRAIN_DAYS)
-    results: dict[str, list[Fold]] = {family: [] for family in FAMILIES}
+    results: dict[str, list[Fold]] = {family.name: [] for family in families()}
     for index, end in enumerate(ends, 1):
-        data = backtest.up_to(features, end)
-        for family, done in results.items():
-            done.append(backtest.fit_fold(family, index, data, events, kpis, settings, spec_hash))
+        data = TrainingData(backtest.up_to(features, end), kpis, events)
+        for family in families():
+            results[family.name].append(backtest.fit_fold(family, index, data, settings, spec_hash))
     tags = {"feature_spec_hash": spec_hash, "data.labels": str(labels_path)}
     runs = {
         family: tracking.log_backtest(family, f, settings, tags) for family, f in results.items()

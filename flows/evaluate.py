@@ -13,8 +13,8 @@ from prefect.cache_policies import NO_CACHE
 
 from cellpulse import lake
 from cellpulse.errors import CellpulseError, NoChampionError, NoDataError
-from cellpulse.features.spec import FeatureParams, spec_for
-from cellpulse.features.store import load_events, read_features
+from cellpulse.features.spec import FeatureParams
+from cellpulse.features.store import lake_spec, load_events, read_features
 from cellpulse.flows.common import retry_on_io
 from cellpulse.models import tracking
 from cellpulse.models.scoreboard import flat_metrics, scoreboard
@@ -57,7 +57,9 @@ class Inputs:
 
 def _features(settings: Settings, window: DayWindow) -> pl.DataFrame | None:
     try:
-        return read_features(settings.layout, window, spec_for(FeatureParams.of(settings)))
+        return read_features(
+            settings.layout, window, lake_spec(settings.layout, FeatureParams.of(settings))
+        )
     except CellpulseError:  # none built, or built by another spec: that baseline is skipped
         return None
 

@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import progress
-from cellpulse.features.spec import FeatureParams, spec_for
+from cellpulse.features.spec import FeatureParams, FeatureSpec
 from cellpulse.features.store import (
     DayBuild,
     FeatureSummary,
@@ -18,6 +18,7 @@ from cellpulse.features.store import (
     ingested_days,
     inputs_fingerprint,
     is_current,
+    lake_spec,
     record_built,
 )
 from cellpulse.flows.common import dask_runner, retry_on_io
@@ -36,8 +37,9 @@ def stale_days(settings: Settings, stage: str) -> list[date]:
 def _day_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     settings: Settings = parameters["settings"]
     day: date = parameters["day"]
-    params = FeatureParams.of(settings)
-    return f"features-{day}-{inputs_fingerprint(settings.layout, spec_for(params), day, params)}"
+    spec: FeatureSpec = parameters["spec"]
+    fingerprint = inputs_fingerprint(settings.layout, spec, day, FeatureParams.of(settings))
+    return f"features-{day}-{fingerprint}"
 
 
 @task(
@@ -48,41 +50,40 @@ def _day_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     cache_expiration=timedelta(days=60),
     persist_result=True,
 )
-def build_day_task(settings: Settings, day: date) -> DayBuild:
+def build_day_task(settings: Settings, spec: FeatureSpec, day: date) -> DayBuild:
     """One day's features. Cached on the day's inputs (KPI files of the day and its
     lookback, the spec): re-running an unchanged day reuses the build."""
-    params = FeatureParams.of(settings)
-    return build_day(settings.layout, spec_for(params), day, params)
+    return build_day(settings.layout, spec, day, FeatureParams.of(settings))
 
 
-def _task_for(settings: Settings, day: date) -> Any:
+def _task_for(settings: Settings, spec: FeatureSpec, day: date) -> Any:
     """The build task, forced to run when the day's stored output is missing or was built
     by another spec (a cached result would not bring it back)."""
-    current = is_current(settings.layout, spec_for(FeatureParams.of(settings)), day)
+    current = is_current(settings.layout, spec, day)
     return build_day_task if current else build_day_task.with_options(refresh_cache=True)
 
 
-def build_each_day(settings: Settings, days: list[date]) -> FeatureSummary:
+def build_each_day(settings: Settings, spec: FeatureSpec, days: list[date]) -> FeatureSummary:
     """Build `days` one after the other in this process (bounded memory), reusing the
     cached build of a day whose inputs did not change."""
     built, reused = [], 0
     for day in progress.track(days, "features: building days", total=len(days)):
-        state = _task_for(settings, day)(settings, day, return_state=True)
+        state = _task_for(settings, spec, day)(settings, spec, day, return_state=True)
         reused += state.name == "Cached"
         built.append(state.result())
-    return record_built(settings.layout, spec_for(FeatureParams.of(settings)), built, reused)
+    return record_built(settings.layout, spec, built, reused)
 
 
 @flow(name="features-on-dask")
-def build_on_dask(settings: Settings, days: list[date]) -> FeatureSummary:
+def build_on_dask(settings: Settings, spec: FeatureSpec, days: list[date]) -> FeatureSummary:
     """One task per day, spread over the Dask cluster's workers; each writes its own
     partition, so workers share nothing but the lake."""
-    futures = [_task_for(settings, day).submit(settings, day) for day in days]
+    futures = [_task_for(settings, spec, day).submit(settings, spec, day) for day in days]
     for future in futures:
         future.wait()
     reused = sum(f.state.name == "Cached" for f in futures)
     built = sorted((f.result() for f in futures), key=lambda b: b.day)
-    return record_built(settings.layout, spec_for(FeatureParams.of(settings)), built, reused)
+    return record_built(settings.layout, spec, built, reused)
 
 
 @flow(name="features")
@@ -92,18 +93,21 @@ def features_flow(
     """Build the features of the ingested days in `window` (default: all of them), or, with
     `only_stale`, of the days that ingest marked stale and those whose lookback reads them.
 
+    Features are built for the KPIs the lake delivers (`lake_spec`): the spec training and
+    scoring expect too.
+
     Returns:
-        What was built, or None when `only_stale` found nothing stale.
+        What was built (with what it holds of the full spec: `coverage`), or None when
+        `only_stale` found nothing stale.
     """
+    spec = lake_spec(settings.layout, FeatureParams.of(settings))
     if only_stale:
         changed = stale_days(settings, "features")
-        days = affected_days(
-            changed, spec_for(FeatureParams.of(settings)), settings.layout.kpi.dates()
-        )
+        days = affected_days(changed, spec, settings.layout.kpi.dates())
         if not days:
             return None
     else:
         days = ingested_days(settings.layout, window)
     if settings.dask_address:
-        return build_on_dask.with_options(task_runner=dask_runner(settings))(settings, days)
-    return build_each_day(settings, days)
+        return build_on_dask.with_options(task_runner=dask_runner(settings))(settings, spec, days)
+    return build_each_day(settings, spec, days)

@@ -1,5 +1,5 @@
-"""Flow: the daily pipeline, ingest -> features -> train (only if there is no champion) ->
-score. Each stage does only what is new or stale, so a second run with no new data does
+"""Flow: the daily pipeline, ingest -> features -> train (the families without a champion)
+-> score. Each stage does only what is new or stale, so a second run with no new data does
 nothing and changes nothing."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 
 from prefect import flow
 
-from cellpulse.errors import NoChampionError
 from cellpulse.features.store import FeatureSummary
 from cellpulse.flows.features import features_flow, stale_days
 from cellpulse.flows.ingest import ingest_flow
@@ -30,25 +29,31 @@ class PipelineResult:
     score: ScoreSummary | None
 
 
+def families_to_train(features_changed: bool) -> tuple[str, ...]:
+    """The families the pipeline trains: those without a champion, once new features are in
+    (or, for a family never trained, on the first run); each scores with its baseline
+    meanwhile. A family with a champion is retrained by `cellpulse train` or a schedule."""
+    return tuple(
+        name
+        for name in tracking.MODEL_NAMES
+        if tracking.champion_version(name) is None
+        and (features_changed or not tracking.list_versions(name))
+    )
+
+
 @flow(name="daily-pipeline")
 def pipeline_flow(
     settings: Settings, paths: list[Path] | None = None, mapping: str | None = None
 ) -> PipelineResult:
-    """Ingest `paths` (default: the landing folder), build the days that changed, train a
-    first champion if a family has none, and score every day whose scores are stale."""
+    """Ingest `paths` (default: the landing folder), build the days that changed, train the
+    families that have no champion yet, and score every day whose scores are stale: a
+    family without a champion (not trained, or its model lost to its baseline) publishes
+    its baseline's scores, marked as such."""
     tracking.configure(settings)
     ingested = ingest_flow(settings, paths, mapping=mapping)
     features = features_flow(settings, only_stale=True)
-    trained = None
-    if any(tracking.champion_version(f) is None for f in tracking.MODEL_NAMES):
-        trained = train_flow(settings)
-        for family, logged in trained.logged.items():
-            if tracking.champion_version(family) is None:
-                raise NoChampionError(
-                    f"the first {family} model (version {logged.version}) was not promoted: "
-                    f"{logged.decision.reason}; no scores published. Inspect the run in "
-                    "MLflow, then promote it by hand or train on more data"
-                )
+    wanted = families_to_train(features is not None)
+    trained = train_flow(settings, only=wanted) if wanted else None
     built = set(settings.layout.features.dates())
     days = [d for d in stale_days(settings, "scores") if d in built]
     scored = score_flow(settings, days) if days else None

@@ -1,8 +1,9 @@
-"""Flow: features + both @champion models -> lake/scores, the ops store, a Prefect artifact."""
+"""Flow: features + each family's @champion (or, until it has one, its baseline) ->
+lake/scores, the ops store, a Prefect artifact."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -12,12 +13,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse.errors import NoDataError
-from cellpulse.features.spec import FeatureParams, spec_for
-from cellpulse.features.store import read_features
+from cellpulse.features.spec import FeatureParams
+from cellpulse.features.store import lake_spec, read_features
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
-from cellpulse.models.scoring import predictor, score_features
+from cellpulse.models.family import families
+from cellpulse.models.scoring import (
+    Scorer,
+    baseline_scorer,
+    champion_scorer,
+    predictor,
+    score_features,
+)
 from cellpulse.notify import Delivery, alert_payload, post_alerts
 from cellpulse.opsstore import open_ops_store, ops_store_location
 from cellpulse.publish import ModelRef, derive_alerts, markdown_report, top_cells_table
@@ -27,7 +35,8 @@ from cellpulse.window import DayWindow
 
 @dataclass(frozen=True)
 class ScoreSummary:
-    """What a scoring run published: counts for people, the tables, and where they went."""
+    """What a scoring run published: counts for people, the tables, where they went, and
+    per family what scored it (a champion, its baseline, or nothing, and why)."""
 
     days: list[date]
     rows: int
@@ -41,6 +50,7 @@ class ScoreSummary:
     ops_store: str
     new_alerts: int = 0
     webhook: Delivery | None = None
+    families: dict[str, str] = field(default_factory=dict)  # family -> what scored it
 
     @classmethod
     def of(
@@ -51,6 +61,7 @@ class ScoreSummary:
         settings: Settings,
         new_alerts: int,
         webhook: Delivery | None,
+        families: dict[str, str],
     ) -> ScoreSummary:
         """The summary of `scores` and `alerts` published for `days`."""
         return cls(
@@ -66,7 +77,25 @@ class ScoreSummary:
             ops_store_location(settings),
             new_alerts,
             webhook,
+            families,
         )
+
+
+@dataclass(frozen=True)
+class NoChampion:
+    """A family without a champion, and why (what training last did for it)."""
+
+    family: str
+    why: str
+
+
+def no_champion(family: str) -> NoChampion:
+    """Why `family` has no champion: nothing trained yet, or its newest version lost."""
+    versions = tracking.list_versions(family)
+    if not versions:
+        return NoChampion(family, "no model trained yet")
+    newest = versions[0]
+    return NoChampion(family, f"version {newest.version} was not promoted: {newest.reason}")
 
 
 @task(
@@ -76,60 +105,118 @@ class ScoreSummary:
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )
-def load_champions() -> tuple[tracking.Champion, tracking.Champion]:
-    """Both families' `@champion` models from the registry."""
-    return tracking.load_champion("anomaly"), tracking.load_champion("congestion")
+def load_champions() -> dict[str, tracking.Champion | NoChampion]:
+    """Each family's `@champion` model from the registry, or why it has none."""
+    out: dict[str, tracking.Champion | NoChampion] = {}
+    for family in families():
+        if tracking.champion_version(family.name) is None:
+            out[family.name] = no_champion(family.name)
+        else:
+            out[family.name] = tracking.load_champion(family.name)
+    return out
+
+
+# Days of features before the first scored day that a baseline learns each cell from.
+BASELINE_REFERENCE_DAYS = 7
+
+
+def scorers_for(
+    champions: dict[str, tracking.Champion | NoChampion],
+    reference: pl.DataFrame,
+    settings: Settings,
+) -> tuple[list[Scorer], dict[str, str]]:
+    """Who scores each family: its champion, else its baseline fitted on `reference`, else
+    nobody; and one line per family saying which, and why."""
+    scorers, lines = [], {}
+    for family in families():
+        got = champions[family.name]
+        if isinstance(got, tracking.Champion):
+            scorers.append(champion_scorer(family, got.model, ModelRef(*champion_ref(got))))
+            lines[family.name] = f"{got.name} version {got.version} (champion)"
+            continue
+        try:
+            baseline = family.baseline(reference, settings)
+        except NoDataError as exc:
+            lines[family.name] = f"no scores — no champion ({got.why}) and {exc}"
+            continue
+        scorers.append(baseline_scorer(family, baseline))
+        lines[family.name] = (
+            f"baseline scores ({baseline.what}, model {baseline.name}) — {got.why}. The "
+            "first trained model that beats this baseline takes over (`cellpulse train` "
+            "once more days are in)"
+        )
+    return scorers, lines
+
+
+def champion_ref(champion: tracking.Champion) -> tuple[str, str, str]:
+    return champion.name, champion.version, champion.run_id
 
 
 @task(name="score-days", cache_policy=NO_CACHE)
 def score_days(
-    settings: Settings, days: list[date], anomaly: tracking.Champion, congestion: tracking.Champion
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The score table of `days`, and the anomaly model's expected band for each watched KPI."""
-    spec = spec_for(FeatureParams.of(settings))
+    settings: Settings,
+    days: list[date],
+    champions: dict[str, tracking.Champion | NoChampion],
+) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
+    """The score table of `days`, the expected band a champion draws for its KPIs (None
+    without one), and what scored each family."""
+    spec = lake_spec(settings.layout, FeatureParams.of(settings))
     # One day of context before the first day, so the consecutive-ROP alert rule sees
-    # the run that leads into it.
-    day_before = days[0] - timedelta(days=1)
-    first = day_before if settings.layout.features.files(day_before, day_before) else days[0]
+    # the run that leads into it; a baseline learns each cell from up to a week of it.
+    built = set(settings.layout.features.dates())
+    lead = 1
+    if any(isinstance(c, NoChampion) for c in champions.values()):
+        lead = BASELINE_REFERENCE_DAYS
+    before = [days[0] - timedelta(days=k) for k in range(lead, 0, -1)]
+    first = next((d for d in before if d in built), days[0])
     features = read_features(settings.layout, DayWindow(first, days[-1]), spec)
+    # A baseline learns from the days before those it scores (an outage today must not
+    # raise its own cell's spread); a network with no earlier day learns from these.
+    earlier = features.filter(pl.col("ts").dt.date() < days[0])
+    scorers, lines = scorers_for(champions, earlier if earlier.height else features, settings)
     predict = predictor(settings)
+    context = features.filter(pl.col("ts").dt.date() >= days[0] - timedelta(days=1))
     scores = score_features(
-        features,
-        anomaly.model,
-        congestion.model,
-        ModelRef(anomaly.name, anomaly.version, anomaly.run_id),
-        ModelRef(congestion.name, congestion.version, congestion.run_id),
-        settings,
-        datetime.now(UTC),
-        spec.hash(),
-        predict=predict,
+        context, scorers, settings, datetime.now(UTC), spec.hash(), predict=predict
     )
     in_days = pl.col("ts").dt.date().is_in(days)
-    return scores.filter(in_days), anomaly.model.band(features.filter(in_days), predict=predict)
+    bands = [
+        band
+        for s in scorers
+        if s.model is not None
+        and (band := s.family.band(s.model, features.filter(in_days), predict)) is not None
+    ]
+    return scores.filter(in_days), (bands[0] if bands else None), lines
 
 
 @flow(name="score-on-dask")
 def score_on_dask(
-    settings: Settings, days: list[date], anomaly: tracking.Champion, congestion: tracking.Champion
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    settings: Settings,
+    days: list[date],
+    champions: dict[str, tracking.Champion | NoChampion],
+) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
     """One scoring task per day on the Dask cluster (each reads its day and the one before,
     as the single-process path does), gathered here for alerts and publishing."""
-    futures = score_days.map(
-        unmapped(settings), [[d] for d in days], unmapped(anomaly), unmapped(congestion)
-    )
+    futures = score_days.map(unmapped(settings), [[d] for d in days], unmapped(champions))
     parts = [f.result() for f in futures]
+    bands = [p[1] for p in parts if p[1] is not None]
     return (
         pl.concat([p[0] for p in parts]).sort("cell_id", "ts"),
-        pl.concat([p[1] for p in parts]).sort("cell_id", "ts"),
+        pl.concat(bands).sort("cell_id", "ts") if bands else None,
+        parts[-1][2],
     )
 
 
 @task(name="write-scores", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def write_scores(
-    settings: Settings, scores: pl.DataFrame, band: pl.DataFrame, days: list[date]
+    settings: Settings, scores: pl.DataFrame, band: pl.DataFrame | None, days: list[date]
 ) -> None:
-    """Each day's scores and expected bands into the lake, replacing what was there."""
-    for ds, table in ((settings.layout.scores, scores), (settings.layout.expected, band)):
+    """Each day's scores and expected bands (if a champion drew them) into the lake,
+    replacing what was there."""
+    tables = [(settings.layout.scores, scores)]
+    if band is not None:
+        tables.append((settings.layout.expected, band))
+    for ds, table in tables:
         with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
         for day in days:
             ds.replace_day(with_day.filter(pl.col("_day") == day).drop("_day"), day)
@@ -196,20 +283,21 @@ def show_top_cells(settings: Settings, scores: pl.DataFrame, alerts: pl.DataFram
 
 @flow(name="score")
 def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
-    """Score `days` with both champions and publish the result everywhere ops reads it."""
+    """Score `days`, each family with its champion or, until it has one, its baseline, and
+    publish the result everywhere ops reads it."""
     if not days:
         raise NoDataError("no days to score; pass --from/--to or ingest new data first")
     tracking.configure(settings)
-    anomaly, congestion = load_champions()
+    champions = load_champions()
     score = (  # one task per day on the Dask cluster, or all days here
         score_on_dask.with_options(task_runner=dask_runner(settings))
         if settings.dask_address
         else score_days
     )
-    scores, band = score(settings, days, anomaly, congestion)
+    scores, band, lines = score(settings, days, champions)
     alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
     write_scores(settings, scores, band, days)
     new = publish(settings, scores, alerts, days)
     delivery = notify(settings, alerts, new)
     show_top_cells(settings, scores, alerts)
-    return ScoreSummary.of(days, scores, alerts, settings, len(new), delivery)
+    return ScoreSummary.of(days, scores, alerts, settings, len(new), delivery, lines)

@@ -1,4 +1,5 @@
-"""Flow: features -> both model families fitted, compared, logged, registered, promoted."""
+"""Flow: features -> each model family fitted, compared, logged, registered, promoted, on its
+own."""
 
 from __future__ import annotations
 
@@ -12,79 +13,69 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from cellpulse.errors import SpecMismatchError
-from cellpulse.features.spec import FeatureParams, spec_for
-from cellpulse.features.store import ingested_days, load_events, read_features
+from cellpulse.errors import NoDataError, SpecMismatchError
+from cellpulse.features.spec import FeatureParams, FeatureSpec
+from cellpulse.features.store import ingested_days, lake_spec, load_events, read_features
 from cellpulse.flows.common import booster_trainer, retry_on_io
-from cellpulse.models import tracking, training, tuning
+from cellpulse.models import tracking, tuning
 from cellpulse.models.boosting import Trainer, train_local
+from cellpulse.models.family import ModelFamily, families
+from cellpulse.models.family import family as family_named
 from cellpulse.models.promotion import decide_promotion
-from cellpulse.models.training import Candidate
+from cellpulse.models.training import Candidate, TrainingData
 from cellpulse.settings import Settings, TrainSettings
 from cellpulse.window import DayWindow
-
-FAMILIES = (training.ANOMALY, training.CONGESTION)
 
 
 @dataclass(frozen=True)
 class TrainResult:
     """Per family: the registered model, its candidate, the champion's metrics on the same
-    hold-out (None without a comparable champion), and what a search chose."""
+    hold-out (None without a comparable champion), and what a search chose; and, for each
+    family that could not train, why."""
 
     logged: dict[str, tracking.Logged]
     candidates: dict[str, Candidate]
     champion_metrics: dict[str, dict[str, float] | None]
     tuning: dict[str, str] = field(default_factory=dict)  # family -> what the search chose
+    not_trained: dict[str, str] = field(default_factory=dict)  # family -> why not
 
 
 @task(name="load-training-data", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def load_training_data(settings: Settings, window: DayWindow) -> tuple[pl.DataFrame, pl.DataFrame]:
+def load_training_data(
+    settings: Settings, window: DayWindow, spec: FeatureSpec
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(features, KPIs) of the ingested days in `window`; refuses features of another spec."""
     days = ingested_days(settings.layout, window)
-    features = read_features(
-        settings.layout, DayWindow(days[0], days[-1]), spec_for(FeatureParams.of(settings))
-    )
+    features = read_features(settings.layout, DayWindow(days[0], days[-1]), spec)
     kpis = settings.layout.kpi.read(days[0], days[-1])
     return features, kpis
 
 
-@task(name="fit-anomaly", cache_policy=NO_CACHE)
-def fit_anomaly(
-    features: pl.DataFrame,
-    events: pl.DataFrame | None,
+@task(name="fit-family", cache_policy=NO_CACHE, task_run_name="fit-{family.name}")
+def fit_candidate(
+    family: ModelFamily,
+    data: TrainingData,
     settings: Settings,
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
-    """The anomaly model fitted and judged on its hold-out, next to its baselines."""
-    return training.train_anomaly(features, events, settings, spec_hash, trainer)
-
-
-@task(name="fit-congestion", cache_policy=NO_CACHE)
-def fit_congestion(
-    features: pl.DataFrame,
-    kpis: pl.DataFrame,
-    settings: Settings,
-    spec_hash: str,
-    trainer: Trainer = train_local,
-) -> Candidate:
-    """The congestion model fitted and judged on its hold-out, next to its baselines."""
-    return training.train_congestion(features, kpis, settings, spec_hash, trainer)
+    """The family's model fitted and judged on its hold-out, next to its baselines."""
+    return family.fit(data, settings, spec_hash, trainer)
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
 def evaluate_champion(
-    candidate: Candidate, events: pl.DataFrame | None, kpis: pl.DataFrame, settings: Settings
+    family: ModelFamily, candidate: Candidate, data: TrainingData, settings: Settings
 ) -> dict[str, float] | None:
     """The current champion's metrics on the challenger's hold-out (None if there is no
     champion, or it was trained on another feature spec and cannot read these features)."""
-    if tracking.champion_version(candidate.family) is None:
+    if tracking.champion_version(family.name) is None:
         return None
-    champion = tracking.load_champion(candidate.family)
+    champion = tracking.load_champion(family.name)
     if champion.model.spec_hash != candidate.model.spec_hash:
         return None
     try:
-        return training.evaluate_on_holdout(candidate, champion.model, events, kpis, settings)
+        return family.evaluate(candidate, champion.model, data, settings)
     except SpecMismatchError:
         return None
 
@@ -138,26 +129,22 @@ def data_tags(
     }
 
 
-def fit_family(
-    features: pl.DataFrame,
-    kpis: pl.DataFrame,
-    events: pl.DataFrame | None,
+def fit_with(
+    family: ModelFamily,
+    data: TrainingData,
     settings: Settings,
     spec_hash: str,
     trainer: Trainer,
-    family: str,
     train: TrainSettings,
 ) -> Candidate:
-    """One family fitted with the `train` parameters (the configured ones, or a trial's)."""
+    """The family fitted with the `train` parameters (the configured ones, or a trial's)."""
     trial = settings.model_copy(update={"train": train})
-    if family == training.ANOMALY:
-        return fit_anomaly(features, events, trial, spec_hash, trainer)
-    return fit_congestion(features, kpis, trial, spec_hash, trainer)
+    return fit_candidate(family, data, trial, spec_hash, trainer)
 
 
 def choose(
-    family: str,
-    fit: Callable[[str, TrainSettings], Candidate],
+    family: ModelFamily,
+    fit: Callable[[TrainSettings], Candidate],
     settings: Settings,
     tune: int,
     tune_minutes: float,
@@ -166,18 +153,17 @@ def choose(
     """The family's candidate: fitted with the configured parameters, or, with `tune` > 0,
     the best of up to `tune` parameter sets (each trial a nested MLflow run)."""
     if not tune:
-        return Chosen(fit(family, settings.train), tags)
-    trials = tuning.search(
-        lambda train: fit(family, train),
-        settings.train,
-        tune,
-        tune_minutes * 60,
-        settings.train.seed,
-    )
+        return Chosen(fit(settings.train), tags)
+    trials = tuning.search(fit, settings.train, tune, tune_minutes * 60, settings.train.seed)
     chosen = tuning.best(trials)
-    parent = tracking.log_trials(family, trials, chosen, settings, tags)
+    parent = tracking.log_trials(family.name, trials, chosen, settings, tags)
     search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
     return Chosen(chosen.candidate, tags | search, tuning.describe(chosen, trials, parent))
+
+
+def not_trained(family: ModelFamily, error: NoDataError) -> str:
+    """Why a family has no new model, for the summary."""
+    return f"not trained — {error} ({family.settings_hint})"
 
 
 @flow(name="train")
@@ -187,26 +173,36 @@ def train_flow(
     labels: Path | None = None,
     tune: int = 0,
     tune_minutes: float = 30.0,
+    only: tuple[str, ...] | None = None,
 ) -> TrainResult:
-    """Train both families on the ingested days of `window` (default: every day with
-    features). With `tune` > 0, each family first searches up to `tune` parameter sets
-    (within `tune_minutes`), logged as nested runs, and registers the best one."""
+    """Train each model family (or those named in `only`) on the ingested days of `window`
+    (default: every day with features). Each family fits, is judged and is registered on
+    its own: one that cannot train (no congestion, too few days, KPIs missing) is reported
+    in `not_trained` and never stops the others. With `tune` > 0, each family first
+    searches up to `tune` parameter sets (within `tune_minutes`), logged as nested runs."""
     tracking.configure(settings)
     tracking.check_tracking(settings)  # before hours of fitting, not after
-    spec_hash = spec_for(FeatureParams.of(settings)).hash()
-    features, kpis = load_training_data(settings, window)
+    spec = lake_spec(settings.layout, FeatureParams.of(settings))
+    features, kpis = load_training_data(settings, window, spec)
     labels_path = settings.layout.labels_file(labels)
-    events = load_events(labels_path)
-    tags = data_tags(spec_hash, labels_path, events, given=labels is not None)
+    data = TrainingData(features, kpis, load_events(labels_path))
+    tags = data_tags(spec.hash(), labels_path, data.events, given=labels is not None)
+    chosen, skipped = {}, {}
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
     with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
-        fit = partial(fit_family, features, kpis, events, settings, spec_hash, trainer)
-        chosen = {f: choose(f, fit, settings, tune, tune_minutes, tags) for f in FAMILIES}
+        for family in families():
+            if only is not None and family.name not in only:
+                continue
+            fit = partial(fit_with, family, data, settings, spec.hash(), trainer)
+            try:
+                chosen[family.name] = choose(family, fit, settings, tune, tune_minutes, tags)
+            except NoDataError as exc:
+                skipped[family.name] = not_trained(family, exc)
     logged, champions = {}, {}
-    for family, pick in chosen.items():
-        champions[family] = evaluate_champion(pick.candidate, events, kpis, settings)
-        logged[family] = register(pick.candidate, champions[family], settings, pick.tags)
+    for name, pick in chosen.items():
+        champions[name] = evaluate_champion(family_named(name), pick.candidate, data, settings)
+        logged[name] = register(pick.candidate, champions[name], settings, pick.tags)
     candidates = {f: pick.candidate for f, pick in chosen.items()}
     searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}
-    return TrainResult(logged, candidates, champions, searched)
+    return TrainResult(logged, candidates, champions, searched, skipped)

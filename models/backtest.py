@@ -7,12 +7,18 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from cellpulse.errors import NoDataError
 from cellpulse.models import training
+from cellpulse.models.boosting import train_local
+from cellpulse.models.training import TrainingData
 from cellpulse.settings import Settings
+
+if TYPE_CHECKING:
+    from cellpulse.models.family import ModelFamily
 
 
 @dataclass(frozen=True)
@@ -56,22 +62,17 @@ def summarise(folds: list[Fold]) -> dict[str, tuple[float, float, int]]:
 
 
 def fit_fold(
-    family: str,
+    family: ModelFamily,
     index: int,
-    data: pl.DataFrame,
-    events: pl.DataFrame | None,
-    kpis: pl.DataFrame,
+    data: TrainingData,
     settings: Settings,
     spec_hash: str,
 ) -> Fold:
     """Fold `index` of `family`: trained on `data` but its newest `train.holdout_days`, and
     judged on those. A fold that cannot train (e.g. no congestion yet) is kept, saying why."""
-    split = training.split_by_time(data, settings.train.holdout_days)
+    split = training.split_by_time(data.features, settings.train.holdout_days)
     try:
-        if family == training.ANOMALY:
-            candidate = training.train_anomaly(data, events, settings, spec_hash)
-        else:
-            candidate = training.train_congestion(data, kpis, settings, spec_hash)
+        candidate = family.fit(data, settings, spec_hash, train_local)
     except NoDataError as exc:
         return Fold(index, split.train_days, split.holdout_days, skipped=str(exc))
     return Fold(

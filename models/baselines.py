@@ -45,12 +45,12 @@ def isolation_forest(
     return scored.with_columns(flags)
 
 
-def zscore_baseline(
-    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...] = TARGETS
-) -> pl.Series:
-    """The per-cell z-score detector of the O-RAN SC AD xApp family: each KPI against the
-    cell's own training mean and standard deviation, worst bad-direction z taken."""
-    present = [t for t in targets if t.name in train.columns]
+def _zscores(
+    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...]
+) -> pl.DataFrame:
+    """Per test row, one bad-direction z-score column per KPI of `targets` that `train`
+    holds (named after the KPI), against the cell's own training mean and spread."""
+    present = [t for t in targets if t.name in train.columns and t.name in test.columns]
     stats = train.group_by("cell_id").agg(
         [pl.col(t.name).mean().alias(f"{t.name}__m") for t in present]
         + [pl.col(t.name).std().alias(f"{t.name}__s") for t in present]
@@ -67,8 +67,38 @@ def zscore_baseline(
             pl.col(f"{t.name}__s"), pl.lit(t.min_scale)
         )
         z = bad_deviation(z, t.direction)
-        zs.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0))
-    return joined.select(pl.max_horizontal(zs).alias("zscore_baseline")).to_series()
+        zs.append(z.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
+    return joined.select(zs) if zs else pl.DataFrame({"_none": [0.0] * test.height})
+
+
+def zscore_baseline(
+    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...] = TARGETS
+) -> pl.Series:
+    """The per-cell z-score detector of the O-RAN SC AD xApp family: each KPI against the
+    cell's own training mean and standard deviation, worst bad-direction z taken."""
+    zs = _zscores(train, test, targets)
+    return zs.select(pl.max_horizontal(pl.all()).alias("zscore_baseline")).to_series()
+
+
+def zscore_kpis(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    threshold: float,
+    targets: tuple[TargetKpi, ...] = TARGETS,
+) -> pl.Series:
+    """Per test row, the KPIs whose per-cell z-score reaches `threshold`, worst first: what
+    drives the z-score detector's score, as `anomaly_kpis` names it."""
+    zs = _zscores(train, test, targets).drop("_none", strict=False)
+    if not zs.width:
+        return pl.Series("anomaly_kpis", [[]] * test.height, dtype=pl.List(pl.String()))
+    names = zs.columns
+    rows = zs.to_numpy()
+    out: list[list[str]] = [[] for _ in range(rows.shape[0])]
+    # Only rows above the threshold name a KPI: few, so a loop over them stays cheap.
+    for i in np.flatnonzero((rows >= threshold).any(axis=1)):
+        order = np.argsort(-rows[i], kind="stable")
+        out[i] = [names[j] for j in order if rows[i, j] >= threshold]
+    return pl.Series("anomaly_kpis", out, dtype=pl.List(pl.String()))
 
 
 def zscore_detector(train: pl.DataFrame, test: pl.DataFrame, settings: Settings) -> pl.DataFrame:

@@ -110,7 +110,11 @@ class CongestionModel:
     @property
     def horizon(self) -> str:
         """How the score table names the horizon: `1h`, `15m`, or `busy hour D+1`."""
-        if getattr(self, "horizon_kind", "minutes") == "next_day_busy_hour":
-            return "busy hour D+1"
-        h = self.horizon_minutes
-        return f"{h // 60}h" if h % 60 == 0 else f"{h}m"
+        return horizon_label(getattr(self, "horizon_kind", "minutes"), self.horizon_minutes)
+
+
+def horizon_label(kind: str, minutes: int) -> str:
+    """A horizon as the score table names it: `1h`, `15m`, or `busy hour D+1`."""
+    if kind == "next_day_busy_hour":
+        return "busy hour D+1"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"

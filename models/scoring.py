@@ -1,21 +1,23 @@
-"""Scoring: features in, the score table out, with both champions. No MLflow here."""
+"""Scoring: features in, the score table out, each family scored by its champion or its
+baseline. No MLflow here."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from cellpulse.errors import SpecMismatchError
 from cellpulse.lake import key_ordered_segments
-from cellpulse.models.anomaly import AnomalyModel
 from cellpulse.models.boosting import Predict, lightgbm_predict
 from cellpulse.models.compiled import CompiledModels
-from cellpulse.models.congestion import CongestionModel
-from cellpulse.models.training import score_anomaly
+from cellpulse.models.family import Baseline, ModelFamily, families, family, model_columns
 from cellpulse.publish import ModelRef, assemble_scores
 from cellpulse.settings import Settings
 
@@ -51,18 +53,76 @@ def check_spec(model_spec: str, features_spec: str, what: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """What scores one family's columns of the score table, and how the table names it: a
+    champion (`ref` its registry name, version and run) or the family's baseline (`ref`
+    `baseline:<method>`, version "baseline", no run)."""
+
+    family: ModelFamily
+    ref: ModelRef
+    model: Any = None  # a champion's model; None: `baseline` scores
+    baseline: Baseline | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.model is None
+
+    def columns(self, feats: pl.DataFrame, settings: Settings, predict: Predict) -> pl.DataFrame:
+        """The family's value columns for `feats` (sorted by cell_id, ts), plus the model's."""
+        if self.model is not None:
+            values = self.family.score(self.model, feats, settings, predict)
+        else:
+            assert self.baseline is not None
+            values = self.baseline.score(feats, settings)
+        name, version, run_id = model_columns(self.family.name)
+        # One type per column whoever scores it: a day scored by a baseline and one scored
+        # by a model must read as one dataset.
+        return values.cast(dict(self.family.columns)).with_columns(
+            pl.lit(self.ref.name).alias(name),
+            pl.lit(self.ref.version).alias(version),
+            pl.lit(self.ref.run_id).alias(run_id),
+        )
+
+
+def champion_scorer(family: ModelFamily, model: Any, ref: ModelRef) -> Scorer:
+    return Scorer(family, ref, model=model)
+
+
+def champion_scorers(models: dict[str, tuple[Any, ModelRef]]) -> list[Scorer]:
+    """Scorers for trained models by family name: {family: (model, its registry ref)}."""
+    return [champion_scorer(family(name), m, ref) for name, (m, ref) in models.items()]
+
+
+def baseline_scorer(family: ModelFamily, baseline: Baseline) -> Scorer:
+    return Scorer(family, ModelRef(baseline.name, BASELINE_VERSION, ""), baseline=baseline)
+
+
+BASELINE_VERSION = "baseline"  # the model version a baseline's scores carry
+
+
+def absent_columns(family: ModelFamily, rows: int) -> pl.DataFrame:
+    """A family's columns for rows it does not score: nulls (is_anomaly: False, so alert
+    rules read them as normal)."""
+    out = pl.DataFrame(
+        {
+            c: pl.Series(c, [False] * rows if t == pl.Boolean() else [None] * rows, dtype=t)
+            for c, t in family.columns.items()
+        }
+    )
+    return out.with_columns(pl.lit(None, pl.String()).alias(c) for c in model_columns(family.name))
+
+
 def score_features(
     features: pl.DataFrame,
-    anomaly: AnomalyModel,
-    congestion: CongestionModel,
-    anomaly_ref: ModelRef,
-    congestion_ref: ModelRef,
+    scorers: Sequence[Scorer],
     settings: Settings,
     scored_at: datetime,
     spec_hash: str,
     predict: Predict | None = None,
 ) -> pl.DataFrame:
-    """The score table for every feature row, sorted by (cell_id, ts).
+    """The score table for every feature row, sorted by (cell_id, ts): each family's
+    columns from its scorer, nulls for a family without one.
 
     Scored in chunks of whole cells of about `SCORE_CHUNK_ROWS` rows: the models' float64
     matrices and intermediate columns then take a bounded amount of memory, whatever the
@@ -73,8 +133,11 @@ def score_features(
             (`predictor`).
     """
     how = predictor(settings) if predict is None else predict
-    check_spec(anomaly.spec_hash, spec_hash, "anomaly")
-    check_spec(congestion.spec_hash, spec_hash, "congestion")
+    for s in scorers:
+        if s.model is not None:
+            check_spec(s.model.spec_hash, spec_hash, s.family.name)
+    by_family = {s.family.name: s for s in scorers}
+    every = families()
     # Sorting a national day's wide feature table is slow (bench/RESULTS.md); a day read region by
     # region is already sorted within each region, so each region is scored where it lies
     # and only the narrow score table is put in order at the end.
@@ -82,19 +145,13 @@ def score_features(
     parts = []
     for segment in segments:
         for feats in cell_chunks(segment, SCORE_CHUNK_ROWS):
-            anomalies = score_anomaly(anomaly, feats, settings, how)
-            prob = pl.Series("congestion_prob", congestion.predict(feats, how))
-            parts.append(
-                assemble_scores(
-                    feats,
-                    anomalies,
-                    prob,
-                    congestion.horizon,
-                    anomaly_ref,
-                    congestion_ref,
-                    scored_at,
-                )
-            )
+            columns = [
+                by_family[f.name].columns(feats, settings, how)
+                if f.name in by_family
+                else absent_columns(f, feats.height)
+                for f in every
+            ]
+            parts.append(assemble_scores(feats, columns, scored_at))
     table = pl.concat(parts)
     return table if len(segments) == 1 else table.sort("cell_id", "ts")
 

@@ -35,9 +35,9 @@ from mlflow.tracking import MlflowClient
 
 from cellpulse.errors import CellpulseError, NoChampionError
 from cellpulse.models import backtest
-from cellpulse.models.anomaly import AnomalyModel
 from cellpulse.models.backtest import Fold
-from cellpulse.models.congestion import CongestionModel
+from cellpulse.models.family import family as family_named
+from cellpulse.models.family import family_names
 from cellpulse.models.promotion import Decision
 from cellpulse.models.training import TRAIN_WINDOW_TAG, Candidate
 from cellpulse.models.tuning import SEARCH_SPACE, Trial
@@ -46,7 +46,7 @@ from cellpulse.redaction import redact_url
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
 
-MODEL_NAMES = {"anomaly": "cellpulse-anomaly", "congestion": "cellpulse-congestion"}
+MODEL_NAMES = {name: f"cellpulse-{name}" for name in family_names()}
 CHAMPION, PREVIOUS = "champion", "previous"
 _REQUIREMENTS = ("lightgbm", "polars", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
 
@@ -55,15 +55,16 @@ class CellpulsePyfunc(PythonModel):
     """MLflow's generic face of a cellpulse model, for `mlflow models serve` and friends.
     cellpulse itself unwraps it and calls the model directly on Polars frames."""
 
-    def __init__(self, model: AnomalyModel | CongestionModel) -> None:
+    def __init__(self, model: Any, family: str = "") -> None:
         self.model = model
+        self.family = family
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        frame = pl.from_pandas(model_input)
-        if isinstance(self.model, AnomalyModel):
-            scored = self.model.score(frame)
-            return scored.with_columns(pl.col("anomaly_kpis").list.join(",")).to_pandas()
-        return pd.DataFrame({"congestion_prob": self.model.predict(frame)})
+        # Models logged before families existed carry no family name: tell them by type.
+        name = getattr(self, "family", "") or (
+            "anomaly" if hasattr(self.model, "boosters") else "congestion"
+        )
+        return family_named(name).serve(self.model, pl.from_pandas(model_input))
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,7 @@ def log_candidate(
                 (Path(tmp) / file_name).write_bytes(data)
             mlflow.log_artifacts(tmp, "plots")
         mlflow.log_text(decision.reason + "\n", "promotion.txt")
-        wrapper = CellpulsePyfunc(candidate.model)
+        wrapper = CellpulsePyfunc(candidate.model, family)
         signature = infer_signature(example, wrapper.predict(None, example))
         log_lineage(settings, candidate, signature.inputs, tags.get("feature_spec_hash", ""))
         # The registry prints "Successfully registered model ..." to stderr; the CLI reports

@@ -58,6 +58,14 @@ def simulate(
             show_default=False,
         ),
     ] = None,
+    kpis: Annotated[
+        str,
+        typer.Option(
+            help="Measurements the export delivers: all, prb_volume (prb_util_dl_pct, "
+            "dl_volume_mbit), volume_users (dl_volume_mbit, rrc_conn_mean) or "
+            "comma-separated contract measurements."
+        ),
+    ] = "all",
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -66,11 +74,12 @@ def simulate(
     One parquet file per hour, as an OSS export delivers them, plus ground truth (injected
     events, congestion periods, topology) under <home>/ground_truth."""
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
-    from cellpulse.simulator.config import parse_event_weights
+    from cellpulse.simulator.config import parse_event_weights, parse_kpis
 
     settings = command_settings(home, config, rop_minutes=rop_minutes)
     try:
         weights = parse_event_weights(event_weight or [])
+        measurements = parse_kpis(kpis)
     except ValueError as exc:
         raise CellpulseError(str(exc)) from None
     cfg = SimulationConfig(
@@ -83,12 +92,17 @@ def simulate(
         event_weights=weights,
         holidays=tuple(h.date() for h in holiday or []),
         delivery=DeliveryConfig.realistic() if realistic_delivery else DeliveryConfig(),
+        kpis=measurements,
     )
     t0 = time.perf_counter()
     summary = write_network(
         cfg, out or settings.layout.landing, settings.layout.ground_truth, settings.congestion
     )
     print_simulation(summary, cfg.start, time.perf_counter() - t0)
+    console.print(
+        "KPIs written: "
+        + (", ".join(measurements) if measurements is not None else "all contract measurements")
+    )
 
 
 @handles_errors

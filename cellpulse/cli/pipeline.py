@@ -31,7 +31,7 @@ from cellpulse.cli.reports import (
     print_simulation,
     print_train,
 )
-from cellpulse.errors import CellpulseError
+from cellpulse.errors import CellpulseError, NoDataError
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
 
@@ -60,6 +60,13 @@ def features(
         f"{summary.spec_hash} -> {summary.out_dir}"
         + (f" ({summary.reused} unchanged days reused from cache)" if summary.reused else "")
     )
+    print_coverage(summary)
+
+
+def print_coverage(summary: Any) -> None:
+    """What the built features hold of the full spec (absent KPIs, all-null columns)."""
+    if summary.coverage is not None:
+        console.print(f"  {summary.coverage.line()}")
 
 
 @handles_errors
@@ -92,6 +99,11 @@ def train(
 
     result = train_flow(settings, DayWindow.of(start, end), labels, tune, tune_minutes)
     print_train(result, settings)
+    if not result.logged:
+        raise NoDataError(
+            "no model family could train: "
+            + "; ".join(f"{f}: {why}" for f, why in result.not_trained.items())
+        )
 
 
 @handles_errors
@@ -101,10 +113,11 @@ def score(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Score days with both champion models and publish the scores.
+    """Score days with each family's champion and publish the scores.
 
-    Default: the newest day with features. Scores go to lake/scores, the ops store and a
-    Prefect artifact; re-scoring a period replaces it."""
+    A family without a champion yet publishes its baseline's scores (model `baseline:...`,
+    version `baseline`). Default: the newest day with features. Scores go to lake/scores,
+    the ops store and a Prefect artifact; re-scoring a period replaces it."""
     settings = command_settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.score import score_flow
 
@@ -157,8 +170,8 @@ def run(
 ) -> None:
     """Run the daily pipeline as one Prefect flow.
 
-    ingest -> features (new and stale days) -> train (only if there is no champion) ->
-    score (new and stale days)."""
+    ingest -> features (new and stale days) -> train (families without a champion) ->
+    score (new and stale days; a family without a champion scores with its baseline)."""
     settings = command_settings(home, config, flows=True)
     result = run_pipeline(settings, paths, mapping)
     fail_on_rejected(result.ingest)
@@ -178,12 +191,16 @@ def run_pipeline(settings: Settings, paths: list[Path] | None, mapping: str | No
             f"features: {len(f.days)} days rebuilt, {f.rows:,} rows, {f.columns} "
             f"columns -> {f.out_dir}"
         )
+        print_coverage(f)
     else:
         console.print("features: nothing stale")
     if result.train is not None:
         print_train(result.train, settings)
     else:
-        console.print("train: champions exist; skipped (run `cellpulse train` to retrain)")
+        console.print(
+            "train: skipped (every family has a champion, or no new features since its "
+            "last training; run `cellpulse train` to retrain)"
+        )
     if result.score is not None:
         print_score(result.score)
     else:

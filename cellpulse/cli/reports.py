@@ -90,7 +90,8 @@ def metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, f
 
 
 def print_train(result: Any, settings: Settings) -> None:
-    """Each family's metrics and whether its candidate became champion, and why."""
+    """Each family's metrics, what its model covers of the KPIs and whether its candidate
+    became champion, and why; and each family that could not train, and why."""
     for family, logged in result.logged.items():
         cand = result.candidates[family]
         console.print(metrics_table(family, cand.metrics, cand.baselines))
@@ -99,6 +100,8 @@ def print_train(result: Any, settings: Settings) -> None:
             if logged.decision.promote
             else "[yellow]not promoted[/]"
         )
+        if cand.coverage:
+            console.print(f"  {cand.coverage}")
         if "supervised" in cand.params:
             console.print(f"  fault classifier: {cand.params['supervised']}")
         if family in result.tuning:
@@ -106,6 +109,8 @@ def print_train(result: Any, settings: Settings) -> None:
         console.print(
             f"  {logged.name} version {logged.version}: {verdict} — {logged.decision.reason}"
         )
+    for family, why in result.not_trained.items():
+        console.print(f"{family}: [yellow]{why}[/]")
     console.print(
         f"MLflow: {redact_url(settings.tracking_uri)} "
         f"(open with `cellpulse ui --home {settings.home}`)"
@@ -123,6 +128,8 @@ def print_score(summary: Any, top: int = 10) -> None:
         f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open, {summary.new_alerts} new) "
         f"-> {summary.lake_dir} and {summary.ops_store}"
     )
+    for family, scored_by in summary.families.items():
+        console.print(f"  {family}: {scored_by}")
     if summary.webhook is not None:
         hook = summary.webhook
         outcome = (
@@ -136,6 +143,8 @@ def print_score(summary: Any, top: int = 10) -> None:
         table("Most anomalous cells", RANKED_COLUMNS, ranked.select(RANKED_FIELDS).rows())
     )
     risk = top_congestion(summary.scores, top)
+    if risk.is_empty():
+        return
     console.print(
         table(
             "Congestion risk on the newest day",

@@ -59,7 +59,8 @@ def test_training_on_dask_agrees_with_local_training(tiny_network, tmp_path):
     from cellpulse.models.anomaly import AnomalyModel
     from cellpulse.models.boosting import DaskTrainer
     from cellpulse.models.congestion import CongestionModel
-    from cellpulse.models.training import anomaly_params, congestion_labels, congestion_params
+    from cellpulse.models.families.anomaly import anomaly_params
+    from cellpulse.models.families.congestion import congestion_labels, congestion_params
 
     _, _, kpis = tiny_network
     settings = tiny_settings(tmp_path / "home")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
 import mlflow
@@ -138,9 +139,17 @@ def test_cli_commands_run_the_stages_and_explain_errors(tmp_path, restore_enviro
     nodata = runner.invoke(app, ["features", "--home", home, "--from", "2027-01-01"])
     assert nodata.exit_code == 2 and "no ingested KPIs between" in nodata.output
 
+    # No champion yet: each family publishes its baseline's scores, marked as such.
     nochamp = runner.invoke(app, ["score", "--home", home])
-    assert nochamp.exit_code == 2
-    assert "no cellpulse-anomaly@champion" in nochamp.output
+    assert nochamp.exit_code == 0, nochamp.output
+    assert "anomaly: baseline scores (per-cell z-score" in nochamp.output
+    assert "congestion: baseline scores (current PRB utilisation" in nochamp.output
+    assert "no model trained yet" in nochamp.output
+    published = lake.Dataset(Path(home) / "lake" / "scores").read()
+    assert published.height == 6 * 96
+    assert set(published["anomaly_model"]) == {"baseline:zscore"}
+    assert set(published["congestion_model"]) == {"baseline:prb_util"}
+    assert set(published["anomaly_model_version"]) == {"baseline"}
 
     foreign = tmp_path / "foreign.parquet"
     pl.DataFrame({"CGI": ["x"], "PERIOD_START": ["2026-01-05"]}).write_parquet(foreign)

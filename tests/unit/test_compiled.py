@@ -7,8 +7,9 @@ import pytest
 
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
-from cellpulse.models import training
 from cellpulse.models.compiled import CompiledModels
+from cellpulse.models.families import anomaly as anomaly_family
+from cellpulse.models.families import congestion as congestion_family
 from tests.conftest import tiny_settings
 
 SPEC = default_spec(15)
@@ -19,18 +20,20 @@ pytest.importorskip("tl2cgen")
 def trained(tiny_network, tmp_path_factory):
     features = build_features(tiny_network[2], SPEC, rop_minutes=15, min_denominator=10)
     settings = tiny_settings(tmp_path_factory.mktemp("home"))
-    anomaly = training.train_anomaly(features, tiny_network[1], settings, SPEC.hash())
-    congestion = training.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    anomaly = anomaly_family.train_anomaly(features, tiny_network[1], settings, SPEC.hash())
+    congestion = congestion_family.train_congestion(
+        features, tiny_network[2], settings, SPEC.hash()
+    )
     return anomaly, congestion, settings
 
 
 def test_compiled_models_score_exactly_like_lightgbm(trained, tmp_path):
     anomaly, congestion, settings = trained
     holdout = anomaly.split.holdout
-    plain_scores = training.score_anomaly(anomaly.model, holdout, settings)
+    plain_scores = anomaly_family.score_anomaly(anomaly.model, holdout, settings)
     plain_prob = congestion.model.predict(congestion.split.holdout)
     engine = CompiledModels(tmp_path / "compiled")
-    fast_scores = training.score_anomaly(anomaly.model, holdout, settings, engine.predict)
+    fast_scores = anomaly_family.score_anomaly(anomaly.model, holdout, settings, engine.predict)
     fast_prob = congestion.model.predict(congestion.split.holdout, engine.predict)
     assert engine.failed is None
     libraries = sorted((tmp_path / "compiled").glob("*.so"))
@@ -72,10 +75,12 @@ def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch)
     def table(features=holdout):
         return scoring.score_features(
             features,
-            anomaly.model,
-            congestion.model,
-            ModelRef("a", "1", "r"),
-            ModelRef("c", "1", "r"),
+            scoring.champion_scorers(
+                {
+                    "anomaly": (anomaly.model, ModelRef("a", "1", "r")),
+                    "congestion": (congestion.model, ModelRef("c", "1", "r")),
+                }
+            ),
             settings,
             datetime(2026, 1, 1, tzinfo=UTC),
             SPEC.hash(),
@@ -100,11 +105,11 @@ def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch)
 def test_compiled_supervised_scores_exactly_like_lightgbm(labelled_network, tmp_path):
     events, features = labelled_network
     settings = tiny_settings(tmp_path / "home")
-    anomaly = training.train_anomaly(features, events, settings, SPEC.hash())
+    anomaly = anomaly_family.train_anomaly(features, events, settings, SPEC.hash())
     assert anomaly.model.classifier is not None
     holdout = anomaly.split.holdout
-    plain = training.score_anomaly(anomaly.model, holdout, settings)
-    fast = training.score_anomaly(
+    plain = anomaly_family.score_anomaly(anomaly.model, holdout, settings)
+    fast = anomaly_family.score_anomaly(
         anomaly.model, holdout, settings, CompiledModels(tmp_path / "compiled").predict
     )
     assert fast.equals(plain)
@@ -126,10 +131,12 @@ def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained,
     def table(with_settings):
         return scoring.score_features(
             holdout,
-            anomaly.model,
-            congestion.model,
-            ModelRef("a", "1", "r"),
-            ModelRef("c", "1", "r"),
+            scoring.champion_scorers(
+                {
+                    "anomaly": (anomaly.model, ModelRef("a", "1", "r")),
+                    "congestion": (congestion.model, ModelRef("c", "1", "r")),
+                }
+            ),
             with_settings,
             datetime(2026, 1, 1, tzinfo=UTC),
             SPEC.hash(),

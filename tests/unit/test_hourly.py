@@ -9,8 +9,9 @@ import polars as pl
 from cellpulse.features.spec import FeatureParams, default_spec
 from cellpulse.features.store import build_day, ingested_days, read_features, record_built
 from cellpulse.ingest import ingest_files
-from cellpulse.models import training
-from cellpulse.models.scoring import score_features
+from cellpulse.models.families import anomaly as anomaly_family
+from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.scoring import champion_scorers, score_features
 from cellpulse.publish import ModelRef
 from cellpulse.simulator import SimulationConfig, write_network
 from cellpulse.window import DayWindow
@@ -37,11 +38,15 @@ def test_hourly_rops_ingest_build_train_and_score(tmp_path):
     assert built.rows == 12 * 9 * 24
     features = read_features(layout, DayWindow(), spec)
     kpis = settings.layout.kpi.read()
-    anomaly = training.train_anomaly(features, sim.events, settings, spec.hash())
-    congestion = training.train_congestion(features, kpis, settings, spec.hash())
+    anomaly = anomaly_family.train_anomaly(features, sim.events, settings, spec.hash())
+    congestion = congestion_family.train_congestion(features, kpis, settings, spec.hash())
     ref = ModelRef("m", "1", "r")
     scores = score_features(
-        features, anomaly.model, congestion.model, ref, ref, settings, NOW, spec.hash()
+        features,
+        champion_scorers({"anomaly": (anomaly.model, ref), "congestion": (congestion.model, ref)}),
+        settings,
+        NOW,
+        spec.hash(),
     )
     assert scores.height == features.height
     assert scores["congestion_horizon"].unique().to_list() == ["1h"]

@@ -36,7 +36,23 @@ def scores_for(flags: dict[str, str], start: datetime = T0) -> pl.DataFrame:
             )
     keys = pl.DataFrame(rows)
     ref = ModelRef("m", "1", "run")
-    return assemble_scores(keys, keys, pl.Series([0.1] * keys.height), "1h", ref, ref, T0)
+    families = [
+        keys.select("anomaly_score", "is_anomaly", "anomaly_kpis").with_columns(
+            anomaly_model=pl.lit(ref.name),
+            anomaly_model_version=pl.lit(ref.version),
+            anomaly_run_id=pl.lit(ref.run_id),
+        ),
+        pl.DataFrame(
+            {
+                "congestion_prob": [0.1] * keys.height,
+                "congestion_horizon": ["1h"] * keys.height,
+                "congestion_model": [ref.name] * keys.height,
+                "congestion_model_version": [ref.version] * keys.height,
+                "congestion_run_id": [ref.run_id] * keys.height,
+            }
+        ),
+    ]
+    return assemble_scores(keys, families, T0)
 
 
 def test_score_table_has_the_contract_columns():

@@ -8,7 +8,8 @@ import pytest
 from cellpulse.errors import CellpulseError
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
-from cellpulse.models import tracking, training
+from cellpulse.models import tracking
+from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.promotion import Decision
 from cellpulse.settings import TrainSettings
 from tests.conftest import tiny_settings
@@ -30,7 +31,7 @@ def registry(tmp_path, tiny_network, restore_environ):
                 )
             }
         )
-        candidate = training.train_anomaly(features, tiny_network[1], s, SPEC.hash())
+        candidate = anomaly_family.train_anomaly(features, tiny_network[1], s, SPEC.hash())
         logged.append(
             (
                 candidate,

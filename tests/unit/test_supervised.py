@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cellpulse.features.spec import default_spec
-from cellpulse.models import training
+from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.supervised import as_score, kpi_of
 from cellpulse.settings import TrainSettings
 from tests.conftest import tiny_settings
@@ -24,7 +24,7 @@ def settings_with(tmp_path, **train):
 def blended(labelled_network, tmp_path_factory):
     events, features = labelled_network
     settings = settings_with(tmp_path_factory.mktemp("home"), supervised="blend")
-    return training.train_anomaly(features, events, settings, SPEC.hash()), settings
+    return anomaly_family.train_anomaly(features, events, settings, SPEC.hash()), settings
 
 
 def test_columns_map_to_the_kpi_they_describe():
@@ -69,7 +69,7 @@ def test_blend_is_the_stronger_evidence_and_explains_its_alerts(blended):
         parts.frame["anomaly_score"].to_numpy(), np.maximum(parts.unsupervised, supervised)
     )
     # Alerting rows the classifier raises carry the KPIs its contributions name.
-    scored = training.score_anomaly(model, holdout, settings)
+    scored = anomaly_family.score_anomaly(model, holdout, settings)
     by_classifier = (supervised > parts.unsupervised) & scored["is_anomaly"].to_numpy()
     assert by_classifier.any()
     kpis = scored["anomaly_kpis"].to_list()
@@ -81,13 +81,13 @@ def test_blend_is_the_stronger_evidence_and_explains_its_alerts(blended):
     assert kpis[peak] == model.classifier.drivers(parts.inputs[[peak]])[0]
     # Scoring stays independent of row order with the classifier in the score.
     shuffled = holdout.sample(fraction=1.0, shuffle=True, seed=1)
-    assert training.score_anomaly(model, shuffled, settings).equals(scored)
+    assert anomaly_family.score_anomaly(model, shuffled, settings).equals(scored)
 
 
 def test_replace_scores_with_the_probability_alone(labelled_network, tmp_path):
     events, features = labelled_network
     settings = settings_with(tmp_path, supervised="replace")
-    candidate = training.train_anomaly(features, events, settings, SPEC.hash())
+    candidate = anomaly_family.train_anomaly(features, events, settings, SPEC.hash())
     holdout = candidate.split.holdout.sort("cell_id", "ts")
     parts = candidate.model.components(holdout)
     assert np.array_equal(
@@ -102,12 +102,15 @@ def test_replace_scores_with_the_probability_alone(labelled_network, tmp_path):
 def test_too_few_labelled_events_or_off_leave_the_model_unsupervised(labelled_network, tmp_path):
     events, features = labelled_network
     scarce = settings_with(tmp_path / "a", supervised_min_events=1000)
-    candidate = training.train_anomaly(features, events, scarce, SPEC.hash())
+    candidate = anomaly_family.train_anomaly(features, events, scarce, SPEC.hash())
     assert candidate.model.classifier is None
     assert "1000 needed" in candidate.params["supervised"]
     assert "val_classifier_pr_auc" not in candidate.metrics
     off = settings_with(tmp_path / "b", supervised="off")
-    assert training.train_anomaly(features, events, off, SPEC.hash()).params["supervised"] == "off"
+    assert (
+        anomaly_family.train_anomaly(features, events, off, SPEC.hash()).params["supervised"]
+        == "off"
+    )
 
 
 def test_supervised_mode_is_a_validated_setting():

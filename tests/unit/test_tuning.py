@@ -11,6 +11,7 @@ import pytest
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 from cellpulse.models import tracking, training, tuning
+from cellpulse.models.families import congestion as congestion_family
 from cellpulse.settings import TrainSettings
 from tests.conftest import tiny_settings
 
@@ -27,7 +28,7 @@ def features(tiny_network):
 def fit_congestion(features, kpis, home):
     def fit(train: TrainSettings) -> training.Candidate:
         settings = tiny_settings(home).model_copy(update={"train": train})
-        return training.train_congestion(features, kpis, settings, SPEC.hash())
+        return congestion_family.train_congestion(features, kpis, settings, SPEC.hash())
 
     return fit
 

@@ -1,0 +1,1 @@
+"""The model families: each module defining FAMILY (see cellpulse.models.family)."""
