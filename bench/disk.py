@@ -27,6 +27,7 @@ from cellpulse.features.store import build_day, read_features
 from cellpulse.ingest import ingest_files
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from cellpulse.settings import Settings, TrainSettings
 from cellpulse.simulator import (
     SimulationConfig,
@@ -71,9 +72,11 @@ def main(runs: int = 1) -> None:
         events = draw_events(topology, small_cfg)
         small_kpis = pl.concat([d for _, d in iter_days(small_cfg, topology, events)])
         small = build_features(small_kpis, spec, rop_minutes=15, min_denominator=10)
-        anomaly = anomaly_family.train_anomaly(small, events, small_settings, spec.hash()).model
+        anomaly = anomaly_family.train_anomaly(
+            small, events, ModelParams.of(small_settings), spec.hash()
+        ).model
         congestion = congestion_family.train_congestion(
-            small, small_kpis, small_settings, spec.hash()
+            small, small_kpis, ModelParams.of(small_settings), spec.hash()
         ).model
 
         landing = Path(tmp) / "landing"

@@ -23,6 +23,7 @@ from cellpulse.ingest import ingest_files
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from cellpulse.settings import Settings
 from cellpulse.simulator import (
     SimulationConfig,
@@ -53,11 +54,17 @@ def main(runs: int = 1) -> None:
         small_kpis = pl.concat([d for _, d in iter_days(small_cfg, topology, events)])
         small = build_features(small_kpis, spec, rop_minutes=15, min_denominator=10)
         (anomaly, t_anomaly) = timed(
-            lambda: anomaly_family.train_anomaly(small, events, settings, spec.hash()).model
+            lambda: (
+                anomaly_family.train_anomaly(
+                    small, events, ModelParams.of(settings), spec.hash()
+                ).model
+            )
         )
         (congestion, t_congestion) = timed(
             lambda: (
-                congestion_family.train_congestion(small, small_kpis, settings, spec.hash()).model
+                congestion_family.train_congestion(
+                    small, small_kpis, ModelParams.of(settings), spec.hash()
+                ).model
             )
         )
         train_rows = small.height

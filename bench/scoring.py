@@ -22,6 +22,7 @@ from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.congestion import CongestionModel
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import champion_scorers, score_features
 from cellpulse.models.supervised import classifier_inputs
 from cellpulse.publish import ModelRef
@@ -45,7 +46,7 @@ def table(
                 "congestion": (congestion, ModelRef("congestion", "1", "-")),
             }
         ),
-        settings,
+        ModelParams.of(settings),
         datetime.now(UTC),
         anomaly.spec_hash,
         predict,
@@ -61,10 +62,12 @@ def main(runs: int = 3) -> None:
         events = draw_events(topology, small_cfg)
         small = pl.concat([d for _, d in iter_days(small_cfg, topology, events)])
         feats_small = build_features(small, spec, rop_minutes=15, min_denominator=10)
-        anomaly = anomaly_family.train_anomaly(feats_small, events, settings, spec.hash()).model
+        anomaly = anomaly_family.train_anomaly(
+            feats_small, events, ModelParams.of(settings), spec.hash()
+        ).model
         assert anomaly.classifier is not None
         congestion = congestion_family.train_congestion(
-            feats_small, small, settings, spec.hash()
+            feats_small, small, ModelParams.of(settings), spec.hash()
         ).model
         big = pl.concat([d for _, d in iter_days(SimulationConfig(cells=10_000, days=8, seed=1))])
         last = big["ts"].max().date()  # type: ignore[union-attr]

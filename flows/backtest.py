@@ -15,6 +15,7 @@ from cellpulse.flows.train import load_training_data
 from cellpulse.models import backtest, tracking
 from cellpulse.models.backtest import Fold
 from cellpulse.models.family import families
+from cellpulse.models.params import ModelParams
 from cellpulse.models.training import TrainingData
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
@@ -42,11 +43,12 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     events = load_events(labels_path)
     days = features["ts"].dt.date().unique().sort().to_list()
     ends = backtest.fold_ends(days, folds, settings.train.holdout_days, MIN_TRAIN_DAYS)
+    params = ModelParams.of(settings)
     results: dict[str, list[Fold]] = {family.name: [] for family in families()}
     for index, end in enumerate(ends, 1):
         data = TrainingData(backtest.up_to(features, end), kpis, events)
         for family in families():
-            results[family.name].append(backtest.fit_fold(family, index, data, settings, spec_hash))
+            results[family.name].append(backtest.fit_fold(family, index, data, params, spec_hash))
     tags = {"feature_spec_hash": spec_hash, "data.labels": str(labels_path)}
     runs = {
         family: tracking.log_backtest(family, f, settings, tags) for family, f in results.items()

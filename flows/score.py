@@ -19,6 +19,7 @@ from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
 from cellpulse.models.family import families
+from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import (
     Scorer,
     baseline_scorer,
@@ -123,7 +124,7 @@ BASELINE_REFERENCE_DAYS = 7
 def scorers_for(
     champions: dict[str, tracking.Champion | NoChampion],
     reference: pl.DataFrame,
-    settings: Settings,
+    params: ModelParams,
 ) -> tuple[list[Scorer], dict[str, str]]:
     """Who scores each family: its champion, else its baseline fitted on `reference`, else
     nobody; and one line per family saying which, and why."""
@@ -135,7 +136,7 @@ def scorers_for(
             lines[family.name] = f"{got.name} version {got.version} (champion)"
             continue
         try:
-            baseline = family.baseline(reference, settings)
+            baseline = family.baseline(reference, params)
         except NoDataError as exc:
             lines[family.name] = f"no scores — no champion ({got.why}) and {exc}"
             continue
@@ -173,11 +174,12 @@ def score_days(
     # A baseline learns from the days before those it scores (an outage today must not
     # raise its own cell's spread); a network with no earlier day learns from these.
     earlier = features.filter(pl.col("ts").dt.date() < days[0])
-    scorers, lines = scorers_for(champions, earlier if earlier.height else features, settings)
-    predict = predictor(settings)
+    params = ModelParams.of(settings)
+    scorers, lines = scorers_for(champions, earlier if earlier.height else features, params)
+    predict = predictor(settings.score_engine, settings.layout.compiled, settings.train.n_jobs)
     context = features.filter(pl.col("ts").dt.date() >= days[0] - timedelta(days=1))
     scores = score_features(
-        context, scorers, settings, datetime.now(UTC), spec.hash(), predict=predict
+        context, scorers, params, datetime.now(UTC), spec.hash(), predict=predict
     )
     in_days = pl.col("ts").dt.date().is_in(days)
     bands = [

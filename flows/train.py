@@ -4,7 +4,7 @@ own."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from cellpulse.models import tracking, tuning
 from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.family import ModelFamily, families
 from cellpulse.models.family import family as family_named
+from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import decide_promotion
 from cellpulse.models.training import Candidate, TrainingData
 from cellpulse.settings import Settings, TrainSettings
@@ -55,17 +56,17 @@ def load_training_data(
 def fit_candidate(
     family: ModelFamily,
     data: TrainingData,
-    settings: Settings,
+    params: ModelParams,
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
     """The family's model fitted and judged on its hold-out, next to its baselines."""
-    return family.fit(data, settings, spec_hash, trainer)
+    return family.fit(data, params, spec_hash, trainer)
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
 def evaluate_champion(
-    family: ModelFamily, candidate: Candidate, data: TrainingData, settings: Settings
+    family: ModelFamily, candidate: Candidate, data: TrainingData, params: ModelParams
 ) -> dict[str, float] | None:
     """The current champion's metrics on the challenger's hold-out (None if there is no
     champion, or it was trained on another feature spec and cannot read these features)."""
@@ -75,7 +76,7 @@ def evaluate_champion(
     if champion.model.spec_hash != candidate.model.spec_hash:
         return None
     try:
-        return family.evaluate(candidate, champion.model, data, settings)
+        return family.evaluate(candidate, champion.model, data, params)
     except SpecMismatchError:
         return None
 
@@ -132,14 +133,13 @@ def data_tags(
 def fit_with(
     family: ModelFamily,
     data: TrainingData,
-    settings: Settings,
+    params: ModelParams,
     spec_hash: str,
     trainer: Trainer,
     train: TrainSettings,
 ) -> Candidate:
     """The family fitted with the `train` parameters (the configured ones, or a trial's)."""
-    trial = settings.model_copy(update={"train": train})
-    return fit_candidate(family, data, trial, spec_hash, trainer)
+    return fit_candidate(family, data, replace(params, train=train), spec_hash, trainer)
 
 
 def choose(
@@ -187,6 +187,7 @@ def train_flow(
     labels_path = settings.layout.labels_file(labels)
     data = TrainingData(features, kpis, load_events(labels_path))
     tags = data_tags(spec.hash(), labels_path, data.events, given=labels is not None)
+    params = ModelParams.of(settings)
     chosen, skipped = {}, {}
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
@@ -194,14 +195,14 @@ def train_flow(
         for family in families():
             if only is not None and family.name not in only:
                 continue
-            fit = partial(fit_with, family, data, settings, spec.hash(), trainer)
+            fit = partial(fit_with, family, data, params, spec.hash(), trainer)
             try:
                 chosen[family.name] = choose(family, fit, settings, tune, tune_minutes, tags)
             except NoDataError as exc:
                 skipped[family.name] = not_trained(family, exc)
     logged, champions = {}, {}
     for name, pick in chosen.items():
-        champions[name] = evaluate_champion(family_named(name), pick.candidate, data, settings)
+        champions[name] = evaluate_champion(family_named(name), pick.candidate, data, params)
         logged[name] = register(pick.candidate, champions[name], settings, pick.tags)
     candidates = {f: pick.candidate for f, pick in chosen.items()}
     searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}

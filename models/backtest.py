@@ -14,8 +14,8 @@ import polars as pl
 from cellpulse.errors import NoDataError
 from cellpulse.models import training
 from cellpulse.models.boosting import train_local
+from cellpulse.models.params import ModelParams
 from cellpulse.models.training import TrainingData
-from cellpulse.settings import Settings
 
 if TYPE_CHECKING:
     from cellpulse.models.family import ModelFamily
@@ -65,14 +65,14 @@ def fit_fold(
     family: ModelFamily,
     index: int,
     data: TrainingData,
-    settings: Settings,
+    params: ModelParams,
     spec_hash: str,
 ) -> Fold:
     """Fold `index` of `family`: trained on `data` but its newest `train.holdout_days`, and
     judged on those. A fold that cannot train (e.g. no congestion yet) is kept, saying why."""
-    split = training.split_by_time(data.features, settings.train.holdout_days)
+    split = training.split_by_time(data.features, params.train.holdout_days)
     try:
-        candidate = family.fit(data, settings, spec_hash, train_local)
+        candidate = family.fit(data, params, spec_hash, train_local)
     except NoDataError as exc:
         return Fold(index, split.train_days, split.holdout_days, skipped=str(exc))
     return Fold(

@@ -11,6 +11,7 @@ from sklearn.ensemble import IsolationForest
 from cellpulse.models.anomaly import TARGETS, Z_CAP, TargetKpi, alert_flags, bad_deviation
 from cellpulse.models.boosting import matrix
 from cellpulse.models.congestion import feature_columns
+from cellpulse.models.params import ModelParams
 from cellpulse.settings import Settings
 
 IFOREST_FIT_ROWS = 100_000
@@ -18,7 +19,7 @@ ZSCORE_THRESHOLD = 3.0  # the z-score detector alerts from three standard deviat
 
 
 def isolation_forest(
-    train: pl.DataFrame, test: pl.DataFrame, settings: Settings, quantile: float = 0.995
+    train: pl.DataFrame, test: pl.DataFrame, params: ModelParams | Settings, quantile: float = 0.995
 ) -> pl.DataFrame:
     """The O-RAN SC anomaly-detection xApp's method: an IsolationForest over the same feature
     rows. Score = how easily a row is isolated (higher = more anomalous); alert threshold =
@@ -26,12 +27,12 @@ def isolation_forest(
 
     Returns cell_id, ts, anomaly_score, is_anomaly for `test`, sorted by (cell_id, ts)."""
     columns = feature_columns(train.columns)
-    fit_rows = train.sample(min(train.height, IFOREST_FIT_ROWS), seed=settings.train.seed)
+    fit_rows = train.sample(min(train.height, IFOREST_FIT_ROWS), seed=params.train.seed)
     x_fit = matrix(fit_rows, columns)
     # IsolationForest takes no NaN: a missing value becomes the column's training median.
     medians = fit_rows.select(pl.col(c).cast(pl.Float64).median() for c in columns)
     fill = np.nan_to_num(medians.to_numpy()[0].astype(float))
-    forest = IsolationForest(n_estimators=100, random_state=settings.train.seed, n_jobs=1)
+    forest = IsolationForest(n_estimators=100, random_state=params.train.seed, n_jobs=1)
     forest.fit(np.where(np.isnan(x_fit), fill, x_fit))
     threshold = float(
         np.quantile(-forest.score_samples(np.where(np.isnan(x_fit), fill, x_fit)), quantile)
@@ -41,7 +42,7 @@ def isolation_forest(
     scored = test.select("cell_id", "ts").with_columns(
         pl.Series("anomaly_score", -forest.score_samples(np.where(np.isnan(x), fill, x)))
     )
-    flags = alert_flags(scored, threshold, settings.alerts.consecutive_rops, settings.rop_minutes)
+    flags = alert_flags(scored, threshold, params.alerts.consecutive_rops, params.rop_minutes)
     return scored.with_columns(flags)
 
 
@@ -101,7 +102,9 @@ def zscore_kpis(
     return pl.Series("anomaly_kpis", out, dtype=pl.List(pl.String()))
 
 
-def zscore_detector(train: pl.DataFrame, test: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+def zscore_detector(
+    train: pl.DataFrame, test: pl.DataFrame, params: ModelParams | Settings
+) -> pl.DataFrame:
     """The per-cell z-score baseline (`zscore_baseline`, learned on `train`) on the rows of
     `test`, with the usual consecutive-ROP alert rule from ZSCORE_THRESHOLD on. Works on
     feature rows and KPI rows alike (it reads the watched KPIs' own columns)."""
@@ -110,6 +113,6 @@ def zscore_detector(train: pl.DataFrame, test: pl.DataFrame, settings: Settings)
         zscore_baseline(train, test).alias("anomaly_score")
     )
     flags = alert_flags(
-        scored, ZSCORE_THRESHOLD, settings.alerts.consecutive_rops, settings.rop_minutes
+        scored, ZSCORE_THRESHOLD, params.alerts.consecutive_rops, params.rop_minutes
     )
     return scored.with_columns(flags)

@@ -19,8 +19,8 @@ import polars as pl
 
 from cellpulse.errors import CellpulseError
 from cellpulse.models.boosting import Predict, Trainer
+from cellpulse.models.params import ModelParams
 from cellpulse.models.training import Candidate, TrainingData
-from cellpulse.settings import Settings
 
 
 class Baseline(Protocol):
@@ -29,7 +29,7 @@ class Baseline(Protocol):
     name: str  # as the score table names the model, e.g. "baseline:zscore"
     what: str  # in words, for summaries
 
-    def score(self, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    def score(self, features: pl.DataFrame, params: ModelParams) -> pl.DataFrame:
         """The family's score columns (`ModelFamily.columns`) for `features`, row for row
         (`features` sorted by cell_id, ts)."""
         ...
@@ -44,21 +44,21 @@ class ModelFamily(Protocol):
     settings_hint: str
 
     def fit(
-        self, data: TrainingData, settings: Settings, spec_hash: str, trainer: Trainer
+        self, data: TrainingData, params: ModelParams, spec_hash: str, trainer: Trainer
     ) -> Candidate:
         """A model fitted on the older days and judged, next to its baselines, on the
         newest; NoDataError when the data cannot train this family (saying why)."""
         ...
 
     def evaluate(
-        self, candidate: Candidate, model: Any, data: TrainingData, settings: Settings
+        self, candidate: Candidate, model: Any, data: TrainingData, params: ModelParams
     ) -> dict[str, float]:
         """Metrics of another model (the champion) on the candidate's own hold-out, so the
         promotion gate compares like with like."""
         ...
 
     def score(
-        self, model: Any, features: pl.DataFrame, settings: Settings, predict: Predict
+        self, model: Any, features: pl.DataFrame, params: ModelParams, predict: Predict
     ) -> pl.DataFrame:
         """The family's score columns for `features` (sorted by cell_id, ts), row for row."""
         ...
@@ -72,7 +72,7 @@ class ModelFamily(Protocol):
         expected value and its band), or None when the family draws none."""
         ...
 
-    def baseline(self, reference: pl.DataFrame, settings: Settings) -> Baseline:
+    def baseline(self, reference: pl.DataFrame, params: ModelParams) -> Baseline:
         """The family's baseline fitted on `reference` feature rows; NoDataError saying why
         when the data cannot carry it (e.g. its KPI is absent)."""
         ...

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -18,28 +18,29 @@ from cellpulse.lake import key_ordered_segments
 from cellpulse.models.boosting import Predict, lightgbm_predict
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.family import Baseline, ModelFamily, families, family, model_columns
+from cellpulse.models.params import ModelParams
 from cellpulse.publish import ModelRef, assemble_scores
-from cellpulse.settings import Settings
 
 _ENGINES: dict[Path, CompiledModels] = {}
+ScoreEngine = Literal["lightgbm", "compiled"]  # as the `score_engine` setting names them
 
 
-def scoring_engine(settings: Settings) -> CompiledModels | None:
-    """The compiled-model engine when `score_engine` is "compiled" (one per home and
-    process, so each model loads once), else None: LightGBM's own predict."""
-    if settings.score_engine != "compiled":
+def scoring_engine(engine: ScoreEngine, cache: Path, n_jobs: int) -> CompiledModels | None:
+    """The compiled-model engine when `engine` is "compiled" (one per compiled-model
+    folder `cache`, `<home>/compiled`, and process, so each model loads once), else None:
+    LightGBM's own predict."""
+    if engine != "compiled":
         return None
-    cache = settings.layout.compiled
     if cache not in _ENGINES:
-        _ENGINES[cache] = CompiledModels(cache, settings.train.n_jobs)
+        _ENGINES[cache] = CompiledModels(cache, n_jobs)
     return _ENGINES[cache]
 
 
-def predictor(settings: Settings) -> Predict:
-    """How boosters score under `settings.score_engine`: the compiled engine's `predict`,
-    or LightGBM's own."""
-    engine = scoring_engine(settings)
-    return lightgbm_predict if engine is None else engine.predict
+def predictor(engine: ScoreEngine, cache: Path, n_jobs: int) -> Predict:
+    """How boosters score under the `score_engine` setting `engine`: the compiled engine's
+    `predict` (models compiled into `cache` with `n_jobs` threads), or LightGBM's own."""
+    compiled = scoring_engine(engine, cache, n_jobs)
+    return lightgbm_predict if compiled is None else compiled.predict
 
 
 def check_spec(model_spec: str, features_spec: str, what: str) -> None:
@@ -68,13 +69,13 @@ class Scorer:
     def is_baseline(self) -> bool:
         return self.model is None
 
-    def columns(self, feats: pl.DataFrame, settings: Settings, predict: Predict) -> pl.DataFrame:
+    def columns(self, feats: pl.DataFrame, params: ModelParams, predict: Predict) -> pl.DataFrame:
         """The family's value columns for `feats` (sorted by cell_id, ts), plus the model's."""
         if self.model is not None:
-            values = self.family.score(self.model, feats, settings, predict)
+            values = self.family.score(self.model, feats, params, predict)
         else:
             assert self.baseline is not None
-            values = self.baseline.score(feats, settings)
+            values = self.baseline.score(feats, params)
         name, version, run_id = model_columns(self.family.name)
         # One type per column whoever scores it: a day scored by a baseline and one scored
         # by a model must read as one dataset.
@@ -116,10 +117,10 @@ def absent_columns(family: ModelFamily, rows: int) -> pl.DataFrame:
 def score_features(
     features: pl.DataFrame,
     scorers: Sequence[Scorer],
-    settings: Settings,
+    params: ModelParams,
     scored_at: datetime,
     spec_hash: str,
-    predict: Predict | None = None,
+    predict: Predict = lightgbm_predict,
 ) -> pl.DataFrame:
     """The score table for every feature row, sorted by (cell_id, ts): each family's
     columns from its scorer, nulls for a family without one.
@@ -129,10 +130,9 @@ def score_features(
     size of the network (a cell's rows stay together, so its alert runs are unbroken).
 
     Args:
-        predict: how the boosters score; None: the engine `settings.score_engine` names
-            (`predictor`).
+        predict: how the boosters score: LightGBM's own, or the engine the `score_engine`
+            setting names (`predictor`).
     """
-    how = predictor(settings) if predict is None else predict
     for s in scorers:
         if s.model is not None:
             check_spec(s.model.spec_hash, spec_hash, s.family.name)
@@ -146,7 +146,7 @@ def score_features(
     for segment in segments:
         for feats in cell_chunks(segment, SCORE_CHUNK_ROWS):
             columns = [
-                by_family[f.name].columns(feats, settings, how)
+                by_family[f.name].columns(feats, params, predict)
                 if f.name in by_family
                 else absent_columns(f, feats.height)
                 for f in every

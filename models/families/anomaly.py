@@ -29,25 +29,26 @@ from cellpulse.models.baselines import (
 )
 from cellpulse.models.boosting import Predict, Trainer, lightgbm_predict, top_gain, train_local
 from cellpulse.models.evaluation import fault_events
+from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.models.training import Candidate, TrainingData
-from cellpulse.settings import Settings
+from cellpulse.settings import TrainSettings
 
 NAME = "anomaly"
 TOP_K = 20
 
 
-def anomaly_params(settings: Settings) -> AnomalyParams:
+def anomaly_params(train: TrainSettings) -> AnomalyParams:
     return replace(
-        AnomalyParams.from_settings(settings.train),
-        min_kpi_coverage=settings.train.min_kpi_coverage,
+        AnomalyParams.from_settings(train),
+        min_kpi_coverage=train.min_kpi_coverage,
     )
 
 
 def score_anomaly(
     model: AnomalyModel,
     features: pl.DataFrame,
-    settings: Settings,
+    params: ModelParams,
     predict: Predict = lightgbm_predict,
 ) -> pl.DataFrame:
     """cell_id, ts, anomaly_score, anomaly_kpis, is_anomaly; rows sorted by (cell_id, ts).
@@ -61,8 +62,8 @@ def score_anomaly(
     flags = alert_flags(
         pl.concat([keys, scores.frame], how="horizontal"),
         model.threshold,
-        settings.alerts.consecutive_rops,
-        settings.rop_minutes,
+        params.alerts.consecutive_rops,
+        params.rop_minutes,
     )
     # The classifier explains the alerts it raises (its contributions are costly: alerting
     # rows only, not every row above the threshold).
@@ -78,12 +79,12 @@ def fit_supervised(
     train: pl.DataFrame,
     in_fault: pl.Series | None,
     faults: pl.DataFrame | None,
-    settings: Settings,
+    params: ModelParams,
     trainer: Trainer,
 ) -> str:
     """Supervised mode: fit the fault classifier where the training window holds enough
     labelled faults. Returns what was done, for the run's params."""
-    mode = settings.train.supervised
+    mode = params.train.supervised
     if mode == "off":
         return "off"
     if in_fault is None or faults is None:
@@ -95,26 +96,26 @@ def fit_supervised(
         & (pl.col("end") > window[0])
         & (pl.col("start") <= window[1])
     ).height
-    if events < settings.train.supervised_min_events:
+    if events < params.train.supervised_min_events:
         return (
             f"off ({events} labelled fault events in the training window, "
-            f"{settings.train.supervised_min_events} needed)"
+            f"{params.train.supervised_min_events} needed)"
         )
     model.fit_classifier(train, in_fault, events, mode, trainer)
     return f"{mode} ({events} labelled fault events)"
 
 
 def evaluate_anomaly(
-    model: AnomalyModel, holdout: pl.DataFrame, events: pl.DataFrame | None, settings: Settings
+    model: AnomalyModel, holdout: pl.DataFrame, events: pl.DataFrame | None, params: ModelParams
 ) -> tuple[dict[str, float], pl.DataFrame]:
     """Hold-out metrics of an anomaly model. With labelled events: ranking and alerting
     quality; always: how much closer to the truth than a seasonal-naive guess it predicts."""
-    scored = score_anomaly(model, holdout, settings)
+    scored = score_anomaly(model, holdout, params)
     holdout = holdout.sort("cell_id", "ts")
     metrics: dict[str, float] = {"val_mae_ratio": _mae_ratio(model, holdout)}
     faults = fault_events(events)
     if events is not None and faults is not None:
-        metrics |= detection_metrics("val", scored, events, settings)
+        metrics |= detection_metrics("val", scored, events, params)
         if getattr(model, "classifier", None) is not None:
             # Each half of a blended score on its own, to see what the blend buys.
             parts = model.components(holdout)
@@ -134,7 +135,7 @@ LOGGED_DETECTION = (
 
 
 def detection_metrics(
-    prefix: str, scored: pl.DataFrame, events: pl.DataFrame, settings: Settings
+    prefix: str, scored: pl.DataFrame, events: pl.DataFrame, params: ModelParams
 ) -> dict[str, float]:
     """`evaluation.detection_metrics` of flagged ROPs against the labelled events of their
     period, under `<prefix>_<metric>` for the LOGGED_DETECTION metrics."""
@@ -142,8 +143,8 @@ def detection_metrics(
     metrics = evaluation.detection_metrics(
         scored,
         evaluation.events_in(events, lo, hi),
-        settings.rop_minutes,
-        settings.alerts.clear_after_rops,
+        params.rop_minutes,
+        params.alerts.clear_after_rops,
         TOP_K,
     )
     return {f"{prefix}_{name}": metrics[name] for name in LOGGED_DETECTION}
@@ -170,38 +171,38 @@ def _mae_ratio(model: AnomalyModel, holdout: pl.DataFrame) -> float:
 
 
 def anomaly_baselines(
-    split: training.Split, events: pl.DataFrame | None, settings: Settings
+    split: training.Split, events: pl.DataFrame | None, params: ModelParams
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The per-cell z-score (ric-app-ad-cell) and IsolationForest (O-RAN SC AD xApp)
     detectors on the same hold-out: their metrics and their scores (for the PR plot)."""
     holdout = split.holdout.sort("cell_id", "ts")
     detectors = {
-        "zscore": zscore_detector(split.train, holdout, settings),
-        "iforest": isolation_forest(split.train, holdout, settings),
+        "zscore": zscore_detector(split.train, holdout, params),
+        "iforest": isolation_forest(split.train, holdout, params),
     }
     out: dict[str, float] = {"baseline_seasonal_mae_ratio": 1.0}
     if events is not None and fault_events(events) is not None:
         for name, scored in detectors.items():
-            out |= detection_metrics(f"baseline_{name}", scored, events, settings)
+            out |= detection_metrics(f"baseline_{name}", scored, events, params)
     names = {"zscore": "per-cell z-score", "iforest": "isolation forest"}
     return out, {names[n]: d["anomaly_score"].to_numpy() for n, d in detectors.items()}
 
 
-def anomaly_rule(settings: Settings, labelled: bool) -> PromotionRule:
+def anomaly_rule(train: TrainSettings, labelled: bool) -> PromotionRule:
     """Judge by finding labelled faults when the hold-out has some; otherwise by how much
     better than a seasonal-naive guess the normal-behaviour model predicts."""
     if labelled:
         return PromotionRule(
             "val_pr_auc",
             ("val_event_recall",),
-            settings.train.promotion_margin,
-            settings.train.guard_tolerance,
+            train.promotion_margin,
+            train.guard_tolerance,
         )
     return PromotionRule(
         "val_mae_ratio",
         (),
-        settings.train.promotion_margin,
-        settings.train.guard_tolerance,
+        train.promotion_margin,
+        train.guard_tolerance,
         {"val_mae_ratio": False},
     )
 
@@ -209,7 +210,7 @@ def anomaly_rule(settings: Settings, labelled: bool) -> PromotionRule:
 def train_anomaly(
     features: pl.DataFrame,
     events: pl.DataFrame | None,
-    settings: Settings,
+    params: ModelParams,
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> training.Candidate:
@@ -223,15 +224,15 @@ def train_anomaly(
             refuses features of another spec when it scores.
         trainer: how boosters are trained (here, or on a Dask cluster).
     """
-    split = training.split_by_time(features, settings.train.holdout_days)
-    params = anomaly_params(settings)
+    split = training.split_by_time(features, params.train.holdout_days)
+    fitting = anomaly_params(params.train)
     faults = fault_events(events)
-    train = training.sample_rows(split.train, settings.train.max_train_rows, params.seed)
+    train = training.sample_rows(split.train, params.train.max_train_rows, fitting.seed)
     exclude = event_labels(train, faults) if faults is not None else None
-    model = AnomalyModel.fit(train, spec_hash, params, exclude=exclude, trainer=trainer)
-    supervised = fit_supervised(model, train, exclude, faults, settings, trainer)
-    metrics, scored = evaluate_anomaly(model, split.holdout, events, settings)
-    baselines, baseline_scores = anomaly_baselines(split, events, settings)
+    model = AnomalyModel.fit(train, spec_hash, fitting, exclude=exclude, trainer=trainer)
+    supervised = fit_supervised(model, train, exclude, faults, params, trainer)
+    metrics, scored = evaluate_anomaly(model, split.holdout, events, params)
+    baselines, baseline_scores = anomaly_baselines(split, events, params)
     figures = {
         "residuals.png": plots.residual_hist(
             model.zscores(split.holdout.sort("cell_id", "ts")), "hold-out residuals"
@@ -261,7 +262,7 @@ def train_anomaly(
         NAME,
         model,
         {
-            **asdict(params),
+            **asdict(fitting),
             "targets": len(model.targets),
             "watched_kpis": ",".join(model.watched),
             "kpis_left_out": "; ".join(f"{k}: {why}" for k, why in model.left_out.items())
@@ -272,7 +273,7 @@ def train_anomaly(
         },
         metrics,
         baselines,
-        anomaly_rule(settings, not math.isnan(metrics.get("val_pr_auc", math.nan))),
+        anomaly_rule(params.train, not math.isnan(metrics.get("val_pr_auc", math.nan))),
         split,
         {name: plots.png(fig) for name, fig in figures.items()},
         split.holdout.height,
@@ -290,9 +291,9 @@ class ZScoreBaseline:
     name: str = "baseline:zscore"
     what: str = "per-cell z-score"
 
-    def score(self, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    def score(self, features: pl.DataFrame, params: ModelParams) -> pl.DataFrame:
         test = by_keys(features)
-        scored = zscore_detector(self.reference, test, settings)
+        scored = zscore_detector(self.reference, test, params)
         kpis = zscore_kpis(self.reference, test, ZSCORE_THRESHOLD)
         return scored.select("anomaly_score", "is_anomaly").with_columns(anomaly_kpis=kpis)
 
@@ -311,20 +312,20 @@ class AnomalyFamily:
     settings_hint = "train.min_kpi_coverage"
 
     def fit(
-        self, data: TrainingData, settings: Settings, spec_hash: str, trainer: Trainer
+        self, data: TrainingData, params: ModelParams, spec_hash: str, trainer: Trainer
     ) -> Candidate:
-        return train_anomaly(data.features, data.events, settings, spec_hash, trainer)
+        return train_anomaly(data.features, data.events, params, spec_hash, trainer)
 
     def evaluate(
-        self, candidate: Candidate, model: Any, data: TrainingData, settings: Settings
+        self, candidate: Candidate, model: Any, data: TrainingData, params: ModelParams
     ) -> dict[str, float]:
         holdout = candidate.split.holdout.sort("cell_id", "ts")
-        return evaluate_anomaly(model, holdout, data.events, settings)[0]
+        return evaluate_anomaly(model, holdout, data.events, params)[0]
 
     def score(
-        self, model: Any, features: pl.DataFrame, settings: Settings, predict: Predict
+        self, model: Any, features: pl.DataFrame, params: ModelParams, predict: Predict
     ) -> pl.DataFrame:
-        return score_anomaly(model, features, settings, predict).select(list(self.columns))
+        return score_anomaly(model, features, params, predict).select(list(self.columns))
 
     def explain(self, model: Any, top: int) -> list[tuple[str, float]]:
         gain: dict[str, float] = {}
@@ -336,7 +337,7 @@ class AnomalyFamily:
     def band(self, model: Any, features: pl.DataFrame, predict: Predict) -> pl.DataFrame | None:
         return model.band(features, predict=predict)
 
-    def baseline(self, reference: pl.DataFrame, settings: Settings) -> ZScoreBaseline:
+    def baseline(self, reference: pl.DataFrame, params: ModelParams) -> ZScoreBaseline:
         watched = [
             t.name
             for t in TARGETS

@@ -21,28 +21,29 @@ from cellpulse.lake import by_keys
 from cellpulse.models import evaluation, plots, training
 from cellpulse.models.boosting import Predict, Trainer, train_local
 from cellpulse.models.congestion import CongestionModel, CongestionParams, horizon_label
+from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.models.training import Candidate, TrainingData
-from cellpulse.settings import Settings
+from cellpulse.settings import TrainSettings
 
 NAME = "congestion"
 PRB = "prb_util_dl_pct"
 
 
-def congestion_params(settings: Settings) -> CongestionParams:
-    return CongestionParams.from_settings(settings.train)
+def congestion_params(train: TrainSettings) -> CongestionParams:
+    return CongestionParams.from_settings(train)
 
 
 def congestion_labels(
     features: pl.DataFrame,
     kpis: pl.DataFrame,
-    settings: Settings,
+    params: ModelParams,
     rule: targets.AppliedRule | None = None,
 ) -> pl.DataFrame:
     """Per feature row: target and baseline labels (see features.targets.congestion_labels),
     under `rule` (default: the configured rule, applied to the KPIs `kpis` holds)."""
     return targets.congestion_labels(
-        features, kpis, rule or settings.congestion, settings.rop_minutes, settings.timezone
+        features, kpis, rule or params.congestion, params.rop_minutes, params.timezone
     )
 
 
@@ -58,7 +59,7 @@ def evaluate_congestion(
 
 
 def congestion_baselines(
-    holdout: pl.DataFrame, labels: pl.DataFrame, settings: Settings
+    holdout: pl.DataFrame, labels: pl.DataFrame
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Persistence, seasonal-naive and PRB-threshold guesses on the same hold-out rows:
     their metrics and their scores (for the PR plot)."""
@@ -78,13 +79,13 @@ def congestion_baselines(
     return out, {k: v[known] for k, v in scores.items()}
 
 
-def congestion_rule(settings: Settings) -> PromotionRule:
+def congestion_rule(train: TrainSettings) -> PromotionRule:
     """Judge by PR-AUC, with calibration (Brier score, lower is better) as the guard."""
     return PromotionRule(
         "val_pr_auc",
         ("val_brier",),
-        settings.train.promotion_margin,
-        settings.train.guard_tolerance,
+        train.promotion_margin,
+        train.guard_tolerance,
         {"val_brier": False},
     )
 
@@ -92,7 +93,7 @@ def congestion_rule(settings: Settings) -> PromotionRule:
 def train_congestion(
     features: pl.DataFrame,
     kpis: pl.DataFrame,
-    settings: Settings,
+    params: ModelParams,
     spec_hash: str,
     trainer: Trainer = train_local,
 ) -> Candidate:
@@ -105,21 +106,21 @@ def train_congestion(
         spec_hash: the hash of the feature spec `features` were built with.
         trainer: how the booster is trained (here, or on a Dask cluster).
     """
-    split = training.split_by_time(features, settings.train.holdout_days)
-    params = congestion_params(settings)
+    split = training.split_by_time(features, params.train.holdout_days)
+    fitting = congestion_params(params.train)
     # The rule's conditions on the KPIs the data holds (NoDataError when none is left).
-    rule = targets.apply_rule(settings.congestion, targets.kpis_with_values(kpis))
+    rule = targets.apply_rule(params.congestion, targets.kpis_with_values(kpis))
     # The newest training days calibrate the probability: later than what the booster saw,
     # earlier than the hold-out it is judged on.
     fit_rows, calibration_rows = split.train, None
-    if settings.train.calibration_days:
+    if params.train.calibration_days:
         try:
-            inner = training.split_by_time(split.train, settings.train.calibration_days)
+            inner = training.split_by_time(split.train, params.train.calibration_days)
             fit_rows, calibration_rows = inner.train, inner.holdout
         except NoDataError:
             pass  # too few days to spare one: the raw probability is used
-    train = training.sample_rows(fit_rows, settings.train.max_train_rows, params.seed)
-    train_labels = congestion_labels(train, kpis, settings, rule)
+    train = training.sample_rows(fit_rows, params.train.max_train_rows, fitting.seed)
+    train_labels = congestion_labels(train, kpis, params, rule)
     if not train_labels["congested_within"].any():
         raise NoDataError(
             f"no congestion in the training window under the rule ({rule.describe()}); "
@@ -128,23 +129,23 @@ def train_congestion(
     model = CongestionModel.fit(
         train,
         train_labels["congested_within"],
-        settings.congestion.horizon_minutes,
+        params.congestion.horizon_minutes,
         spec_hash,
-        params,
+        fitting,
         trainer,
-        settings.congestion.horizon,
+        params.congestion.horizon,
     )
     calibrated = calibration_rows is not None and model.calibrate(
         calibration_rows,
-        congestion_labels(calibration_rows, kpis, settings, rule)["congested_within"],
+        congestion_labels(calibration_rows, kpis, params, rule)["congested_within"],
     )
     holdout = split.holdout.sort("cell_id", "ts")
-    labels = congestion_labels(holdout, kpis, settings, rule)
+    labels = congestion_labels(holdout, kpis, params, rule)
     metrics, y, prob = evaluate_congestion(model, holdout, labels)
     known = labels["congested_within"].is_not_null().to_numpy()
     raw = model.predict_raw(holdout)[known]
     metrics["val_brier_uncalibrated"] = float(np.mean((raw - y) ** 2))
-    baselines, base_scores = congestion_baselines(holdout, labels, settings)
+    baselines, base_scores = congestion_baselines(holdout, labels)
     figures = {
         "pr_curve.png": plots.pr_curves(
             y, {"model": prob, **base_scores}, f"congestion {model.horizon_phrase}: hold-out"
@@ -168,17 +169,17 @@ def train_congestion(
         NAME,
         model,
         {
-            **asdict(params),
+            **asdict(fitting),
             "horizon": model.horizon,
             "features": len(model.feature_names),
             "calibrated": calibrated,
-            "calibration_days": settings.train.calibration_days,
-            **{f"rule_{k}": v for k, v in settings.congestion.model_dump().items()},
+            "calibration_days": params.train.calibration_days,
+            **{f"rule_{k}": v for k, v in params.congestion.model_dump().items()},
             "rule_applied": rule.describe(),
         },
         metrics,
         baselines,
-        congestion_rule(settings),
+        congestion_rule(params.train),
         split,
         {name: plots.png(fig) for name, fig in figures.items()},
         holdout.height,
@@ -196,7 +197,7 @@ class PrbBaseline:
     name: str = "baseline:prb_util"
     what: str = "current PRB utilisation / 100"
 
-    def score(self, features: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    def score(self, features: pl.DataFrame, params: ModelParams) -> pl.DataFrame:
         prob = (by_keys(features)[PRB].cast(pl.Float64) / 100).clip(0.0, 1.0)
         return pl.DataFrame(
             {"congestion_prob": prob, "congestion_horizon": [self.horizon] * prob.len()},
@@ -214,19 +215,19 @@ class CongestionFamily:
     settings_hint = "congestion.* settings"
 
     def fit(
-        self, data: TrainingData, settings: Settings, spec_hash: str, trainer: Trainer
+        self, data: TrainingData, params: ModelParams, spec_hash: str, trainer: Trainer
     ) -> Candidate:
-        return train_congestion(data.features, data.kpis, settings, spec_hash, trainer)
+        return train_congestion(data.features, data.kpis, params, spec_hash, trainer)
 
     def evaluate(
-        self, candidate: Candidate, model: Any, data: TrainingData, settings: Settings
+        self, candidate: Candidate, model: Any, data: TrainingData, params: ModelParams
     ) -> dict[str, float]:
         holdout = candidate.split.holdout.sort("cell_id", "ts")
-        labels = congestion_labels(holdout, data.kpis, settings)
+        labels = congestion_labels(holdout, data.kpis, params)
         return evaluate_congestion(model, holdout, labels)[0]
 
     def score(
-        self, model: Any, features: pl.DataFrame, settings: Settings, predict: Predict
+        self, model: Any, features: pl.DataFrame, params: ModelParams, predict: Predict
     ) -> pl.DataFrame:
         prob = model.predict(by_keys(features), predict)
         return pl.DataFrame(
@@ -240,12 +241,12 @@ class CongestionFamily:
     def band(self, model: Any, features: pl.DataFrame, predict: Predict) -> pl.DataFrame | None:
         return None
 
-    def baseline(self, reference: pl.DataFrame, settings: Settings) -> PrbBaseline:
+    def baseline(self, reference: pl.DataFrame, params: ModelParams) -> PrbBaseline:
         if PRB not in reference.columns or reference[PRB].null_count() == reference.height:
             raise NoDataError(
                 f"no PRB utilisation ({PRB}) in the data, so no congestion baseline either"
             )
-        rule = settings.congestion
+        rule = params.congestion
         return PrbBaseline(horizon_label(rule.horizon, rule.horizon_minutes))
 
     def serve(self, model: Any, frame: pl.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import polars as pl
 from cellpulse.flows.features import features_flow
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.flows.score import score_flow
+from cellpulse.models.params import ModelParams
 from cellpulse.simulator import build_topology, write_network
 from cellpulse.window import DayWindow
 from tests.conftest import TINY, outage_events, tiny_settings
@@ -66,7 +67,7 @@ def test_training_on_dask_agrees_with_local_training(tiny_network, tmp_path):
     settings = tiny_settings(tmp_path / "home")
     spec = default_spec(TINY.rop_minutes)
     feats = build_features(kpis, spec, rop_minutes=TINY.rop_minutes, min_denominator=10)
-    target = congestion_labels(feats, kpis, settings)["congested_within"]
+    target = congestion_labels(feats, kpis, ModelParams.of(settings))["congested_within"]
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -76,12 +77,14 @@ def test_training_on_dask_agrees_with_local_training(tiny_network, tmp_path):
         on_dask = DaskTrainer(client, min_rows=1)
         fits = {
             "local": (
-                CongestionModel.fit(feats, target, 60, "s", congestion_params(settings)),
-                AnomalyModel.fit(feats, "s", anomaly_params(settings)),
+                CongestionModel.fit(feats, target, 60, "s", congestion_params(settings.train)),
+                AnomalyModel.fit(feats, "s", anomaly_params(settings.train)),
             ),
             "dask": (
-                CongestionModel.fit(feats, target, 60, "s", congestion_params(settings), on_dask),
-                AnomalyModel.fit(feats, "s", anomaly_params(settings), trainer=on_dask),
+                CongestionModel.fit(
+                    feats, target, 60, "s", congestion_params(settings.train), on_dask
+                ),
+                AnomalyModel.fit(feats, "s", anomaly_params(settings.train), trainer=on_dask),
             ),
         }
     prob = {k: c.predict(feats) for k, (c, _) in fits.items()}

@@ -10,6 +10,7 @@ from cellpulse.features.spec import default_spec
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from tests.conftest import tiny_settings
 
 SPEC = default_spec(15)
@@ -20,9 +21,11 @@ pytest.importorskip("tl2cgen")
 def trained(tiny_network, tmp_path_factory):
     features = build_features(tiny_network[2], SPEC, rop_minutes=15, min_denominator=10)
     settings = tiny_settings(tmp_path_factory.mktemp("home"))
-    anomaly = anomaly_family.train_anomaly(features, tiny_network[1], settings, SPEC.hash())
+    anomaly = anomaly_family.train_anomaly(
+        features, tiny_network[1], ModelParams.of(settings), SPEC.hash()
+    )
     congestion = congestion_family.train_congestion(
-        features, tiny_network[2], settings, SPEC.hash()
+        features, tiny_network[2], ModelParams.of(settings), SPEC.hash()
     )
     return anomaly, congestion, settings
 
@@ -30,10 +33,12 @@ def trained(tiny_network, tmp_path_factory):
 def test_compiled_models_score_exactly_like_lightgbm(trained, tmp_path):
     anomaly, congestion, settings = trained
     holdout = anomaly.split.holdout
-    plain_scores = anomaly_family.score_anomaly(anomaly.model, holdout, settings)
+    plain_scores = anomaly_family.score_anomaly(anomaly.model, holdout, ModelParams.of(settings))
     plain_prob = congestion.model.predict(congestion.split.holdout)
     engine = CompiledModels(tmp_path / "compiled")
-    fast_scores = anomaly_family.score_anomaly(anomaly.model, holdout, settings, engine.predict)
+    fast_scores = anomaly_family.score_anomaly(
+        anomaly.model, holdout, ModelParams.of(settings), engine.predict
+    )
     fast_prob = congestion.model.predict(congestion.split.holdout, engine.predict)
     assert engine.failed is None
     libraries = sorted((tmp_path / "compiled").glob("*.so"))
@@ -81,7 +86,7 @@ def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch)
                     "congestion": (congestion.model, ModelRef("c", "1", "r")),
                 }
             ),
-            settings,
+            ModelParams.of(settings),
             datetime(2026, 1, 1, tzinfo=UTC),
             SPEC.hash(),
         )
@@ -105,12 +110,15 @@ def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch)
 def test_compiled_supervised_scores_exactly_like_lightgbm(labelled_network, tmp_path):
     events, features = labelled_network
     settings = tiny_settings(tmp_path / "home")
-    anomaly = anomaly_family.train_anomaly(features, events, settings, SPEC.hash())
+    anomaly = anomaly_family.train_anomaly(features, events, ModelParams.of(settings), SPEC.hash())
     assert anomaly.model.classifier is not None
     holdout = anomaly.split.holdout
-    plain = anomaly_family.score_anomaly(anomaly.model, holdout, settings)
+    plain = anomaly_family.score_anomaly(anomaly.model, holdout, ModelParams.of(settings))
     fast = anomaly_family.score_anomaly(
-        anomaly.model, holdout, settings, CompiledModels(tmp_path / "compiled").predict
+        anomaly.model,
+        holdout,
+        ModelParams.of(settings),
+        CompiledModels(tmp_path / "compiled").predict,
     )
     assert fast.equals(plain)
 
@@ -128,6 +136,9 @@ def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained,
     holdout = anomaly.split.holdout
     compiled = settings.model_copy(update={"home": tmp_path, "score_engine": "compiled"})
 
+    def engine(s):
+        return scoring.predictor(s.score_engine, s.layout.compiled, s.train.n_jobs)
+
     def table(with_settings):
         return scoring.score_features(
             holdout,
@@ -137,14 +148,15 @@ def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained,
                     "congestion": (congestion.model, ModelRef("c", "1", "r")),
                 }
             ),
-            with_settings,
+            ModelParams.of(with_settings),
             datetime(2026, 1, 1, tzinfo=UTC),
             SPEC.hash(),
+            engine(with_settings),
         )
 
     plain = table(settings)
     assert not (settings.layout.compiled).exists()
     assert table(compiled).equals(plain)
     assert len(list((tmp_path / "compiled").glob("*.so"))) == len(anomaly.model.boosters) + 1
-    band = anomaly.model.band(holdout, predict=scoring.predictor(compiled))
+    band = anomaly.model.band(holdout, predict=engine(compiled))
     assert band.equals(anomaly.model.band(holdout))

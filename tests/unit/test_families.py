@@ -10,6 +10,7 @@ import pytest
 
 from cellpulse.errors import CellpulseError, NoDataError
 from cellpulse.models.family import families, family
+from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import absent_columns, baseline_scorer
 from cellpulse.settings import Settings
 
@@ -39,12 +40,12 @@ def test_congestion_baseline_is_current_prb_utilisation_and_needs_it(tmp_path):
     settings = Settings(home=tmp_path)
     congestion = family("congestion")
     features = rows({"prb_util_dl_pct": [10.0, 85.0, 120.0, None]})
-    baseline = congestion.baseline(features, settings)
-    scored = baseline.score(features, settings)
+    baseline = congestion.baseline(features, ModelParams.of(settings))
+    scored = baseline.score(features, ModelParams.of(settings))
     assert scored["congestion_prob"].to_list()[:4] == [0.1, 0.85, 1.0, None]
     assert set(scored["congestion_horizon"]) == {"1h"}
     with pytest.raises(NoDataError, match="no PRB utilisation"):
-        congestion.baseline(rows({"dl_volume_mbit": [1.0, 2.0]}), settings)
+        congestion.baseline(rows({"dl_volume_mbit": [1.0, 2.0]}), ModelParams.of(settings))
 
 
 def test_anomaly_baseline_flags_a_collapse_and_names_its_kpi(tmp_path):
@@ -54,15 +55,17 @@ def test_anomaly_baseline_flags_a_collapse_and_names_its_kpi(tmp_path):
     features = pl.concat(
         [rows({"dl_volume_mbit": normal}, ("a",)), rows({"dl_volume_mbit": collapsed}, ("b",))]
     )
-    scorer = baseline_scorer(family("anomaly"), family("anomaly").baseline(features, settings))
+    scorer = baseline_scorer(
+        family("anomaly"), family("anomaly").baseline(features, ModelParams.of(settings))
+    )
     assert (scorer.ref.name, scorer.ref.version) == ("baseline:zscore", "baseline")
-    scored = scorer.columns(features.sort("cell_id", "ts"), settings, predict=None)  # type: ignore[arg-type]
+    scored = scorer.columns(features.sort("cell_id", "ts"), ModelParams.of(settings), predict=None)  # type: ignore[arg-type]
     b = scored.slice(200, 200)
     assert b["is_anomaly"].tail(5).all() and not scored.head(200)["is_anomaly"].any()
     assert b["anomaly_kpis"][-1].to_list() == ["dl_volume_mbit"]
     assert set(scored["anomaly_model"]) == {"baseline:zscore"}
     with pytest.raises(NoDataError, match="none of the KPIs the anomaly model watches"):
-        family("anomaly").baseline(rows({"prb_util_dl_pct": [1.0]}), settings)
+        family("anomaly").baseline(rows({"prb_util_dl_pct": [1.0]}), ModelParams.of(settings))
 
 
 def test_a_family_without_scores_has_typed_null_columns():

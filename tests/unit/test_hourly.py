@@ -11,6 +11,7 @@ from cellpulse.features.store import build_day, ingested_days, read_features, re
 from cellpulse.ingest import ingest_files
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import champion_scorers, score_features
 from cellpulse.publish import ModelRef
 from cellpulse.simulator import SimulationConfig, write_network
@@ -38,13 +39,17 @@ def test_hourly_rops_ingest_build_train_and_score(tmp_path):
     assert built.rows == 12 * 9 * 24
     features = read_features(layout, DayWindow(), spec)
     kpis = settings.layout.kpi.read()
-    anomaly = anomaly_family.train_anomaly(features, sim.events, settings, spec.hash())
-    congestion = congestion_family.train_congestion(features, kpis, settings, spec.hash())
+    anomaly = anomaly_family.train_anomaly(
+        features, sim.events, ModelParams.of(settings), spec.hash()
+    )
+    congestion = congestion_family.train_congestion(
+        features, kpis, ModelParams.of(settings), spec.hash()
+    )
     ref = ModelRef("m", "1", "r")
     scores = score_features(
         features,
         champion_scorers({"anomaly": (anomaly.model, ref), "congestion": (congestion.model, ref)}),
-        settings,
+        ModelParams.of(settings),
         NOW,
         spec.hash(),
     )

@@ -18,6 +18,7 @@ from cellpulse.features.targets import apply_rule, congestion_flags
 from cellpulse.models.anomaly import FROZEN, TARGETS, AnomalyModel, AnomalyParams
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from cellpulse.settings import CongestionRule, load_settings
 from cellpulse.simulator import (
     EVENT_SCHEMA,
@@ -175,7 +176,9 @@ def test_a_sparse_kpi_is_left_out_with_the_reason_and_no_kpi_at_all_is_an_error(
 
 def test_train_anomaly_says_which_kpis_it_watches(tmp_path):
     settings = tiny_settings(tmp_path)
-    candidate = anomaly_family.train_anomaly(features("prb_volume", 60), None, settings, "h")
+    candidate = anomaly_family.train_anomaly(
+        features("prb_volume", 60), None, ModelParams.of(settings), "h"
+    )
     assert candidate.params["watched_kpis"] == "dl_volume_mbit"
     assert "rrc_conn_mean: not delivered" in candidate.params["kpis_left_out"]
     assert candidate.coverage.startswith("anomaly model watches dl_volume_mbit")
@@ -240,7 +243,9 @@ def test_no_congestion_condition_left_names_the_missing_kpis_and_settings():
 def test_train_congestion_on_prb_and_volume_only(tmp_path):
     settings = tiny_settings(tmp_path)
     kpis = network("prb_volume", 15)
-    candidate = congestion_family.train_congestion(features("prb_volume", 15), kpis, settings, "h")
+    candidate = congestion_family.train_congestion(
+        features("prb_volume", 15), kpis, ModelParams.of(settings), "h"
+    )
     assert candidate.coverage.startswith("congestion rule: congested: prb_util_dl_pct >= 80")
     assert "dl_ue_thp_mbps (congestion.thp_floor_mbps)" in candidate.params["rule_applied"]
     assert 0 <= candidate.metrics["val_pr_auc"] <= 1
@@ -253,7 +258,7 @@ def test_train_congestion_without_congestion_says_the_rule_as_applied(tmp_path):
     )
     with pytest.raises(NoDataError, match=r"prb_util_dl_pct >= 101 for 3 ROPs.*left out"):
         congestion_family.train_congestion(
-            features("prb_volume", 60), network("prb_volume", 60), settings, "h"
+            features("prb_volume", 60), network("prb_volume", 60), ModelParams.of(settings), "h"
         )
 
 

@@ -14,6 +14,7 @@ from cellpulse.features.spec import default_spec
 from cellpulse.models.anomaly import alert_flags
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import PromotionRule, decide_promotion
 from tests.conftest import OUTAGE_CELL, tiny_settings
 
@@ -28,14 +29,16 @@ def features(tiny_network):
 @pytest.fixture(scope="module")
 def anomaly(tiny_network, features, tmp_path_factory):
     settings = tiny_settings(tmp_path_factory.mktemp("home"))
-    return anomaly_family.train_anomaly(features, tiny_network[1], settings, SPEC.hash()), settings
+    return anomaly_family.train_anomaly(
+        features, tiny_network[1], ModelParams.of(settings), SPEC.hash()
+    ), settings
 
 
 def test_injected_outage_outranks_every_normal_cell(tiny_network, anomaly):
     topo, events, _ = tiny_network
     candidate, settings = anomaly
     holdout = candidate.split.holdout
-    scored = anomaly_family.score_anomaly(candidate.model, holdout, settings)
+    scored = anomaly_family.score_anomaly(candidate.model, holdout, ModelParams.of(settings))
     ev = events.row(0, named=True)
     during = scored.filter((pl.col("ts") >= ev["start"]) & (pl.col("ts") < ev["end"]))
     worst = during.group_by("cell_id").agg(
@@ -55,16 +58,18 @@ def test_injected_outage_outranks_every_normal_cell(tiny_network, anomaly):
 def test_scores_ignore_row_and_column_order(anomaly):
     candidate, settings = anomaly
     holdout = candidate.split.holdout
-    base = anomaly_family.score_anomaly(candidate.model, holdout, settings)
+    base = anomaly_family.score_anomaly(candidate.model, holdout, ModelParams.of(settings))
     shuffled = holdout.sample(fraction=1.0, shuffle=True, seed=3)
     shuffled = shuffled.select(list(reversed(shuffled.columns)))
-    again = anomaly_family.score_anomaly(candidate.model, shuffled, settings)
+    again = anomaly_family.score_anomaly(candidate.model, shuffled, ModelParams.of(settings))
     assert again.equals(base)
 
 
 def test_same_seed_gives_the_same_model_and_scores(tiny_network, features, anomaly):
     candidate, settings = anomaly
-    twin = anomaly_family.train_anomaly(features, tiny_network[1], settings, SPEC.hash())
+    twin = anomaly_family.train_anomaly(
+        features, tiny_network[1], ModelParams.of(settings), SPEC.hash()
+    )
     holdout = candidate.split.holdout
     a = candidate.model.score(holdout)["anomaly_score"].to_numpy()
     b = twin.model.score(holdout)["anomaly_score"].to_numpy()
@@ -76,7 +81,9 @@ def test_congestion_model_beats_its_baselines_and_is_a_probability(
     tiny_network, features, tmp_path
 ):
     settings = tiny_settings(tmp_path)
-    candidate = congestion_family.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    candidate = congestion_family.train_congestion(
+        features, tiny_network[2], ModelParams.of(settings), SPEC.hash()
+    )
     prob = candidate.model.predict(candidate.split.holdout)
     assert ((prob >= 0) & (prob <= 1)).all()
     metrics, baselines = candidate.metrics, candidate.baselines
@@ -94,11 +101,15 @@ def test_congestion_can_forecast_the_next_days_busy_hour(tiny_network, features,
     settings = base.model_copy(
         update={"congestion": base.congestion.model_copy(update={"horizon": "next_day_busy_hour"})}
     )
-    candidate = congestion_family.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    candidate = congestion_family.train_congestion(
+        features, tiny_network[2], ModelParams.of(settings), SPEC.hash()
+    )
     assert candidate.model.horizon == "busy hour D+1"
     assert candidate.params["horizon"] == "busy hour D+1"
     # One label per cell and local day: every ROP of a day forecasts the same busy hour.
-    labels = congestion_family.congestion_labels(candidate.split.holdout, tiny_network[2], settings)
+    labels = congestion_family.congestion_labels(
+        candidate.split.holdout, tiny_network[2], ModelParams.of(settings)
+    )
     per_day = labels.group_by("cell_id", pl.col("ts").dt.date()).agg(
         pl.col("congested_within").n_unique()
     )
@@ -117,7 +128,9 @@ def test_congestion_probability_can_be_calibrated_on_a_later_slice(
     settings = base.model_copy(
         update={"train": base.train.model_copy(update={"holdout_days": 1, "calibration_days": 1})}
     )
-    candidate = congestion_family.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    candidate = congestion_family.train_congestion(
+        features, tiny_network[2], ModelParams.of(settings), SPEC.hash()
+    )
     model = candidate.model
     assert candidate.params["calibrated"] is True and model.calibration is not None
     _, knots_y = model.calibration
@@ -129,7 +142,7 @@ def test_congestion_probability_can_be_calibrated_on_a_later_slice(
     monday = features.filter(
         pl.col("ts").dt.date() == features["ts"].dt.date().max() - timedelta(days=1)
     )
-    truth = congestion_family.congestion_labels(monday, tiny_network[2], settings)[
+    truth = congestion_family.congestion_labels(monday, tiny_network[2], ModelParams.of(settings))[
         "congested_within"
     ]
     known = truth.is_not_null().to_numpy()
@@ -137,7 +150,9 @@ def test_congestion_probability_can_be_calibrated_on_a_later_slice(
     brier = lambda p: float(np.mean((p[known] - y) ** 2))  # noqa: E731
     assert brier(model.predict(monday)) <= brier(model.predict_raw(monday))
 
-    raw = congestion_family.train_congestion(features, tiny_network[2], base, SPEC.hash())
+    raw = congestion_family.train_congestion(
+        features, tiny_network[2], ModelParams.of(base), SPEC.hash()
+    )
     assert raw.params["calibrated"] is False and raw.model.calibration is None
     assert raw.metrics["val_brier"] == pytest.approx(raw.metrics["val_brier_uncalibrated"])
 
@@ -225,7 +240,9 @@ def test_per_slice_metrics_recompute_the_pr_auc_within_each_slice(tiny_network, 
     from cellpulse.models.evaluation import pr_auc, slice_metrics
 
     settings = tiny_settings(tmp_path)
-    candidate = congestion_family.train_congestion(features, tiny_network[2], settings, SPEC.hash())
+    candidate = congestion_family.train_congestion(
+        features, tiny_network[2], ModelParams.of(settings), SPEC.hash()
+    )
     assert candidate.figures["slices.png"].startswith(b"\x89PNG")
     dims = pl.DataFrame({"region": ["n", "n", "s", "s", "s"], "band": ["a", "b", "a", "a", "b"]})
     y = np.array([1, 0, 0, 1, 1])
@@ -292,8 +309,12 @@ def test_regressors_grow_only_the_trees_the_newest_day_confirms(tiny_network, fe
         settings, train=settings.train.model_copy(update={"early_stopping_rounds": 3})
     )
     fixed = replace(settings, train=settings.train.model_copy(update={"early_stopping_rounds": 0}))
-    stopped = anomaly_family.train_anomaly(features, tiny_network[1], stopping, SPEC.hash()).model
-    full = anomaly_family.train_anomaly(features, tiny_network[1], fixed, SPEC.hash()).model
+    stopped = anomaly_family.train_anomaly(
+        features, tiny_network[1], ModelParams.of(stopping), SPEC.hash()
+    ).model
+    full = anomaly_family.train_anomaly(
+        features, tiny_network[1], ModelParams.of(fixed), SPEC.hash()
+    ).model
     grown = {k: b.num_trees() for k, b in full.boosters.items()}
     trees = {k: b.num_trees() for k, b in stopped.boosters.items()}
     assert set(trees) == set(grown)

@@ -10,6 +10,7 @@ from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 from cellpulse.models import tracking
 from cellpulse.models.families import anomaly as anomaly_family
+from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import Decision
 from cellpulse.settings import TrainSettings
 from tests.conftest import tiny_settings
@@ -31,7 +32,9 @@ def registry(tmp_path, tiny_network, restore_environ):
                 )
             }
         )
-        candidate = anomaly_family.train_anomaly(features, tiny_network[1], s, SPEC.hash())
+        candidate = anomaly_family.train_anomaly(
+            features, tiny_network[1], ModelParams.of(s), SPEC.hash()
+        )
         logged.append(
             (
                 candidate,

@@ -8,6 +8,7 @@ import pytest
 
 from cellpulse.features.spec import default_spec
 from cellpulse.models.families import anomaly as anomaly_family
+from cellpulse.models.params import ModelParams
 from cellpulse.models.supervised import as_score, kpi_of
 from cellpulse.settings import TrainSettings
 from tests.conftest import tiny_settings
@@ -24,7 +25,9 @@ def settings_with(tmp_path, **train):
 def blended(labelled_network, tmp_path_factory):
     events, features = labelled_network
     settings = settings_with(tmp_path_factory.mktemp("home"), supervised="blend")
-    return anomaly_family.train_anomaly(features, events, settings, SPEC.hash()), settings
+    return anomaly_family.train_anomaly(
+        features, events, ModelParams.of(settings), SPEC.hash()
+    ), settings
 
 
 def test_columns_map_to_the_kpi_they_describe():
@@ -69,7 +72,7 @@ def test_blend_is_the_stronger_evidence_and_explains_its_alerts(blended):
         parts.frame["anomaly_score"].to_numpy(), np.maximum(parts.unsupervised, supervised)
     )
     # Alerting rows the classifier raises carry the KPIs its contributions name.
-    scored = anomaly_family.score_anomaly(model, holdout, settings)
+    scored = anomaly_family.score_anomaly(model, holdout, ModelParams.of(settings))
     by_classifier = (supervised > parts.unsupervised) & scored["is_anomaly"].to_numpy()
     assert by_classifier.any()
     kpis = scored["anomaly_kpis"].to_list()
@@ -81,13 +84,15 @@ def test_blend_is_the_stronger_evidence_and_explains_its_alerts(blended):
     assert kpis[peak] == model.classifier.drivers(parts.inputs[[peak]])[0]
     # Scoring stays independent of row order with the classifier in the score.
     shuffled = holdout.sample(fraction=1.0, shuffle=True, seed=1)
-    assert anomaly_family.score_anomaly(model, shuffled, settings).equals(scored)
+    assert anomaly_family.score_anomaly(model, shuffled, ModelParams.of(settings)).equals(scored)
 
 
 def test_replace_scores_with_the_probability_alone(labelled_network, tmp_path):
     events, features = labelled_network
     settings = settings_with(tmp_path, supervised="replace")
-    candidate = anomaly_family.train_anomaly(features, events, settings, SPEC.hash())
+    candidate = anomaly_family.train_anomaly(
+        features, events, ModelParams.of(settings), SPEC.hash()
+    )
     holdout = candidate.split.holdout.sort("cell_id", "ts")
     parts = candidate.model.components(holdout)
     assert np.array_equal(
@@ -102,13 +107,15 @@ def test_replace_scores_with_the_probability_alone(labelled_network, tmp_path):
 def test_too_few_labelled_events_or_off_leave_the_model_unsupervised(labelled_network, tmp_path):
     events, features = labelled_network
     scarce = settings_with(tmp_path / "a", supervised_min_events=1000)
-    candidate = anomaly_family.train_anomaly(features, events, scarce, SPEC.hash())
+    candidate = anomaly_family.train_anomaly(features, events, ModelParams.of(scarce), SPEC.hash())
     assert candidate.model.classifier is None
     assert "1000 needed" in candidate.params["supervised"]
     assert "val_classifier_pr_auc" not in candidate.metrics
     off = settings_with(tmp_path / "b", supervised="off")
     assert (
-        anomaly_family.train_anomaly(features, events, off, SPEC.hash()).params["supervised"]
+        anomaly_family.train_anomaly(features, events, ModelParams.of(off), SPEC.hash()).params[
+            "supervised"
+        ]
         == "off"
     )
 

@@ -12,6 +12,7 @@ from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 from cellpulse.models import tracking, training, tuning
 from cellpulse.models.families import congestion as congestion_family
+from cellpulse.models.params import ModelParams
 from cellpulse.settings import TrainSettings
 from tests.conftest import tiny_settings
 
@@ -28,7 +29,9 @@ def features(tiny_network):
 def fit_congestion(features, kpis, home):
     def fit(train: TrainSettings) -> training.Candidate:
         settings = tiny_settings(home).model_copy(update={"train": train})
-        return congestion_family.train_congestion(features, kpis, settings, SPEC.hash())
+        return congestion_family.train_congestion(
+            features, kpis, ModelParams.of(settings), SPEC.hash()
+        )
 
     return fit
 
