@@ -14,7 +14,7 @@ from cellpulse.errors import NoChampionError
 from cellpulse.features.spec import FeatureParams
 from cellpulse.features.store import lake_spec, load_labels
 from cellpulse.flows.common import retry_on_io
-from cellpulse.models import tracking
+from cellpulse.models import tracking, tracking_runs
 from cellpulse.models.family import family_names
 from cellpulse.monitoring import MonitorReport, Samples
 from cellpulse.settings import Settings
@@ -90,7 +90,7 @@ def monitor_flow(settings: Settings) -> MonitorOutcome:
     create_markdown_artifact(
         key="monitoring", markdown=report.markdown(), description="cellpulse monitoring"
     )
-    run_id = tracking.log_monitoring(report, settings)
+    run_id = tracking_runs.log_monitoring(report, settings)
     retrain = report.needs_retraining and settings.monitor.retrain_on_drift
     if retrain:
         from cellpulse.flows.train import train_flow
