@@ -20,6 +20,7 @@ from cellpulse import contract
 from cellpulse.errors import NoDataError
 from cellpulse.lake import Dataset
 from cellpulse.layout import Layout
+from cellpulse.models.scoring import BASELINE_VERSION
 from cellpulse.settings import MonitorSettings
 from cellpulse.window import DayWindow
 
@@ -48,6 +49,7 @@ class MonitorReport:
     reference: tuple[str, str]  # the champion's training window
     recent: tuple[str, str]
     checks: list[Check]
+    note: str = ""  # why some or all checks did not run (no champion yet)
 
     @property
     def breached(self) -> list[Check]:
@@ -59,6 +61,8 @@ class MonitorReport:
 
     def markdown(self) -> str:
         """The report as a Markdown table, for the Prefect artifact."""
+        if not self.checks:
+            return f"# cellpulse monitoring: {self.recent[0]}..{self.recent[1]}\n\n{self.note}\n"
         lines = [
             f"# cellpulse monitoring: {self.recent[0]}..{self.recent[1]} vs the champion's "
             f"training window {self.reference[0]}..{self.reference[1]}",
@@ -114,6 +118,26 @@ def monitor_days(
     return MonitorDays(reference, recent, score_reference)
 
 
+def unchecked(featured: list[date], recent_days: int, why: str) -> MonitorReport:
+    """The report of a run that could check nothing (e.g. no family has a champion, so
+    there is no training window to compare with): the recent days and why."""
+    if not featured:
+        raise NoDataError("no features to monitor; run `cellpulse features` first")
+    recent = [d for d in featured if d > featured[-1] - timedelta(days=recent_days)]
+    return MonitorReport(("", ""), (str(recent[0]), str(recent[-1])), [], why)
+
+
+def model_scored(scores: pl.DataFrame) -> pl.DataFrame:
+    """The rows a trained anomaly model scored: a baseline's rows (before there was a
+    champion) say nothing about the champion's scores."""
+    if "anomaly_model_version" not in scores.columns:
+        return scores
+    return scores.filter(
+        pl.col("anomaly_model_version").is_not_null()
+        & (pl.col("anomaly_model_version") != BASELINE_VERSION)
+    )
+
+
 @dataclass(frozen=True)
 class Samples:
     """Rows of the reference and the recent days that the checks compare."""
@@ -164,7 +188,7 @@ def run_checks(
     availability, topology, score shift when both windows have scores, and the champion's
     recall on labelled `events` when any falls in the recent window."""
     (feats_ref, feats_now), (kpis_ref, kpis_now) = samples.features, samples.kpis
-    scores_ref, scores_now = samples.scores
+    scores_ref, scores_now = (model_scored(s) for s in samples.scores)
     checks = [
         feature_psi(
             feats_ref, feats_now, [c for c in columns if c in feats_ref.columns], cfg.psi_threshold

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from cellpulse.features.spec import FeatureParams
 from cellpulse.features.store import lake_spec, load_events
 from cellpulse.flows.train import load_training_data
-from cellpulse.models import backtest, tracking
+from cellpulse.models import backtest, tracking, tracking_runs
 from cellpulse.models.backtest import Fold
 from cellpulse.models.family import families
 from cellpulse.models.params import ModelParams
@@ -51,7 +51,8 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
             results[family.name].append(backtest.fit_fold(family, index, data, params, spec_hash))
     tags = {"feature_spec_hash": spec_hash, "data.labels": str(labels_path)}
     runs = {
-        family: tracking.log_backtest(family, f, settings, tags) for family, f in results.items()
+        family: tracking_runs.log_backtest(family, f, settings, tags)
+        for family, f in results.items()
     }
     create_markdown_artifact(
         key="backtest", markdown=backtest.markdown(results), description="cellpulse backtest"

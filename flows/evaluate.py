@@ -17,7 +17,8 @@ from cellpulse.features.spec import FeatureParams
 from cellpulse.features.store import lake_spec, load_events, read_features
 from cellpulse.flows.common import retry_on_io
 from cellpulse.models import tracking
-from cellpulse.models.scoreboard import flat_metrics, scoreboard
+from cellpulse.models.family import family_names, model_columns
+from cellpulse.models.scoreboard import flat_metrics, scoreboard, scored_by, unscored_families
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow, evaluation_window
 
@@ -31,15 +32,39 @@ class Evaluation:
     report: Path
     logged_runs: list[str]
     note: str
+    # Which models scored the rows (family, model, version, rows): a baseline's version
+    # reads `baseline`.
+    scored_by: pl.DataFrame
+    skipped: dict[str, str]  # family -> why the board has no figures of it
 
 
 @task(name="champion-window", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def champion_window() -> DayWindow | None:
-    """The anomaly champion's training window; None without a champion or its tag."""
-    try:
-        return tracking.champion_train_window("anomaly")
-    except NoChampionError:
-        return None
+def champion_window() -> tuple[DayWindow, str] | None:
+    """A champion's training window and its family: the anomaly champion's, else any
+    family's; None while no family has a champion with that tag."""
+    for family in sorted(family_names(), key=lambda f: f != "anomaly"):
+        try:
+            trained_on = tracking.champion_train_window(family)
+        except NoChampionError:
+            continue
+        if trained_on is not None:
+            return trained_on, family
+    return None
+
+
+def default_window(
+    scored: list[date], requested: DayWindow, trained: tuple[DayWindow, str] | None
+) -> tuple[DayWindow, str]:
+    """The evaluated days and a note that also says whose training window bounds them, or
+    that no family has a champion yet."""
+    window, note = evaluation_window(scored, requested, trained[0] if trained else None)
+    if requested != DayWindow():
+        return window, note
+    if trained is None:
+        return window, f"{note}; no champion yet"
+    if note.startswith("days after"):
+        return window, note.replace("the champion's", f"the {trained[1]} champion's")
+    return window, note
 
 
 @dataclass(frozen=True)
@@ -47,7 +72,7 @@ class Inputs:
     """What an evaluation reads besides the scores' own window."""
 
     scores: pl.DataFrame
-    events: pl.DataFrame
+    events: pl.DataFrame | None  # None: no labels, the anomaly figures are skipped
     kpis: pl.DataFrame  # the window, a week before it and a day or two after it
     reference_kpis: pl.DataFrame
     topology: pl.DataFrame | None
@@ -67,13 +92,9 @@ def _features(settings: Settings, window: DayWindow) -> pl.DataFrame | None:
 @task(name="load-evaluation-data", cache_policy=NO_CACHE)
 def load_inputs(settings: Settings, window: DayWindow, labels: Path) -> Inputs:
     """The scores of `window` and everything they are judged against: labelled events,
-    KPIs around the window, the topology (per-slice figures) and features (baselines)."""
+    KPIs around the window, the topology (per-slice figures) and features (baselines).
+    Without labels only congestion is judged: its truth is the rule on the KPIs."""
     events = load_events(labels)
-    if events is None:
-        raise NoDataError(
-            f"no ground truth at {labels}; pass --labels FILE with cell_id, "
-            "start, end, type (and kind: fault|load) columns"
-        )
     start, end = window.bounds()
     # A week before the window: per-cell statistics for the z-score baseline and last week's
     # congestion for the seasonal one; after it, the forecast horizon of its last ROPs (a
@@ -118,9 +139,29 @@ def judge(settings: Settings, inputs: Inputs, k: int) -> pl.DataFrame:
     )
 
 
+def skipped_families(scores: pl.DataFrame, has_labels: bool, labels: Path) -> dict[str, str]:
+    """Each family the board has no figures of, and why."""
+    skipped = {
+        f: "none of the evaluated rows were scored by it"
+        for f in unscored_families(scores, family_names())
+    }
+    if not has_labels and "anomaly" not in skipped:
+        skipped["anomaly"] = (
+            f"no event labels at {labels}; pass --labels FILE with cell_id, start, end, type "
+            "(and kind: fault|load) columns"
+        )
+    return skipped
+
+
 @task(name="write-scoreboard", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def write_report(
-    settings: Settings, board: pl.DataFrame, window: DayWindow, note: str, k: int
+    settings: Settings,
+    board: pl.DataFrame,
+    window: DayWindow,
+    note: str,
+    k: int,
+    who: pl.DataFrame,
+    skipped: dict[str, str],
 ) -> Path:
     """The scoreboard as JSON under the home's reports folder, one file per window."""
     report = settings.layout.reports / f"scoreboard_{window.start}_{window.end}.json"
@@ -128,6 +169,8 @@ def write_report(
         "window": [str(window.start), str(window.end)],
         "window_note": note,
         "k": k,
+        "scored_by": who.to_dicts(),
+        "skipped": skipped,
         "rows": board.to_dicts(),
     }
     lake.atomic_write_bytes(report, json.dumps(payload, indent=1).encode())
@@ -136,12 +179,20 @@ def write_report(
 
 @task(name="log-scoreboard", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def log_scoreboard(scores: pl.DataFrame, board: pl.DataFrame, report: Path) -> list[str]:
-    """Each family's figures into the training run of the model that made (most of) the
-    scores; the ids of those runs."""
+    """Each family's figures into the training run of the champion that made (most of) its
+    model-scored rows; the ids of those runs. A family whose rows were all scored by its
+    baseline has no run to log to."""
     runs = []
-    for family in ("anomaly", "congestion"):
-        run_id = scores[f"{family}_run_id"].mode().sort()[0]
-        tracking.log_to_run(run_id, flat_metrics(board.filter(pl.col("family") == family)), report)
+    for family in family_names():
+        _, _, run_column = model_columns(family)
+        part = board.filter(pl.col("family") == family)
+        if run_column not in scores.columns or part.is_empty():
+            continue
+        ids = scores[run_column].drop_nulls().filter(scores[run_column].drop_nulls() != "")
+        if ids.is_empty():
+            continue
+        run_id = ids.mode().sort()[0]
+        tracking.log_to_run(run_id, flat_metrics(part), report)
         runs.append(run_id)
     return runs
 
@@ -154,8 +205,10 @@ def evaluate_flow(
     k: int = 20,
     log_to_mlflow: bool = True,
 ) -> Evaluation:
-    """Judge the published scores of `window` against labelled events, next to baselines
-    (default window: the days scored after the champion's training window)."""
+    """Judge the published scores of `window` next to baselines: anomaly against labelled
+    events (skipped, saying so, without labels), congestion against its rule on the KPIs
+    (default window: the days scored after a champion's training window, the anomaly
+    champion's first; every scored day while no family has a champion)."""
     tracking.configure(settings)
     scored = settings.layout.scores.dates()
     if not scored:
@@ -163,9 +216,12 @@ def evaluate_flow(
             f"no scores under {settings.layout.scores.root}; run `cellpulse score` first"
         )
     trained_on = champion_window() if window == DayWindow() else None
-    window, note = evaluation_window(scored, window, trained_on)
-    inputs = load_inputs(settings, window, settings.layout.labels_file(labels))
+    window, note = default_window(scored, window, trained_on)
+    labels_path = settings.layout.labels_file(labels)
+    inputs = load_inputs(settings, window, labels_path)
     board = judge(settings, inputs, k)
-    report = write_report(settings, board, window, note, k)
+    who = scored_by(inputs.scores, family_names())
+    skipped = skipped_families(inputs.scores, inputs.events is not None, labels_path)
+    report = write_report(settings, board, window, note, k, who, skipped)
     runs = log_scoreboard(inputs.scores, board, report) if log_to_mlflow else []
-    return Evaluation(board, window.bounds(), report, runs, note)
+    return Evaluation(board, window.bounds(), report, runs, note, who, skipped)

@@ -10,12 +10,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import monitoring
-from cellpulse.features.spec import FeatureParams, spec_for
-from cellpulse.features.store import load_labels
+from cellpulse.errors import NoChampionError
+from cellpulse.features.spec import FeatureParams
+from cellpulse.features.store import lake_spec, load_labels
 from cellpulse.flows.common import retry_on_io
-from cellpulse.models import tracking
+from cellpulse.models import tracking, tracking_runs
+from cellpulse.models.family import family_names
 from cellpulse.monitoring import MonitorReport, Samples
 from cellpulse.settings import Settings
+from cellpulse.window import DayWindow
+
+NO_CHAMPION = "no champion yet; drift not checked"
 
 
 @dataclass(frozen=True)
@@ -23,18 +28,34 @@ class MonitorOutcome:
     """The monitoring report, its MLflow run, and whether it retrained."""
 
     report: MonitorReport
-    mlflow_run_id: str
+    mlflow_run_id: str  # empty when nothing was checked
     retrained: bool
 
 
+@task(name="champion-window", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def champion_window() -> tuple[bool, DayWindow | None]:
+    """Whether any family has a champion, and the training window drift is measured from:
+    the anomaly champion's, else another family's."""
+    any_champion, window = False, None
+    for family in sorted(family_names(), key=lambda f: f != "anomaly"):
+        try:
+            window = tracking.champion_train_window(family)
+        except NoChampionError:
+            continue
+        any_champion = True
+        if window is not None:
+            break
+    return any_champion, window
+
+
 @task(name="monitor-samples", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def load_samples(settings: Settings) -> Samples:
+def load_samples(settings: Settings, trained_on: DayWindow | None) -> Samples:
     """Samples of the recent days and of the champion's training window."""
     layout = settings.layout
     days = monitoring.monitor_days(
         layout.features.dates(),
         layout.scores.dates(),
-        tracking.champion_train_window("anomaly"),
+        trained_on,
         settings.monitor.recent_days,
     )
     return monitoring.read_samples(layout, days, settings.monitor.sample_rows_per_day)
@@ -46,20 +67,30 @@ def run_checks(settings: Settings, samples: Samples) -> MonitorReport:
     people's verdicts on alerts (`cellpulse labels`: confirmed faults count, false alarms
     are not events)."""
     events = load_labels([settings.layout.truth_events, settings.layout.operator_labels])
-    columns = spec_for(FeatureParams.of(settings)).network_columns()
+    columns = lake_spec(settings.layout, FeatureParams.of(settings)).network_columns()
     return monitoring.run_checks(samples, columns, events, settings.monitor)
 
 
 @flow(name="monitor")
 def monitor_flow(settings: Settings) -> MonitorOutcome:
     """Drift, availability, topology, score-shift and performance checks; retrain if needed
-    (and `monitor.retrain_on_drift` allows it)."""
+    (and `monitor.retrain_on_drift` allows it). While no family has a champion there is
+    no training window to compare with: the report says so and nothing is checked."""
     tracking.configure(settings)
-    report = run_checks(settings, load_samples(settings))
+    any_champion, trained_on = champion_window()
+    if not any_champion:
+        report = monitoring.unchecked(
+            settings.layout.features.dates(), settings.monitor.recent_days, NO_CHAMPION
+        )
+        create_markdown_artifact(
+            key="monitoring", markdown=report.markdown(), description="cellpulse monitoring"
+        )
+        return MonitorOutcome(report, "", False)
+    report = run_checks(settings, load_samples(settings, trained_on))
     create_markdown_artifact(
         key="monitoring", markdown=report.markdown(), description="cellpulse monitoring"
     )
-    run_id = tracking.log_monitoring(report, settings)
+    run_id = tracking_runs.log_monitoring(report, settings)
     retrain = report.needs_retraining and settings.monitor.retrain_on_drift
     if retrain:
         from cellpulse.flows.train import train_flow

@@ -17,7 +17,7 @@ from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.spec import FeatureParams, FeatureSpec
 from cellpulse.features.store import ingested_days, lake_spec, load_events, read_features
 from cellpulse.flows.common import booster_trainer, retry_on_io
-from cellpulse.models import tracking, tuning
+from cellpulse.models import tracking, tracking_runs, tuning
 from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.family import ModelFamily, families
 from cellpulse.models.family import family as family_named
@@ -156,7 +156,7 @@ def choose(
         return Chosen(fit(settings.train), tags)
     trials = tuning.search(fit, settings.train, tune, tune_minutes * 60, settings.train.seed)
     chosen = tuning.best(trials)
-    parent = tracking.log_trials(family.name, trials, chosen, settings, tags)
+    parent = tracking_runs.log_trials(family.name, trials, chosen, settings, tags)
     search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
     return Chosen(chosen.candidate, tags | search, tuning.describe(chosen, trials, parent))
 

@@ -4,6 +4,10 @@ per anomaly type and per slice (area type, band, region).
 A long table, one row per (family, detector, slice_kind, slice, metric, value), so the same
 metric names come out every time and any view is a pivot of it. The anomaly metrics are
 `models.evaluation.detection_metrics`, defined there once for training and the scoreboard.
+
+The published scores are judged by who made them: rows a family's champion scored are the
+detector `model`; rows its baseline scored before there was a champion are the detector named
+as the score table names that baseline (`baseline:zscore`, `baseline:prb_util`), never `model`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from cellpulse.features.builder import with_derived_kpis
 from cellpulse.features.targets import congestion_labels
 from cellpulse.models import evaluation
 from cellpulse.models.baselines import isolation_forest, zscore_detector
+from cellpulse.models.family import model_columns
+from cellpulse.models.scoring import BASELINE_VERSION
 from cellpulse.settings import Settings
 
 SLICE_KINDS = ("area_type", "band", "region")
@@ -39,6 +45,59 @@ def _rows(
         }
         for name, value in metrics.items()
     ]
+
+
+# ---------------------------------------------------------------------------- who scored
+
+SCORER = "_scorer"  # the published detector a score row belongs to
+
+
+def with_scorer(scores: pl.DataFrame, family: str) -> pl.DataFrame:
+    """`scores` with `_scorer`: `model` where the family's champion scored the row, the
+    baseline's name (`baseline:zscore`) where its baseline did, null where the family did
+    not score it. A table without model columns was scored by the model throughout."""
+    name, version, _ = model_columns(family)
+    if name not in scores.columns:
+        return scores.with_columns(pl.lit("model").alias(SCORER))
+    scorer = (
+        pl.when(pl.col(name).is_null())
+        .then(pl.lit(None, pl.String))
+        .when(pl.col(version) == BASELINE_VERSION)
+        .then(pl.col(name))
+        .otherwise(pl.lit("model"))
+    )
+    return scores.with_columns(scorer.alias(SCORER))
+
+
+def scored_by(scores: pl.DataFrame, families: Iterable[str]) -> pl.DataFrame:
+    """Which models scored the rows: family, model, version, rows (a baseline's version
+    reads `baseline`), largest share first within a family."""
+    parts = []
+    for family in families:
+        name, version, _ = model_columns(family)
+        if name not in scores.columns:
+            continue
+        parts.append(
+            scores.filter(pl.col(name).is_not_null())
+            .group_by(pl.col(name).alias("model"), pl.col(version).alias("version"))
+            .agg(pl.len().cast(pl.Int64).alias("rows"))
+            .sort("rows", "model", descending=[True, False])
+            .select(pl.lit(family).alias("family"), "model", "version", "rows")
+        )
+    schema = {"family": pl.String, "model": pl.String, "version": pl.String, "rows": pl.Int64}
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def unscored_families(scores: pl.DataFrame, families: Iterable[str]) -> list[str]:
+    """The families none of whose rows in `scores` carry a score."""
+    return [f for f in families if with_scorer(scores, f)[SCORER].null_count() == scores.height]
+
+
+def _published(scores: pl.DataFrame, family: str) -> dict[str, pl.DataFrame]:
+    """The family's scored rows per published detector (`model` first, then baselines)."""
+    tagged = with_scorer(scores, family).filter(pl.col(SCORER).is_not_null())
+    names = sorted(set(tagged[SCORER].to_list()), key=lambda n: (n != "model", n))
+    return {n: tagged.filter(pl.col(SCORER) == n).drop(SCORER) for n in names}
 
 
 # ---------------------------------------------------------------------------- anomaly
@@ -114,26 +173,39 @@ def _slices(
 def congestion_detectors(
     scores: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
 ) -> dict[str, pl.DataFrame]:
-    """Each detector's score on the scored rows whose target is known."""
+    """Each detector's score on the scored rows whose target is known: the published ones
+    (`model`, a baseline) on the rows they scored, the reference baselines on every row the
+    family scored. The target is the configured rule applied to the KPIs the data holds, so
+    no labelled events are needed."""
+    tagged = with_scorer(scores, "congestion").filter(pl.col(SCORER).is_not_null())
     labels = congestion_labels(
-        scores, kpis, settings.congestion, settings.rop_minutes, settings.timezone
+        tagged, kpis, settings.congestion, settings.rop_minutes, settings.timezone
+    )
+    kpi_cols = ["cell_id", "ts"] + (
+        ["prb_util_dl_pct"] if "prb_util_dl_pct" in kpis.columns else []
     )
     joined = (
-        scores.select("cell_id", "ts", "congestion_prob")
+        tagged.select("cell_id", "ts", "congestion_prob", SCORER)
         .join(labels, on=["cell_id", "ts"], how="left")
-        .join(kpis.select("cell_id", "ts", "prb_util_dl_pct"), on=["cell_id", "ts"], how="left")
+        .join(kpis.select(kpi_cols), on=["cell_id", "ts"], how="left")
         .filter(pl.col("congested_within").is_not_null())
     )
-    detectors = {
-        "model": pl.col("congestion_prob"),
+    published = sorted(set(joined[SCORER].to_list()), key=lambda n: (n != "model", n))
+    out = {
+        name: joined.filter(pl.col(SCORER) == name).select(
+            "cell_id", "ts", "congested_within", pl.col("congestion_prob").alias("score")
+        )
+        for name in published
+    }
+    reference = {
         "persistence": pl.col("persistence").fill_null(False).cast(pl.Float64),
         "seasonal": pl.col("seasonal").cast(pl.Float64),
-        "threshold": pl.col("prb_util_dl_pct").fill_null(0) / 100,
     }
-    return {
-        name: joined.select("cell_id", "ts", "congested_within", expr.alias("score"))
-        for name, expr in detectors.items()
-    }
+    if "prb_util_dl_pct" in kpis.columns:  # the threshold guess needs PRB utilisation
+        reference["threshold"] = pl.col("prb_util_dl_pct").fill_null(0) / 100
+    for name, expr in reference.items():
+        out[name] = joined.select("cell_id", "ts", "congested_within", expr.alias("score"))
+    return out
 
 
 def congestion_metrics(scored: pl.DataFrame, threshold: float = 0.5) -> dict[str, float]:
@@ -155,14 +227,16 @@ def congestion_board(
     scores: pl.DataFrame, kpis: pl.DataFrame, topology: pl.DataFrame | None, settings: Settings
 ) -> list[dict[str, object]]:
     """Board rows of the congestion model and its baselines, overall (with the model's lift
-    over each naive guess) and per slice of the topology."""
+    over each naive guess, on the rows the model scored) and per slice of the topology."""
     detectors = congestion_detectors(scores, kpis, settings)
     rows: list[dict[str, object]] = []
     metrics = {name: congestion_metrics(df) for name, df in detectors.items()}
     for name, m in metrics.items():
         if name == "model":
+            keys = detectors["model"].select("cell_id", "ts")
             for base in ("persistence", "seasonal"):
-                ref = metrics[base]["pr_auc"]
+                same_rows = detectors[base].join(keys, on=["cell_id", "ts"], how="semi")
+                ref = congestion_metrics(same_rows)["pr_auc"]
                 m[f"lift_over_{base}"] = m["pr_auc"] / ref if ref and ref == ref else float("nan")
         rows += _rows("congestion", name, "all", "all", m)
         if topology is not None:
@@ -184,7 +258,7 @@ def congestion_board(
 
 def scoreboard(
     scores: pl.DataFrame,
-    events: pl.DataFrame,
+    events: pl.DataFrame | None,
     kpis: pl.DataFrame,
     reference_kpis: pl.DataFrame,
     topology: pl.DataFrame | None,
@@ -198,21 +272,26 @@ def scoreboard(
     `kpis` covers the scored rows plus a week before (seasonal baseline) and the forecast
     horizon after; `reference_kpis` is what the z-score baseline learns each cell from. With
     feature rows for the scored window and a reference period, the IsolationForest baseline
-    is judged too."""
-    model = scores.select("cell_id", "ts", "anomaly_score", "is_anomaly").sort("cell_id", "ts")
-    keys = model.select("cell_id", "ts")
-    window_kpis = kpis.join(keys, on=["cell_id", "ts"], how="semi")
-    detectors = {
-        "model": model,
-        "zscore": zscore_detector(
+    is judged too. Without `events` (no labels) there are no anomaly rows: anomaly truth is
+    labelled, congestion truth is the rule on the KPIs. A family that scored none of the rows
+    has no rows either."""
+    rows: list[dict[str, object]] = []
+    published = _published(scores, "anomaly") if events is not None else {}
+    if published:
+        cols = ("cell_id", "ts", "anomaly_score", "is_anomaly")
+        detectors = {n: d.select(cols).sort("cell_id", "ts") for n, d in published.items()}
+        keys = pl.concat([d.select("cell_id", "ts") for d in detectors.values()])
+        window_kpis = kpis.join(keys, on=["cell_id", "ts"], how="semi")
+        detectors["zscore"] = zscore_detector(
             _derived(reference_kpis, settings), _derived(window_kpis, settings), settings
-        ),
-    }
-    if features is not None and reference_features is not None and reference_features.height:
-        window_features = features.join(keys, on=["cell_id", "ts"], how="semi")
-        detectors["iforest"] = isolation_forest(reference_features, window_features, settings)
-    rows = anomaly_board(detectors, events, topology, settings, k)
-    rows += congestion_board(scores, kpis, topology, settings)
+        )
+        if features is not None and reference_features is not None and reference_features.height:
+            window_features = features.join(keys, on=["cell_id", "ts"], how="semi")
+            detectors["iforest"] = isolation_forest(reference_features, window_features, settings)
+        assert events is not None
+        rows += anomaly_board(detectors, events, topology, settings, k)
+    if _published(scores, "congestion"):
+        rows += congestion_board(scores, kpis, topology, settings)
     schema = {c: pl.String for c in COLUMNS[:-1]} | {"value": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
 

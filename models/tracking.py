@@ -1,15 +1,15 @@
-"""The MLflow edge: the only module that imports mlflow.
+"""The MLflow edge: with its sibling `tracking_*` modules, the only code that imports mlflow.
 
-A few verbs: log a candidate (params, metrics, plots, the model, its registry version), load a
-family's champion, move the champion alias with a recorded reason, and read what the registry
-holds. Everything else in cellpulse works on plain models and tables.
+A few verbs: point MLflow at the store, log a candidate (params, metrics, plots, the model,
+its registry version), load a family's champion, move the champion alias with a recorded
+reason, and read what the registry holds. The model's own artifacts (its generic face, the
+logged model, its lineage) are `tracking_model`; runs beside training (backtests, tuning
+trials, monitoring) are `tracking_runs`. Everything else in cellpulse works on plain models
+and tables.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
 import json
 import logging
 import os
@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -25,46 +24,31 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd
 import polars as pl
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
-from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
 from cellpulse.errors import CellpulseError, NoChampionError
-from cellpulse.models import backtest
-from cellpulse.models.backtest import Fold
-from cellpulse.models.family import family as family_named
 from cellpulse.models.family import family_names
 from cellpulse.models.promotion import Decision
+
+# Registered models pickle their wrapper by its import path, and models registered before
+# the wrapper had its own module name it `cellpulse.models.tracking.CellpulsePyfunc`: the
+# name stays importable here so those versions still load.
+from cellpulse.models.tracking_model import (
+    CellpulsePyfunc,  # noqa: F401
+    log_lineage,
+    log_model,
+    model_example,
+)
 from cellpulse.models.training import TRAIN_WINDOW_TAG, Candidate
-from cellpulse.models.tuning import SEARCH_SPACE, Trial
-from cellpulse.monitoring import MonitorReport
 from cellpulse.redaction import redact_url
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
 
 MODEL_NAMES = {name: f"cellpulse-{name}" for name in family_names()}
 CHAMPION, PREVIOUS = "champion", "previous"
-_REQUIREMENTS = ("lightgbm", "polars", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
-
-
-class CellpulsePyfunc(PythonModel):
-    """MLflow's generic face of a cellpulse model, for `mlflow models serve` and friends.
-    cellpulse itself unwraps it and calls the model directly on Polars frames."""
-
-    def __init__(self, model: Any, family: str = "") -> None:
-        self.model = model
-        self.family = family
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        # Models logged before families existed carry no family name: tell them by type.
-        name = getattr(self, "family", "") or (
-            "anomaly" if hasattr(self.model, "boosters") else "congestion"
-        )
-        return family_named(name).serve(self.model, pl.from_pandas(model_input))
 
 
 @dataclass(frozen=True)
@@ -137,10 +121,10 @@ def check_tracking(settings: Settings, attempts: int = 3, first_wait_s: float = 
 
 def experiment_id(family: str, settings: Settings) -> str:
     """One experiment per model family, artifacts under the home (never the working dir)."""
-    return _experiment(MODEL_NAMES[family], settings)
+    return experiment_named(MODEL_NAMES[family], settings)
 
 
-def _experiment(name: str, settings: Settings) -> str:
+def experiment_named(name: str, settings: Settings) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -166,52 +150,13 @@ def code_version() -> str:
     return metadata.version("cellpulse")
 
 
-def pip_requirements() -> list[str]:
-    reqs = [f"{pkg}=={metadata.version(pkg)}" for pkg in _REQUIREMENTS]
-    return [*reqs, f"cellpulse=={metadata.version('cellpulse')}"]
-
-
-def _finite(values: dict[str, float]) -> dict[str, float]:
+def finite(values: dict[str, float]) -> dict[str, float]:
     out = {}
     for k, v in values.items():
         f = float(v)
         if f == f and abs(f) != float("inf"):
             out[k] = f
     return out
-
-
-def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash: str) -> None:
-    """Record which lake data trained and judged the run (`mlflow.data`, shown under the
-    run's Datasets): the feature partitions of the training and hold-out windows, named by
-    window, with a digest of their files (so a rebuilt day shows as a different dataset),
-    the feature schema, and the lake folder as source. Nothing is copied or loaded."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-
-    features = settings.layout.features
-    with warnings.catch_warnings():
-        # MLflow registers the local-file source twice (with and without "file:") and warns
-        # that a path matches both; they are the same source.
-        warnings.filterwarnings("ignore", "The specified dataset source", UserWarning)
-        source = resolve_dataset_source(str(features.root))
-    windows = {"training": candidate.split.train_days, "holdout": candidate.split.holdout_days}
-    for context, (start, end) in windows.items():
-        files = features.files(start, end)
-        digest = hashlib.sha256(spec_hash.encode())
-        for f in files:
-            st = f.stat()
-            digest.update(f"|{f.relative_to(features.root)}|{st.st_size}|{st.st_mtime_ns}".encode())
-        dataset = MetaDataset(  # type: ignore[abstract]  # concrete in practice
-            source=source,
-            name=f"features {start}..{end}",
-            digest=digest.hexdigest()[:16],
-            schema=schema,
-        )
-        mlflow.log_input(
-            dataset,
-            context=context,
-            tags={"feature_spec_hash": spec_hash, "files": str(len(files))},
-        )
 
 
 def log_candidate(
@@ -232,14 +177,7 @@ def log_candidate(
         f"{family} {split.train_days[0]}..{split.train_days[1]} "
         f"trees={candidate.params.get('num_trees')}"
     )
-    # Numbers as floats: a count that is missing at scoring time must not break the schema.
-    example = (
-        input_example.drop("ts")
-        .with_columns(
-            pl.selectors.numeric().cast(pl.Float64), pl.selectors.boolean().cast(pl.Float64)
-        )
-        .to_pandas()
-    )
+    example = model_example(input_example)
     all_tags = {
         **tags,
         **split.tags(),
@@ -250,31 +188,18 @@ def log_candidate(
     }
     with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
         mlflow.log_params({k: v for k, v in candidate.params.items()})
-        mlflow.log_metrics(_finite(candidate.metrics))
-        mlflow.log_metrics(_finite(candidate.baselines))
+        mlflow.log_metrics(finite(candidate.metrics))
+        mlflow.log_metrics(finite(candidate.baselines))
         mlflow.log_metric("holdout_rows", candidate.holdout_rows)
         if champion_metrics:
-            mlflow.log_metrics(_finite({f"champion_{k}": v for k, v in champion_metrics.items()}))
+            mlflow.log_metrics(finite({f"champion_{k}": v for k, v in champion_metrics.items()}))
         with tempfile.TemporaryDirectory() as tmp:
             for file_name, data in candidate.figures.items():
                 (Path(tmp) / file_name).write_bytes(data)
             mlflow.log_artifacts(tmp, "plots")
         mlflow.log_text(decision.reason + "\n", "promotion.txt")
-        wrapper = CellpulsePyfunc(candidate.model, family)
-        signature = infer_signature(example, wrapper.predict(None, example))
-        log_lineage(settings, candidate, signature.inputs, tags.get("feature_spec_hash", ""))
-        # The registry prints "Successfully registered model ..." to stderr; the CLI reports
-        # the version itself, so keep that chatter out of the user's terminal.
-        with contextlib.redirect_stderr(io.StringIO()):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=wrapper,
-                signature=signature,
-                input_example=example,
-                pip_requirements=pip_requirements(),
-                registered_model_name=name,
-            )
-        version = str(info.registered_model_version)
+        version, inputs = log_model(candidate.model, family, example, name)
+        log_lineage(settings, candidate, inputs, tags.get("feature_spec_hash", ""))
     client = MlflowClient()
     client.set_model_version_tag(
         name, version, "feature_spec_hash", tags.get("feature_spec_hash", "")
@@ -360,107 +285,6 @@ def champion_train_window(family: str) -> DayWindow | None:
     None if its run has no such tag; NoChampionError if there is no champion."""
     tag = run_tag(str(_champion_entry(family).run_id), TRAIN_WINDOW_TAG)
     return DayWindow.parse(tag) if tag else None
-
-
-def log_backtest(family: str, folds: list[Fold], settings: Settings, tags: dict[str, str]) -> str:
-    """A parent run in the family's experiment with each metric's mean and spread over the
-    folds, and one nested run per fold (its windows and metrics). Returns the parent id."""
-    exp = experiment_id(family, settings)
-    first, last = folds[0].test[0], folds[-1].test[1]
-    all_tags = {**tags, "run.kind": "backtest", "code.version": code_version()}
-    name = f"{family} backtest {len(folds)} folds, tests {first}..{last}"
-    with mlflow.start_run(experiment_id=exp, run_name=name, tags=all_tags) as parent:
-        mlflow.log_params({"folds": len(folds), "holdout_days": settings.train.holdout_days})
-        summary = backtest.summarise(folds)
-        mlflow.log_metrics(
-            _finite(
-                {f"{k}.mean": m for k, (m, _, _) in summary.items()}
-                | {f"{k}.std": sd for k, (_, sd, _) in summary.items()}
-            )
-        )
-        for fold in folds:
-            fold_tags = {
-                **all_tags,
-                TRAIN_WINDOW_TAG: str(DayWindow(*fold.train)),
-                "data.holdout_window": str(DayWindow(*fold.test)),
-            }
-            if fold.skipped:
-                fold_tags["fold.skipped"] = fold.skipped
-            with mlflow.start_run(
-                experiment_id=exp, run_name=f"fold {fold.index}", nested=True, tags=fold_tags
-            ):
-                mlflow.log_param("fold", fold.index)
-                mlflow.log_metrics(_finite(fold.metrics))
-    return str(parent.info.run_id)
-
-
-def log_trials(
-    family: str, trials: list[Trial], chosen: Trial, settings: Settings, tags: dict[str, str]
-) -> str:
-    """A parent run for a hyperparameter search (the space, the trial count, the best
-    primary metric and which trial won) and one nested run per trial with its parameters,
-    hold-out metrics and fitting time. Returns the parent id."""
-    exp = experiment_id(family, settings)
-    primary = chosen.candidate.rule.primary
-    all_tags = {
-        **tags,
-        "run.kind": "tuning",
-        "code.version": code_version(),
-        "tuning.best_trial": str(chosen.number),
-    }
-    name = f"{family} tuning, {len(trials)} trials"
-    with mlflow.start_run(experiment_id=exp, run_name=name, tags=all_tags) as parent:
-        mlflow.log_params(
-            {"trials": len(trials), "primary_metric": primary}
-            | {f"space.{k}": ",".join(map(str, v)) for k, v in SEARCH_SPACE.items()}
-        )
-        mlflow.log_metrics(_finite({f"best_{primary}": chosen.primary}))
-        mlflow.log_params({f"best.{k}": v for k, v in chosen.params.items()})
-        for trial in trials:
-            trial_tags = {"tuning.trial": str(trial.number), "tuning.chosen": str(trial is chosen)}
-            with mlflow.start_run(
-                experiment_id=exp,
-                run_name=f"trial {trial.number}: "
-                + " ".join(f"{k}={v}" for k, v in trial.params.items()),
-                nested=True,
-                tags=trial_tags,
-            ):
-                mlflow.log_params(trial.params)
-                mlflow.log_metrics(_finite(trial.candidate.metrics))
-                mlflow.log_metric("fit_seconds", trial.seconds)
-    return str(parent.info.run_id)
-
-
-MONITORING_EXPERIMENT = "cellpulse-monitoring"
-
-
-def log_monitoring(report: MonitorReport, settings: Settings) -> str:
-    """One MLflow run per monitoring pass, with one nested run per check (value, threshold,
-    crossed, and the check's detail table). Returns the parent run id."""
-    exp = _experiment(MONITORING_EXPERIMENT, settings)
-    tags = {
-        "data.reference_window": "..".join(report.reference),
-        "data.recent_window": "..".join(report.recent),
-        "code.version": code_version(),
-    }
-    name = f"monitor {report.recent[1]}" + (" (breached)" if report.breached else "")
-    with mlflow.start_run(experiment_id=exp, run_name=name, tags=tags) as parent:
-        mlflow.log_metrics(
-            {
-                "checks_breached": float(len(report.breached)),
-                "needs_retraining": float(report.needs_retraining),
-            }
-        )
-        for check in report.checks:
-            with mlflow.start_run(experiment_id=exp, run_name=check.name, nested=True, tags=tags):
-                mlflow.log_params({"check": check.name, "threshold": check.threshold})
-                mlflow.log_metrics(
-                    _finite({"value": check.value, "breached": float(check.breached)})
-                )
-                mlflow.log_text(check.summary + "\n", "summary.txt")
-                if check.detail.height:
-                    mlflow.log_text(check.detail.write_csv(), f"{check.name}.csv")
-    return str(parent.info.run_id)
 
 
 def run_metrics(run_id: str) -> dict[str, float]:

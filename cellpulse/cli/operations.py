@@ -14,6 +14,7 @@ import typer
 
 from cellpulse.cli.edge import command_settings, console, handles_errors, table
 from cellpulse.cli.options import ConfigOpt, HomeOpt
+from cellpulse.cli.reports import print_monitoring
 from cellpulse.errors import CellpulseError
 
 
@@ -103,36 +104,7 @@ def monitor(
         )
     from cellpulse.flows.monitor import monitor_flow
 
-    outcome = monitor_flow(settings)
-    report = outcome.report
-    console.print(
-        table(
-            f"Monitoring: recent {report.recent[0]}..{report.recent[1]} vs training window "
-            f"{report.reference[0]}..{report.reference[1]}",
-            ["check", "value", "threshold", "crossed", "summary"],
-            [
-                (
-                    c.name,
-                    f"{c.value:.3f}",
-                    f"{c.threshold:g}",
-                    "YES" if c.breached else "no",
-                    c.summary,
-                )
-                for c in report.checks
-            ],
-        )
-    )
-    verdict = (
-        "retrained (see `cellpulse models`)"
-        if outcome.retrained
-        else "retraining needed but disabled"
-        if report.needs_retraining
-        else "no retraining needed"
-    )
-    console.print(
-        f"monitor: {len(report.breached)} of {len(report.checks)} checks crossed; {verdict}; "
-        f"MLflow run {outcome.mlflow_run_id} (experiment cellpulse-monitoring)"
-    )
+    print_monitoring(monitor_flow(settings))
 
 
 @handles_errors

@@ -203,23 +203,69 @@ def anomaly_by_type(board: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
 
 
 def print_scoreboard(result: Any) -> None:
-    """The evaluation's scoreboard: anomaly and congestion figures of the model beside its
-    baselines, and the anomaly figures per event type."""
+    """The evaluation's scoreboard: which models scored, anomaly and congestion figures of
+    the model beside its baselines, the anomaly figures per event type, and each family the
+    board skipped with the reason."""
     board = result.board
     console.print(f"scoreboard {result.window[0]} to {result.window[1]} ({result.note})")
-    precision_at_k = next(
-        m for m in board["metric"].unique().to_list() if m.startswith("precision_at_")
-    )
-    head, *rows = detector_columns(board, "anomaly", [*ANOMALY_METRICS, precision_at_k])
-    console.print(table("Anomaly: model vs baseline", ["metric", *head], rows))
-    headers, by_type = anomaly_by_type(board)
-    if by_type:
-        console.print(table("Anomaly by type", headers, by_type))
-    head, *rows = detector_columns(board, "congestion", list(CONGESTION_METRICS))
-    console.print(table("Congestion: model vs baselines", ["metric", *head], rows))
+    for r in result.scored_by.iter_rows(named=True):
+        console.print(
+            f"{r['family']} scored by {r['model']} (version {r['version']}): {r['rows']:,} rows"
+        )
+    families = set(board["family"].to_list())
+    if "anomaly" in families:
+        precision_at_k = [
+            m for m in board["metric"].unique().to_list() if m.startswith("precision_at_")
+        ]
+        head, *rows = detector_columns(board, "anomaly", [*ANOMALY_METRICS, *precision_at_k])
+        console.print(table("Anomaly: model vs baseline", ["metric", *head], rows))
+        headers, by_type = anomaly_by_type(board)
+        if by_type:
+            console.print(table("Anomaly by type", headers, by_type))
+    if "congestion" in families:
+        head, *rows = detector_columns(board, "congestion", list(CONGESTION_METRICS))
+        console.print(table("Congestion: model vs baselines", ["metric", *head], rows))
+    for family, why in result.skipped.items():
+        console.print(f"{family}: skipped ({why})")
     console.print(f"slices (area type, band, region) and everything above: {result.report}")
     if result.logged_runs:
         console.print(f"logged to MLflow runs {', '.join(r[:8] for r in result.logged_runs)}")
+
+
+def print_monitoring(outcome: Any) -> None:
+    """The monitoring run's checks and verdict, or why nothing was checked."""
+    report = outcome.report
+    if not report.checks:
+        console.print(f"monitor: recent {report.recent[0]}..{report.recent[1]}: {report.note}")
+        return
+    console.print(
+        table(
+            f"Monitoring: recent {report.recent[0]}..{report.recent[1]} vs training window "
+            f"{report.reference[0]}..{report.reference[1]}",
+            ["check", "value", "threshold", "crossed", "summary"],
+            [
+                (
+                    c.name,
+                    f"{c.value:.3f}",
+                    f"{c.threshold:g}",
+                    "YES" if c.breached else "no",
+                    c.summary,
+                )
+                for c in report.checks
+            ],
+        )
+    )
+    verdict = (
+        "retrained (see `cellpulse models`)"
+        if outcome.retrained
+        else "retraining needed but disabled"
+        if report.needs_retraining
+        else "no retraining needed"
+    )
+    console.print(
+        f"monitor: {len(report.breached)} of {len(report.checks)} checks crossed; {verdict}; "
+        f"MLflow run {outcome.mlflow_run_id} (experiment cellpulse-monitoring)"
+    )
 
 
 def print_champions() -> None:

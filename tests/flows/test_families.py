@@ -94,6 +94,23 @@ def test_a_young_network_scores_with_baselines_then_hands_over_to_a_champion(
     assert set(scores["anomaly_model_version"]) == {"baseline"}
     assert scores["anomaly_score"].null_count() == 0
 
+    # No champion and no labels: congestion is still judged (its truth is the rule on the
+    # KPIs), as the baseline that scored it; anomaly says it was skipped; monitoring says
+    # there is nothing to compare with.
+    truth = Path(home) / "ground_truth" / "events.parquet"
+    aside = truth.with_suffix(".aside")
+    if truth.is_file():
+        truth.rename(aside)
+    judged = cli("evaluate", "--home", home, "--config", config)
+    if aside.is_file():
+        aside.rename(truth)
+    assert "no champion yet" in judged
+    assert "congestion scored by baseline:prb_util (version baseline)" in judged
+    assert "anomaly: skipped (no event labels" in judged
+    assert "Congestion: model vs baselines" in judged and "Anomaly: model" not in judged
+    watched = cli("monitor", "--home", home, "--config", config)
+    assert "no champion yet; drift not checked" in watched
+
     # All ten days: the families train; whichever earns the champion alias takes over, the
     # other keeps publishing its baseline.
     grown = cli("run", str(export), "--home", home, "--config", config)

@@ -96,3 +96,22 @@ def test_score_shift_and_champion_performance():
     check = monitoring.champion_performance(scores, events, 0.6)
     assert check is not None and check.value == pytest.approx(0.5) and check.breached
     assert monitoring.champion_performance(scores, None, 0.5) is None
+
+
+def test_without_a_champion_nothing_is_checked_and_the_report_says_so():
+    days = [TINY.start + timedelta(days=d) for d in range(9)]
+    report = monitoring.unchecked(days, 3, "no champion yet; drift not checked")
+    assert report.checks == [] and not report.needs_retraining
+    assert report.recent == (str(days[6]), str(days[8]))
+    assert "no champion yet; drift not checked" in report.markdown()
+
+
+def test_rows_a_baseline_scored_do_not_count_as_the_champion_s():
+    scores = pl.DataFrame(
+        {
+            "cell_id": ["a", "a", "b"],
+            "anomaly_model_version": ["baseline", "2", None],
+            "anomaly_score": [5.0, 1.0, None],
+        }
+    )
+    assert monitoring.model_scored(scores)["anomaly_score"].to_list() == [1.0]

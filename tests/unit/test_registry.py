@@ -130,3 +130,26 @@ def test_registry_commands_point_mlflow_at_their_home(registry, tmp_path):
     assert listed.exit_code == 0, listed.output
     assert "cellpulse-congestion: no versions yet" in listed.output
     assert "champion 2 -> 1  by" in listed.output
+
+
+def test_only_the_tracking_modules_import_mlflow():
+    """MLflow stays at the edge: models/tracking.py and its `tracking_*` siblings."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    importing = re.compile(r"^\s*(import mlflow|from mlflow[ .])", re.MULTILINE)
+    found = {
+        str(path.relative_to(root))
+        for folder in ("cellpulse", "features", "models", "flows")
+        for path in (root / folder).rglob("*.py")
+        if importing.search(path.read_text())
+    }
+    assert found == {"models/tracking.py", "models/tracking_model.py", "models/tracking_runs.py"}
+
+
+def test_models_registered_before_the_split_still_find_their_wrapper():
+    """A registered model pickles its wrapper's import path; older ones name it in tracking."""
+    from cellpulse.models import tracking, tracking_model
+
+    assert tracking.CellpulsePyfunc is tracking_model.CellpulsePyfunc

@@ -131,3 +131,108 @@ def test_an_alert_people_marked_a_false_alarm_counts_as_one(tmp_path):
     cell_days = 2 * 16 * 15 / 1440
     assert m["alerts"] == 2 and m["alert_precision"] == 0.5
     assert m["false_alarms_per_100_cell_days"] == pytest.approx(100 / cell_days)
+
+
+def _scored(kpis: pl.DataFrame, settings, model_from: datetime) -> pl.DataFrame:
+    """Scores of the second week: a perfect congestion forecast; rows before `model_from`
+    scored by the baselines, the rest by champions (version 3, run r3)."""
+    from cellpulse.features.targets import congestion_flags, congestion_target
+
+    target = congestion_target(congestion_flags(kpis, settings.congestion, 15), 60, 15)
+    by_model = pl.col("ts") >= model_from
+    return (
+        target.filter(pl.col("ts") >= T0 + timedelta(days=7))
+        .select(
+            "cell_id",
+            "ts",
+            pl.col("congested_within").fill_null(False).cast(pl.Float64).alias("congestion_prob"),
+        )
+        .with_columns(
+            pl.lit(0.0).alias("anomaly_score"),
+            pl.lit(False).alias("is_anomaly"),
+            pl.when(by_model)
+            .then(pl.lit("cellpulse-anomaly"))
+            .otherwise(pl.lit("baseline:zscore"))
+            .alias("anomaly_model"),
+            pl.when(by_model)
+            .then(pl.lit("cellpulse-congestion"))
+            .otherwise(pl.lit("baseline:prb_util"))
+            .alias("congestion_model"),
+            *(
+                pl.when(by_model)
+                .then(pl.lit("3"))
+                .otherwise(pl.lit("baseline"))
+                .alias(f"{f}_model_version")
+                for f in ("anomaly", "congestion")
+            ),
+            *(
+                pl.when(by_model).then(pl.lit("r3")).otherwise(pl.lit("")).alias(f"{f}_run_id")
+                for f in ("anomaly", "congestion")
+            ),
+        )
+    )
+
+
+def test_congestion_is_judged_without_labels_and_anomaly_has_no_rows(tiny_network, tmp_path):
+    """Congestion truth is the rule on the KPIs: no event labels are needed for it."""
+    topo, _, kpis = tiny_network
+    settings = tiny_settings(tmp_path)
+    scores = _scored(kpis, settings, T0 + timedelta(days=100))  # all baseline-scored
+    board = scoreboard(scores, None, kpis, kpis, topo.frame(), settings, k=3)
+    assert set(board["family"]) == {"congestion"}
+    overall = board.filter(pl.col("slice_kind") == "all")
+    assert set(overall["detector"]) == {"baseline:prb_util", "persistence", "seasonal", "threshold"}
+
+
+def test_rows_scored_by_a_baseline_are_judged_as_the_baseline_not_the_model(tiny_network, tmp_path):
+    from cellpulse.models.scoreboard import scored_by
+
+    _, ev, kpis = tiny_network
+    settings = tiny_settings(tmp_path)
+    switch = T0 + timedelta(days=8)
+    scores = _scored(kpis, settings, switch)
+    board = scoreboard(scores, ev, kpis, kpis, None, settings, k=3)
+    overall = board.filter(pl.col("slice_kind") == "all")
+
+    def rows_of(family: str, detector: str) -> float:
+        metric = "rows" if family == "congestion" else "alerts"
+        sel = overall.filter(
+            (pl.col("family") == family)
+            & (pl.col("detector") == detector)
+            & (pl.col("metric") == metric)
+        )
+        return sel["value"].item()
+
+    assert {"model", "baseline:zscore", "zscore"} <= set(
+        overall.filter(pl.col("family") == "anomaly")["detector"]
+    )
+    # the congestion model is counted on the rows it scored only (those whose target is known)
+    model_rows = rows_of("congestion", "model")
+    base_rows = rows_of("congestion", "baseline:prb_util")
+    assert model_rows + base_rows == rows_of("congestion", "persistence")
+    assert 0 < model_rows <= scores.filter(pl.col("ts") >= switch).height
+    assert 0 < base_rows <= scores.filter(pl.col("ts") < switch).height
+    who = scored_by(scores, ["anomaly", "congestion"])
+    assert set(who.filter(pl.col("family") == "congestion").rows()) == {
+        (
+            "congestion",
+            "baseline:prb_util",
+            "baseline",
+            scores.filter(pl.col("ts") < switch).height,
+        ),
+        ("congestion", "cellpulse-congestion", "3", scores.filter(pl.col("ts") >= switch).height),
+    }
+
+
+def test_default_window_without_any_champion_is_every_scored_day_saying_so():
+    from datetime import date
+
+    from cellpulse.flows.evaluate import default_window
+    from cellpulse.window import DayWindow
+
+    days = [date(2026, 1, d) for d in range(1, 11)]
+    window, note = default_window(days, DayWindow(), None)
+    assert window == DayWindow(days[0], days[-1]) and "no champion yet" in note
+    window, note = default_window(days, DayWindow(), (DayWindow(days[0], days[5]), "congestion"))
+    assert window == DayWindow(days[6], days[-1])
+    assert "congestion champion's training window" in note

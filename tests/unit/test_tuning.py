@@ -10,7 +10,7 @@ import pytest
 
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
-from cellpulse.models import tracking, training, tuning
+from cellpulse.models import tracking, tracking_runs, training, tuning
 from cellpulse.models.families import congestion as congestion_family
 from cellpulse.models.params import ModelParams
 from cellpulse.settings import TrainSettings
@@ -75,7 +75,7 @@ def test_trials_are_nested_runs_under_one_tuning_run(
     fit = fit_congestion(features, tiny_network[2], tmp_path)
     trials = tuning.search(fit, BASE, trials=3, budget_s=600, seed=2, space=SPACE)
     chosen = tuning.best(trials)
-    parent_id = tracking.log_trials("congestion", trials, chosen, settings, {})
+    parent_id = tracking_runs.log_trials("congestion", trials, chosen, settings, {})
     parent = mlflow.get_run(parent_id)
     assert parent.data.tags["run.kind"] == "tuning"
     assert parent.data.tags["tuning.best_trial"] == str(chosen.number)
