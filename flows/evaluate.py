@@ -18,6 +18,7 @@ from cellpulse.features.store import lake_spec, load_events, read_features
 from cellpulse.flows.common import retry_on_io
 from cellpulse.models import tracking
 from cellpulse.models.family import family_names, model_columns
+from cellpulse.models.params import ModelParams
 from cellpulse.models.scoreboard import flat_metrics, scoreboard, scored_by, unscored_families
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow, evaluation_window
@@ -132,7 +133,7 @@ def judge(settings: Settings, inputs: Inputs, k: int) -> pl.DataFrame:
         inputs.kpis,
         inputs.reference_kpis,
         inputs.topology,
-        settings,
+        ModelParams.of(settings),
         k,
         inputs.features,
         inputs.reference_features,

@@ -12,14 +12,13 @@ from cellpulse.models.anomaly import TARGETS, Z_CAP, TargetKpi, alert_flags, bad
 from cellpulse.models.boosting import matrix
 from cellpulse.models.congestion import feature_columns
 from cellpulse.models.params import ModelParams
-from cellpulse.settings import Settings
 
 IFOREST_FIT_ROWS = 100_000
 ZSCORE_THRESHOLD = 3.0  # the z-score detector alerts from three standard deviations on
 
 
 def isolation_forest(
-    train: pl.DataFrame, test: pl.DataFrame, params: ModelParams | Settings, quantile: float = 0.995
+    train: pl.DataFrame, test: pl.DataFrame, params: ModelParams, quantile: float = 0.995
 ) -> pl.DataFrame:
     """The O-RAN SC anomaly-detection xApp's method: an IsolationForest over the same feature
     rows. Score = how easily a row is isolated (higher = more anomalous); alert threshold =
@@ -102,9 +101,7 @@ def zscore_kpis(
     return pl.Series("anomaly_kpis", out, dtype=pl.List(pl.String()))
 
 
-def zscore_detector(
-    train: pl.DataFrame, test: pl.DataFrame, params: ModelParams | Settings
-) -> pl.DataFrame:
+def zscore_detector(train: pl.DataFrame, test: pl.DataFrame, params: ModelParams) -> pl.DataFrame:
     """The per-cell z-score baseline (`zscore_baseline`, learned on `train`) on the rows of
     `test`, with the usual consecutive-ROP alert rule from ZSCORE_THRESHOLD on. Works on
     feature rows and KPI rows alike (it reads the watched KPIs' own columns)."""

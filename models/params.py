@@ -13,13 +13,15 @@ from cellpulse.settings import AlertSettings, CongestionRule, Settings, TrainSet
 class ModelParams:
     """How models train (`train`), what counts as congestion (`congestion`), when flagged
     ROPs raise and clear an alert (`alerts`), the ROP length and the network's time zone
-    (congestion labels are counted in local days)."""
+    (congestion labels are counted in local days), and the fewest attempts a success ratio
+    is computed from."""
 
     train: TrainSettings
     congestion: CongestionRule
     alerts: AlertSettings
     rop_minutes: int
     timezone: str
+    min_denominator: int  # success ratios from fewer attempts are null (scoreboard KPIs)
 
     @classmethod
     def of(cls, settings: Settings) -> ModelParams:
@@ -30,4 +32,5 @@ class ModelParams:
             settings.alerts,
             settings.rop_minutes,
             settings.timezone,
+            settings.min_denominator,
         )

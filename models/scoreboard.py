@@ -24,8 +24,8 @@ from cellpulse.features.targets import congestion_labels
 from cellpulse.models import evaluation
 from cellpulse.models.baselines import isolation_forest, zscore_detector
 from cellpulse.models.family import model_columns
+from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import BASELINE_VERSION
-from cellpulse.settings import Settings
 
 SLICE_KINDS = ("area_type", "band", "region")
 COLUMNS = ("family", "detector", "slice_kind", "slice", "metric", "value")
@@ -103,19 +103,17 @@ def _published(scores: pl.DataFrame, family: str) -> dict[str, pl.DataFrame]:
 # ---------------------------------------------------------------------------- anomaly
 
 
-def _derived(kpis: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+def _derived(kpis: pl.DataFrame, params: ModelParams) -> pl.DataFrame:
     """Contract KPIs with the derived ones the z-score baseline watches (ratios, rates),
     sorted by (cell_id, ts)."""
-    return with_derived_kpis(kpis, settings.min_denominator, settings.rop_minutes).sort(
-        "cell_id", "ts"
-    )
+    return with_derived_kpis(kpis, params.min_denominator, params.rop_minutes).sort("cell_id", "ts")
 
 
 def anomaly_board(
     detectors: dict[str, pl.DataFrame],
     events: pl.DataFrame,
     topology: pl.DataFrame | None,
-    settings: Settings,
+    params: ModelParams,
     k: int,
 ) -> list[dict[str, object]]:
     """Board rows of each anomaly detector: overall, per fault type (recall and delay), and
@@ -125,7 +123,7 @@ def anomaly_board(
         flagged: pl.DataFrame, labelled: pl.DataFrame, ranking: bool = True
     ) -> dict[str, float]:
         return evaluation.detection_metrics(
-            flagged, labelled, settings.rop_minutes, settings.alerts.clear_after_rops, k, ranking
+            flagged, labelled, params.rop_minutes, params.alerts.clear_after_rops, k, ranking
         )
 
     rows: list[dict[str, object]] = []
@@ -171,16 +169,14 @@ def _slices(
 
 
 def congestion_detectors(
-    scores: pl.DataFrame, kpis: pl.DataFrame, settings: Settings
+    scores: pl.DataFrame, kpis: pl.DataFrame, params: ModelParams
 ) -> dict[str, pl.DataFrame]:
     """Each detector's score on the scored rows whose target is known: the published ones
     (`model`, a baseline) on the rows they scored, the reference baselines on every row the
     family scored. The target is the configured rule applied to the KPIs the data holds, so
     no labelled events are needed."""
     tagged = with_scorer(scores, "congestion").filter(pl.col(SCORER).is_not_null())
-    labels = congestion_labels(
-        tagged, kpis, settings.congestion, settings.rop_minutes, settings.timezone
-    )
+    labels = congestion_labels(tagged, kpis, params.congestion, params.rop_minutes, params.timezone)
     kpi_cols = ["cell_id", "ts"] + (
         ["prb_util_dl_pct"] if "prb_util_dl_pct" in kpis.columns else []
     )
@@ -224,11 +220,11 @@ def congestion_metrics(scored: pl.DataFrame, threshold: float = 0.5) -> dict[str
 
 
 def congestion_board(
-    scores: pl.DataFrame, kpis: pl.DataFrame, topology: pl.DataFrame | None, settings: Settings
+    scores: pl.DataFrame, kpis: pl.DataFrame, topology: pl.DataFrame | None, params: ModelParams
 ) -> list[dict[str, object]]:
     """Board rows of the congestion model and its baselines, overall (with the model's lift
     over each naive guess, on the rows the model scored) and per slice of the topology."""
-    detectors = congestion_detectors(scores, kpis, settings)
+    detectors = congestion_detectors(scores, kpis, params)
     rows: list[dict[str, object]] = []
     metrics = {name: congestion_metrics(df) for name, df in detectors.items()}
     for name, m in metrics.items():
@@ -262,7 +258,7 @@ def scoreboard(
     kpis: pl.DataFrame,
     reference_kpis: pl.DataFrame,
     topology: pl.DataFrame | None,
-    settings: Settings,
+    params: ModelParams,
     k: int = 20,
     features: pl.DataFrame | None = None,
     reference_features: pl.DataFrame | None = None,
@@ -283,15 +279,15 @@ def scoreboard(
         keys = pl.concat([d.select("cell_id", "ts") for d in detectors.values()])
         window_kpis = kpis.join(keys, on=["cell_id", "ts"], how="semi")
         detectors["zscore"] = zscore_detector(
-            _derived(reference_kpis, settings), _derived(window_kpis, settings), settings
+            _derived(reference_kpis, params), _derived(window_kpis, params), params
         )
         if features is not None and reference_features is not None and reference_features.height:
             window_features = features.join(keys, on=["cell_id", "ts"], how="semi")
-            detectors["iforest"] = isolation_forest(reference_features, window_features, settings)
+            detectors["iforest"] = isolation_forest(reference_features, window_features, params)
         assert events is not None
-        rows += anomaly_board(detectors, events, topology, settings, k)
+        rows += anomaly_board(detectors, events, topology, params, k)
     if _published(scores, "congestion"):
-        rows += congestion_board(scores, kpis, topology, settings)
+        rows += congestion_board(scores, kpis, topology, params)
     schema = {c: pl.String for c in COLUMNS[:-1]} | {"value": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
 

@@ -1,4 +1,4 @@
-"""Hyperparameter search: small, time-boxed, random. No MLflow here (tracking.log_trials
+"""Hyperparameter search: small, time-boxed, random. No MLflow here (tracking_runs.log_trials
 records the trials as nested runs).
 
 Trial 0 is always the configured settings, so tuning can only find something at least as

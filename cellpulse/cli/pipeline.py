@@ -149,11 +149,14 @@ def evaluate(
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Judge published scores against ground truth, next to baselines.
+    """Judge published scores against labelled events and the congestion rule, next to
+    baselines.
 
-    Anomaly event recall, alert precision, false alarms, detection delay, precision@k;
-    congestion PR-AUC, Brier and lift; per anomaly type and per slice. Default window: the
-    days scored after the champion's training window."""
+    Anomaly event recall, alert precision, false alarms, detection delay, precision@k (needs
+    event labels: the simulator's, or --labels); congestion PR-AUC, Brier and lift (judged by
+    the rule on the KPIs, no labels needed); per anomaly type and per slice. Rows a baseline
+    scored are judged as that baseline. Default window: the days scored after a champion's
+    training window, else every scored day."""
     settings = command_settings(home, config, must_exist=True, flows=True)
     from cellpulse.flows.evaluate import evaluate_flow
 

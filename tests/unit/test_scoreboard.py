@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 
 from cellpulse.models.evaluation import detection_metrics, found_events
+from cellpulse.models.params import ModelParams
 from cellpulse.models.scoreboard import congestion_board, flat_metrics, scoreboard
 from tests.conftest import tiny_settings
 
@@ -76,7 +77,7 @@ def test_a_perfect_congestion_forecast_beats_every_baseline(tiny_network, tmp_pa
         pl.col("congested_within").fill_null(False).cast(pl.Float64).alias("congestion_prob"),
     )
     scores = scores.filter(pl.col("ts") >= T0 + timedelta(days=7))
-    board = pl.DataFrame(congestion_board(scores, kpis, None, settings))
+    board = pl.DataFrame(congestion_board(scores, kpis, None, ModelParams.of(settings)))
     model = {
         r["metric"]: r["value"]
         for r in board.filter(pl.col("detector") == "model").iter_rows(named=True)
@@ -109,7 +110,7 @@ def test_board_has_types_slices_and_stable_flat_names(tiny_network, tmp_path):
         kpis,
         kpis.filter(pl.col("ts") < T0 + timedelta(days=7)),
         topo.frame(),
-        settings,
+        ModelParams.of(settings),
         k=3,
     )
     assert set(board["detector"]) == {"model", "zscore", "persistence", "seasonal", "threshold"}
@@ -178,7 +179,7 @@ def test_congestion_is_judged_without_labels_and_anomaly_has_no_rows(tiny_networ
     topo, _, kpis = tiny_network
     settings = tiny_settings(tmp_path)
     scores = _scored(kpis, settings, T0 + timedelta(days=100))  # all baseline-scored
-    board = scoreboard(scores, None, kpis, kpis, topo.frame(), settings, k=3)
+    board = scoreboard(scores, None, kpis, kpis, topo.frame(), ModelParams.of(settings), k=3)
     assert set(board["family"]) == {"congestion"}
     overall = board.filter(pl.col("slice_kind") == "all")
     assert set(overall["detector"]) == {"baseline:prb_util", "persistence", "seasonal", "threshold"}
@@ -191,7 +192,7 @@ def test_rows_scored_by_a_baseline_are_judged_as_the_baseline_not_the_model(tiny
     settings = tiny_settings(tmp_path)
     switch = T0 + timedelta(days=8)
     scores = _scored(kpis, settings, switch)
-    board = scoreboard(scores, ev, kpis, kpis, None, settings, k=3)
+    board = scoreboard(scores, ev, kpis, kpis, None, ModelParams.of(settings), k=3)
     overall = board.filter(pl.col("slice_kind") == "all")
 
     def rows_of(family: str, detector: str) -> float:
