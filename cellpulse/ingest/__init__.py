@@ -22,10 +22,8 @@ from cellpulse.ingest.reading import (
     SUPPORTED_SUFFIXES,
     UNASSIGNED_REGION,
     conform,
-    read_input,
     read_landing_file,
     read_mapped,
-    read_rows,
 )
 from cellpulse.ingest.results import FileResult, IngestSummary, Problem
 from cellpulse.ingest.rules import Rule, RuleBook, RuleLimits, Screen, rule_book
@@ -35,7 +33,6 @@ from cellpulse.ingest.validation import (
     UNALIGNED_TS,
     UNPARSABLE,
     last_per_key,
-    validate,
     validate_rows,
 )
 from cellpulse.lake import file_sha256
@@ -66,12 +63,9 @@ __all__ = [
     "ingest_landed",
     "last_per_key",
     "list_landing_files",
-    "read_input",
     "read_landing_file",
     "read_mapped",
-    "read_rows",
     "rule_book",
     "split_partitions",
-    "validate",
     "validate_rows",
 ]

@@ -16,7 +16,7 @@ from cellpulse.ingest.validation import UNALIGNED_TS, UNPARSABLE
 from cellpulse.mapping import TS_UNREAD, Mapped, Mapping, map_source, read_source
 
 if TYPE_CHECKING:
-    from cellpulse.settings import Settings
+    pass
 
 SUPPORTED_SUFFIXES = (".parquet",)
 UNASSIGNED_REGION = "unassigned"
@@ -43,17 +43,6 @@ def read_landing_file(path: Path) -> pl.DataFrame:
         ) from exc
 
 
-def read_input(path: Path, settings: Settings, mapping: Mapping | None) -> pl.DataFrame:
-    """`read_rows` with the ROP length of `settings`, for callers that hold the whole
-    settings (the CLI's `mapping check`)."""
-    return read_rows(path, mapping, settings.rop_minutes)
-
-
-def read_rows(path: Path, mapping: Mapping | None, rop_minutes: int) -> pl.DataFrame:
-    """One landing file as contract-named columns (`read_mapped` without its notes)."""
-    return read_mapped(path, mapping, rop_minutes).rows
-
-
 def read_mapped(path: Path, mapping: Mapping | None, rop_minutes: int) -> Mapped:
     """One landing file as contract-named columns: directly if it is contract-shaped
     parquet, through the source mapping otherwise (`rop_minutes` places a mapped export's
@@ -72,7 +61,7 @@ def conform(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, list[Problem]
     floats, absent optional columns as nulls, unknown columns dropped.
 
     Values that are not numbers become null here; a boolean `_unparsable_<column>` marks
-    them (only for columns that were not numeric to begin with) so that `validate` reports
+    them (only for columns that were not numeric to begin with) so that `validate_rows` reports
     them and no bad value silently disappears.
     """
     missing = [k for k in contract.KEYS if k not in raw.columns]

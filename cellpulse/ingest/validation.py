@@ -16,20 +16,12 @@ from cellpulse.ingest.rules import Rule, RuleLimits, rule_book, screens_of
 from cellpulse.mapping import TS_UNREAD
 
 if TYPE_CHECKING:
-    from cellpulse.settings import Settings
+    pass
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 UNPARSABLE = "_unparsable_"  # prefix of conform's marks for values that were not numbers
 UNALIGNED_TS = "_unaligned_ts"  # conform's mark: a ts with a sub-microsecond part, as given
 RAW_TS = "ts_raw"  # that ts, beside the quarantined row
-
-
-def validate(
-    df: pl.DataFrame, settings: Settings, now: datetime
-) -> tuple[pl.DataFrame, pl.DataFrame, list[Problem]]:
-    """`validate_rows` under the limits of `settings`, for callers that hold the whole
-    settings (the CLI's `mapping check`)."""
-    return validate_rows(df, RuleLimits.of(settings), now)
 
 
 def validate_rows(

@@ -56,7 +56,7 @@ def apply_mapping(
 def map_source(source: pl.DataFrame, mapping: Mapping, rop_minutes: int, where: str) -> Mapped:
     """Contract-named columns from a source table read from the file `where`. Missing source
     columns are a MappingError naming them (in a long or XML export, a counter no row names
-    is left empty and noted); values are left for `ingest.conform`/`validate` to judge row by
+    is left empty and noted); values are left for `ingest.conform`/`validate_rows` to judge row by
     row."""
     notes: list[Note] = []
     source = _with_file_name_values(source, mapping, Path(where).name)

@@ -13,8 +13,9 @@ from cellpulse.ingest import (
     ingest_files,
     last_per_key,
     read_landing_file,
-    validate,
+    validate_rows,
 )
+from cellpulse.ingest.rules import RuleLimits
 from cellpulse.ledger import Ledger
 from cellpulse.settings import IngestSettings
 from cellpulse.simulator import SimulationConfig, iter_days, split_into_files
@@ -297,7 +298,7 @@ def test_text_in_a_numeric_column_is_reported_not_lost(settings):
         }
     )
     conformed, _ = conform(raw, "x.parquet")
-    good, bad, _problems = validate(conformed, settings, NOW)
+    good, bad, _problems = validate_rows(conformed, RuleLimits.of(settings), NOW)
     assert good["prb_util_dl_pct"].to_list() == [55.5]
     assert bad["reason"].to_list() == ["prb_util_dl_pct: not a number"]
 
@@ -306,7 +307,7 @@ def test_duplicate_keys_in_one_file_keep_the_last_row(settings):
     ts = NOW - timedelta(hours=1)
     raw = pl.DataFrame({"cell_id": ["a", "a"], "ts": [ts, ts], "prb_util_dl_pct": [10.0, 20.0]})
     conformed, _ = conform(raw, "x.parquet")
-    good, _bad, problems = validate(conformed, settings, NOW)
+    good, _bad, problems = validate_rows(conformed, RuleLimits.of(settings), NOW)
     assert good["prb_util_dl_pct"].to_list() == [20.0]
     assert any("duplicate key" in p.rule for p in problems)
 
@@ -448,7 +449,7 @@ def test_a_cell_id_breaking_the_rule_is_quarantined_with_the_rule(settings, cell
         .alias("cell_id")
     )
     conformed, _ = conform(rows, "x.parquet")
-    good, bad, problems = validate(conformed, settings, NOW)
+    good, bad, problems = validate_rows(conformed, RuleLimits.of(settings), NOW)
     assert good.height == 3
     assert bad["cell_id"].to_list() == [cell_id]
     assert bad["reason"][0].startswith("cell_id: not a valid cell id (1-128 characters")
@@ -458,13 +459,13 @@ def test_a_cell_id_breaking_the_rule_is_quarantined_with_the_rule(settings, cell
 @pytest.mark.parametrize("cell_id", ["Cell 1", "262-01-0000123-1", "c" * 128, "S1-2-n78"])
 def test_cell_ids_within_the_rule_are_accepted(settings, cell_id):
     rows = one_day(1).with_columns(pl.lit(cell_id).alias("cell_id"))
-    good, bad, _ = validate(conform(rows, "x.parquet")[0], settings, NOW)
+    good, bad, _ = validate_rows(conform(rows, "x.parquet")[0], RuleLimits.of(settings), NOW)
     assert (good.height, bad.height) == (1, 0)
 
 
 def test_empty_cell_ids_keep_their_own_reason(settings):
     rows = one_day(2).with_columns(pl.Series("cell_id", ["", None]))
-    _, bad, _ = validate(conform(rows, "x.parquet")[0], settings, NOW)
+    _, bad, _ = validate_rows(conform(rows, "x.parquet")[0], RuleLimits.of(settings), NOW)
     assert bad["reason"].to_list() == ["cell_id: missing or empty cell_id"] * 2
 
 

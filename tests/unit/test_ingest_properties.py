@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cellpulse import contract, lake
-from cellpulse.ingest import RuleLimits, conform, ingest_files, rule_book, validate
+from cellpulse.ingest import RuleLimits, conform, ingest_files, rule_book, validate_rows
 from tests.conftest import tiny_settings
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
@@ -105,10 +105,9 @@ def test_random_files_never_crash_and_never_lose_an_accepted_row(tmp_path, batch
 
 
 def _valid_rows(df: pl.DataFrame, s) -> pl.DataFrame:
-    from cellpulse.ingest import conform, validate
 
     conformed, _ = conform(df, "x")
-    good, _, _ = validate(conformed, s, NOW)
+    good, _, _ = validate_rows(conformed, RuleLimits.of(s), NOW)
     return good
 
 
@@ -145,7 +144,7 @@ def test_validation_flags_exactly_the_rows_that_break_a_rule(table):
     s = tiny_settings("/nonexistent")
     frame = pl.DataFrame(table, schema_overrides={"ts": pl.Datetime("us", "UTC")})
     conformed, _ = conform(frame, "t")
-    _good, bad, _ = validate(conformed, s, NOW)
+    _good, bad, _ = validate_rows(conformed, RuleLimits.of(s), NOW)
     every_rule = conformed.select(
         pl.any_horizontal(
             r.broken.fill_null(False) for r in rule_book(RuleLimits.of(s), NOW).rules

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from cellpulse.errors import MappingError
-from cellpulse.ingest import conform, ingest_files, read_input, validate
+from cellpulse.ingest import RuleLimits, conform, ingest_files, read_mapped, validate_rows
 from cellpulse.mapping import Mapping, load_mapping
 from cellpulse.simulator import SimulationConfig, iter_days
 from cellpulse.simulator.export import to_3gpp_raw, write_3gpp_csv
@@ -34,7 +34,7 @@ def mapped(
 ) -> pl.DataFrame:
     path = tmp_path / "export.csv"
     path.write_bytes(text.encode(encoding))
-    conformed, _ = conform(read_input(path, settings, m), str(path))
+    conformed, _ = conform(read_mapped(path, m, settings.rop_minutes).rows, str(path))
     return conformed
 
 
@@ -109,7 +109,7 @@ def test_sentinels_become_null_without_a_problem(settings, tmp_path):
         "time,cell,prb,att\n2026-01-05 10:00,a,#VALUE!,-1\n2026-01-05 10:00,b,12,40\n",
         m,
     )
-    good, bad, _ = validate(df, settings, NOW)
+    good, bad, _ = validate_rows(df, RuleLimits.of(settings), NOW)
     assert good.height == 2 and bad.height == 0
     assert good["prb_util_dl_pct"].to_list() == [None, 12.0]
     assert good["rrc_estab_att"].to_list() == [None, 40.0]
@@ -199,7 +199,7 @@ def test_parquet_sources_with_naive_local_time(settings, tmp_path):
         cell_id={"source": "c"},
         columns={"prb_util_dl_pct": {"source": "p", "unit": "fraction"}},
     )
-    conformed, _ = conform(read_input(path, settings, m), str(path))
+    conformed, _ = conform(read_mapped(path, m, settings.rop_minutes).rows, str(path))
     assert conformed["ts"][0] == datetime(2026, 7, 1, 10, 0, tzinfo=UTC)  # CEST = UTC+2
     assert conformed["prb_util_dl_pct"][0] == pytest.approx(30.0)
 
