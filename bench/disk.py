@@ -39,8 +39,9 @@ from cellpulse.simulator import (
 from cellpulse.window import DayWindow
 
 CELLS, DAYS = 5_000, 4
-HISTORY_DAYS = 400  # a year of history, as the issue counts it
-# The issue's figures for today (5,000 cells × 9 days): KPIs, features, expected bands.
+HISTORY_DAYS = 400  # the default KPI retention: the history a lake holds
+# The lake as it was before housekeeping existed (5,000 cells × 9 days): KPIs, features and
+# expected bands, all kept, deliveries never compacted.
 TODAY_BYTES_PER_CELL_DAY = (1.1e9 + 1.1e9 + 0.75e9) / (5_000 * 9)
 
 
@@ -161,11 +162,11 @@ def main(runs: int = 1) -> None:
         f"spreads each dataset's kept days over {HISTORY_DAYS} days of KPI history (bytes per "
         f"cell-day after housekeeping × retention / {HISTORY_DAYS}). Before housekeeping, with "
         f"nothing ever removed: {per_cell_day['year before'] / 1e3:,.1f} KB per cell-day "
-        f"(the issue's figures: {TODAY_BYTES_PER_CELL_DAY / 1e3:,.1f} KB); after: "
+        f"(the lake before housekeeping: {TODAY_BYTES_PER_CELL_DAY / 1e3:,.1f} KB); after: "
         f"{year_after / 1e3:,.1f} KB, "
         f"{year_after / per_cell_day['year before']:.0%} of the measured before and "
-        f"{year_after / TODAY_BYTES_PER_CELL_DAY:.0%} of the issue's figure "
-        f"(goal: 25%). At 100,000 cells × {HISTORY_DAYS} days: "
+        f"{year_after / TODAY_BYTES_PER_CELL_DAY:.0%} of the lake before housekeeping. "
+        f"At 100,000 cells × {HISTORY_DAYS} days: "
         f"{year_after * 100_000 * HISTORY_DAYS / 1e12:,.2f} TB.",
     )
 

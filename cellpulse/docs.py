@@ -80,7 +80,7 @@ def features_markdown(rop_minutes: int = 15) -> str:
 _HOW_FEATURES_ARE_BUILT = [
     "## How they are built",
     "",
-    "- **Declared as data**: `cellpulse/features/spec.py` (`FeatureSpec`: KPIs, rolling "
+    "- **Declared as data**: `features/spec.py` (`FeatureSpec`: KPIs, rolling "
     "windows, lags, deltas, hour-of-week baselines, stuck runs, co-site context, missing "
     "windows, calendar, holidays). Each transform names its output columns; the spec's "
     "hash is written into every feature partition and logged with every model, and a "
@@ -96,7 +96,7 @@ _HOW_FEATURES_ARE_BUILT = [
     "`cellpulse features` prints the coverage line. A KPI that starts arriving later "
     "changes the spec: rebuild the features and retrain.",
     "- **Grid kernels**: a day's KPI rows are scattered into a cells × ROP-slots grid and "
-    "every transform is a vectorised kernel over it (`cellpulse/features/kernels.py`, "
+    "every transform is a vectorised kernel over it (`features/kernels.py`, "
     "NumPy and Numba): rolling statistics by van Herk/Gil-Werman blocks aligned to "
     "absolute time (linear in the data whatever the window, and bit-for-bit the same "
     "whether a day is built alone or inside a range), lags as column shifts, medians of "

@@ -54,7 +54,9 @@ class DayWindow:
             raise NoDataError(f"no {what} yet" + (f"; {fix}" if fix else ""))
         days = self.within(have)
         if not days:
-            lo, hi = self.start or have[0], self.end or have[-1]
+            # An open side reaches to the data, but never past the side that was given.
+            lo = self.start or min(have[0], self.end or have[0])
+            hi = self.end or max(have[-1], lo)
             raise NoDataError(
                 f"no {what} between {lo} and {hi}; data covers {have[0]} to {have[-1]}"
             )
@@ -73,30 +75,35 @@ class DayWindow:
 
 
 def evaluation_window(
-    scored: list[date], requested: DayWindow, trained_on: DayWindow | None
+    scored: list[date],
+    requested: DayWindow,
+    trained_on: DayWindow | None,
+    champion: str | None = None,
 ) -> tuple[DayWindow, str]:
-    """The days an evaluation judges, and a note saying which they are. Open sides of a
-    requested window reach to the first or newest scored day; with none requested, the days
-    scored after the champion's training window (`trained_on`): the honest hold-out. Falls
-    back to every scored day, saying so, when there are none.
+    """The days an evaluation judges, and a note saying which they are. A requested window
+    keeps the scored days inside it; with none requested, the days scored after the
+    champion's training window (`trained_on`): the honest hold-out. Falls back to every
+    scored day, saying so, when there are none.
 
     Args:
         scored: the days with published scores, oldest first (at least one).
         requested: the window the user asked for; `DayWindow()` asks for the default.
-        trained_on: the champion's training window, None without a champion or its tag.
+        trained_on: the training window of the champion named `champion` (a family), None
+            while no family has a champion with that tag.
     """
     if requested != DayWindow():
-        return DayWindow(requested.start or scored[0], requested.end or scored[-1]), (
-            "the requested days"
-        )
+        days = requested.resolve(scored, "scores")
+        return DayWindow(days[0], days[-1]), "the requested days"
     if trained_on is not None and trained_on.end is not None:
         after = [d for d in scored if d > trained_on.end]
         if after:
+            whose = f"the {champion} champion's" if champion else "the champion's"
             return DayWindow(after[0], after[-1]), (
-                f"days after the champion's training window ({trained_on.end})"
+                f"days after {whose} training window ({trained_on.end})"
             )
-    return DayWindow(scored[0], scored[-1]), (
-        "all scored days (some may be training days: optimistic)"
+    note = "all scored days (some may be training days: optimistic)"
+    return DayWindow(scored[0], scored[-1]), note + (
+        "; no champion yet" if champion is None else ""
     )
 
 

@@ -53,21 +53,6 @@ def champion_window() -> tuple[DayWindow, str] | None:
     return None
 
 
-def default_window(
-    scored: list[date], requested: DayWindow, trained: tuple[DayWindow, str] | None
-) -> tuple[DayWindow, str]:
-    """The evaluated days and a note that also says whose training window bounds them, or
-    that no family has a champion yet."""
-    window, note = evaluation_window(scored, requested, trained[0] if trained else None)
-    if requested != DayWindow():
-        return window, note
-    if trained is None:
-        return window, f"{note}; no champion yet"
-    if note.startswith("days after"):
-        return window, note.replace("the champion's", f"the {trained[1]} champion's")
-    return window, note
-
-
 @dataclass(frozen=True)
 class Inputs:
     """What an evaluation reads besides the scores' own window."""
@@ -216,8 +201,9 @@ def evaluate_flow(
         raise NoDataError(
             f"no scores under {settings.layout.scores.root}; run `cellpulse score` first"
         )
-    trained_on = champion_window() if window == DayWindow() else None
-    window, note = default_window(scored, window, trained_on)
+    trained = champion_window() if window == DayWindow() else None
+    trained_on, champion = trained if trained else (None, None)
+    window, note = evaluation_window(scored, window, trained_on, champion)
     labels_path = settings.layout.labels_file(labels)
     inputs = load_inputs(settings, window, labels_path)
     board = judge(settings, inputs, k)

@@ -15,7 +15,7 @@ from prefect.concurrency.sync import concurrency
 
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.spec import FeatureParams, FeatureSpec
-from cellpulse.features.store import ingested_days, lake_spec, load_events, read_features
+from cellpulse.features.store import lake_spec, load_events, read_features
 from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, tracking_runs, tuning
 from cellpulse.models.boosting import Trainer, train_local
@@ -45,10 +45,13 @@ class TrainResult:
 def load_training_data(
     settings: Settings, window: DayWindow, spec: FeatureSpec
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(features, KPIs) of the ingested days in `window`; refuses features of another spec."""
-    days = ingested_days(settings.layout, window)
-    features = read_features(settings.layout, DayWindow(days[0], days[-1]), spec)
-    kpis = settings.layout.kpi.read(days[0], days[-1])
+    """(features, KPIs) of the days in `window` that have features; refuses features of
+    another spec. KPIs are read for those days only, not for every ingested day: the KPI
+    lake keeps far more history than features do (`housekeeping.retention_days`)."""
+    layout = settings.layout
+    days = window.resolve(layout.features.dates(), "features", fix="run `cellpulse features`")
+    features = read_features(layout, DayWindow(days[0], days[-1]), spec)
+    kpis = layout.kpi.read(days[0], days[-1])
     return features, kpis
 
 
@@ -175,8 +178,8 @@ def train_flow(
     tune_minutes: float = 30.0,
     only: tuple[str, ...] | None = None,
 ) -> TrainResult:
-    """Train each model family (or those named in `only`) on the ingested days of `window`
-    (default: every day with features). Each family fits, is judged and is registered on
+    """Train each model family (or those named in `only`) on the days of `window` that have
+    features (default: every such day). Each family fits, is judged and is registered on
     its own: one that cannot train (no congestion, too few days, KPIs missing) is reported
     in `not_trained` and never stops the others. With `tune` > 0, each family first
     searches up to `tune` parameter sets (within `tune_minutes`), logged as nested runs."""

@@ -33,7 +33,7 @@ from tests.unit.test_publish import T0, scores_for
 
 TOKEN = "unit-test-token-0123456789abcdefghij"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# Ids the contract accepts that a narrower API rule used to refuse.
+# Ids the contract accepts beyond plain words: spaces, parentheses, a 128-character id.
 PLAIN_CELL = "S1-1"
 ODD_CELLS = ["Cell 1", "a:b#c(d)=e+f@g.h-i_j", "NR (n78) #3", "x" * contract.CELL_ID_MAX_CHARS]
 

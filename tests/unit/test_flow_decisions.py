@@ -1,4 +1,4 @@
-"""The decisions flows used to make themselves, tested without Prefect or MLflow: which days
+"""Decisions the flows rely on, tested without Prefect or MLflow: which days
 a backfill runs, which window an evaluation judges, which days monitoring compares, the
 checks it runs, and the lines people read about a tuning search."""
 
@@ -82,6 +82,12 @@ def test_a_requested_evaluation_window_is_closed_on_the_scored_days():
         "the requested days",
     )
     assert evaluation_window(D, DayWindow(end=D[3]), None)[0] == DayWindow(D[0], D[3])
+
+
+def test_a_requested_window_past_the_scores_says_what_the_scores_cover():
+    later = D[-1] + timedelta(days=3)
+    with pytest.raises(NoDataError, match=f"no scores between {later} and {later}; data covers"):
+        evaluation_window(D, DayWindow(start=later), None)
 
 
 # ----------------------------------------------------------------------------- monitor

@@ -25,8 +25,8 @@ LIMITS = RuleLimits(
 )
 TS = datetime(2026, 1, 31, 10, tzinfo=UTC)
 SOUND = {"cell_id": "c1", "ts": TS, "region": "north"}
-# Worded like the reasons pre-screening used to be chosen by, and unlike the rule each
-# lands on: the worst a rewording can do.
+# Reasons worded like other rules' reasons and unlike the rule each lands on: the worst a
+# rewording can do.
 MISLEADING = ("NaN or infinite", "below 0", "above 100", "above 900 s")
 
 

@@ -228,12 +228,11 @@ def test_rows_scored_by_a_baseline_are_judged_as_the_baseline_not_the_model(tiny
 def test_default_window_without_any_champion_is_every_scored_day_saying_so():
     from datetime import date
 
-    from cellpulse.flows.evaluate import default_window
-    from cellpulse.window import DayWindow
+    from cellpulse.window import DayWindow, evaluation_window
 
     days = [date(2026, 1, d) for d in range(1, 11)]
-    window, note = default_window(days, DayWindow(), None)
+    window, note = evaluation_window(days, DayWindow(), None)
     assert window == DayWindow(days[0], days[-1]) and "no champion yet" in note
-    window, note = default_window(days, DayWindow(), (DayWindow(days[0], days[5]), "congestion"))
+    window, note = evaluation_window(days, DayWindow(), DayWindow(days[0], days[5]), "congestion")
     assert window == DayWindow(days[6], days[-1])
     assert "congestion champion's training window" in note
