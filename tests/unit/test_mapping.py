@@ -18,6 +18,7 @@ NOW = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 def mapping(**overrides: object) -> Mapping:
+    """A small CSV mapping (time, cell, prb) with `overrides` on top."""
     base: dict[str, object] = {
         "name": "test",
         "format": "csv",

@@ -18,21 +18,9 @@ from cellpulse.mapping import Mapping, load_mapping
 from cellpulse.settings import IngestSettings, Settings
 from cellpulse.simulator import SimulationConfig, iter_days
 from cellpulse.simulator.export import to_3gpp_raw, write_long_csv, write_meas_xml
+from tests.unit.test_mapping import NOW, mapping
 
-NOW = datetime(2026, 2, 1, tzinfo=UTC)
 MEASURED = [m for m in contract.MEASUREMENT_NAMES]
-
-
-def mapping(**fields: object) -> Mapping:
-    base: dict[str, object] = {
-        "name": "test",
-        "format": "csv",
-        "timestamp": {"column": "time", "format": "%Y-%m-%d %H:%M"},
-        "cell_id": {"source": "cell"},
-        "columns": {"prb_util_dl_pct": {"source": "prb"}},
-    }
-    base.update(fields)
-    return Mapping.model_validate(base)
 
 
 def stored(settings) -> pl.DataFrame:
