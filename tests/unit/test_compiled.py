@@ -31,7 +31,7 @@ def trained(tiny_network, tmp_path_factory):
 
 
 def test_compiled_models_score_exactly_like_lightgbm(trained, tmp_path):
-    anomaly, congestion, settings = trained
+    anomaly, _, settings = trained
     holdout = anomaly.split.holdout
     plain_scores = anomaly_family.score_anomaly(anomaly.model, holdout, ModelParams.of(settings))
     plain_prob = congestion.model.predict(congestion.split.holdout)
@@ -69,27 +69,14 @@ def test_without_a_compiler_scoring_falls_back_to_lightgbm(trained, tmp_path, mo
 def test_scoring_in_chunks_of_cells_equals_scoring_at_once(trained, monkeypatch):
     """A national day is scored in chunks of whole cells to bound memory; the table must be
     the one a single pass gives (alert runs included)."""
-    from datetime import UTC, datetime
 
     from cellpulse.models import scoring
-    from cellpulse.publish import ModelRef
 
-    anomaly, congestion, settings = trained
+    anomaly, _, settings = trained
     holdout = anomaly.split.holdout.sample(fraction=1.0, shuffle=True, seed=1)
 
     def table(features=holdout):
-        return scoring.score_features(
-            features,
-            scoring.champion_scorers(
-                {
-                    "anomaly": (anomaly.model, ModelRef("a", "1", "r")),
-                    "congestion": (congestion.model, ModelRef("c", "1", "r")),
-                }
-            ),
-            ModelParams.of(settings),
-            datetime(2026, 1, 1, tzinfo=UTC),
-            SPEC.hash(),
-        )
+        return score_table(features, trained, settings)
 
     whole = table()
     monkeypatch.setattr(scoring, "SCORE_CHUNK_ROWS", 500)
@@ -127,12 +114,10 @@ def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained,
     """No switch around the call: `score_engine: compiled` in the settings compiles every
     booster the table uses, and the table is LightGBM's; the expected band takes the
     predictor as an argument."""
-    from datetime import UTC, datetime
 
     from cellpulse.models import scoring
-    from cellpulse.publish import ModelRef
 
-    anomaly, congestion, settings = trained
+    anomaly, _, settings = trained
     holdout = anomaly.split.holdout
     compiled = settings.model_copy(update={"home": tmp_path, "score_engine": "compiled"})
 
@@ -140,19 +125,7 @@ def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained,
         return scoring.predictor(s.score_engine, s.layout.compiled, s.train.n_jobs)
 
     def table(with_settings):
-        return scoring.score_features(
-            holdout,
-            scoring.champion_scorers(
-                {
-                    "anomaly": (anomaly.model, ModelRef("a", "1", "r")),
-                    "congestion": (congestion.model, ModelRef("c", "1", "r")),
-                }
-            ),
-            ModelParams.of(with_settings),
-            datetime(2026, 1, 1, tzinfo=UTC),
-            SPEC.hash(),
-            engine(with_settings),
-        )
+        return score_table(holdout, trained, with_settings, engine(with_settings))
 
     plain = table(settings)
     assert not (settings.layout.compiled).exists()
@@ -160,3 +133,27 @@ def test_the_score_engine_setting_chooses_how_the_score_table_is_scored(trained,
     assert len(list((tmp_path / "compiled").glob("*.so"))) == len(anomaly.model.boosters) + 1
     band = anomaly.model.band(holdout, predict=engine(compiled))
     assert band.equals(anomaly.model.band(holdout))
+
+
+def score_table(features, trained, settings, predict=None):
+    """The score table of `features` with the trained champions (placeholder registry refs)."""
+    from datetime import UTC, datetime
+
+    from cellpulse.models import scoring
+    from cellpulse.models.boosting import lightgbm_predict
+    from cellpulse.publish import ModelRef
+
+    anomaly, congestion, _ = trained
+    return scoring.score_features(
+        features,
+        scoring.champion_scorers(
+            {
+                "anomaly": (anomaly.model, ModelRef("a", "1", "r")),
+                "congestion": (congestion.model, ModelRef("c", "1", "r")),
+            }
+        ),
+        ModelParams.of(settings),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        SPEC.hash(),
+        predict or lightgbm_predict,
+    )
