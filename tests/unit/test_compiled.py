@@ -31,7 +31,7 @@ def trained(tiny_network, tmp_path_factory):
 
 
 def test_compiled_models_score_exactly_like_lightgbm(trained, tmp_path):
-    anomaly, _, settings = trained
+    anomaly, congestion, settings = trained
     holdout = anomaly.split.holdout
     plain_scores = anomaly_family.score_anomaly(anomaly.model, holdout, ModelParams.of(settings))
     plain_prob = congestion.model.predict(congestion.split.holdout)
