@@ -135,33 +135,36 @@ def data_tags(
 
 def fit_with(
     family: ModelFamily,
-    data: TrainingData,
     params: ModelParams,
     spec_hash: str,
     trainer: Trainer,
     train: TrainSettings,
+    data: TrainingData,
 ) -> Candidate:
-    """The family fitted with the `train` parameters (the configured ones, or a trial's)."""
+    """The family fitted on `data` with the `train` parameters (the configured ones, or a
+    trial's)."""
     return fit_candidate(family, data, replace(params, train=train), spec_hash, trainer)
 
 
 def choose(
     family: ModelFamily,
-    fit: Callable[[TrainSettings], Candidate],
+    fit: Callable[[TrainSettings, TrainingData], Candidate],
+    data: TrainingData,
     settings: Settings,
     tune: int,
     tune_minutes: float,
     tags: dict[str, str],
 ) -> Chosen:
     """The family's candidate: fitted with the configured parameters, or, with `tune` > 0,
-    the best of up to `tune` parameter sets (each trial a nested MLflow run)."""
+    refitted with the best of up to `tune` parameter sets, chosen on a validation window
+    before the hold-out (each trial a nested MLflow run)."""
     if not tune:
-        return Chosen(fit(settings.train), tags)
-    trials = tuning.search(fit, settings.train, tune, tune_minutes * 60, settings.train.seed)
-    chosen = tuning.best(trials)
-    parent = tracking_runs.log_trials(family.name, trials, chosen, settings, tags)
+        return Chosen(fit(settings.train, data), tags)
+    tuned = tuning.tune(fit, data, settings.train, tune, tune_minutes * 60, settings.train.seed)
+    chosen = tuned.chosen
+    parent = tracking_runs.log_trials(family.name, tuned.trials, chosen, settings, tags)
     search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
-    return Chosen(chosen.candidate, tags | search, tuning.describe(chosen, trials, parent))
+    return Chosen(tuned.candidate, tags | search, tuning.describe(chosen, tuned.trials, parent))
 
 
 def not_trained(family: ModelFamily, error: NoDataError) -> str:
@@ -198,9 +201,9 @@ def train_flow(
         for family in families():
             if only is not None and family.name not in only:
                 continue
-            fit = partial(fit_with, family, data, params, spec.hash(), trainer)
+            fit = partial(fit_with, family, params, spec.hash(), trainer)
             try:
-                chosen[family.name] = choose(family, fit, settings, tune, tune_minutes, tags)
+                chosen[family.name] = choose(family, fit, data, settings, tune, tune_minutes, tags)
             except NoDataError as exc:
                 skipped[family.name] = not_trained(family, exc)
     logged, champions = {}, {}

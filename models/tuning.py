@@ -1,9 +1,16 @@
 """Hyperparameter search: small, time-boxed, random. No MLflow here (tracking_runs.log_trials
 records the trials as nested runs).
 
+Trials are compared on a validation window of their own, never on the hold-out the promotion
+gate judges by: a parameter set picked for its hold-out score would look better there than it
+is, and the gate would pass it on that flattering figure. `tune` hands each trial only the
+days before the hold-out (the family's own split then carves the newest `holdout_days` of
+them as the trial's validation window), picks the best trial there, and refits its
+parameters on every day so the gate judges the chosen model on the untouched hold-out.
+
 Trial 0 is always the configured settings, so tuning can only find something at least as
-good on the hold-out; the others draw LightGBM parameters from SEARCH_SPACE with a seeded
-generator (same seed, same trials). The search stops after `trials` or once the time
+good on the validation window; the others draw LightGBM parameters from SEARCH_SPACE with a
+seeded generator (same seed, same trials). The search stops after `trials` or once the time
 budget is spent, whichever comes first; a started trial always finishes.
 """
 
@@ -16,7 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cellpulse.models.training import Candidate
+import polars as pl
+
+from cellpulse.errors import NoDataError
+from cellpulse.models.training import Candidate, TrainingData, split_by_time
 from cellpulse.settings import TrainSettings
 
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
@@ -31,7 +41,7 @@ SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
 class Trial:
     number: int
     params: dict[str, Any]  # the searched parameters of this trial
-    candidate: Candidate
+    candidate: Candidate  # fitted without the hold-out; its metrics are on its validation days
     seconds: float
 
     @property
@@ -75,8 +85,8 @@ def search(
 
 
 def best(trials: list[Trial]) -> Trial:
-    """The trial with the best primary metric on the hold-out (NaN counts as worst; ties go
-    to the earlier trial, so the configured settings win a tie)."""
+    """The trial with the best primary metric on its validation window (NaN counts as worst;
+    ties go to the earlier trial, so the configured settings win a tie)."""
     rule = trials[0].candidate.rule
     sign = 1.0 if rule.better(rule.primary) else -1.0
 
@@ -87,11 +97,65 @@ def best(trials: list[Trial]) -> Trial:
     return max(trials, key=key)
 
 
+def selection_data(data: TrainingData, holdout_days: int) -> TrainingData:
+    """What trials may see: `data` before the hold-out days (features, the KPIs their
+    targets come from, labelled events that start before it). A target that would need a
+    KPI of the hold-out is unknown to the trials and left out of their validation metrics.
+
+    NoDataError when too few days remain to carve a validation window from the training
+    days."""
+    days = data.features["ts"].dt.date().unique().sort().to_list()
+    if len(days) <= 2 * holdout_days:
+        raise NoDataError(
+            f"tuning needs more than {2 * holdout_days} days of features (found {len(days)}): "
+            f"the hold-out's {holdout_days} and a validation window as long before it; "
+            "ingest more days, lower train.holdout_days or train without --tune"
+        )
+    cut = split_by_time(data.features, holdout_days).holdout["ts"].min()
+    events = data.events
+    if events is not None:
+        events = events.filter(pl.col("start") < cut)
+    return TrainingData(
+        data.features.filter(pl.col("ts") < cut), data.kpis.filter(pl.col("ts") < cut), events
+    )
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A search's trials, the one chosen on its validation window, and the candidate refitted
+    with its parameters on every training day and judged on the hold-out."""
+
+    trials: list[Trial]
+    chosen: Trial
+    candidate: Candidate
+
+
+def tune(
+    fit: Callable[[TrainSettings, TrainingData], Candidate],
+    data: TrainingData,
+    base: TrainSettings,
+    trials: int,
+    budget_s: float,
+    seed: int,
+    space: dict[str, tuple[Any, ...]] = SEARCH_SPACE,
+    clock: Callable[[], float] = time.monotonic,
+) -> Tuned:
+    """Search on the days before the hold-out (`selection_data`), choose by the validation
+    window, then refit the chosen parameters on all of `data`: the refit is the candidate
+    the promotion gate judges, on a hold-out no trial has seen."""
+    selection = selection_data(data, base.holdout_days)
+    done = search(lambda s: fit(s, selection), base, trials, budget_s, seed, space, clock)
+    chosen = best(done)
+    return Tuned(done, chosen, fit(base.model_copy(update=chosen.params), data))
+
+
 def describe(chosen: Trial, trials: list[Trial], run_id: str) -> str:
-    """One line for people: which trial won the search, on what, with which parameters, and
-    the MLflow run holding every trial."""
+    """One line for people: which trial won the search, on which days, by what, with which
+    parameters, and the MLflow run holding every trial."""
     params = ", ".join(f"{k}={v}" for k, v in chosen.params.items())
+    first, last = chosen.candidate.split.holdout_days
     return (
-        f"trial {chosen.number} of {len(trials)} won ({chosen.candidate.rule.primary} "
-        f"{chosen.primary:.4f}; {params}); trials in MLflow run {run_id}"
+        f"trial {chosen.number} of {len(trials)} won on the validation days {first}..{last} "
+        f"({chosen.candidate.rule.primary} {chosen.primary:.4f}; {params}); "
+        f"trials in MLflow run {run_id}"
     )

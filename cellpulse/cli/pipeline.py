@@ -80,7 +80,8 @@ def train(
             "--tune",
             min=0,
             help="Search up to N LightGBM parameter sets per model first (trial 0 = the "
-            "configured ones), each a nested MLflow run; the best on the hold-out is registered.",
+            "configured ones), each a nested MLflow run, compared on a validation window before "
+            "the hold-out; the best is refitted and judged on the hold-out like any candidate.",
         ),
     ] = 0,
     tune_minutes: Annotated[

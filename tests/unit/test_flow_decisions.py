@@ -200,14 +200,19 @@ def test_a_tuning_search_is_described_in_one_line():
 
     from cellpulse.models.promotion import PromotionRule
 
-    # Only what the description reads of a candidate: its rule and hold-out metrics.
-    picked = SimpleNamespace(rule=PromotionRule("val_pr_auc"), metrics={"val_pr_auc": 0.8125})
+    # Only what the description reads of a candidate: its rule, metrics and validation days.
+    picked = SimpleNamespace(
+        rule=PromotionRule("val_pr_auc"),
+        metrics={"val_pr_auc": 0.8125},
+        split=SimpleNamespace(holdout_days=(D[5], D[6])),
+    )
     trials = [
         tuning.Trial(0, {"num_leaves": 31}, picked, 1.0),  # type: ignore[arg-type]
         tuning.Trial(1, {"num_leaves": 63}, picked, 1.0),  # type: ignore[arg-type]
     ]
     assert tuning.describe(trials[1], trials, "abc123") == (
-        "trial 1 of 2 won (val_pr_auc 0.8125; num_leaves=63); trials in MLflow run abc123"
+        f"trial 1 of 2 won on the validation days {D[5]}..{D[6]} "
+        "(val_pr_auc 0.8125; num_leaves=63); trials in MLflow run abc123"
     )
 
 

@@ -1,18 +1,23 @@
 """The hyperparameter search: trial 0 is the configured settings, trials are reproducible,
-the time box holds, the best hold-out metric wins, and trials are nested MLflow runs."""
+the time box holds, the best validation metric wins while the hold-out stays unseen, and
+trials are nested MLflow runs."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import mlflow
+import polars as pl
 import pytest
 
+from cellpulse.errors import NoDataError
 from cellpulse.features.builder import build_features
 from cellpulse.features.spec import default_spec
 from cellpulse.models import tracking, tracking_runs, training, tuning
 from cellpulse.models.families import congestion as congestion_family
 from cellpulse.models.params import ModelParams
+from cellpulse.models.promotion import PromotionRule
 from cellpulse.settings import TrainSettings
 from tests.conftest import tiny_settings
 
@@ -90,3 +95,89 @@ def test_trials_are_nested_runs_under_one_tuning_run(
     assert len(chosen_runs) == 1
     assert chosen_runs[0].data.params["num_leaves"] == str(chosen.params["num_leaves"])
     assert all("fit_seconds" in c.data.metrics for c in children)
+
+
+def hourly_data(days: int) -> training.TrainingData:
+    """Two cells, hourly rows over `days` days, one labelled event a day: rows whose day
+    the tests can read back."""
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    ts = [t0 + timedelta(hours=h) for h in range(24 * days)]
+    rows = pl.DataFrame({"cell_id": ["a"] * len(ts) + ["b"] * len(ts), "ts": ts + ts})
+    events = pl.DataFrame(
+        {
+            "cell_id": ["a"] * days,
+            "start": [t0 + timedelta(days=d, hours=10) for d in range(days)],
+            "end": [t0 + timedelta(days=d, hours=12) for d in range(days)],
+        }
+    )
+    return training.TrainingData(rows, rows.with_columns(prb_util_dl_pct=pl.lit(50.0)), events)
+
+
+def test_trials_are_chosen_on_their_validation_window_and_never_see_the_hold_out():
+    # num_leaves=15 is best on the hold-out, 7 on the validation window: 7 must be chosen.
+    on_validation = {31: 0.50, 7: 0.70, 15: 0.60}
+    on_holdout = {31: 0.50, 7: 0.40, 15: 0.90}
+    data = hourly_data(7)
+    cut = datetime(2026, 3, 7, tzinfo=UTC)  # the hold-out: the newest 2 of 7 days
+    seen: list[training.TrainingData] = []
+
+    def fit(train: TrainSettings, given: training.TrainingData) -> training.Candidate:
+        seen.append(given)
+        split = training.split_by_time(given.features, train.holdout_days)
+        judged_on_holdout = split.holdout["ts"].max() >= cut
+        value = (on_holdout if judged_on_holdout else on_validation)[train.num_leaves]
+        return training.Candidate(
+            "fake", None, {}, {"val_pr_auc": value}, {}, PromotionRule("val_pr_auc"), split
+        )
+
+    tuned = tuning.tune(
+        fit, data, BASE.model_copy(update={"num_leaves": 31}), 3, 600, 1, {"num_leaves": (7, 15)}
+    )
+    assert sorted(t.params["num_leaves"] for t in tuned.trials) == [7, 15, 31]
+    assert tuned.chosen.params == {"num_leaves": 7}
+    assert tuned.chosen.primary == 0.70
+    # Every row the trials were given lies before the hold-out, events included ...
+    trials_saw = seen[:-1]
+    assert len(trials_saw) == 3
+    for given in trials_saw:
+        assert given.features["ts"].max() < cut and given.kpis["ts"].max() < cut
+        assert given.events is not None and given.events["start"].max() < cut
+        assert given.features.height == 2 * 24 * 5
+    # ... their validation window is the 2 days before it, and only the chosen refit sees it.
+    assert tuned.chosen.candidate.split.holdout_days == (
+        datetime(2026, 3, 5).date(),
+        datetime(2026, 3, 6).date(),
+    )
+    assert seen[-1] is data
+    assert tuned.candidate.metrics == {"val_pr_auc": 0.40}  # the gate sees the honest figure
+    assert tuned.candidate.split.holdout["ts"].min() == cut
+
+
+def test_tuning_needs_a_validation_window_as_long_as_the_hold_out():
+    with pytest.raises(
+        NoDataError, match="tuning needs more than 4 days of features \\(found 4\\)"
+    ):
+        tuning.selection_data(hourly_data(4), holdout_days=2)
+    assert tuning.selection_data(hourly_data(5), holdout_days=2).features.height == 2 * 24 * 3
+
+
+def test_a_tuned_congestion_model_is_judged_on_days_no_trial_saw(features, tiny_network, tmp_path):
+    fit = fit_congestion(features, tiny_network[2], tmp_path)
+
+    def fit_on(train: TrainSettings, data: training.TrainingData) -> training.Candidate:
+        return congestion_family.train_congestion(
+            data.features,
+            data.kpis,
+            ModelParams.of(tiny_settings(tmp_path).model_copy(update={"train": train})),
+            SPEC.hash(),
+        )
+
+    data = training.TrainingData(features, tiny_network[2])
+    tuned = tuning.tune(fit_on, data, BASE, trials=2, budget_s=600, seed=1, space=SPACE)
+    holdout_start = tuned.candidate.split.holdout_days[0]
+    for trial in tuned.trials:
+        assert trial.candidate.split.holdout_days[1] < holdout_start
+        assert trial.candidate.split.holdout["ts"].max() < tuned.candidate.split.holdout["ts"].min()
+    # The refit is the chosen parameters on every day: the same model as fitting them directly.
+    direct = fit(BASE.model_copy(update=tuned.chosen.params))
+    assert tuned.candidate.metrics == direct.metrics
