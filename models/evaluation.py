@@ -24,6 +24,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from cellpulse.features.targets import SPAN_SCHEMA, event_labels
 from cellpulse.publish import group_alerts
+from cellpulse.rops import run_ids
 
 
 def _clean(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,3 +227,110 @@ def slice_metrics(dims: pl.DataFrame, y: np.ndarray, scores: dict[str, np.ndarra
                 }
             )
     return pl.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- alarm budget
+
+
+def alert_levels(scored: pl.DataFrame, consecutive_rops: int, rop_minutes: int) -> pl.Series:
+    """Per ROP (rows sorted by cell_id, ts), the highest threshold at which the ROP would
+    still be flagged under the consecutive-ROP rule: the lowest score of the last
+    `consecutive_rops` ROPs in a row ending at it (-inf where fewer precede it without a
+    gap, or a score is missing). A ROP is flagged at threshold t exactly when its level
+    exceeds t, so one pass gives the alerts of every threshold."""
+    score = pl.col("anomaly_score").cast(pl.Float64)
+    score = pl.when(score.is_finite()).then(score).otherwise(float("-inf"))
+    level = (
+        score.rolling_min(window_size=consecutive_rops, min_samples=consecutive_rops)
+        .over(run_ids(rop_minutes))
+        .fill_null(float("-inf"))
+    )
+    return scored.select(level.alias("_level")).to_series()
+
+
+def _at_threshold(scored: pl.DataFrame, levels: pl.Series, threshold: float) -> pl.DataFrame:
+    """`scored` (cell_id, ts, anomaly_score) flagged as the alert rule would at `threshold`."""
+    return scored.select("cell_id", "ts", "anomaly_score").with_columns(
+        (levels > threshold).alias("is_anomaly")
+    )
+
+
+def _false_alarm_rate(
+    flagged: pl.DataFrame, events: pl.DataFrame, rop_minutes: int, clear_after_rops: int
+) -> float:
+    """False alarms per 100 cell-days of `flagged` (as `detection_metrics` counts them)."""
+    spans = alert_spans(flagged, clear_after_rops, rop_minutes)
+    false = int((~_overlapping(spans, real_events(events))).sum())
+    cell_days = flagged.height * rop_minutes / 1440
+    return 100 * false / cell_days if cell_days else 0.0
+
+
+def threshold_at_budget(
+    scored: pl.DataFrame,
+    events: pl.DataFrame,
+    budget: float,
+    rop_minutes: int,
+    consecutive_rops: int,
+    clear_after_rops: int,
+) -> float:
+    """The lowest alert threshold at which a detector raises at most `budget` false alarms
+    per 100 cell-days, alerts as the pipeline raises them (`consecutive_rops` above the
+    threshold, then alert spans; a false alarm overlaps no real event). Comparing
+    detectors at the recall this threshold buys is comparing them at equal alarm rates.
+
+    Flags are `level > threshold` (see `alert_levels`), so the candidates are the levels
+    themselves; raising the threshold only removes flagged ROPs, and the search takes the
+    false-alarm count as falling with it (a split alert can break that by one, rarely).
+    Above the highest level nothing is flagged, so a threshold always exists.
+
+    Args:
+        scored: `cell_id, ts, anomaly_score`, one row per ROP scored.
+        events: the labelled events of the scored period (`cell_id, start, end[, kind]`).
+        budget: false alarms per 100 cell-days allowed.
+    """
+    scored = scored.sort("cell_id", "ts")
+    levels = alert_levels(scored, consecutive_rops, rop_minutes)
+    finite = levels.filter(levels.is_finite())
+    if finite.is_empty():
+        return float("inf")
+    levels_sorted = np.unique(finite.to_numpy())  # ascending
+    # Just below the lowest level every ROP that can alert does; at the highest, none.
+    candidates = np.concatenate([[np.nextafter(levels_sorted[0], -np.inf)], levels_sorted])
+
+    def within(i: int) -> bool:
+        flagged = _at_threshold(scored, levels, float(candidates[i]))
+        return _false_alarm_rate(flagged, events, rop_minutes, clear_after_rops) <= budget
+
+    if within(0):
+        return float(candidates[0])
+    lo, hi = 0, len(candidates) - 1  # within(lo) is False, within(hi) is True (no flags)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if within(mid):
+            hi = mid
+        else:
+            lo = mid
+    return float(candidates[hi])
+
+
+def recall_at_budget(
+    scored: pl.DataFrame,
+    events: pl.DataFrame,
+    budget: float,
+    rop_minutes: int,
+    consecutive_rops: int,
+    clear_after_rops: int,
+) -> dict[str, float]:
+    """A detector judged at the threshold that spends `budget` false alarms per 100
+    cell-days (`threshold_at_budget`): `threshold`, and the event recall, alert precision,
+    false-alarm rate and median detection delay of `detection_metrics` there."""
+    scored = scored.sort("cell_id", "ts")
+    threshold = threshold_at_budget(
+        scored, events, budget, rop_minutes, consecutive_rops, clear_after_rops
+    )
+    levels = alert_levels(scored, consecutive_rops, rop_minutes)
+    flagged = _at_threshold(scored, levels, threshold)
+    metrics = detection_metrics(
+        flagged, events, rop_minutes, clear_after_rops, k=1, with_ranking=False
+    )
+    return {"threshold": threshold} | metrics
