@@ -320,6 +320,15 @@ class TrainSettings(BaseModel):
     guard_tolerance: float = Field(
         0.02, ge=0, description="How much worse a guard metric may get before promotion is refused."
     )
+    gate_false_alarms_per_100_cell_days: float = Field(
+        0.5,
+        ge=0,
+        description="The false-alarm budget anomaly detectors are compared at (alerts per 100 "
+        "cell-days): the hold-out and the scoreboard give each detector's event recall at "
+        "the threshold that spends this budget (`recall_at_budget`), so a detector that "
+        "alerts more does not look better for it; with labelled events the promotion gate "
+        "judges by it (PR-AUC guards it and breaks ties).",
+    )
     supervised: Literal["blend", "replace", "off"] = Field(
         "blend",
         description="With labelled faults in the training window (the simulator's ground "

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class PromotionRule:
     """Primary metric must improve by `margin`; guard metrics may not get worse by more than
-    `tolerance`. `higher_is_better` maps each metric to its direction."""
+    `tolerance`. `higher_is_better` maps each metric to its direction. A coarse primary
+    (recall over a handful of events) ties often: on a tie with the champion, a `secondary`
+    metric that improves by more than `margin` decides instead."""
 
     primary: str
     guards: tuple[str, ...] = ()
     margin: float = 0.0
     tolerance: float = 0.02
     higher_is_better: Mapping[str, bool] | None = None
+    secondary: str | None = None
 
     def better(self, metric: str) -> bool:
         return True if self.higher_is_better is None else self.higher_is_better.get(metric, True)
@@ -63,7 +66,10 @@ def decide_promotion(
             f"challenger {name}={new:.4f} is worse than the baseline "
             f"{old:.4f} (margin {rule.margin:g}); no champion yet",
         )
-    if champion is not None and gain <= rule.margin:
+    tie_broken = ""
+    if champion is not None and gain == 0 and rule.secondary is not None:
+        tie_broken = _break_tie(challenger, champion, rule, rule.secondary)
+    if champion is not None and gain <= rule.margin and not tie_broken:
         return Decision(
             False,
             f"challenger {name}={new:.4f} does not beat champion "
@@ -84,5 +90,21 @@ def decide_promotion(
                 )
     verb = "beats" if gain > 0 else "matches"
     return Decision(
-        True, f"challenger {name}={new:.4f} {verb} {ref_name} {old:.4f} (margin {rule.margin:g})"
+        True,
+        f"challenger {name}={new:.4f} {verb} {ref_name} {old:.4f}{tie_broken} "
+        f"(margin {rule.margin:g})",
     )
+
+
+def _break_tie(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float],
+    rule: PromotionRule,
+    metric: str,
+) -> str:
+    """Why the challenger wins a tie on the primary metric (by more than the margin on
+    `metric`), or "" when it does not."""
+    new, old = challenger.get(metric, math.nan), champion.get(metric, math.nan)
+    if math.isnan(new) or math.isnan(old) or _gain(rule, metric, new, old) <= rule.margin:
+        return ""
+    return f" and beats it on {metric} ({new:.4f} vs {old:.4f})"

@@ -3,7 +3,10 @@ per anomaly type and per slice (area type, band, region).
 
 A long table, one row per (family, detector, slice_kind, slice, metric, value), so the same
 metric names come out every time and any view is a pivot of it. The anomaly metrics are
-`models.evaluation.detection_metrics`, defined there once for training and the scoreboard.
+`models.evaluation.detection_metrics`, defined there once for training and the scoreboard,
+each detector also judged at the threshold that spends the same false-alarm budget
+(`train.gate_false_alarms_per_100_cell_days`, the promotion gate's): detectors that alert at
+different rates are compared at equal ones (`*_at_budget`).
 
 The published scores are judged by who made them: rows a family's champion scored are the
 detector `model`; rows its baseline scored before there was a champion are the detector named
@@ -23,6 +26,7 @@ from cellpulse.features.builder import with_derived_kpis
 from cellpulse.features.targets import congestion_labels
 from cellpulse.models import evaluation
 from cellpulse.models.baselines import isolation_forest, zscore_detector
+from cellpulse.models.families.congestion import PRB, prb_probability
 from cellpulse.models.family import model_columns
 from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import BASELINE_VERSION
@@ -116,8 +120,9 @@ def anomaly_board(
     params: ModelParams,
     k: int,
 ) -> list[dict[str, object]]:
-    """Board rows of each anomaly detector: overall, per fault type (recall and delay), and
-    per slice of the topology."""
+    """Board rows of each anomaly detector: overall (at its own alert threshold and at the
+    false-alarm budget), per fault type (recall and delay, both ways), and per slice of the
+    topology."""
 
     def metrics(
         flagged: pl.DataFrame, labelled: pl.DataFrame, ranking: bool = True
@@ -126,26 +131,58 @@ def anomaly_board(
             flagged, labelled, params.rop_minutes, params.alerts.clear_after_rops, k, ranking
         )
 
+    per_type = ("events", "event_recall", "median_detection_delay_rops")
     rows: list[dict[str, object]] = []
     for name, flagged in detectors.items():
         lo, hi = cast(datetime, flagged["ts"].min()), cast(datetime, flagged["ts"].max())
         in_window = evaluation.events_in(events, lo, hi)
-        rows += _rows("anomaly", name, "all", "all", metrics(flagged, in_window))
+        at_budget, budget_flagged = flagged_at_budget(flagged, in_window, params)
+        rows += _rows("anomaly", name, "all", "all", metrics(flagged, in_window) | at_budget)
         for kind in sorted(set(in_window.filter(pl.col("kind") == "fault")["type"])):
             typed = in_window.filter((pl.col("type") == kind) | (pl.col("kind") == "load"))
             m = metrics(flagged, typed, ranking=False)
+            b = metrics(budget_flagged, typed, ranking=False)
             rows += _rows(
                 "anomaly",
                 name,
                 "type",
                 kind,
-                {x: m[x] for x in ("events", "event_recall", "median_detection_delay_rops")},
+                {x: m[x] for x in per_type}
+                | {
+                    "recall_at_budget": b["event_recall"],
+                    "median_detection_delay_rops_at_budget": b["median_detection_delay_rops"],
+                },
             )
         if topology is not None:
             for kind_name, part, part_events in _slices(flagged, in_window, topology):
                 m = metrics(part, part_events)
                 rows += _rows("anomaly", name, kind_name[0], kind_name[1], m)
     return rows
+
+
+def flagged_at_budget(
+    flagged: pl.DataFrame, events: pl.DataFrame, params: ModelParams
+) -> tuple[dict[str, float], pl.DataFrame]:
+    """One detector judged at the threshold that spends the gate's false-alarm budget
+    (`evaluation.recall_at_budget`): its figures there, `*_at_budget`, and its ROPs flagged
+    at that threshold (sorted by cell_id, ts), for the per-type figures."""
+    budget = params.train.gate_false_alarms_per_100_cell_days
+    consecutive, rop = params.alerts.consecutive_rops, params.rop_minutes
+    flagged = flagged.sort("cell_id", "ts")
+    m = evaluation.recall_at_budget(
+        flagged, events, budget, rop, consecutive, params.alerts.clear_after_rops
+    )
+    threshold = m["threshold"]
+    levels = evaluation.alert_levels(flagged, consecutive, rop)
+    out = {
+        "recall_at_budget": m["event_recall"],
+        "alert_precision_at_budget": m["alert_precision"],
+        "false_alarms_per_100_cell_days_at_budget": m["false_alarms_per_100_cell_days"],
+        "median_detection_delay_rops_at_budget": m["median_detection_delay_rops"],
+        # No ROP can alert at all (too few in a row): no threshold to report.
+        "threshold_at_budget": threshold if np.isfinite(threshold) else float("nan"),
+    }
+    return out, flagged.with_columns((levels > threshold).alias("is_anomaly"))
 
 
 def _slices(
@@ -177,9 +214,7 @@ def congestion_detectors(
     no labelled events are needed."""
     tagged = with_scorer(scores, "congestion").filter(pl.col(SCORER).is_not_null())
     labels = congestion_labels(tagged, kpis, params.congestion, params.rop_minutes, params.timezone)
-    kpi_cols = ["cell_id", "ts"] + (
-        ["prb_util_dl_pct"] if "prb_util_dl_pct" in kpis.columns else []
-    )
+    kpi_cols = ["cell_id", "ts"] + ([PRB] if PRB in kpis.columns else [])
     joined = (
         tagged.select("cell_id", "ts", "congestion_prob", SCORER)
         .join(labels, on=["cell_id", "ts"], how="left")
@@ -197,8 +232,9 @@ def congestion_detectors(
         "persistence": pl.col("persistence").fill_null(False).cast(pl.Float64),
         "seasonal": pl.col("seasonal").cast(pl.Float64),
     }
-    if "prb_util_dl_pct" in kpis.columns:  # the threshold guess needs PRB utilisation
-        reference["threshold"] = pl.col("prb_util_dl_pct").fill_null(0) / 100
+    if PRB in kpis.columns:  # current PRB utilisation as the probability (what
+        # `baseline:prb_util` publishes), for every row the family scored
+        reference["prb_util"] = prb_probability(pl.col(PRB).fill_null(0))
     for name, expr in reference.items():
         out[name] = joined.select("cell_id", "ts", "congested_within", expr.alias("score"))
     return out
@@ -224,13 +260,14 @@ def congestion_board(
 ) -> list[dict[str, object]]:
     """Board rows of the congestion model and its baselines, overall (with the model's lift
     over each naive guess, on the rows the model scored) and per slice of the topology."""
+    naive = ("persistence", "seasonal", "prb_util")
     detectors = congestion_detectors(scores, kpis, params)
     rows: list[dict[str, object]] = []
     metrics = {name: congestion_metrics(df) for name, df in detectors.items()}
     for name, m in metrics.items():
         if name == "model":
             keys = detectors["model"].select("cell_id", "ts")
-            for base in ("persistence", "seasonal"):
+            for base in (b for b in naive if b in detectors):
                 same_rows = detectors[base].join(keys, on=["cell_id", "ts"], how="semi")
                 ref = congestion_metrics(same_rows)["pr_auc"]
                 m[f"lift_over_{base}"] = m["pr_auc"] / ref if ref and ref == ref else float("nan")
@@ -278,9 +315,9 @@ def scoreboard(
         detectors = {n: d.select(cols).sort("cell_id", "ts") for n, d in published.items()}
         keys = pl.concat([d.select("cell_id", "ts") for d in detectors.values()])
         window_kpis = kpis.join(keys, on=["cell_id", "ts"], how="semi")
-        detectors["zscore"] = zscore_detector(
-            _derived(reference_kpis, params), _derived(window_kpis, params), params
-        )
+        reference, window = _derived(reference_kpis, params), _derived(window_kpis, params)
+        detectors["zscore"] = zscore_detector(reference, window, params)
+        detectors["hour_zscore"] = zscore_detector(reference, window, params, by_hour=True)
         if features is not None and reference_features is not None and reference_features.height:
             window_features = features.join(keys, on=["cell_id", "ts"], how="semi")
             detectors["iforest"] = isolation_forest(reference_features, window_features, params)

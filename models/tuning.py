@@ -85,14 +85,19 @@ def search(
 
 
 def best(trials: list[Trial]) -> Trial:
-    """The trial with the best primary metric on its validation window (NaN counts as worst;
+    """The trial with the best primary metric on its validation window, the rule's secondary
+    metric breaking ties as the promotion gate breaks them (NaN counts as worst; remaining
     ties go to the earlier trial, so the configured settings win a tie)."""
     rule = trials[0].candidate.rule
-    sign = 1.0 if rule.better(rule.primary) else -1.0
 
-    def key(t: Trial) -> tuple[float, int]:
-        value = t.primary
-        return (-math.inf if math.isnan(value) else sign * value, -t.number)
+    def signed(t: Trial, metric: str | None) -> float:
+        value = math.nan if metric is None else t.candidate.metrics.get(metric, math.nan)
+        if math.isnan(value):
+            return -math.inf
+        return value if rule.better(metric or "") else -value
+
+    def key(t: Trial) -> tuple[float, float, int]:
+        return (signed(t, rule.primary), signed(t, rule.secondary), -t.number)
 
     return max(trials, key=key)
 

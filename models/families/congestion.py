@@ -1,6 +1,6 @@
 """The congestion family: P(cell congested within the horizon) from a LightGBM classifier
 (cellpulse.models.congestion) under the configured congestion rule, judged against
-persistence, seasonal-naive and PRB-threshold guesses, scored into `congestion_prob` and
+persistence, seasonal-naive and current-PRB-utilisation guesses, scored into `congestion_prob` and
 `congestion_horizon`; before a model has earned the champion alias, the current PRB
 utilisation stands in as the probability."""
 
@@ -58,19 +58,27 @@ def evaluate_congestion(
     return evaluation.classification_metrics("val", y, prob), y, prob
 
 
+def prb_probability(prb_util_pct: pl.Expr) -> pl.Expr:
+    """Current DL PRB utilisation / 100 as the probability of congestion."""
+    return (prb_util_pct.cast(pl.Float64) / 100).clip(0.0, 1.0)
+
+
 def congestion_baselines(
     holdout: pl.DataFrame, labels: pl.DataFrame
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Persistence, seasonal-naive and PRB-threshold guesses on the same hold-out rows:
-    their metrics and their scores (for the PR plot)."""
+    """Persistence, seasonal-naive and current-PRB-utilisation guesses on the same hold-out
+    rows: their metrics and their scores (for the PR plot). `prb_util` is the current DL PRB
+    utilisation / 100 taken as the probability (what `PrbBaseline` publishes): ranked, it is
+    every PRB-threshold guess at once, so its PR-AUC is theirs."""
     known = labels["congested_within"].is_not_null().to_numpy()
     y = labels["congested_within"].fill_null(False).to_numpy()[known]
     scores = {
         "persistence": labels["persistence"].fill_null(False).cast(pl.Float64).to_numpy(),
         "seasonal": labels["seasonal"].cast(pl.Float64).to_numpy(),
     }
-    if "prb_util_dl_pct" in holdout.columns:  # without PRB data there is no PRB guess
-        scores["threshold"] = (holdout["prb_util_dl_pct"].fill_null(0) / 100).to_numpy()
+    if PRB in holdout.columns:  # without PRB data there is no PRB guess
+        prb = holdout.select(prb_probability(pl.col(PRB).fill_null(0))).to_series()
+        scores["prb_util"] = prb.to_numpy()
     out: dict[str, float] = {}
     for name, s in scores.items():
         s = s[known]
@@ -189,16 +197,16 @@ def train_congestion(
 
 @dataclass(frozen=True)
 class PrbBaseline:
-    """Current DL PRB utilisation as the probability of congestion: the PRB-threshold guess
-    the promotion gate measures the first model against, published while no congestion
-    model is champion."""
+    """Current DL PRB utilisation as the probability of congestion: the guess the promotion
+    gate measures the first model against (`prb_util` among the baselines), published while
+    no congestion model is champion."""
 
     horizon: str
     name: str = "baseline:prb_util"
     what: str = "current PRB utilisation / 100"
 
     def score(self, features: pl.DataFrame, params: ModelParams) -> pl.DataFrame:
-        prob = (by_keys(features)[PRB].cast(pl.Float64) / 100).clip(0.0, 1.0)
+        prob = by_keys(features).select(prb_probability(pl.col(PRB))).to_series()
         return pl.DataFrame(
             {"congestion_prob": prob, "congestion_horizon": [self.horizon] * prob.len()},
             schema=dict(CongestionFamily.columns),

@@ -90,7 +90,7 @@ def test_congestion_model_beats_its_baselines_and_is_a_probability(
     assert set(baselines) >= {
         "baseline_persistence_pr_auc",
         "baseline_seasonal_pr_auc",
-        "baseline_threshold_pr_auc",
+        "baseline_prb_util_pr_auc",
     }
     if not math.isnan(metrics["val_pr_auc"]):
         assert metrics["val_pr_auc"] >= baselines["baseline_persistence_pr_auc"]
