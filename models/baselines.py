@@ -46,19 +46,29 @@ def isolation_forest(
 
 
 def _zscores(
-    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...]
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    targets: tuple[TargetKpi, ...],
+    by_hour: bool = False,
 ) -> pl.DataFrame:
     """Per test row, one bad-direction z-score column per KPI of `targets` that `train`
-    holds (named after the KPI), against the cell's own training mean and spread."""
+    holds (named after the KPI), against the cell's own training mean and spread, or with
+    `by_hour` against those of the cell at that hour of the day."""
     present = [t for t in targets if t.name in train.columns and t.name in test.columns]
-    stats = train.group_by("cell_id").agg(
+    keys = ["cell_id"]
+    if by_hour:
+        # UTC hours: a cell's local hour is a fixed shift of them, so each (cell, hour)
+        # group is the same set of ROPs either way.
+        hour = pl.col("ts").dt.hour().alias("_hour")
+        train, test, keys = train.with_columns(hour), test.with_columns(hour), ["cell_id", "_hour"]
+    stats = train.group_by(keys).agg(
         [pl.col(t.name).mean().alias(f"{t.name}__m") for t in present]
         + [pl.col(t.name).std().alias(f"{t.name}__s") for t in present]
     )
     joined = (
-        test.select("cell_id", *[t.name for t in present])
+        test.select(*keys, *[t.name for t in present])
         .with_row_index("_row")
-        .join(stats, on="cell_id", how="left")
+        .join(stats, on=keys, how="left")
         .sort("_row")
     )
     zs = []
@@ -78,6 +88,16 @@ def zscore_baseline(
     cell's own training mean and standard deviation, worst bad-direction z taken."""
     zs = _zscores(train, test, targets)
     return zs.select(pl.max_horizontal(pl.all()).alias("zscore_baseline")).to_series()
+
+
+def hour_zscore_baseline(
+    train: pl.DataFrame, test: pl.DataFrame, targets: tuple[TargetKpi, ...] = TARGETS
+) -> pl.Series:
+    """The per-cell hour-of-day z-score: each KPI against the cell's own training mean and
+    standard deviation at that hour of the day (a busy hour is judged against busy hours),
+    worst bad-direction z taken."""
+    zs = _zscores(train, test, targets, by_hour=True)
+    return zs.select(pl.max_horizontal(pl.all()).alias("hour_zscore_baseline")).to_series()
 
 
 def zscore_kpis(
@@ -101,14 +121,16 @@ def zscore_kpis(
     return pl.Series("anomaly_kpis", out, dtype=pl.List(pl.String()))
 
 
-def zscore_detector(train: pl.DataFrame, test: pl.DataFrame, params: ModelParams) -> pl.DataFrame:
-    """The per-cell z-score baseline (`zscore_baseline`, learned on `train`) on the rows of
-    `test`, with the usual consecutive-ROP alert rule from ZSCORE_THRESHOLD on. Works on
-    feature rows and KPI rows alike (it reads the watched KPIs' own columns)."""
+def zscore_detector(
+    train: pl.DataFrame, test: pl.DataFrame, params: ModelParams, by_hour: bool = False
+) -> pl.DataFrame:
+    """The per-cell z-score baseline (`zscore_baseline`, or with `by_hour` the hour-of-day
+    one, `hour_zscore_baseline`; learned on `train`) on the rows of `test`, with the usual
+    consecutive-ROP alert rule from ZSCORE_THRESHOLD on. Works on feature rows and KPI rows
+    alike (it reads the watched KPIs' own columns)."""
     test = test.sort("cell_id", "ts")
-    scored = test.select("cell_id", "ts").with_columns(
-        zscore_baseline(train, test).alias("anomaly_score")
-    )
+    baseline = hour_zscore_baseline if by_hour else zscore_baseline
+    scored = test.select("cell_id", "ts").with_columns(baseline(train, test).alias("anomaly_score"))
     flags = alert_flags(
         scored, ZSCORE_THRESHOLD, params.alerts.consecutive_rops, params.rop_minutes
     )
