@@ -294,9 +294,7 @@ def train_anomaly(
         },
         metrics,
         baselines,
-        anomaly_rule(
-            params.train, not math.isnan(metrics.get("val_recall_at_budget", math.nan))
-        ),
+        anomaly_rule(params.train, not math.isnan(metrics.get("val_recall_at_budget", math.nan))),
         split,
         {name: plots.png(fig) for name, fig in figures.items()},
         split.holdout.height,

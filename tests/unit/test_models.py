@@ -55,6 +55,21 @@ def test_injected_outage_outranks_every_normal_cell(tiny_network, anomaly):
     assert candidate.figures["slices.png"].startswith(b"\x89PNG")  # per-slice table plot
 
 
+def test_the_anomaly_gate_judges_by_recall_at_the_false_alarm_budget(anomaly):
+    """With labelled faults in the hold-out, the model and every baseline (the hour-of-day
+    z-score among them) are measured at the same alarm budget, and the gate reads that."""
+    candidate = anomaly[0]
+    assert candidate.rule.primary == "val_recall_at_budget"
+    assert candidate.rule.secondary == "val_pr_auc" and candidate.rule.guards == ("val_pr_auc",)
+    # The one outage is found within 0.5 false alarms per 100 cell-days.
+    assert candidate.metrics["val_recall_at_budget"] == 1.0
+    for name in ("zscore", "hour_zscore", "iforest"):
+        assert 0.0 <= candidate.baselines[f"baseline_{name}_recall_at_budget"] <= 1.0
+    assert candidate.params["gate_false_alarms_per_100_cell_days"] == 0.5
+    best = max(v for k, v in candidate.baselines.items() if k.endswith("_recall_at_budget"))
+    assert candidate.baseline_reference() == {"val_recall_at_budget": best}
+
+
 def test_scores_ignore_row_and_column_order(anomaly):
     candidate, settings = anomaly
     holdout = candidate.split.holdout
@@ -202,6 +217,48 @@ def test_better_challenger_is_promoted_unless_a_guard_breaks():
     assert better.promote and "beats champion" in better.reason
     guard = decide_promotion({"val_pr_auc": 0.8, "val_brier": 0.05}, champion, {}, RULE)
     assert not guard.promote and "val_brier" in guard.reason
+
+
+def test_a_first_anomaly_model_must_match_the_best_baseline_at_the_same_alarm_budget(tmp_path):
+    """A detector that ranks fault ROPs better (PR-AUC) but finds fewer events at the budget
+    than the hour-of-day z-score is not promoted: the budget, not the ranking, decides."""
+    from cellpulse.models.families.anomaly import anomaly_rule
+    from cellpulse.models.training import Candidate
+
+    rule = anomaly_rule(tiny_settings(tmp_path).train, labelled=True)
+    baselines = {
+        "baseline_zscore_recall_at_budget": 0.5,
+        "baseline_hour_zscore_recall_at_budget": 0.8,
+        "baseline_iforest_recall_at_budget": 0.2,
+        "baseline_zscore_pr_auc": 0.9,
+    }
+    # The split is not read by the gate.
+    candidate = Candidate("anomaly", None, {}, {}, baselines, rule, None)  # type: ignore[arg-type]
+    reference = candidate.baseline_reference()
+    assert reference == {"val_recall_at_budget": 0.8}
+    ranks_better = {"val_recall_at_budget": 0.75, "val_pr_auc": 0.95}
+    refused = decide_promotion(ranks_better, None, reference, rule)
+    assert not refused.promote and "val_recall_at_budget=0.7500 is worse" in refused.reason
+    assert decide_promotion({"val_recall_at_budget": 0.8}, None, reference, rule).promote
+
+
+def test_a_tie_at_the_budget_is_broken_by_pr_auc_and_guarded_by_it():
+    rule = PromotionRule(
+        "val_recall_at_budget", ("val_pr_auc",), tolerance=0.02, secondary="val_pr_auc"
+    )
+    champion = {"val_recall_at_budget": 0.5, "val_pr_auc": 0.40}
+    ranks_better = decide_promotion(
+        {"val_recall_at_budget": 0.5, "val_pr_auc": 0.60}, champion, {}, rule
+    )
+    assert ranks_better.promote
+    assert "matches champion 0.5000 and beats it on val_pr_auc (0.6000 vs 0.4000)" in (
+        ranks_better.reason
+    )
+    same = decide_promotion({"val_recall_at_budget": 0.5, "val_pr_auc": 0.40}, champion, {}, rule)
+    assert not same.promote and "champion stays" in same.reason
+    finds_more = {"val_recall_at_budget": 0.75, "val_pr_auc": 0.30}
+    guarded = decide_promotion(finds_more, champion, {}, rule)
+    assert not guarded.promote and "val_pr_auc worsens beyond tolerance" in guarded.reason
 
 
 def test_frozen_counters_score_although_every_value_looks_normal(tiny_network, anomaly):

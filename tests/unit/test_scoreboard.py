@@ -5,7 +5,7 @@ import pytest
 
 from cellpulse.models.evaluation import detection_metrics, found_events
 from cellpulse.models.params import ModelParams
-from cellpulse.models.scoreboard import congestion_board, flat_metrics, scoreboard
+from cellpulse.models.scoreboard import anomaly_board, congestion_board, flat_metrics, scoreboard
 from tests.conftest import tiny_settings
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -65,6 +65,47 @@ def test_alert_precision_and_false_alarms_follow_their_definitions(tmp_path):
     assert m["median_detection_delay_rops"] == 0.0
 
 
+def test_detectors_are_compared_at_the_same_false_alarm_budget(tmp_path):
+    """`loud` finds both faults at its own threshold but alerts most on a healthy cell;
+    `quiet` finds one fault and nothing else. At its own threshold loud recalls more; at
+    the budget (no false alarm affordable on 2/3 of a cell-day) it must stay silent above
+    its false alarm, and quiet wins."""
+    params = ModelParams.of(tiny_settings(tmp_path))
+    ev = events(("a", "outage", "fault", 4, 10), ("b", "sleeping_cell", "fault", 4, 10))
+
+    def detector(scores: dict[str, list[float]], threshold: float) -> pl.DataFrame:
+        rows = [
+            {"cell_id": c, "ts": T0 + i * ROP, "anomaly_score": v, "is_anomaly": v > threshold}
+            for c, values in scores.items()
+            for i, v in enumerate(values)
+        ]
+        return pl.DataFrame(rows)
+
+    quiet_rop, hit, miss = [1.0] * 16, [1.0] * 4 + [6.0] * 6 + [1.0] * 6, [1.0] * 16
+    loud = detector({"a": hit, "b": hit, "c": [1.0] * 8 + [9.5] * 4 + [1.0] * 4}, 5.0)
+    quiet = detector({"a": hit, "b": miss, "c": quiet_rop}, 5.0)
+    board = pl.DataFrame(anomaly_board({"loud": loud, "quiet": quiet}, ev, None, params, k=1))
+
+    def value(detector: str, metric: str, kind: str = "all", slice_: str = "all") -> float:
+        return board.filter(
+            (pl.col("detector") == detector)
+            & (pl.col("metric") == metric)
+            & (pl.col("slice_kind") == kind)
+            & (pl.col("slice") == slice_)
+        )["value"].item()
+
+    assert value("loud", "event_recall") == 1.0 and value("quiet", "event_recall") == 0.5
+    assert value("loud", "false_alarms_per_100_cell_days") == pytest.approx(100 / (3 * 16 / 96))
+    assert value("loud", "recall_at_budget") == 0.0
+    assert value("quiet", "recall_at_budget") == 0.5
+    for name in ("loud", "quiet"):
+        assert value(name, "false_alarms_per_100_cell_days_at_budget") == 0.0
+    assert value("loud", "threshold_at_budget") == 9.5  # flags are scores above it
+    assert value("quiet", "recall_at_budget", "type", "outage") == 1.0
+    assert value("quiet", "recall_at_budget", "type", "sleeping_cell") == 0.0
+    assert value("quiet", "median_detection_delay_rops_at_budget") == 2.0  # third ROP alerts
+
+
 def test_a_perfect_congestion_forecast_beats_every_baseline(tiny_network, tmp_path):
     from cellpulse.features.targets import congestion_flags, congestion_target
 
@@ -85,6 +126,13 @@ def test_a_perfect_congestion_forecast_beats_every_baseline(tiny_network, tmp_pa
     assert model["positives"] > 0
     assert model["pr_auc"] == pytest.approx(1.0) and model["brier"] == 0.0
     assert model["lift_over_persistence"] >= 1.0
+    # Current PRB utilisation as the probability is on the board, and the model beats it.
+    prb = {
+        r["metric"]: r["value"]
+        for r in board.filter(pl.col("detector") == "prb_util").iter_rows(named=True)
+    }
+    assert prb["rows"] == model["rows"] and 0 < prb["pr_auc"] < 1.0
+    assert model["lift_over_prb_util"] == pytest.approx(1.0 / prb["pr_auc"])
 
 
 def test_board_has_types_slices_and_stable_flat_names(tiny_network, tmp_path):
@@ -113,11 +161,22 @@ def test_board_has_types_slices_and_stable_flat_names(tiny_network, tmp_path):
         ModelParams.of(settings),
         k=3,
     )
-    assert set(board["detector"]) == {"model", "zscore", "persistence", "seasonal", "threshold"}
+    assert set(board["detector"]) == {
+        "model",
+        "zscore",
+        "hour_zscore",
+        "persistence",
+        "seasonal",
+        "prb_util",
+    }
     assert set(board["slice_kind"]) == {"all", "type", "area_type", "band", "region"}
     names = flat_metrics(board)
     assert names["scoreboard.anomaly.model.event_recall"] == 1.0
     assert names["scoreboard.anomaly.model.event_recall.type.outage"] == 1.0
+    assert names["scoreboard.anomaly.model.recall_at_budget"] == 1.0
+    assert names["scoreboard.anomaly.model.recall_at_budget.type.outage"] == 1.0
+    assert "scoreboard.anomaly.hour_zscore.recall_at_budget" in names
+    assert "scoreboard.congestion.model.lift_over_prb_util" in names
     assert "scoreboard.anomaly.model.precision_at_3" in names
     assert any(n.startswith("scoreboard.congestion.model.pr_auc.band.") for n in names)
 
@@ -182,7 +241,7 @@ def test_congestion_is_judged_without_labels_and_anomaly_has_no_rows(tiny_networ
     board = scoreboard(scores, None, kpis, kpis, topo.frame(), ModelParams.of(settings), k=3)
     assert set(board["family"]) == {"congestion"}
     overall = board.filter(pl.col("slice_kind") == "all")
-    assert set(overall["detector"]) == {"baseline:prb_util", "persistence", "seasonal", "threshold"}
+    assert set(overall["detector"]) == {"baseline:prb_util", "persistence", "seasonal", "prb_util"}
 
 
 def test_rows_scored_by_a_baseline_are_judged_as_the_baseline_not_the_model(tiny_network, tmp_path):
