@@ -20,6 +20,10 @@ ANOMALY_METRICS = (
     "alert_precision",
     "false_alarms_per_100_cell_days",
     "pr_auc",
+    # Every detector at the same false-alarm budget (train.gate_false_alarms_per_100_cell_days).
+    "recall_at_budget",
+    "alert_precision_at_budget",
+    "median_detection_delay_rops_at_budget",
 )
 CONGESTION_METRICS = (
     "rows",
@@ -30,6 +34,7 @@ CONGESTION_METRICS = (
     "recall",
     "lift_over_persistence",
     "lift_over_seasonal",
+    "lift_over_prb_util",
 )
 RANKED_COLUMNS = ["cell", "region", "worst at (UTC)", "score", "anomalous ROPs", "driving KPIs"]
 RANKED_FIELDS = ("cell_id", "region", "worst_at", "anomaly_score", "anomalous_rops", "anomaly_kpis")
