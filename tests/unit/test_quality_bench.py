@@ -1,7 +1,9 @@
 import re
 from dataclasses import replace
 
-from bench import quality
+import pytest
+
+from bench import quality, run
 from cellpulse.settings import TrainSettings
 from cellpulse.simulator import World
 
@@ -43,3 +45,9 @@ def test_two_tiny_worlds_make_a_table_of_real_numbers(tmp_path):
     congestion = by_label["congestion PR-AUC"]
     assert all(NUMBER.match(c) or c == "n/a" for c in (congestion[1], *congestion[4:]))
     assert "2 worlds (seeds 1, 2)" in quality.summary_line(results)
+
+
+def test_world_options_belong_to_the_quality_suite_alone():
+    with pytest.raises(SystemExit, match="quality suite"):
+        run.main(["simulator", "--worlds", "3"])
+    assert quality.parse(["--worlds", "3", "--tuning"]).worlds == 3
