@@ -39,7 +39,9 @@ def simulate(
         list[str] | None,
         typer.Option(
             help="Relative rate of one event type, TYPE=WEIGHT (repeatable; 0 turns "
-            "a type off). Types: " + ", ".join(EVENT_TYPES) + ".",
+            "a type off). Types: "
+            + ", ".join(EVENT_TYPES)
+            + " (level_shift and slow_degradation are 0 unless weighted).",
             show_default=False,
         ),
     ] = None,

@@ -18,6 +18,8 @@ from cellpulse.simulator.config import (
     FAULT_TYPES,
     KPI_PRESETS,
     DeliveryConfig,
+    LoadShape,
+    PlannedChange,
     SimulationConfig,
     parse_kpis,
 )
@@ -32,6 +34,7 @@ from cellpulse.simulator.events import EVENT_SCHEMA, draw_events, make_event
 from cellpulse.simulator.kpis import simulate_day
 from cellpulse.simulator.profiles import AREA_TYPES, BANDS
 from cellpulse.simulator.topology import Topology, build_topology
+from cellpulse.simulator.worlds import World, draw_world
 
 __all__ = [
     "AREA_TYPES",
@@ -42,12 +45,16 @@ __all__ = [
     "FAULT_TYPES",
     "KPI_PRESETS",
     "DeliveryConfig",
+    "LoadShape",
+    "PlannedChange",
     "SimulationConfig",
     "SimulationSummary",
     "Topology",
+    "World",
     "build_topology",
     "delivered",
     "draw_events",
+    "draw_world",
     "iter_days",
     "make_event",
     "parse_kpis",

@@ -19,6 +19,10 @@ EVENT_SHAPES: dict[str, tuple[float, tuple[float, float], tuple[float, float]]] 
     "stuck_counters": (0.5, (3, 24), (1.0, 1.0)),
     "gradual_degradation": (0.4, (48, 120), (2.0, 4.0)),  # CQI lost by the end
     "surge": (1.5, (2, 5), (1.6, 2.6)),  # demand multiplier
+    # Off unless weighted (drawn worlds, `--event-weight`): the networks simulated so far
+    # stay the same bytes.
+    "level_shift": (0.0, (24, 120), (0.3, 0.8)),  # traffic multiplier, for days
+    "slow_degradation": (0.0, (96, 240), (0.3, 0.6)),  # share of traffic lost by the end
 }
 # Measurement subsets real exports deliver: the full contract, utilisation and volume only (a
 # typical hourly capacity report), volume and connected users only (a traffic report).
@@ -52,6 +56,30 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class LoadShape:
+    """How a network's daily and weekly load differs from the area types' curves: the
+    curves moved by `shift_hours`, sharpened (`sharpness` > 1: a narrower busy hour) and
+    scaled per weekday (`weekday_levels`, Monday first). The defaults change nothing."""
+
+    shift_hours: float = 0.0
+    sharpness: float = 1.0
+    weekday_levels: tuple[float, ...] = (1.0,) * 7
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """A change people made on purpose, not a fault: from day `day` (0 = the first
+    simulated day) on, cell number `cell` has `capacity` times its capacity (an upgrade:
+    the same demand loads it less) and carries `load` times its traffic (a neighbour site
+    switched on takes some; a new building brings more)."""
+
+    cell: int
+    day: int
+    capacity: float = 1.0
+    load: float = 1.0
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     cells: int = 200
     days: int = 14
@@ -69,6 +97,14 @@ class SimulationConfig:
     # Contract measurements the export delivers (the others are simulated, so ground truth
     # is the same whatever the subset, but never written); None: every one.
     kpis: tuple[str, ...] | None = None
+    # Domain randomisation (cellpulse.simulator.worlds); the defaults change nothing.
+    shape: LoadShape = field(default_factory=LoadShape)
+    noise: float = 1.0  # scales the random variation of offered load
+    changes: tuple[PlannedChange, ...] = ()
+    # Duration (hours) and severity ranges per event type, instead of EVENT_SHAPES'.
+    event_shapes: dict[str, tuple[float, tuple[float, float], tuple[float, float]]] = field(
+        default_factory=lambda: dict(EVENT_SHAPES)
+    )
 
     def __post_init__(self) -> None:
         if self.kpis is not None:
@@ -82,9 +118,13 @@ class SimulationConfig:
             raise ValueError("rop_minutes must be 5, 15 or 60")
         if self.cells < 1 or self.days < 1:
             raise ValueError("cells and days must be at least 1")
-        unknown = set(self.event_weights) - set(EVENT_SHAPES)
+        unknown = (set(self.event_weights) | set(self.event_shapes)) - set(EVENT_SHAPES)
         if unknown:
             raise ValueError(f"unknown event types {sorted(unknown)}; known: {EVENT_TYPES}")
+        if len(self.shape.weekday_levels) != 7 or self.noise < 0:
+            raise ValueError("shape.weekday_levels needs 7 values and noise cannot be negative")
+        if any(not 0 <= c.cell < self.cells for c in self.changes):
+            raise ValueError(f"planned changes must name cells 0 to {self.cells - 1}")
 
     @property
     def delivered(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from cellpulse.simulator.config import EVENT_SHAPES, EVENT_TYPES, SimulationConf
 from cellpulse.simulator.profiles import AREA_TYPES
 from cellpulse.simulator.topology import Topology
 
+RAMPED = ("gradual_degradation", "slow_degradation")  # worsen from their start to their end
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "event_id": pl.String(),
     "cell_id": pl.String(),
@@ -59,7 +60,7 @@ def draw_events(topo: Topology, cfg: SimulationConfig) -> pl.DataFrame:
         total = cfg.days * cfg.rops_per_day
         for i, t in enumerate(types):
             kind = EVENT_TYPES[t]
-            _, (dmin, dmax), (smin, smax) = EVENT_SHAPES[kind]
+            _, (dmin, dmax), (smin, smax) = cfg.event_shapes.get(kind, EVENT_SHAPES[kind])
             if kind == "surge" and venue.size and rng.random() < 0.7:
                 cell = int(rng.choice(venue))
             else:
@@ -88,7 +89,8 @@ def event_masks(
     topo: Topology, events: pl.DataFrame, cfg: SimulationConfig, day: int
 ) -> dict[str, np.ndarray]:
     """Per event type, the severity active at each (cell, ROP) of this day, 0 where none.
-    A gradual degradation ramps from nothing at its start to full severity at its end."""
+    A gradual or slow degradation ramps from nothing at its start to full severity at its
+    end."""
     r = cfg.rops_per_day
     masks = {t: np.zeros((topo.size, r)) for t in EVENT_TYPES}
     if events.is_empty():
@@ -103,7 +105,7 @@ def event_masks(
         if lo >= hi or ev["cell_id"] not in index:
             continue
         value: np.ndarray | float = ev["severity"]
-        if ev["type"] == "gradual_degradation":
+        if ev["type"] in RAMPED:
             value = ev["severity"] * (np.arange(lo, hi) - a + 1) / max(b - a, 1)
         masks[ev["type"]][index[ev["cell_id"]], lo:hi] = value
     return masks

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
@@ -15,6 +15,7 @@ from cellpulse.simulator.events import event_masks
 from cellpulse.simulator.profiles import AREA_TYPES, BANDS, HANDOVERS_PER_USER, profile_at
 from cellpulse.simulator.topology import Topology
 
+SLOW_CQI_LOSS = 3.0  # CQI a slow degradation costs per share of traffic it loses
 GAUGES_NULL_WHEN_DOWN = (
     "dl_ue_thp_mbps",
     "ul_ue_thp_mbps",
@@ -26,14 +27,39 @@ GAUGES_NULL_WHEN_DOWN = (
 
 def load_shape(topo: Topology, cfg: SimulationConfig, day: int) -> np.ndarray:
     """Load shape (cells x ROPs), 0..1, from the area type's weekday or weekend curve; a
-    public holiday loads like a Sunday."""
+    public holiday loads like a Sunday. The network's own shape (`cfg.shape`) moves,
+    sharpens and scales it."""
     when = cfg.start + timedelta(days=day)
     weekend_like = when.weekday() >= 5 or when in cfg.holidays
     hours = (np.arange(cfg.rops_per_day) + 0.5) * cfg.rop_minutes / 60
+    shape = cfg.shape
+    if shape.shift_hours:
+        hours = hours - shape.shift_hours
     out = np.empty((topo.size, cfg.rops_per_day))
     for a, name in enumerate(AREA_TYPES):
         out[topo.area == a] = profile_at(name, hours, weekend_like)
-    return out
+    if shape.sharpness != 1.0:
+        out = out**shape.sharpness
+    level = shape.weekday_levels[6 if when in cfg.holidays else when.weekday()]
+    return out * level if level != 1.0 else out
+
+
+def planned(topo: Topology, cfg: SimulationConfig, day: int) -> Topology:
+    """The network as planned changes left it by `day` (the topology itself before any)."""
+    done = [c for c in cfg.changes if c.day <= day]
+    if not done:
+        return topo
+    capacity, load = np.ones(topo.size), np.ones(topo.size)
+    for change in done:
+        capacity[change.cell] *= change.capacity
+        load[change.cell] *= change.load
+    # More capacity, the same demand: the busy-hour load as a share of capacity falls.
+    return replace(
+        topo,
+        capacity_mbps=topo.capacity_mbps * capacity,
+        peak_load=topo.peak_load * load / capacity,
+        peak_users=topo.peak_users * load,
+    )
 
 
 def _redistribute(topo: Topology, amount: np.ndarray, lost: np.ndarray) -> np.ndarray:
@@ -83,6 +109,7 @@ def simulate_day(
     unavailable, idle or stuck cell reports. Every step draws from one random stream of the
     day, in this order: reordering them changes every simulated network."""
     rng = np.random.default_rng([cfg.seed, 2, day])
+    topo = planned(topo, cfg, day)
     ev = event_masks(topo, events, cfg, day)
     users, demand = _offered_load(topo, cfg, day, ev, rng)
     radio = _radio_load(topo, demand, ev, rng)
@@ -121,20 +148,28 @@ def _offered_load(
     c, r = topo.size, cfg.rops_per_day
     growth = 1 + cfg.growth_per_month * day / 30
     shape = load_shape(topo, cfg, day)
-    day_level = rng.lognormal(0, 0.05, (c, 1)) * growth  # some days are simply busier
+    noise = cfg.noise
+    day_level = rng.lognormal(0, 0.05 * noise, (c, 1)) * growth  # some days are simply busier
     users = (
-        topo.peak_users[:, None] * (0.06 + 0.94 * shape) * day_level * rng.lognormal(0, 0.1, (c, r))
+        topo.peak_users[:, None]
+        * (0.06 + 0.94 * shape)
+        * day_level
+        * rng.lognormal(0, 0.1 * noise, (c, r))
     )
     demand = (
         topo.capacity_mbps[:, None]
         * topo.peak_load[:, None]
         * (0.04 + 0.96 * shape)
         * day_level
-        * rng.lognormal(0, 0.08, (c, r))
+        * rng.lognormal(0, 0.08 * noise, (c, r))
     )  # offered Mbit/s
 
-    surge = np.maximum(ev["surge"], 1.0)
-    users, demand = users * surge, demand * surge
+    # Surges multiply demand; a level shift keeps a share of it (for days), a slow
+    # degradation loses a growing share (the cell's coverage shrinks).
+    factor = np.maximum(ev["surge"], 1.0)
+    factor = factor * np.where(ev["level_shift"] > 0, ev["level_shift"], 1.0)
+    factor = factor * (1 - ev["slow_degradation"])
+    users, demand = users * factor, demand * factor
     # A dead cell's users and demand move to the cells around it; a sleeping cell keeps a
     # trickle and loses the rest.
     outage, sleeping = ev["outage"] > 0, ev["sleeping_cell"] > 0
@@ -165,7 +200,8 @@ def _radio_load(
     interference = ev["interference"]
     load = demand / topo.capacity_mbps[:, None]
     cqi = topo.base_cqi[:, None] - 1.2 * np.minimum(load, 1) + rng.normal(0, 0.35, (c, r))
-    cqi = np.clip(cqi - interference / 5 - ev["gradual_degradation"], 1, 15)
+    degraded = ev["gradual_degradation"] + SLOW_CQI_LOSS * ev["slow_degradation"]
+    cqi = np.clip(cqi - interference / 5 - degraded, 1, 15)
     radio = cqi / topo.base_cqi[:, None]
     # Offered load relative to what the radio conditions let the cell carry.
     rho = load / np.maximum(radio, 0.2)
