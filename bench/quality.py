@@ -155,7 +155,7 @@ def congestion_metrics(candidate: Candidate) -> dict[str, float]:
     return {
         "model": candidate.metrics["val_pr_auc"],
         "persistence": candidate.baselines.get("baseline_persistence_pr_auc", math.nan),
-        "prb_util": candidate.baselines.get("baseline_threshold_pr_auc", math.nan),
+        "prb_util": candidate.baselines.get("baseline_prb_util_pr_auc", math.nan),
     }
 
 
