@@ -77,9 +77,36 @@ def build_features_pandas(
         }
         for stat, name in zip(c.stats, c.columns(), strict=True):
             cols[name] = stats[stat].to_numpy(dtype=float)
+    for change in spec.changes:
+        cols[change.column()] = _level_change(df, out, change.kpi, change.window, change.vs)
     out = pd.concat([out, pd.DataFrame(cols, index=out.index)], axis=1)
     result = pl.from_pandas(out[[*KEY_COLUMNS, *spec.columns()]])
     return result.sort("cell_id", "ts")
+
+
+def _level_change(
+    df: pd.DataFrame, out: pd.DataFrame, kpi: str, window: str, vs: str
+) -> np.ndarray:
+    """Trailing sums of the KPI now and `vs` earlier over the ROPs reported both times."""
+    both = df[["cell_id", "ts", kpi]].copy()
+    past = both.assign(ts=both["ts"] + parse_duration(vs)).rename(columns={kpi: "_past"})
+    both = both.merge(past, on=["cell_id", "ts"], how="left")
+    ok = both[kpi].notna() & both["_past"].notna()
+    both["_now"] = both[kpi].where(ok)
+    both["_past"] = both["_past"].where(ok)
+    grouped = both.set_index("ts").groupby("cell_id", sort=True)
+    now = grouped["_now"].rolling(window).sum().reset_index()
+    then = grouped["_past"].rolling(window).sum().reset_index()
+    counts = grouped["_now"].rolling(window).count().reset_index()
+    now["_then"], now["_n"] = then["_past"], counts["_now"]
+    with np.errstate(all="ignore"):
+        now["_change"] = np.where(
+            (now["_n"] > 0) & (now["_then"] > 0), now["_now"] / now["_then"] - 1.0, np.nan
+        )
+    keyed = out[["cell_id", "ts"]].merge(
+        now[["cell_id", "ts", "_change"]], on=["cell_id", "ts"], how="left"
+    )
+    return keyed["_change"].to_numpy(dtype=float)
 
 
 def _stuck_run(out: pd.DataFrame, kpi: str, rop_minutes: int, max_window: str) -> np.ndarray:

@@ -57,6 +57,7 @@ def features_markdown(rop_minutes: int = 15) -> str:
         *_history_rows(spec),
         *_stuck_rows(spec),
         *_cosite_rows(spec),
+        *_change_rows(spec),
     ]
     lines = [
         "# Features",
@@ -181,6 +182,19 @@ def _stuck_rows(spec: FeatureSpec) -> _Rows:
             f"(0 = it changed; at most the ROPs of {s.max_window} minus one) — frozen counters",
         )
         for s in spec.stuck
+    ]
+
+
+def _change_rows(spec: FeatureSpec) -> _Rows:
+    """Levels against last week's: level shifts and slow degradations."""
+    return [
+        (
+            c.column(),
+            f"{c.kpi} summed over the last {c.window} against the same {c.window} {c.vs} "
+            "earlier, as a relative change (over the ROPs reported both times) — level "
+            "shifts and slow degradations",
+        )
+        for c in spec.changes
     ]
 
 

@@ -273,6 +273,15 @@ class CongestionRule(BaseModel):
 class AlertSettings(BaseModel):
     consecutive_rops: int = Field(3, ge=1, description="Anomalous ROPs in a row before an alert.")
     clear_after_rops: int = Field(4, ge=1, description="Normal ROPs in a row that close it.")
+    false_alarms_per_100_cell_days: float | None = Field(
+        0.5,
+        gt=0,
+        le=50,
+        description="False-alarm budget the anomaly model's alert threshold is calibrated "
+        "to when it trains: about this many alerts per 100 cell-days on the training window "
+        "(every cell, pooled). Lower: fewer alerts, small faults found later or not at all; "
+        "null: the older rule, the 99.5th percentile of training scores and at least 5.",
+    )
     webhook_url: SecretUrl | None = Field(
         None,
         description="POST new alerts here as JSON after each scoring run (optional; "

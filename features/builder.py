@@ -27,7 +27,7 @@ import polars as pl
 from cellpulse import contract
 from cellpulse.features import kernels
 from cellpulse.features.coverage import FeatureCoverage, feature_coverage
-from cellpulse.features.spec import FeatureSpec, parse_duration
+from cellpulse.features.spec import FeatureSpec, LevelChange, parse_duration
 
 KEY_COLUMNS = ("cell_id", "ts", *contract.DIMENSIONS)
 EPOCH_DAY = date(1970, 1, 1)
@@ -72,12 +72,18 @@ def days_needed(spec: FeatureSpec, out_days: list[date], rop_minutes: int) -> li
     reach = math.ceil(spec.window_lookback() / timedelta(days=1))
     lags = {parse_duration(lag) for _, lag in spec.all_lags()}
     needed: set[date] = set()
+    # A level change reads its window twice: at the day, and `vs` earlier.
+    shifted = {(parse_duration(c.vs), parse_duration(c.window)) for c in spec.changes}
     for day in out_days:
         needed |= {day - timedelta(days=k) for k in range(reach + 1)}
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
         for lag in lags:
-            first = datetime(day.year, day.month, day.day, tzinfo=UTC) - lag
+            first = midnight - lag
             last = first + timedelta(days=1) - timedelta(minutes=rop_minutes)
             needed |= {first.date(), last.date()}
+        for vs, window in shifted:
+            first, last = midnight - vs - window, midnight - vs + timedelta(days=1)
+            needed |= {(first + timedelta(days=k)).date() for k in range((last - first).days + 1)}
     return sorted(needed)
 
 
@@ -354,7 +360,34 @@ def _kpi_features(
         if c.kpi == kpi:
             assert sites is not None
             out |= dict(zip(c.columns(), kernels.cosite(sites, current, c.stats), strict=True))
+    for change in spec.changes:
+        if change.kpi == kpi:
+            out[change.column()] = _level_change(values, grid, window, change, rop_minutes)
     return out
+
+
+def _level_change(
+    values: np.ndarray, grid: _Grid, window: _Window, change: LevelChange, rop_minutes: int
+) -> np.ndarray:
+    """`LevelChange` at the output slots: trailing sums of the KPI now and `vs` earlier,
+    over the slots reported both times, as sum now / sum then - 1 (NaN where then is 0)."""
+    width = slots(change.window, rop_minutes, f"level-change window of {change.kpi}")
+    lag = slots(change.vs, rop_minutes, f"level-change lag of {change.kpi}")
+    columns = np.arange(window.first, values.shape[1])
+    earlier = grid.absolute(columns) - lag
+    past = kernels.take_columns(
+        values, grid.column_of(earlier // grid.per_day, earlier % grid.per_day)
+    )
+    now = values[:, window.first :]
+    both = np.isfinite(now) & np.isfinite(past)
+    sums = [
+        kernels.rolling_stats(
+            np.where(both, v, np.nan), window.first_slot, width, window.local, ("sum",)
+        )["sum"]
+        for v in (now, past)
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sums[1] > 0, sums[0] / sums[1] - 1.0, np.nan)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cellpulse.settings import Settings
 
-SPEC_VERSION = 3  # 2: hour_of_week no longer overflows on weekends; 3: co-site, stuck runs
+SPEC_VERSION = 4  # 2: hour_of_week overflow fixed; 3: co-site, stuck runs; 4: level changes
 _DURATION = re.compile(r"^(\d+)(m|h|d)$")
 
 
@@ -92,6 +92,21 @@ class StuckRun:
         return f"{self.kpi}_stuck_rops"
 
 
+@dataclass(frozen=True)
+class LevelChange:
+    """The KPI's level over the trailing `window` against the same window `vs` earlier, as
+    a relative change (sum now / sum then - 1, over the ROPs reported both times). One
+    ROP's noise averages out in it; a level that moved and stayed (a level shift, a
+    degradation that deepens over days) adds up."""
+
+    kpi: str
+    window: str = "24h"
+    vs: str = "7d"
+
+    def column(self) -> str:
+        return f"{self.kpi}_change_{self.window}_vs_{self.vs}"
+
+
 # Co-site statistics, in the order the kernel (`kernels.cosite`) lays out its planes.
 COSITE_STATS = ("share", "site_mean", "siblings_mean", "sibling_dev")
 
@@ -132,6 +147,7 @@ class FeatureSpec:
     baselines: tuple[HourOfWeekBaseline, ...] = ()
     stuck: tuple[StuckRun, ...] = ()
     cosite: tuple[CoSite, ...] = ()
+    changes: tuple[LevelChange, ...] = ()
     missing_windows: tuple[str, ...] = ("24h",)
     calendar: bool = True
     holidays: tuple[str, ...] = ()  # ISO dates, in the network's local time zone
@@ -152,6 +168,7 @@ class FeatureSpec:
         cols += [s.column() for s in self.stuck]
         for c in self.cosite:
             cols += c.columns()
+        cols += [c.column() for c in self.changes]
         return cols
 
     def network_columns(self) -> list[str]:
@@ -162,6 +179,7 @@ class FeatureSpec:
         """Every KPI the spec reads, in first-use order."""
         used = [*self.kpis, *(r.kpi for r in self.rolling), *(k for k, _ in self.all_lags())]
         used += [*(s.kpi for s in self.stuck), *(c.kpi for c in self.cosite)]
+        used += [c.kpi for c in self.changes]
         return list(dict.fromkeys(used))
 
     def columns_by_kpi(self) -> dict[str, list[str]]:
@@ -181,6 +199,8 @@ class FeatureSpec:
             out[s.kpi].append(s.column())
         for c in self.cosite:
             out[c.kpi] += c.columns()
+        for change in self.changes:
+            out[change.kpi].append(change.column())
         return out
 
     def restricted_to(self, kpis: Collection[str]) -> FeatureSpec:
@@ -199,6 +219,7 @@ class FeatureSpec:
             baselines=tuple(b for b in self.baselines if b.kpi in have),
             stuck=tuple(s for s in self.stuck if s.kpi in have),
             cosite=tuple(c for c in self.cosite if c.kpi in have),
+            changes=tuple(c for c in self.changes if c.kpi in have),
         )
 
     def all_lags(self) -> list[tuple[str, str]]:
@@ -213,12 +234,14 @@ class FeatureSpec:
         spans = [parse_duration(r.window) for r in self.rolling]
         spans += [parse_duration(w) for w in self.missing_windows]
         spans += [parse_duration(s.max_window) for s in self.stuck]
+        spans += [parse_duration(c.window) for c in self.changes]
         return max(spans, default=timedelta(0))
 
     def lookback(self) -> timedelta:
         """How much history before a day the builder needs to compute that day exactly: the
         windows' reach or the longest lag, whichever is longer."""
         lags = [parse_duration(lag) for _, lag in self.all_lags()]
+        lags += [parse_duration(c.vs) + parse_duration(c.window) for c in self.changes]
         return max([self.window_lookback(), *lags])
 
     def hash(self) -> str:
@@ -269,6 +292,10 @@ _SEASONAL = (
     "dl_delay_ms",
 )
 
+# KPIs whose level is tracked over a day against last week (`LevelChange`): traffic and
+# users (a cell that lost part of its coverage) and radio quality (a slow degradation).
+_LEVELS = ("dl_volume_mbit", "rrc_conn_mean", "prb_util_dl_pct", "dl_ue_thp_mbps", "cqi_mean")
+
 
 def default_spec(rop_minutes: int = 15, holidays: tuple[str, ...] = ()) -> FeatureSpec:
     """The spec cellpulse ships with: about 120 features per cell and ROP."""
@@ -312,6 +339,7 @@ def default_spec(rop_minutes: int = 15, holidays: tuple[str, ...] = ()) -> Featu
             CoSite("rrc_conn_mean", ("share", "siblings_mean")),
             CoSite("availability_pct", ("siblings_mean", "sibling_dev")),
         ),
+        changes=tuple(LevelChange(k) for k in _LEVELS),
         holidays=tuple(sorted(holidays)),
     )
 

@@ -68,14 +68,27 @@ FROZEN_MIN_ROPS = 3
 MIN_TARGET_ROWS = 100  # rows with a value a regressor needs to learn anything
 
 CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
+# A watched KPI's level over a day against last week's (features.spec.LevelChange): a level
+# shift or a slow degradation that the ROP-by-ROP residual sees as noise adds up there.
+CHANGE_SUFFIX = "_change_24h_vs_7d"
+MIN_CHANGE_SCALE = 0.02  # a 2 % change of a day's level is within any cell's noise
 CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
+
+
+# The alert threshold from a false-alarm budget (see `budget_threshold`) never goes below
+# the z at which a KPI starts to drive a score: an alert must name what is wrong.
+MIN_BUDGET_THRESHOLD = DRIVER_Z
 
 
 @dataclass(frozen=True)
 class AnomalyParams(BoosterParams):
-    threshold_quantile: float = 0.995
-    min_threshold: float = 5.0
+    threshold_quantile: float = 0.995  # without a budget: this quantile of training scores,
+    min_threshold: float = 5.0  # and never below this
     min_kpi_coverage: float = 0.25  # share of training rows a watched KPI must hold a value in
+    # Alerts per 100 cell-days the threshold is calibrated to on the training window, and
+    # the alert rule's run length it is calibrated for; None: the quantile rule above.
+    false_alarms_per_100_cell_days: float | None = None
+    consecutive_rops: int = 3
 
     def regressor_params(self) -> dict[str, object]:
         # Huber: squared near the fit, linear in the tails, so faults hidden in the training
@@ -129,6 +142,9 @@ class AnomalyModel:
     # the KPIs whose frozen runs it scores (those of FROZEN_KPIS the data holds).
     left_out: dict[str, str] = field(default_factory=dict)
     frozen_kpis: tuple[str, ...] = FROZEN_KPIS
+    # Per cell, the centre and spread of each watched KPI's level change (CHANGE_SUFFIX)
+    # on the training window: `<kpi>` and `<kpi>_spread`; empty: no level-change evidence.
+    change_scale: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def watched(self) -> tuple[str, ...]:
@@ -234,10 +250,16 @@ class AnomalyModel:
             .clip(lower_bound=max(t.min_scale, 0.25 * model.global_scale[t.name]))
             for t in targets
         )
+        model.change_scale = change_spreads(train, targets)
         scores = model.combine(model.zscores(train, resid))["anomaly_score"]
-        model.threshold = max(
-            params.min_threshold, float(scores.quantile(params.threshold_quantile) or 0.0)
-        )
+        budget = params.false_alarms_per_100_cell_days
+        if budget is None:
+            model.threshold = max(
+                params.min_threshold, float(scores.quantile(params.threshold_quantile) or 0.0)
+            )
+        else:
+            peaks = daily_peaks(train, scores, params.consecutive_rops)
+            model.threshold = max(MIN_BUDGET_THRESHOLD, budget_threshold(peaks, budget))
         return model
 
     def expected(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> pl.DataFrame:
@@ -308,10 +330,35 @@ class AnomalyModel:
             bad = bad_deviation(pl.col(t.name) / scale, t.direction)
             out.append(bad.clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0).alias(t.name))
         z = scaled.sort("_row").select(out)
+        changes = getattr(self, "change_scale", None)  # models pickled before it existed
+        if changes is not None and changes.width > 1:
+            z = z.with_columns(
+                pl.max_horizontal(pl.col(t.name), level) for t, level in self._level_z(features)
+            )
         frozen = getattr(self, "frozen_kpis", FROZEN_KPIS)  # models pickled before it existed
         if frozen and has_frozen(features, frozen):
             return z.with_columns(features.select(frozen_z(frozen)).to_series())
         return z
+
+    def _level_z(self, features: pl.DataFrame) -> list[tuple[TargetKpi, pl.Series]]:
+        """Per watched KPI with a level-change feature, how many of the cell's spreads its
+        day-long level moved in the bad direction (>= 0)."""
+        kpis = [t for t in self.targets if t.name in self.change_scale.columns]
+        kpis = [t for t in kpis if t.name + CHANGE_SUFFIX in features.columns]
+        if not kpis:
+            return []
+        joined = (
+            features.select("cell_id", *(t.name + CHANGE_SUFFIX for t in kpis))
+            .with_row_index("_row")
+            .join(self.change_scale, on="cell_id", how="left")
+            .sort("_row")
+        )
+        out = []
+        for t in kpis:
+            moved = (pl.col(t.name + CHANGE_SUFFIX) - pl.col(t.name)) / pl.col(f"{t.name}_spread")
+            z = bad_deviation(moved, t.direction).clip(0, Z_CAP).fill_null(0.0).fill_nan(0.0)
+            out.append((t, joined.select(z.alias(t.name)).to_series()))
+        return out
 
     def fit_classifier(
         self,
@@ -439,6 +486,74 @@ def _too_little(rows: int, total: int, min_share: float) -> str:
     if rows < MIN_TARGET_ROWS:
         return f"{rows} training rows with a value, {MIN_TARGET_ROWS} needed"
     return ""
+
+
+def change_spreads(train: pl.DataFrame, targets: tuple[TargetKpi, ...]) -> pl.DataFrame:
+    """Per cell, the median and robust spread of each target's level change (CHANGE_SUFFIX)
+    on the training rows, `<kpi>` and `<kpi>_spread`: a cell whose weeks differ a lot
+    needs a larger change to count. Cells without enough history take the median spread."""
+    kpis = [t for t in targets if t.name + CHANGE_SUFFIX in train.columns]
+    kpis = [t for t in kpis if train[t.name + CHANGE_SUFFIX].null_count() < train.height]
+    if not kpis:
+        return pl.DataFrame()
+    change = {t.name: pl.col(t.name + CHANGE_SUFFIX).cast(pl.Float64) for t in kpis}
+    per_cell = train.group_by("cell_id").agg(
+        [change[t.name].median().alias(t.name) for t in kpis]
+        + [
+            pl.max_horizontal(
+                1.4826 * (change[t.name] - change[t.name].median()).abs().median(),
+                bad_deviation(change[t.name] - change[t.name].median(), t.direction).quantile(0.99)
+                / 2.33,
+            ).alias(f"{t.name}_spread")
+            for t in kpis
+        ]
+    )
+    typical: dict[str, float] = {}
+    for t in kpis:
+        median = per_cell[f"{t.name}_spread"].median()
+        typical[t.name] = float(median) if isinstance(median, (int, float)) else 0.0
+    return per_cell.with_columns(
+        [pl.col(t.name).fill_null(0.0) for t in kpis]
+        + [
+            pl.col(f"{t.name}_spread")
+            .fill_null(typical[t.name] or MIN_CHANGE_SCALE)
+            .clip(lower_bound=max(MIN_CHANGE_SCALE, 0.5 * typical[t.name]))
+            for t in kpis
+        ]
+    )
+
+
+def daily_peaks(rows: pl.DataFrame, scores: pl.Series, consecutive: int) -> np.ndarray:
+    """Per cell and UTC day, the highest score the alert rule could fire on: the largest
+    minimum of `consecutive` adjacent ROPs' scores (an alert needs that many in a row)."""
+    frame = rows.select("cell_id", "ts").with_columns(scores.alias("_s")).sort("cell_id", "ts")
+    held = pl.col("_s").rolling_min(consecutive).over("cell_id")
+    return (
+        frame.with_columns(held.alias("_held"), pl.col("ts").dt.date().alias("_day"))
+        .group_by("cell_id", "_day")
+        .agg(pl.col("_held").max())
+        .get_column("_held")
+        .drop_nulls()
+        .to_numpy()
+    )
+
+
+def budget_threshold(peaks: np.ndarray, per_100_cell_days: float) -> float:
+    """The score above which about `per_100_cell_days` of 100 cell-days would raise an
+    alert, from the cell-days' peaks (`daily_peaks`) of the training window.
+
+    The top of the training peaks cannot be read directly: the faults nobody labelled sit
+    there (a network has about as many faults as the budget allows false alarms), and
+    100 cells × 10 days hold too few cell-days to read a 1-in-200 quantile. The peaks' body
+    can: a daily maximum has an exponential upper tail (Gumbel), so the quantile of the
+    budget's share is extrapolated from the median and the 90th percentile, which faults
+    in a few percent of cell-days do not move. On a Gumbel body the extrapolation errs
+    high (fewer alerts than the budget), never into the faults."""
+    if peaks.size == 0:
+        return float("inf")
+    share = min(per_100_cell_days / 100, 0.5)
+    q50, q90 = (float(q) for q in np.quantile(peaks, [0.5, 0.9]))
+    return q50 + (q90 - q50) * float(np.log(0.5 / share) / np.log(5.0))
 
 
 def scorable_frozen(features: pl.DataFrame, min_share: float) -> tuple[str, ...]:

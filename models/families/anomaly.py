@@ -32,16 +32,21 @@ from cellpulse.models.evaluation import fault_events
 from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.models.training import Candidate, TrainingData
-from cellpulse.settings import TrainSettings
+from cellpulse.settings import AlertSettings, TrainSettings
 
 NAME = "anomaly"
 TOP_K = 20
 
 
-def anomaly_params(train: TrainSettings) -> AnomalyParams:
+def anomaly_params(train: TrainSettings, alerts: AlertSettings | None = None) -> AnomalyParams:
+    """The anomaly model's parameters: boosting and coverage from `train`, the alert
+    threshold's false-alarm budget and run length from `alerts` (default settings if None)."""
+    alerts = alerts if alerts is not None else AlertSettings()
     return replace(
         AnomalyParams.from_settings(train),
         min_kpi_coverage=train.min_kpi_coverage,
+        false_alarms_per_100_cell_days=alerts.false_alarms_per_100_cell_days,
+        consecutive_rops=alerts.consecutive_rops,
     )
 
 
@@ -243,7 +248,7 @@ def train_anomaly(
         trainer: how boosters are trained (here, or on a Dask cluster).
     """
     split = training.split_by_time(features, params.train.holdout_days)
-    fitting = anomaly_params(params.train)
+    fitting = anomaly_params(params.train, params.alerts)
     faults = fault_events(events)
     train = training.sample_rows(split.train, params.train.max_train_rows, fitting.seed)
     exclude = event_labels(train, faults) if faults is not None else None
