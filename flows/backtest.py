@@ -13,14 +13,12 @@ from cellpulse.features.spec import FeatureParams
 from cellpulse.features.store import lake_spec, load_events
 from cellpulse.flows.train import load_training_data
 from cellpulse.models import backtest, tracking, tracking_runs
-from cellpulse.models.backtest import Fold
+from cellpulse.models.backtest import MIN_TRAIN_DAYS, Fold
 from cellpulse.models.family import families
 from cellpulse.models.params import ModelParams
 from cellpulse.models.training import TrainingData
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
-
-MIN_TRAIN_DAYS = 3
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from cellpulse.cli.edge import command_settings, console, handles_errors, table
 from cellpulse.cli.options import ConfigOpt, HomeOpt
 from cellpulse.cli.reports import print_monitoring
 from cellpulse.errors import CellpulseError
+from cellpulse.window import DayWindow
 
 
 @handles_errors
@@ -97,7 +98,15 @@ def monitor(
     training window, counters that stopped reporting, cells appearing or disappearing, score
     distribution shift, and recall on labelled faults. Logged to Prefect and MLflow
     (experiment cellpulse-monitoring); a crossed threshold retrains."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    settings = command_settings(
+        home,
+        config,
+        must_exist=True,
+        flows=True,
+        check=lambda s: DayWindow().resolve(
+            s.layout.features.dates(), "features to monitor", "run `cellpulse features`"
+        ),
+    )
     if retrain is not None:
         settings = settings.model_copy(
             update={"monitor": settings.monitor.model_copy(update={"retrain_on_drift": retrain})}
