@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from cellpulse import progress
 from cellpulse.features.spec import FeatureParams
 from cellpulse.features.store import lake_spec, load_events
 from cellpulse.flows.train import load_training_data
@@ -43,9 +44,9 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     ends = backtest.fold_ends(days, folds, settings.train.holdout_days, MIN_TRAIN_DAYS)
     params = ModelParams.of(settings)
     results: dict[str, list[Fold]] = {family.name: [] for family in families()}
-    for index, end in enumerate(ends, 1):
+    for index, end in enumerate(progress.track(ends, "backtest: folds", total=len(ends)), 1):
         data = TrainingData(backtest.up_to(features, end), kpis, events)
-        for family in families():
+        for family in progress.track(families(), f"backtest fold {index}: families", None):
             results[family.name].append(backtest.fit_fold(family, index, data, params, spec_hash))
     tags = {"feature_spec_hash": spec_hash, "data.labels": str(labels_path)}
     runs = {

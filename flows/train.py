@@ -13,6 +13,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
+from cellpulse import progress
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.spec import FeatureParams, FeatureSpec
 from cellpulse.features.store import lake_spec, load_events, read_features
@@ -157,7 +158,14 @@ def choose(
     the best of up to `tune` parameter sets (each trial a nested MLflow run)."""
     if not tune:
         return Chosen(fit(settings.train), tags)
-    trials = tuning.search(fit, settings.train, tune, tune_minutes * 60, settings.train.seed)
+    trials = tuning.search(
+        fit,
+        settings.train,
+        tune,
+        tune_minutes * 60,
+        settings.train.seed,
+        description=f"tuning {family.name}: trials",
+    )
     chosen = tuning.best(trials)
     parent = tracking_runs.log_trials(family.name, trials, chosen, settings, tags)
     search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
@@ -195,7 +203,7 @@ def train_flow(
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
     with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
-        for family in families():
+        for family in progress.track(families(), "train: model families", total=None):
             if only is not None and family.name not in only:
                 continue
             fit = partial(fit_with, family, data, params, spec.hash(), trainer)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cellpulse import progress
 from cellpulse.models.training import Candidate
 from cellpulse.settings import TrainSettings
 
@@ -51,15 +52,17 @@ def search(
     seed: int,
     space: dict[str, tuple[Any, ...]] = SEARCH_SPACE,
     clock: Callable[[], float] = time.monotonic,
+    description: str = "tuning: trials",
 ) -> list[Trial]:
-    """Fit up to `trials` candidates (trial 0: `base`), stopping when `budget_s` is spent."""
+    """Fit up to `trials` candidates (trial 0: `base`), stopping when `budget_s` is spent;
+    each trial is a step of the progress shown as `description`."""
     if trials < 1:
         raise ValueError("tuning needs at least one trial")
     rng = random.Random(seed)
     seen: list[dict[str, Any]] = []
     done: list[Trial] = []
     started = clock()
-    for number in range(trials):
+    for number in progress.track(range(trials), description, total=trials):
         if number and clock() - started >= budget_s:
             break
         params = {k: getattr(base, k) for k in space} if number == 0 else draw(rng, space)

@@ -90,3 +90,38 @@ def test_trials_are_nested_runs_under_one_tuning_run(
     assert len(chosen_runs) == 1
     assert chosen_runs[0].data.params["num_leaves"] == str(chosen.params["num_leaves"])
     assert all("fit_seconds" in c.data.metrics for c in children)
+
+
+class Recorder:
+    """A progress reporter that notes each loop's description, total and steps taken."""
+
+    def __init__(self) -> None:
+        self.loops: list[list[object]] = []
+
+    def track(self, items, description, total):
+        loop = [description, total, 0]
+        self.loops.append(loop)
+        for item in items:
+            yield item
+            loop[2] += 1
+
+
+def test_each_trial_is_a_step_of_the_search_s_progress(monkeypatch):
+    from cellpulse import progress
+
+    recorder = Recorder()
+    monkeypatch.setattr(progress, "_reporter", recorder)
+    ticks = itertools.count()
+    trials = tuning.search(
+        lambda train: train,  # the "candidate" is the settings it was fitted with
+        BASE,
+        trials=10,
+        budget_s=35,
+        seed=1,
+        space=SPACE,
+        clock=lambda: 10.0 * next(ticks),
+        description="tuning congestion: trials",
+    )
+    assert len(trials) == 2
+    # Ten trials announced, two taken: the time box ended the search.
+    assert recorder.loops == [["tuning congestion: trials", 10, 2]]
