@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from cellpulse import progress
@@ -55,5 +55,13 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     }
     create_markdown_artifact(
         key="backtest", markdown=backtest.markdown(results), description="cellpulse backtest"
+    )
+    get_run_logger().info(
+        f"backtest: {len(ends)} folds of {settings.train.holdout_days} test days, ending "
+        f"{ends[0]}..{ends[-1]}; "
+        + "; ".join(
+            f"{f}: {sum(not x.skipped for x in fs)} models trained, MLflow run {runs[f]}"
+            for f, fs in results.items()
+        )
     )
     return BacktestResult(results, runs)

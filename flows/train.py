@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import polars as pl
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
@@ -197,6 +197,12 @@ def train_flow(
     features, kpis = load_training_data(settings, window, spec)
     labels_path = settings.layout.labels_file(labels)
     data = TrainingData(features, kpis, load_events(labels_path))
+    logger = get_run_logger()
+    logger.info(
+        f"train: {features.height:,} rows of features, {features['cell_id'].n_unique()} cells, "
+        f"days {features['ts'].min():%Y-%m-%d} to {features['ts'].max():%Y-%m-%d}; labels "
+        f"{labels_path if data.events is not None else 'none'}"
+    )
     tags = data_tags(spec.hash(), labels_path, data.events, given=labels is not None)
     params = ModelParams.of(settings)
     chosen, skipped = {}, {}
@@ -215,6 +221,14 @@ def train_flow(
     for name, pick in chosen.items():
         champions[name] = evaluate_champion(family_named(name), pick.candidate, data, params)
         logged[name] = register(pick.candidate, champions[name], settings, pick.tags)
+    for name, logged_model in logged.items():
+        verdict = "promoted to champion" if logged_model.decision.promote else "not promoted"
+        logger.info(
+            f"train {name}: model {logged_model.name} version {logged_model.version} "
+            f"{verdict}: {logged_model.decision.reason}"
+        )
+    for name, why in skipped.items():
+        logger.info(f"train {name}: {why}")
     candidates = {f: pick.candidate for f, pick in chosen.items()}
     searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}
     return TrainResult(logged, candidates, champions, searched, skipped)
