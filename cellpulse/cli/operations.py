@@ -45,6 +45,29 @@ def ui(
 
 
 @handles_errors
+def prefect_ui(
+    port: Annotated[
+        int,
+        typer.Option(envvar="PREFECT_SERVER_PORT", help="Port on 127.0.0.1."),
+    ] = 4200,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Open the Prefect UI on this home's flow runs: every run of `demo`, `run` and the stage
+    commands (their logs, artifacts such as the scores and the drift picture), served from
+    the home's Prefect database on 127.0.0.1, telemetry off."""
+    from cellpulse.runtime import prefect_ui_server
+
+    settings = command_settings(home, config, must_exist=True)
+    cmd, env = prefect_ui_server("127.0.0.1", port)
+    console.print(
+        f"Prefect UI on http://127.0.0.1:{port} for the runs in {env['PREFECT_HOME']} "
+        "(Ctrl-C to stop)"
+    )
+    raise typer.Exit(subprocess.call(cmd, env=env, cwd=settings.home))
+
+
+@handles_errors
 def serve(home: HomeOpt = None, config: ConfigOpt = None) -> None:
     """Register the scheduled deployments with a Prefect server and run them until stopped:
     ingest+score every ROP, features daily, training weekly, monitoring daily (schedules in
