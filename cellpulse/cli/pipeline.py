@@ -27,6 +27,7 @@ from cellpulse.cli.reports import (
     print_ingest,
     print_latest_scores,
     print_score,
+    print_score_scale,
     print_scoreboard,
     print_simulation,
     print_train,
@@ -267,6 +268,7 @@ def demo(
         print_latest_scores(settings)
     from cellpulse.flows.evaluate import evaluate_flow
 
+    print_score_scale(settings)
     print_scoreboard(evaluate_flow(settings))
     print_where_to_look(settings, time.perf_counter() - t0)
 
