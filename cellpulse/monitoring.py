@@ -106,15 +106,20 @@ def monitor_days(
         )
     recent = [d for d in featured if d > featured[-1] - timedelta(days=recent_days)]
     # The lake's first day has no history behind its windows (every ROP before it "missing"):
-    # it describes the start of the data, not the network.
-    reference = [d for d in trained_on.within(featured) if d > featured[0]]
+    # it describes the start of the data, not the network. A champion trained up to today
+    # has the recent days in its window too: they are compared, never part of the
+    # reference, or drift would be measured partly against itself.
+    reference = [d for d in trained_on.within(featured) if featured[0] < d < recent[0]]
     if not reference:
         raise NoDataError(
-            f"the champion's training window {trained_on} has no features left; "
-            "rebuild them or retrain"
+            f"the champion's training window {trained_on} has no features left before the "
+            f"recent days ({recent[0]}..{recent[-1]}); lower monitor.recent_days, or rebuild the "
+            "training window's features"
         )
-    # Scores of the training window if they exist, else the earliest scored week.
-    score_reference = trained_on.within(scored) or scored[:recent_days]
+    # Scores of the training window if they exist, else the earliest scored week; never
+    # the recent days themselves.
+    earlier = [d for d in scored if d < recent[0]]
+    score_reference = trained_on.within(earlier) or earlier[:recent_days]
     return MonitorDays(reference, recent, score_reference)
 
 
@@ -191,7 +196,11 @@ def run_checks(
     scores_ref, scores_now = (model_scored(s) for s in samples.scores)
     checks = [
         feature_psi(
-            feats_ref, feats_now, [c for c in columns if c in feats_ref.columns], cfg.psi_threshold
+            feats_ref,
+            feats_now,
+            [c for c in columns if c in feats_ref.columns],
+            cfg.psi_threshold,
+            cfg.retrain_drift_share,
         ),
         counter_availability(kpis_ref, kpis_now, cfg.availability_drop),
         topology_change(kpis_ref, kpis_now, cfg.topology_change_share),
@@ -224,9 +233,14 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> flo
 
 
 def feature_psi(
-    reference: pl.DataFrame, recent: pl.DataFrame, columns: list[str], threshold: float
+    reference: pl.DataFrame,
+    recent: pl.DataFrame,
+    columns: list[str],
+    threshold: float,
+    share: float,
 ) -> Check:
-    """PSI of every numeric feature; the check is the worst one."""
+    """PSI of every numeric feature; the check is the share of features whose PSI is above
+    `threshold`, crossed at `share` (its detail: every feature's PSI, the worst first)."""
     rows = []
     for name in columns:
         if name not in reference.columns or name not in recent.columns:
@@ -241,12 +255,14 @@ def feature_psi(
     )
     worst = detail.row(0) if detail.height else ("none", 0.0)
     shifted = int((detail["psi"] > threshold).sum()) if detail.height else 0
+    shifted_share = shifted / detail.height if detail.height else 0.0
     return Check(
         "psi",
-        float(worst[1]),
-        threshold,
-        shifted > 0,
-        f"{shifted} of {detail.height} features shifted (PSI > {threshold:g}); "
+        shifted_share,
+        share,
+        shifted_share >= share,
+        f"{shifted} of {detail.height} features shifted (PSI > {threshold:g}), "
+        f"{shifted_share:.0%} where {share:.0%} counts as drift; "
         f"worst {worst[0]} at {worst[1]:.3f}",
         detail,
     )

@@ -133,6 +133,26 @@ def start_prefect_server(settings: Settings) -> str | None:
     raise CellpulseError("no free loopback port for the temporary Prefect server; retry")
 
 
+def prefect_ui_server(host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a Prefect server with its UI, on the flow runs under
+    PREFECT_HOME (the home's, once `configure_process` ran), at `host`:`port`.
+
+    The UI asks `/ui-settings` where the API is: by default PREFECT_API_URL, else the
+    default port 4200 whatever port the server listens on, so a UI on another port shows
+    "Can't connect to Server API". Both are set to this server's own address."""
+    api = f"http://{host}:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_API_URL": api,
+        "PREFECT_UI_API_URL": api,
+        "PREFECT_UI_ENABLED": "true",
+    }
+    prefect = [sys.executable, "-m", "prefect"]
+    return [*prefect, "server", "start", "--host", host, "--port", str(port)], env
+
+
 def _spawn_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
     uvicorn = [
         "-m",

@@ -160,6 +160,14 @@ class MonitorSettings(BaseModel):
     psi_threshold: float = Field(
         0.25, gt=0, description="A feature with PSI above this has shifted."
     )
+    retrain_drift_share: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Share of the network features that must have shifted for feature drift "
+        "to count (and retrain): among a hundred features a few always cross the PSI "
+        "threshold by chance or by season; a changed network moves many.",
+    )
     score_psi_threshold: float = Field(
         0.25, gt=0, description="Score distribution shift (PSI) that counts."
     )

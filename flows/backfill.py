@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import date
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -55,4 +55,8 @@ def backfill_flow(
         summary.ran[day] = todo[day]
         summary.seconds[day] = time.perf_counter() - t0
         update_progress_artifact(bar, 100.0 * i / len(todo))
+    get_run_logger().info(
+        f"backfill {window} ({', '.join(stages)}): {len(summary.days)} days with KPIs, "
+        f"{sum(1 for s in summary.ran.values() if s)} run, {len(summary.skipped)} already current"
+    )
     return summary

@@ -6,21 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from cellpulse import progress
 from cellpulse.features.spec import FeatureParams
 from cellpulse.features.store import lake_spec, load_events
 from cellpulse.flows.train import load_training_data
 from cellpulse.models import backtest, tracking, tracking_runs
-from cellpulse.models.backtest import Fold
+from cellpulse.models.backtest import MIN_TRAIN_DAYS, Fold
 from cellpulse.models.family import families
 from cellpulse.models.params import ModelParams
 from cellpulse.models.training import TrainingData
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
-
-MIN_TRAIN_DAYS = 3
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,9 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     ends = backtest.fold_ends(days, folds, settings.train.holdout_days, MIN_TRAIN_DAYS)
     params = ModelParams.of(settings)
     results: dict[str, list[Fold]] = {family.name: [] for family in families()}
-    for index, end in enumerate(ends, 1):
+    for index, end in enumerate(progress.track(ends, "backtest: folds", total=len(ends)), 1):
         data = TrainingData(backtest.up_to(features, end), kpis, events)
-        for family in families():
+        for family in progress.track(families(), f"backtest fold {index}: families", None):
             results[family.name].append(backtest.fit_fold(family, index, data, params, spec_hash))
     tags = {"feature_spec_hash": spec_hash, "data.labels": str(labels_path)}
     runs = {
@@ -56,5 +55,13 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     }
     create_markdown_artifact(
         key="backtest", markdown=backtest.markdown(results), description="cellpulse backtest"
+    )
+    get_run_logger().info(
+        f"backtest: {len(ends)} folds of {settings.train.holdout_days} test days, ending "
+        f"{ends[0]}..{ends[-1]}; "
+        + "; ".join(
+            f"{f}: {sum(not x.skipped for x in fs)} models trained, MLflow run {runs[f]}"
+            for f, fs in results.items()
+        )
     )
     return BacktestResult(results, runs)

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import lake
@@ -211,4 +211,9 @@ def evaluate_flow(
     skipped = skipped_families(inputs.scores, inputs.events is not None, labels_path)
     report = write_report(settings, board, window, note, k, who, skipped)
     runs = log_scoreboard(inputs.scores, board, report) if log_to_mlflow else []
+    get_run_logger().info(
+        f"evaluate: scores of {window} ({note}) judged against "
+        f"{'labelled events and ' if inputs.events is not None else ''}the congestion rule: "
+        f"{board.height} figures, {len(skipped)} families skipped; report {report}"
+    )
     return Evaluation(board, window.bounds(), report, runs, note, who, skipped)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse import progress
@@ -101,13 +101,22 @@ def features_flow(
         `only_stale` found nothing stale.
     """
     spec = lake_spec(settings.layout, FeatureParams.of(settings))
+    logger = get_run_logger()
     if only_stale:
         changed = stale_days(settings, "features")
         days = affected_days(changed, spec, settings.layout.kpi.dates())
         if not days:
+            logger.info("features: no stale days; nothing to build")
             return None
     else:
         days = ingested_days(settings.layout, window)
     if settings.dask_address:
-        return build_on_dask.with_options(task_runner=dask_runner(settings))(settings, spec, days)
-    return build_each_day(settings, spec, days)
+        built = build_on_dask.with_options(task_runner=dask_runner(settings))(settings, spec, days)
+    else:
+        built = build_each_day(settings, spec, days)
+    logger.info(
+        f"features: {len(built.days)} days ({built.days[0]} to {built.days[-1]}), "
+        f"{built.rows:,} rows, {built.cells} cells, {built.columns} columns "
+        f"({built.reused} unchanged days reused) written to {built.out_dir}"
+    )
+    return built

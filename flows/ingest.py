@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from cellpulse.flows.common import retry_on_io
@@ -38,4 +38,12 @@ def ingest_flow(
 ) -> IngestSummary:
     """Ingest the given files or folders (default: the landing folder), contract-shaped or
     through a source mapping (a YAML file or a shipped mapping's name)."""
-    return ingest_task(paths or [settings.layout.landing], settings, force, mapping)
+    summary = ingest_task(paths or [settings.layout.landing], settings, force, mapping)
+    get_run_logger().info(
+        f"ingest: {len(summary.files)} files read ({summary.count('ingested')} ingested, "
+        f"{summary.count('skipped')} already ingested, {summary.count('duplicate')} duplicate "
+        f"deliveries, {len(summary.rejected)} rejected); {summary.rows_accepted:,} rows "
+        f"accepted, {summary.rows_quarantined:,} quarantined; {len(summary.days)} days, "
+        f"{summary.partitions_written} partitions written to {summary.lake_dir}"
+    )
+    return summary

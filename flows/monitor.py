@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from cellpulse import monitoring
+from cellpulse import monitoring, monitoring_plots
 from cellpulse.errors import NoChampionError
 from cellpulse.features.spec import FeatureParams
 from cellpulse.features.store import lake_spec, load_labels
 from cellpulse.flows.common import retry_on_io
-from cellpulse.models import tracking, tracking_runs
+from cellpulse.models import tracking, tracking_drift, tracking_runs
 from cellpulse.models.family import family_names
 from cellpulse.monitoring import MonitorReport, Samples
 from cellpulse.settings import Settings
@@ -71,6 +71,23 @@ def run_checks(settings: Settings, samples: Samples) -> MonitorReport:
     return monitoring.run_checks(samples, columns, events, settings.monitor)
 
 
+@task(name="drift-picture", cache_policy=NO_CACHE)
+def show_drift(settings: Settings, samples: Samples, report: MonitorReport, run_id: str) -> None:
+    """The feature drift as a picture (training window vs recent, most shifted first) on the
+    monitoring MLflow run and as a Prefect artifact."""
+    psi = next((c for c in report.checks if c.name == "psi" and c.detail.height), None)
+    if psi is None:
+        return
+    reference, recent = samples.features
+    picture = monitoring_plots.drift_picture(reference, recent, psi, settings.monitor.psi_threshold)
+    uri = tracking_drift.log_drift_picture(run_id, picture)
+    create_markdown_artifact(
+        key="feature-drift",
+        markdown=monitoring_plots.drift_markdown(picture, psi, uri),
+        description="cellpulse feature drift: training window vs recent",
+    )
+
+
 @flow(name="monitor")
 def monitor_flow(settings: Settings) -> MonitorOutcome:
     """Drift, availability, topology, score-shift and performance checks; retrain if needed
@@ -86,12 +103,25 @@ def monitor_flow(settings: Settings) -> MonitorOutcome:
             key="monitoring", markdown=report.markdown(), description="cellpulse monitoring"
         )
         return MonitorOutcome(report, "", False)
-    report = run_checks(settings, load_samples(settings, trained_on))
+    samples = load_samples(settings, trained_on)
+    report = run_checks(settings, samples)
     create_markdown_artifact(
         key="monitoring", markdown=report.markdown(), description="cellpulse monitoring"
     )
     run_id = tracking_runs.log_monitoring(report, settings)
+    show_drift(settings, samples, report, run_id)
     retrain = report.needs_retraining and settings.monitor.retrain_on_drift
+    logger = get_run_logger()
+    logger.info(
+        "monitor: recent days %s..%s against the training window %s..%s: %d of %d checks "
+        "crossed (%s); %s",
+        *report.recent,
+        *report.reference,
+        len(report.breached),
+        len(report.checks),
+        ", ".join(c.name for c in report.breached) or "none",
+        "retraining the models" if retrain else "no retraining",
+    )
     if retrain:
         from cellpulse.flows.train import train_flow
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from cellpulse.features.store import FeatureSummary
 from cellpulse.flows.features import features_flow, stale_days
@@ -57,4 +57,11 @@ def pipeline_flow(
     built = set(settings.layout.features.dates())
     days = [d for d in stale_days(settings, "scores") if d in built]
     scored = score_flow(settings, days) if days else None
+    get_run_logger().info(
+        f"daily pipeline: {ingested.count('ingested')} files ingested; features "
+        + (f"rebuilt for {len(features.days)} days" if features else "unchanged")
+        + "; trained "
+        + (", ".join(wanted) if wanted else "nothing (every family has a champion)")
+        + f"; scored {len(days)} days"
+    )
     return PipelineResult(ingested, features, trained, scored)

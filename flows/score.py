@@ -302,4 +302,11 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
     new = publish(settings, scores, alerts, days)
     delivery = notify(settings, alerts, new)
     show_top_cells(settings, scores, alerts)
-    return ScoreSummary.of(days, scores, alerts, settings, len(new), delivery, lines)
+    summary = ScoreSummary.of(days, scores, alerts, settings, len(new), delivery, lines)
+    get_run_logger().info(
+        f"score: {len(days)} days ({days[0]} to {days[-1]}), {summary.rows:,} rows, "
+        f"{summary.cells} cells, {summary.anomalous_rops} anomalous ROPs, {summary.alerts} "
+        f"alerts ({summary.new_alerts} new, {summary.open_alerts} open); scored by "
+        + "; ".join(f"{f}: {by}" for f, by in summary.families.items())
+    )
+    return summary

@@ -9,10 +9,11 @@ from functools import partial
 from pathlib import Path
 
 import polars as pl
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
+from cellpulse import progress
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.spec import FeatureParams, FeatureSpec
 from cellpulse.features.store import lake_spec, load_events, read_features
@@ -160,7 +161,15 @@ def choose(
     before the hold-out (each trial a nested MLflow run)."""
     if not tune:
         return Chosen(fit(settings.train, data), tags)
-    tuned = tuning.tune(fit, data, settings.train, tune, tune_minutes * 60, settings.train.seed)
+    tuned = tuning.tune(
+        fit,
+        data,
+        settings.train,
+        tune,
+        tune_minutes * 60,
+        settings.train.seed,
+        description=f"tuning {family.name}: trials",
+    )
     chosen = tuned.chosen
     parent = tracking_runs.log_trials(family.name, tuned.trials, chosen, settings, tags)
     search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
@@ -192,13 +201,19 @@ def train_flow(
     features, kpis = load_training_data(settings, window, spec)
     labels_path = settings.layout.labels_file(labels)
     data = TrainingData(features, kpis, load_events(labels_path))
+    logger = get_run_logger()
+    logger.info(
+        f"train: {features.height:,} rows of features, {features['cell_id'].n_unique()} cells, "
+        f"days {features['ts'].min():%Y-%m-%d} to {features['ts'].max():%Y-%m-%d}; labels "
+        f"{labels_path if data.events is not None else 'none'}"
+    )
     tags = data_tags(spec.hash(), labels_path, data.events, given=labels is not None)
     params = ModelParams.of(settings)
     chosen, skipped = {}, {}
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
     with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
-        for family in families():
+        for family in progress.track(families(), "train: model families", total=None):
             if only is not None and family.name not in only:
                 continue
             fit = partial(fit_with, family, params, spec.hash(), trainer)
@@ -210,6 +225,14 @@ def train_flow(
     for name, pick in chosen.items():
         champions[name] = evaluate_champion(family_named(name), pick.candidate, data, params)
         logged[name] = register(pick.candidate, champions[name], settings, pick.tags)
+    for name, logged_model in logged.items():
+        verdict = "promoted to champion" if logged_model.decision.promote else "not promoted"
+        logger.info(
+            f"train {name}: model {logged_model.name} version {logged_model.version} "
+            f"{verdict}: {logged_model.decision.reason}"
+        )
+    for name, why in skipped.items():
+        logger.info(f"train {name}: {why}")
     candidates = {f: pick.candidate for f, pick in chosen.items()}
     searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}
     return TrainResult(logged, candidates, champions, searched, skipped)

@@ -8,4 +8,9 @@ set -eu
 export PREFECT_HOME="${PREFECT_HOME:-/var/lib/cellpulse/prefect}"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export DO_NOT_TRACK=true
-exec prefect server start --host "${PREFECT_SERVER_HOST:-127.0.0.1}" --port "${PREFECT_SERVER_PORT:-4200}"
+HOST="${PREFECT_SERVER_HOST:-127.0.0.1}"
+PORT="${PREFECT_SERVER_PORT:-4200}"
+# The UI asks the server where its API is; unset, Prefect answers port 4200 whatever --port
+# says, and a UI on any other port cannot connect.
+export PREFECT_UI_API_URL="${PREFECT_UI_API_URL:-http://$HOST:$PORT/api}"
+exec prefect server start --host "$HOST" --port "$PORT"

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from cellpulse.models.family import ModelFamily
 
 
+MIN_TRAIN_DAYS = 3  # the fewest days of features the oldest fold trains on
+
+
 @dataclass(frozen=True)
 class Fold:
     index: int

@@ -25,6 +25,7 @@ from typing import Any
 
 import polars as pl
 
+from cellpulse import progress
 from cellpulse.errors import NoDataError
 from cellpulse.models.training import Candidate, TrainingData, split_by_time
 from cellpulse.settings import TrainSettings
@@ -61,15 +62,17 @@ def search(
     seed: int,
     space: dict[str, tuple[Any, ...]] = SEARCH_SPACE,
     clock: Callable[[], float] = time.monotonic,
+    description: str = "tuning: trials",
 ) -> list[Trial]:
-    """Fit up to `trials` candidates (trial 0: `base`), stopping when `budget_s` is spent."""
+    """Fit up to `trials` candidates (trial 0: `base`), stopping when `budget_s` is spent;
+    each trial is a step of the progress shown as `description`."""
     if trials < 1:
         raise ValueError("tuning needs at least one trial")
     rng = random.Random(seed)
     seen: list[dict[str, Any]] = []
     done: list[Trial] = []
     started = clock()
-    for number in range(trials):
+    for number in progress.track(range(trials), description, total=trials):
         if number and clock() - started >= budget_s:
             break
         params = {k: getattr(base, k) for k in space} if number == 0 else draw(rng, space)
@@ -144,12 +147,15 @@ def tune(
     seed: int,
     space: dict[str, tuple[Any, ...]] = SEARCH_SPACE,
     clock: Callable[[], float] = time.monotonic,
+    description: str = "tuning: trials",
 ) -> Tuned:
     """Search on the days before the hold-out (`selection_data`), choose by the validation
     window, then refit the chosen parameters on all of `data`: the refit is the candidate
     the promotion gate judges, on a hold-out no trial has seen."""
     selection = selection_data(data, base.holdout_days)
-    done = search(lambda s: fit(s, selection), base, trials, budget_s, seed, space, clock)
+    done = search(
+        lambda s: fit(s, selection), base, trials, budget_s, seed, space, clock, description
+    )
     chosen = best(done)
     return Tuned(done, chosen, fit(base.model_copy(update=chosen.params), data))
 

@@ -42,6 +42,7 @@ for command in (
 app.add_typer(data.mapping_app, name="mapping")
 for command in (
     operations.ui,
+    operations.prefect_ui,
     pipeline.backtest,
     operations.serve,
     pipeline.backfill,

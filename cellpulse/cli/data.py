@@ -78,12 +78,12 @@ def simulate(
     from cellpulse.simulator import DeliveryConfig, SimulationConfig, write_network
     from cellpulse.simulator.config import parse_event_weights, parse_kpis
 
-    settings = command_settings(home, config, rop_minutes=rop_minutes)
     try:
         weights = parse_event_weights(event_weight or [])
         measurements = parse_kpis(kpis)
     except ValueError as exc:
         raise CellpulseError(str(exc)) from None
+    settings = command_settings(home, config, rop_minutes=rop_minutes)
     cfg = SimulationConfig(
         cells=cells,
         days=days,
@@ -119,7 +119,9 @@ def ingest(
 
     Bad rows go to quarantine/ with a report; the same file twice changes nothing; a
     corrected re-delivery replaces the rows it corrects."""
-    settings = command_settings(home, config, flows=True)
+    settings = command_settings(
+        home, config, flows=True, check=lambda s: landing_targets(s, paths, mapping)
+    )
     from cellpulse.flows.ingest import ingest_flow
 
     targets = landing_targets(settings, paths, mapping)

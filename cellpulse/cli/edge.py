@@ -71,9 +71,14 @@ def command_settings(
     must_exist: bool = False,
     flows: bool = False,
     tracking: bool = False,
+    check: Callable[[Settings], object] | None = None,
     **overrides: Any,
 ) -> Settings:
     """Settings for a command, the process prepared for them.
+
+    Everything a user can get wrong (settings, the home, the command's own arguments via
+    `check`) is refused before the home is created or a server starts: a mistyped command
+    fails in a moment and leaves nothing behind.
 
     Args:
         must_exist: refuse a home that is not there yet (commands that read what earlier
@@ -82,14 +87,14 @@ def command_settings(
             that dies with us).
         tracking: the command reads or changes the model registry itself: MLflow is pointed
             at this home's store, once for the process (flows point it themselves).
+        check: the command's checks of its arguments against the settings and the home
+            (raising CellpulseError), run before anything is created or started.
         overrides: settings given as command flags, over the file and the environment.
     """
     settings = load_settings(config, home=home, **overrides)
-    if must_exist and not settings.home.is_dir():
-        raise CellpulseError(
-            f"cellpulse home {settings.home} does not exist; run `cellpulse demo`, or "
-            "`cellpulse simulate` then `cellpulse ingest`, or pass --home to an existing one"
-        )
+    check_home(settings.home, must_exist)
+    if check is not None:
+        check(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     configure_process(settings)
     if flows:
@@ -101,6 +106,37 @@ def command_settings(
     if sys.stderr.isatty():
         progress.set_reporter(RichReporter())
     return settings
+
+
+def check_home(home: Path, must_exist: bool) -> None:
+    """Refuse a home that is a file, one this user cannot write to, or (with `must_exist`)
+    one that is not there yet; a new home's nearest existing folder must be writable."""
+    if home.exists() and not home.is_dir():
+        raise CellpulseError(f"cellpulse home {home} is a file, not a folder; pass --home a folder")
+    if must_exist and not home.is_dir():
+        raise CellpulseError(
+            f"cellpulse home {home} does not exist; run `cellpulse demo`, or "
+            "`cellpulse simulate` then `cellpulse ingest`, or pass --home to an existing one"
+        )
+    existing = next(p for p in (home, *home.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise CellpulseError(f"cannot create cellpulse home {home}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "home" if existing == home else f"home's folder {existing}"
+        raise CellpulseError(
+            f"cellpulse {what} is not writable by {actor()}; pass --home a folder you can "
+            "write to, or fix its permissions"
+        )
+
+
+def check_labels(labels: Path | None) -> None:
+    """A labels file given on the command line must be there (a typo would otherwise train
+    or evaluate without labels, silently)."""
+    if labels is not None and not labels.is_file():
+        raise CellpulseError(
+            f"labels file {labels} does not exist; pass an existing parquet or CSV file "
+            "(cell_id, start, end, type), or leave --labels out to use the simulator's"
+        )
 
 
 def actor() -> str:

@@ -16,6 +16,7 @@ from cellpulse.cli.edge import command_settings, console, handles_errors, table
 from cellpulse.cli.options import ConfigOpt, HomeOpt
 from cellpulse.cli.reports import print_monitoring
 from cellpulse.errors import CellpulseError
+from cellpulse.window import DayWindow
 
 
 @handles_errors
@@ -41,6 +42,29 @@ def ui(
     ]
     console.print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+@handles_errors
+def prefect_ui(
+    port: Annotated[
+        int,
+        typer.Option(envvar="PREFECT_SERVER_PORT", help="Port on 127.0.0.1."),
+    ] = 4200,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Open the Prefect UI on this home's flow runs: every run of `demo`, `run` and the stage
+    commands (their logs, artifacts such as the scores and the drift picture), served from
+    the home's Prefect database on 127.0.0.1, telemetry off."""
+    from cellpulse.runtime import prefect_ui_server
+
+    settings = command_settings(home, config, must_exist=True)
+    cmd, env = prefect_ui_server("127.0.0.1", port)
+    console.print(
+        f"Prefect UI on http://127.0.0.1:{port} for the runs in {env['PREFECT_HOME']} "
+        "(Ctrl-C to stop)"
+    )
+    raise typer.Exit(subprocess.call(cmd, env=env, cwd=settings.home))
 
 
 @handles_errors
@@ -97,7 +121,15 @@ def monitor(
     training window, counters that stopped reporting, cells appearing or disappearing, score
     distribution shift, and recall on labelled faults. Logged to Prefect and MLflow
     (experiment cellpulse-monitoring); a crossed threshold retrains."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    settings = command_settings(
+        home,
+        config,
+        must_exist=True,
+        flows=True,
+        check=lambda s: DayWindow().resolve(
+            s.layout.features.dates(), "features to monitor", "run `cellpulse features`"
+        ),
+    )
     if retrain is not None:
         settings = settings.model_copy(
             update={"monitor": settings.monitor.model_copy(update={"retrain_on_drift": retrain})}

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cellpulse.cli.data import fail_on_rejected, landing_targets
-from cellpulse.cli.edge import command_settings, console, handles_errors, table
+from cellpulse.cli.edge import check_labels, command_settings, console, handles_errors, table
 from cellpulse.cli.options import (
     ConfigOpt,
     FromOpt,
@@ -27,6 +27,7 @@ from cellpulse.cli.reports import (
     print_ingest,
     print_latest_scores,
     print_score,
+    print_score_scale,
     print_scoreboard,
     print_simulation,
     print_train,
@@ -47,10 +48,19 @@ def features(
     config: ConfigOpt = None,
 ) -> None:
     """Build per-cell features for a range of days (default: every ingested day)."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    from cellpulse.features.store import ingested_days
+
+    window = DayWindow.of(start, end)
+    settings = command_settings(
+        home,
+        config,
+        must_exist=True,
+        flows=True,
+        check=lambda s: stale or ingested_days(s.layout, window),
+    )
     from cellpulse.flows.features import features_flow
 
-    summary = features_flow(settings, DayWindow.of(start, end), only_stale=stale)
+    summary = features_flow(settings, window, only_stale=stale)
     if summary is None:
         console.print("features: no stale days; nothing to do")
         return
@@ -95,10 +105,16 @@ def train(
 
     Time-ordered split; each model is compared with its baselines (and the current champion)
     on the same hold-out and aliased `champion` only if it wins."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    window = DayWindow.of(start, end)
+
+    def check(settings: Settings) -> None:
+        check_labels(labels)
+        window.resolve(settings.layout.features.dates(), "features", "run `cellpulse features`")
+
+    settings = command_settings(home, config, must_exist=True, flows=True, check=check)
     from cellpulse.flows.train import train_flow
 
-    result = train_flow(settings, DayWindow.of(start, end), labels, tune, tune_minutes)
+    result = train_flow(settings, window, labels, tune, tune_minutes)
     print_train(result, settings)
     if not result.logged:
         raise NoDataError(
@@ -119,17 +135,20 @@ def score(
     A family without a champion yet publishes its baseline's scores (model `baseline:...`,
     version `baseline`). Default: the newest day with features. Scores go to lake/scores,
     the ops store and a Prefect artifact; re-scoring a period replaces it."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    window = DayWindow.of(start, end)
+
+    def days_to_score(settings: Settings) -> list[Any]:
+        available = settings.layout.features.dates()
+        if not available:
+            raise CellpulseError(
+                f"no features under {settings.layout.features.root}; run `cellpulse features` first"
+            )
+        return [available[-1]] if window == DayWindow() else window.resolve(available, "features")
+
+    settings = command_settings(home, config, must_exist=True, flows=True, check=days_to_score)
     from cellpulse.flows.score import score_flow
 
-    available = settings.layout.features.dates()
-    if not available:
-        raise CellpulseError(
-            f"no features under {settings.layout.features.root}; run `cellpulse features` first"
-        )
-    window = DayWindow.of(start, end)
-    days = [available[-1]] if window == DayWindow() else window.resolve(available, "features")
-    summary = score_flow(settings, days)
+    summary = score_flow(settings, days_to_score(settings))
     print_score(summary)
 
 
@@ -158,10 +177,13 @@ def evaluate(
     the rule on the KPIs, no labels needed); per anomaly type and per slice. Rows a baseline
     scored are judged as that baseline. Default window: the days scored after a champion's
     training window, else every scored day."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    window = DayWindow.of(start, end)
+    settings = command_settings(
+        home, config, must_exist=True, flows=True, check=lambda _: check_labels(labels)
+    )
     from cellpulse.flows.evaluate import evaluate_flow
 
-    result = evaluate_flow(settings, DayWindow.of(start, end), labels, k, log_to_mlflow)
+    result = evaluate_flow(settings, window, labels, k, log_to_mlflow)
     print_scoreboard(result)
 
 
@@ -176,7 +198,9 @@ def run(
 
     ingest -> features (new and stale days) -> train (families without a champion) ->
     score (new and stale days; a family without a champion scores with its baseline)."""
-    settings = command_settings(home, config, flows=True)
+    settings = command_settings(
+        home, config, flows=True, check=lambda s: landing_targets(s, paths, mapping)
+    )
     result = run_pipeline(settings, paths, mapping)
     fail_on_rejected(result.ingest)
 
@@ -245,6 +269,7 @@ def demo(
         print_latest_scores(settings)
     from cellpulse.flows.evaluate import evaluate_flow
 
+    print_score_scale(settings)
     print_scoreboard(evaluate_flow(settings))
     print_where_to_look(settings, time.perf_counter() - t0)
 
@@ -280,9 +305,17 @@ def backtest(
     """Rolling-origin backtest of both model families: each fold trains on the past and is
     tested on the next train.holdout_days days. MLflow gets one parent run per family (mean
     and spread of every metric) with a nested run per fold; the registry is not touched."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    from cellpulse.models.backtest import MIN_TRAIN_DAYS, fold_ends, summarise
+
+    def check(settings: Settings) -> None:
+        check_labels(labels)
+        days = DayWindow().resolve(
+            settings.layout.features.dates(), "features", "run `cellpulse features`"
+        )
+        fold_ends(days, folds, settings.train.holdout_days, MIN_TRAIN_DAYS)
+
+    settings = command_settings(home, config, must_exist=True, flows=True, check=check)
     from cellpulse.flows.backtest import backtest_flow
-    from cellpulse.models.backtest import summarise
 
     result = backtest_flow(settings, folds, labels)
     for family, family_folds in result.folds.items():
@@ -325,11 +358,20 @@ def backfill(
     Resumable: a day whose output exists and is not stale is skipped, so re-running an
     interrupted backfill continues where it stopped. Progress shows here and in the Prefect
     UI (artifact `backfill`)."""
-    settings = command_settings(home, config, must_exist=True, flows=True)
+    from cellpulse.backfill import check_stages
+    from cellpulse.features.store import ingested_days
+
+    window = DayWindow.of(start, end)
+    wanted = tuple(s.strip() for s in stages.split(",") if s.strip())
+
+    def check(settings: Settings) -> None:
+        check_stages(wanted)
+        ingested_days(settings.layout, window)
+
+    settings = command_settings(home, config, must_exist=True, flows=True, check=check)
     from cellpulse.flows.backfill import backfill_flow
 
-    wanted = tuple(s.strip() for s in stages.split(",") if s.strip())
-    summary = backfill_flow(settings, DayWindow.of(start, end), wanted, force)
+    summary = backfill_flow(settings, window, wanted, force)
     ran = {d: s for d, s in summary.ran.items() if s}
     per_day = sorted(summary.seconds[d] for d in ran)
     timing = (

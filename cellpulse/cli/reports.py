@@ -288,6 +288,38 @@ def print_champions() -> None:
         console.print(metrics_table(f"{family} champion (version {champ[0]})", model, base))
 
 
+def score_scale(threshold: float | None, settings: Settings) -> str:
+    """How to read the two scores: the anomaly score's unit and the champion's alert
+    threshold (`threshold`; None while the baseline scores), the congestion probability's
+    range and horizon."""
+    anomaly = (
+        f"robust spreads of the cell's own residuals (0 = as expected); a ROP is anomalous "
+        f"at ≥ {threshold:.1f}, an alert opens after {settings.alerts.consecutive_rops} in a row"
+        if threshold is not None
+        else "the baseline's per-cell z-score (no trained champion yet)"
+    )
+    congestion = settings.congestion
+    horizon = (
+        f"within the next {congestion.horizon_minutes} minutes"
+        if congestion.horizon == "minutes"
+        else "in the cell's busy hour tomorrow"
+    )
+    return (
+        f"anomaly score: {anomaly}. congestion: probability 0–1 that the cell is congested "
+        f"{horizon}."
+    )
+
+
+def print_score_scale(settings: Settings) -> None:
+    """The scale of the printed scores, with the anomaly champion's alert threshold (read
+    from its MLflow run: MLflow must point at this home)."""
+    from cellpulse.models import tracking
+
+    champ = tracking.champion_run("anomaly")
+    threshold = tracking.run_metrics(champ[1]).get("threshold") if champ else None
+    console.print(score_scale(threshold, settings))
+
+
 def print_latest_scores(settings: Settings) -> None:
     """The most anomalous cells over every scored day (when nothing new was scored)."""
     from cellpulse.publish import top_anomalous

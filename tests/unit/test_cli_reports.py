@@ -62,3 +62,15 @@ def test_detector_columns_put_each_detector_beside_the_others():
     assert head == ["model", "zscore"]
     assert rows[0] == ["pr_auc", 0.6, 0.4]
     assert rows[1][:2] == ["events", 7.0] and rows[1][2] != rows[1][2]  # NaN: no figure
+
+
+def test_the_score_scale_says_the_unit_the_alert_threshold_and_the_probability_range():
+    from cellpulse.cli.reports import score_scale
+    from cellpulse.settings import Settings
+
+    settings = Settings(home="unused")
+    line = score_scale(6.25, settings)
+    assert "anomaly score: robust spreads" in line
+    assert "anomalous at ≥ 6.2" in line and "after 3 in a row" in line
+    assert "congestion: probability 0–1" in line and "next 60 minutes" in line
+    assert "baseline's per-cell z-score" in score_scale(None, settings)

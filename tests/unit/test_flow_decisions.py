@@ -103,6 +103,18 @@ def test_monitoring_compares_the_newest_days_with_the_training_days_but_the_firs
     assert later.score_reference == D[5:7]
 
 
+def test_recent_days_are_never_part_of_the_reference_even_when_the_champion_trained_on_them():
+    everything = DayWindow(D[0], D[-1])
+    days = monitoring.monitor_days(D, D, everything, recent_days=3)
+    assert days.recent == D[-3:]
+    assert days.reference == D[1:-3]
+    assert days.score_reference == D[:-3]
+    assert not set(days.recent) & (set(days.reference) | set(days.score_reference))
+    # A champion trained on the recent days alone leaves nothing to compare them with.
+    with pytest.raises(NoDataError, match="no features left before the recent days"):
+        monitoring.monitor_days(D, D, DayWindow(D[-3], D[-1]), recent_days=3)
+
+
 def test_monitoring_says_why_it_cannot_compare():
     with pytest.raises(NoDataError, match="no features to monitor"):
         monitoring.monitor_days([], D, DayWindow(D[0], D[4]), 7)

@@ -36,11 +36,48 @@ def test_feature_psi_finds_the_feature_that_moved(tiny_network):
     feats = build_features(kpis, spec, rop_minutes=TINY.rop_minutes, min_denominator=10)
     before, after = windows(feats)
     columns = ["prb_util_dl_pct", "dl_volume_mbit", "cqi_mean"]
-    quiet = monitoring.feature_psi(before, after, columns, 0.25)
+    quiet = monitoring.feature_psi(before, after, columns, 0.25, share=0.2)
     assert not quiet.breached, quiet.summary
     moved = after.with_columns(pl.col("cqi_mean") - 3.0)  # e.g. a new CQI table
-    shifted = monitoring.feature_psi(before, moved, columns, 0.25)
+    shifted = monitoring.feature_psi(before, moved, columns, 0.25, share=0.2)
     assert shifted.breached and shifted.detail["feature"][0] == "cqi_mean"
+
+
+def test_feature_drift_counts_when_a_share_of_the_features_moved_not_one_of_many():
+    rng = np.random.default_rng(5)
+    names = [f"f{i}" for i in range(10)]
+    before = pl.DataFrame({n: rng.normal(0, 1, 5000) for n in names})
+    after = pl.DataFrame({n: rng.normal(0, 1, 5000) for n in names})
+
+    one = monitoring.feature_psi(before, after.with_columns(pl.col("f3") + 2), names, 0.25, 0.2)
+    assert not one.breached and one.value == pytest.approx(0.1)
+    assert one.detail["feature"][0] == "f3"
+    assert "1 of 10 features shifted" in one.summary
+
+    three = after.with_columns(pl.col("f1") + 2, pl.col("f3") + 2, pl.col("f7") * 3)
+    many = monitoring.feature_psi(before, three, names, 0.25, 0.2)
+    assert many.breached and many.value == pytest.approx(0.3) and many.threshold == 0.2
+    assert set(many.detail["feature"].head(3)) == {"f1", "f3", "f7"}
+
+
+def test_the_drift_picture_shows_the_most_shifted_features_first():
+    from cellpulse import monitoring_plots
+
+    rng = np.random.default_rng(6)
+    names = [f"f{i}" for i in range(20)]
+    before = pl.DataFrame({n: rng.normal(0, 1, 3000) for n in names})
+    after = pl.DataFrame({n: rng.normal(0, 1, 3000) for n in names}).with_columns(
+        pl.col("f4") + 3, pl.col("f9") * 2
+    )
+    psi = monitoring.feature_psi(before, after, names, 0.25, 0.2)
+    picture = monitoring_plots.drift_picture(before, after, psi, 0.25)
+    assert picture.startswith(b"\x89PNG") and 10_000 < len(picture) < 400_000
+
+    page = monitoring_plots.drift_markdown(picture, psi, "file:///mlartifacts/x")
+    assert "](data:image/png;base64," in page and "file:///mlartifacts/x" in page
+    rows = [line for line in page.splitlines() if line.startswith("| f") and "PSI" not in line]
+    assert [r.split(" | ")[0] for r in rows[:2]] == ["| f4", "| f9"]
+    assert len(rows) == monitoring_plots.PANELS
 
 
 def test_counter_availability_notices_a_counter_that_stopped(tiny_network):

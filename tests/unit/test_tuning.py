@@ -181,3 +181,38 @@ def test_a_tuned_congestion_model_is_judged_on_days_no_trial_saw(features, tiny_
     # The refit is the chosen parameters on every day: the same model as fitting them directly.
     direct = fit(BASE.model_copy(update=tuned.chosen.params))
     assert tuned.candidate.metrics == direct.metrics
+
+
+class Recorder:
+    """A progress reporter that notes each loop's description, total and steps taken."""
+
+    def __init__(self) -> None:
+        self.loops: list[list[object]] = []
+
+    def track(self, items, description, total):
+        loop = [description, total, 0]
+        self.loops.append(loop)
+        for item in items:
+            yield item
+            loop[2] += 1
+
+
+def test_each_trial_is_a_step_of_the_search_s_progress(monkeypatch):
+    from cellpulse import progress
+
+    recorder = Recorder()
+    monkeypatch.setattr(progress, "_reporter", recorder)
+    ticks = itertools.count()
+    trials = tuning.search(
+        lambda train: train,  # the "candidate" is the settings it was fitted with
+        BASE,
+        trials=10,
+        budget_s=35,
+        seed=1,
+        space=SPACE,
+        clock=lambda: 10.0 * next(ticks),
+        description="tuning congestion: trials",
+    )
+    assert len(trials) == 2
+    # Ten trials announced, two taken: the time box ended the search.
+    assert recorder.loops == [["tuning congestion: trials", 10, 2]]
