@@ -20,7 +20,6 @@ from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, tracking_runs, tuning
 from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.family import ModelFamily, families
-from cellpulse.models.family import family as family_named
 from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import decide_promotion
 from cellpulse.models.training import Candidate, TrainingData
@@ -96,9 +95,11 @@ def register(
     champion_metrics: dict[str, float] | None,
     settings: Settings,
     tags: dict[str, str],
+    run_id: str | None = None,
 ) -> tracking.Logged:
-    """Log the candidate to MLflow, register it, and make it champion if the promotion rule
-    says so (the decision and its reason are logged with it)."""
+    """Log the candidate to MLflow (into `run_id`, the training run open since it started
+    fitting), register it, and make it champion if the promotion rule says so (the
+    decision and its reason are logged with it)."""
     decision = decide_promotion(
         candidate.metrics, champion_metrics, candidate.baseline_reference(), candidate.rule
     )
@@ -106,7 +107,9 @@ def register(
     # before anything is written, never a half-registered model.
     tracking.check_tracking(settings)
     example = candidate.split.holdout.head(5)
-    return tracking.log_candidate(candidate, settings, decision, champion_metrics, example, tags)
+    return tracking.log_candidate(
+        candidate, settings, decision, champion_metrics, example, tags, run_id
+    )
 
 
 TRAINING_LIMIT = "cellpulse-training"
@@ -154,14 +157,22 @@ def choose(
     tags: dict[str, str],
 ) -> Chosen:
     """The family's candidate: fitted with the configured parameters, or, with `tune` > 0,
-    the best of up to `tune` parameter sets (each trial a nested MLflow run)."""
+    the best of up to `tune` parameter sets (each trial a nested MLflow run, open while it
+    fits)."""
     if not tune:
         return Chosen(fit(settings.train), tags)
-    trials = tuning.search(fit, settings.train, tune, tune_minutes * 60, settings.train.seed)
-    chosen = tuning.best(trials)
-    parent = tracking_runs.log_trials(family.name, trials, chosen, settings, tags)
-    search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
-    return Chosen(chosen.candidate, tags | search, tuning.describe(chosen, trials, parent))
+    with tracking_runs.tuning_runs(family.name, settings, tags) as runs:
+        trials = tuning.search(
+            runs.tracked(fit), settings.train, tune, tune_minutes * 60, settings.train.seed
+        )
+        chosen = tuning.best(trials)
+        runs.finish(trials, chosen)
+    search = {
+        "tuning.run_id": runs.run_id,
+        "tuning.trial": str(chosen.number),
+        "tuning.trials": str(len(trials)),
+    }
+    return Chosen(chosen.candidate, tags | search, tuning.describe(chosen, trials, runs.run_id))
 
 
 def not_trained(family: ModelFamily, error: NoDataError) -> str:
@@ -191,7 +202,7 @@ def train_flow(
     data = TrainingData(features, kpis, load_events(labels_path))
     tags = data_tags(spec.hash(), labels_path, data.events, given=labels is not None)
     params = ModelParams.of(settings)
-    chosen, skipped = {}, {}
+    chosen, skipped, logged, champions = {}, {}, {}, {}
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
     with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
@@ -200,13 +211,18 @@ def train_flow(
                 continue
             fit = partial(fit_with, family, data, params, spec.hash(), trainer)
             try:
-                chosen[family.name] = choose(family, fit, settings, tune, tune_minutes, tags)
+                # The run is open from the first fit to the registered version, so its
+                # duration in MLflow is the training's.
+                with tracking.training_run(family.name, settings, tags) as run_id:
+                    pick = choose(family, fit, settings, tune, tune_minutes, tags)
+                    champion = evaluate_champion(family, pick.candidate, data, params)
+                    logged[family.name] = register(
+                        pick.candidate, champion, settings, pick.tags, run_id
+                    )
             except NoDataError as exc:
                 skipped[family.name] = not_trained(family, exc)
-    logged, champions = {}, {}
-    for name, pick in chosen.items():
-        champions[name] = evaluate_champion(family_named(name), pick.candidate, data, params)
-        logged[name] = register(pick.candidate, champions[name], settings, pick.tags)
+                continue
+            chosen[family.name], champions[family.name] = pick, champion
     candidates = {f: pick.candidate for f, pick in chosen.items()}
     searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}
     return TrainResult(logged, candidates, champions, searched, skipped)
