@@ -125,8 +125,9 @@ def experiment_id(family: str, settings: Settings) -> str:
     return experiment_named(MODEL_NAMES[family], settings)
 
 
-# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, prompts);
-# the kind says these are model-training experiments, so it opens on their runs.
+# MLflow 3's experiment-type setting: these are model-training experiments, not GenAI ones.
+# The UI's own mode (its GenAI / Model training switch, `?workflowType=machine_learning`)
+# still decides the first page a browser shows; the README gives that address.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
