@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -44,15 +45,17 @@ def backtest_flow(settings: Settings, folds: int = 3, labels: Path | None = None
     ends = backtest.fold_ends(days, folds, settings.train.holdout_days, MIN_TRAIN_DAYS)
     params = ModelParams.of(settings)
     results: dict[str, list[Fold]] = {family.name: [] for family in families()}
-    for index, end in enumerate(progress.track(ends, "backtest: folds", total=len(ends)), 1):
-        data = TrainingData(backtest.up_to(features, end), kpis, events)
-        for family in progress.track(families(), f"backtest fold {index}: families", None):
-            results[family.name].append(backtest.fit_fold(family, index, data, params, spec_hash))
     tags = {"feature_spec_hash": spec_hash, "data.labels": str(labels_path)}
-    runs = {
-        family: tracking_runs.log_backtest(family, f, settings, tags)
-        for family, f in results.items()
-    }
+    # Each fold's run is open while the fold trains; each family's parent until its summary.
+    with tracking_runs.backtest_runs(settings, tags, features) as mlflow_runs:
+        for index, end in enumerate(progress.track(ends, "backtest: folds", len(ends)), 1):
+            data = TrainingData(backtest.up_to(features, end), kpis, events)
+            for family in progress.track(families(), f"backtest fold {index}: families", None):
+                fit = partial(backtest.fit_fold, family, index, data, params, spec_hash)
+                results[family.name].append(mlflow_runs.fold(family.name, index, fit))
+        for family_name, family_folds in results.items():
+            mlflow_runs.finish(family_name, family_folds)
+        runs = dict(mlflow_runs.parents)
     create_markdown_artifact(
         key="backtest", markdown=backtest.markdown(results), description="cellpulse backtest"
     )

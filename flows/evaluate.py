@@ -1,4 +1,5 @@
-"""Flow: published scores + ground truth -> the scoreboard (JSON, MLflow, terminal)."""
+"""Flow: published scores + ground truth -> the scoreboard (JSON, an MLflow evaluation run per
+family, terminal)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from cellpulse.flows.common import retry_on_io
 from cellpulse.models import tracking
 from cellpulse.models.family import family_names, model_columns
 from cellpulse.models.params import ModelParams
-from cellpulse.models.scoreboard import flat_metrics, scoreboard, scored_by, unscored_families
+from cellpulse.models.scoreboard import headline, scoreboard, scored_by, unscored_families
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow, evaluation_window
 
@@ -163,11 +164,18 @@ def write_report(
     return report
 
 
-@task(name="log-scoreboard", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def log_scoreboard(scores: pl.DataFrame, board: pl.DataFrame, report: Path) -> list[str]:
-    """Each family's figures into the training run of the champion that made (most of) its
-    model-scored rows; the ids of those runs. A family whose rows were all scored by its
-    baseline has no run to log to."""
+@task(name="log-evaluation", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def log_evaluations(
+    settings: Settings,
+    scores: pl.DataFrame,
+    board: pl.DataFrame,
+    window: DayWindow,
+    report: Path,
+) -> list[str]:
+    """Per family, an evaluation run of its own, linked to the champion (model version and
+    training run) that made (most of) its model-scored rows: the family's headline metrics
+    and its full board as a table. The ids of those runs. A family whose rows were all
+    scored by its baseline has no model to link to and gets no run."""
     runs = []
     for family in family_names():
         _, _, run_column = model_columns(family)
@@ -177,9 +185,12 @@ def log_scoreboard(scores: pl.DataFrame, board: pl.DataFrame, report: Path) -> l
         ids = scores[run_column].drop_nulls().filter(scores[run_column].drop_nulls() != "")
         if ids.is_empty():
             continue
-        run_id = ids.mode().sort()[0]
-        tracking.log_to_run(run_id, flat_metrics(part), report)
-        runs.append(run_id)
+        training_run = ids.mode().sort()[0]
+        runs.append(
+            tracking.log_evaluation(
+                family, settings, training_run, window, headline(part, family), part, report
+            )
+        )
     return runs
 
 
@@ -210,7 +221,7 @@ def evaluate_flow(
     who = scored_by(inputs.scores, family_names())
     skipped = skipped_families(inputs.scores, inputs.events is not None, labels_path)
     report = write_report(settings, board, window, note, k, who, skipped)
-    runs = log_scoreboard(inputs.scores, board, report) if log_to_mlflow else []
+    runs = log_evaluations(settings, inputs.scores, board, window, report) if log_to_mlflow else []
     get_run_logger().info(
         f"evaluate: scores of {window} ({note}) judged against "
         f"{'labelled events and ' if inputs.events is not None else ''}the congestion rule: "

@@ -21,7 +21,6 @@ from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, tracking_runs, tuning
 from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.family import ModelFamily, families
-from cellpulse.models.family import family as family_named
 from cellpulse.models.params import ModelParams
 from cellpulse.models.promotion import decide_promotion
 from cellpulse.models.training import Candidate, TrainingData
@@ -97,9 +96,11 @@ def register(
     champion_metrics: dict[str, float] | None,
     settings: Settings,
     tags: dict[str, str],
+    run_id: str | None = None,
 ) -> tracking.Logged:
-    """Log the candidate to MLflow, register it, and make it champion if the promotion rule
-    says so (the decision and its reason are logged with it)."""
+    """Log the candidate to MLflow (into `run_id`, the training run open since it started
+    fitting), register it, and make it champion if the promotion rule says so (the
+    decision and its reason are logged with it)."""
     decision = decide_promotion(
         candidate.metrics, champion_metrics, candidate.baseline_reference(), candidate.rule
     )
@@ -107,7 +108,9 @@ def register(
     # before anything is written, never a half-registered model.
     tracking.check_tracking(settings)
     example = candidate.split.holdout.head(5)
-    return tracking.log_candidate(candidate, settings, decision, champion_metrics, example, tags)
+    return tracking.log_candidate(
+        candidate, settings, decision, champion_metrics, example, tags, run_id
+    )
 
 
 TRAINING_LIMIT = "cellpulse-training"
@@ -158,22 +161,28 @@ def choose(
 ) -> Chosen:
     """The family's candidate: fitted with the configured parameters, or, with `tune` > 0,
     refitted with the best of up to `tune` parameter sets, chosen on a validation window
-    before the hold-out (each trial a nested MLflow run)."""
+    before the hold-out (each trial a nested MLflow run, open while it fits)."""
     if not tune:
         return Chosen(fit(settings.train, data), tags)
-    tuned = tuning.tune(
-        fit,
-        data,
-        settings.train,
-        tune,
-        tune_minutes * 60,
-        settings.train.seed,
-        description=f"tuning {family.name}: trials",
-    )
-    chosen = tuned.chosen
-    parent = tracking_runs.log_trials(family.name, tuned.trials, chosen, settings, tags)
-    search = {"tuning.run_id": parent, "tuning.trial": str(chosen.number)}
-    return Chosen(tuned.candidate, tags | search, tuning.describe(chosen, tuned.trials, parent))
+    with tracking_runs.tuning_runs(family.name, settings, tags) as runs:
+        tuned = tuning.tune(
+            runs.tracked(fit),
+            data,
+            settings.train,
+            tune,
+            tune_minutes * 60,
+            settings.train.seed,
+            description=f"tuning {family.name}: trials",
+            refit=fit,
+        )
+        runs.finish(tuned.trials, tuned.chosen)
+    search = {
+        "tuning.run_id": runs.run_id,
+        "tuning.trial": str(tuned.chosen.number),
+        "tuning.trials": str(len(tuned.trials)),
+    }
+    described = tuning.describe(tuned.chosen, tuned.trials, runs.run_id)
+    return Chosen(tuned.candidate, tags | search, described)
 
 
 def not_trained(family: ModelFamily, error: NoDataError) -> str:
@@ -209,7 +218,7 @@ def train_flow(
     )
     tags = data_tags(spec.hash(), labels_path, data.events, given=labels is not None)
     params = ModelParams.of(settings)
-    chosen, skipped = {}, {}
+    chosen, skipped, logged, champions = {}, {}, {}, {}
     # One training at a time across every deployment and manual run: where the server has
     # the limit (`cellpulse serve` creates it), a second training waits for the first.
     with concurrency(TRAINING_LIMIT, occupy=1), booster_trainer(settings) as trainer:
@@ -218,21 +227,26 @@ def train_flow(
                 continue
             fit = partial(fit_with, family, params, spec.hash(), trainer)
             try:
-                chosen[family.name] = choose(family, fit, data, settings, tune, tune_minutes, tags)
+                # The run is open from the first fit to the registered version, so its
+                # duration in MLflow is the training's.
+                with tracking.training_run(family.name, settings, tags) as run_id:
+                    pick = choose(family, fit, data, settings, tune, tune_minutes, tags)
+                    champion = evaluate_champion(family, pick.candidate, data, params)
+                    logged[family.name] = register(
+                        pick.candidate, champion, settings, pick.tags, run_id
+                    )
             except NoDataError as exc:
                 skipped[family.name] = not_trained(family, exc)
-    logged, champions = {}, {}
-    for name, pick in chosen.items():
-        champions[name] = evaluate_champion(family_named(name), pick.candidate, data, params)
-        logged[name] = register(pick.candidate, champions[name], settings, pick.tags)
-    for name, logged_model in logged.items():
-        verdict = "promoted to champion" if logged_model.decision.promote else "not promoted"
-        logger.info(
-            f"train {name}: model {logged_model.name} version {logged_model.version} "
-            f"{verdict}: {logged_model.decision.reason}"
-        )
-    for name, why in skipped.items():
-        logger.info(f"train {name}: {why}")
+                logger.info(f"train {family.name}: {skipped[family.name]}")
+                continue
+            chosen[family.name], champions[family.name] = pick, champion
+            decision = logged[family.name].decision
+            logger.info(
+                f"train {family.name}: model {logged[family.name].name} version "
+                f"{logged[family.name].version} "
+                f"{'promoted to champion' if decision.promote else 'not promoted'}: "
+                f"{decision.reason}"
+            )
     candidates = {f: pick.candidate for f, pick in chosen.items()}
     searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}
     return TrainResult(logged, candidates, champions, searched, skipped)

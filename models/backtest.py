@@ -7,7 +7,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -31,6 +31,8 @@ class Fold:
     test: tuple[date, date]
     metrics: dict[str, float] = field(default_factory=dict)  # model and baseline metrics
     skipped: str | None = None  # why this fold could not train (e.g. no congestion yet)
+    params: dict[str, Any] = field(default_factory=dict)  # every parameter the fold used
+    primary: str = ""  # the metric promotion judges this family on
 
 
 def fold_ends(days: list[date], folds: int, holdout_days: int, min_train_days: int) -> list[date]:
@@ -79,8 +81,28 @@ def fit_fold(
     except NoDataError as exc:
         return Fold(index, split.train_days, split.holdout_days, skipped=str(exc))
     return Fold(
-        index, split.train_days, split.holdout_days, candidate.metrics | candidate.baselines
+        index,
+        split.train_days,
+        split.holdout_days,
+        candidate.metrics | candidate.baselines,
+        params=candidate.params,
+        primary=candidate.rule.primary,
     )
+
+
+def per_fold(folds: list[Fold]) -> tuple[dict[str, list[float]], str]:
+    """The primary metric per fold, for the model and each baseline measured the same way
+    (a baseline's metric ends like the primary, `val_pr_auc` ~ `zscore_pr_auc`), NaN where
+    a fold lacks it; and the metric's name. Empty when no fold trained."""
+    primary = next((f.primary for f in folds if f.primary), "")
+    if not primary:
+        return {}, ""
+    key = primary.removeprefix("val_")
+    names = sorted({n for f in folds for n in f.metrics if n != primary and n.endswith(key)})
+    series = {"model": [f.metrics.get(primary, math.nan) for f in folds]}
+    for name in names:
+        series[name.removesuffix(key).rstrip("_")] = [f.metrics.get(name, math.nan) for f in folds]
+    return series, primary
 
 
 def markdown(folds: dict[str, list[Fold]]) -> str:

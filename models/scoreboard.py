@@ -339,3 +339,49 @@ def flat_metrics(board: pl.DataFrame) -> dict[str, float]:
         if r["value"] == r["value"]:  # NaN is not a metric value
             out[name] = r["value"]
     return out
+
+
+# The few figures of a family that sum up an evaluation, under names that never change (the
+# scoreboard's precision@k is named by its k; here it is `precision_at_k`).
+HEADLINE = {
+    "anomaly": (
+        "events",
+        "event_recall",
+        "alert_precision",
+        "false_alarms_per_100_cell_days",
+        "median_detection_delay_rops",
+        "pr_auc",
+        "precision_at_k",
+        "recall_at_budget",
+    ),
+    "congestion": (
+        "rows",
+        "positives",
+        "pr_auc",
+        "brier",
+        "precision",
+        "recall",
+        "lift_over_persistence",
+        "lift_over_seasonal",
+        "lift_over_prb_util",
+    ),
+}
+
+
+def headline(board: pl.DataFrame, family: str) -> dict[str, float]:
+    """A family's headline metrics from its board: the model's overall figures and the
+    best baseline's PR-AUC, as `eval_<metric>`; the same names for every evaluation of the
+    family (NaN where the board lacks a figure), so evaluation runs compare column for
+    column. The full board stays a table."""
+    overall = board.filter((pl.col("family") == family) & (pl.col("slice_kind") == "all"))
+    model = {
+        ("precision_at_k" if m.startswith("precision_at_") and m[13:].isdigit() else m): v
+        for m, v in overall.filter(pl.col("detector") == "model")
+        .select("metric", "value")
+        .iter_rows()
+    }
+    out = {f"eval_{name}": float(model.get(name, float("nan"))) for name in HEADLINE[family]}
+    baselines = overall.filter((pl.col("detector") != "model") & (pl.col("metric") == "pr_auc"))
+    values = baselines["value"].drop_nans()
+    out["eval_best_baseline_pr_auc"] = float(values.max()) if len(values) else float("nan")  # type: ignore[arg-type]
+    return out

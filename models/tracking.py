@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -25,11 +27,10 @@ from typing import Any
 
 import mlflow
 import polars as pl
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from cellpulse.errors import CellpulseError, NoChampionError
+from cellpulse.errors import CellpulseError, NoChampionError, NoDataError
 from cellpulse.models.family import family_names
 from cellpulse.models.promotion import Decision
 
@@ -124,12 +125,21 @@ def experiment_id(family: str, settings: Settings) -> str:
     return experiment_named(MODEL_NAMES[family], settings)
 
 
+# MLflow 3's experiment-type setting: these are model-training experiments, not GenAI ones.
+# The UI's own mode (its GenAI / Model training switch, `?workflowType=machine_learning`)
+# still decides the first page a browser shows; the README gives that address.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_named(name: str, settings: Settings) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
+        if found.tags.get("mlflow.experimentKind") is None:  # created by an older cellpulse
+            for key, value in EXPERIMENT_KIND.items():
+                MlflowClient().set_experiment_tag(found.experiment_id, key, value)
         return str(found.experiment_id)
     location = (settings.layout.mlartifacts / name).as_uri()
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    return str(mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND))
 
 
 def code_version() -> str:
@@ -159,6 +169,84 @@ def finite(values: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def every_metric(values: dict[str, float]) -> dict[str, float]:
+    """`values` with NaN kept (MLflow stores it): a metric a run could not measure still
+    has its column, so every run of a family has the same metric names to compare."""
+    return {k: float(v) for k, v in values.items()}
+
+
+RUN_KIND = "run.kind"  # training, evaluation, backtest, tuning
+TUNED = "training.params"  # "tuned" or "configured": which parameters trained the model
+
+
+@contextmanager
+def training_run(family: str, settings: Settings, tags: dict[str, str]) -> Iterator[str]:
+    """A family's training run, open while its model trains (so its duration is the
+    training's); `log_candidate` fills and closes it. A family that cannot train on this
+    data (NoDataError) leaves no run behind; any other failure marks the run FAILED."""
+    client = MlflowClient()
+    run = client.create_run(
+        experiment_id(family, settings),
+        run_name=f"{family} training",
+        tags={**tags, RUN_KIND: "training", "code.version": code_version()},
+    )
+    run_id = str(run.info.run_id)
+    try:
+        yield run_id
+    except NoDataError:
+        client.delete_run(run_id)
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, "FINISHED")
+
+
+def run_name(candidate: Candidate, tags: dict[str, str]) -> str:
+    """'anomaly 2024-05-01..2024-05-07 configured trees=100', or '... tuned (trial 3 of 8)
+    trees=200': tuned and untuned runs are told apart in the run list."""
+    start, end = candidate.split.train_days
+    trees = candidate.params.get("num_trees")
+    if "tuning.trial" in tags:
+        how = f"tuned (trial {tags['tuning.trial']} of {tags.get('tuning.trials', '?')})"
+    else:
+        how = "configured"
+    return f"{candidate.family} {start}..{end} {how} trees={trees}"
+
+
+def version_description(
+    candidate: Candidate,
+    decision: Decision,
+    champion_metrics: dict[str, float] | None,
+    tags: dict[str, str],
+) -> str:
+    """What a model version was trained on and judged on, and why it was (not) promoted,
+    for its page in the registry."""
+    split = candidate.split
+    primary = candidate.rule.primary
+    value = candidate.metrics.get(primary, float("nan"))
+    against = (
+        f"; the champion scored {champion_metrics[primary]:.4f} on the same rows"
+        if champion_metrics and primary in champion_metrics
+        else ""
+    )
+    tuned = (
+        f"tuned parameters (trial {tags['tuning.trial']}, search run {tags['tuning.run_id']})"
+        if "tuning.run_id" in tags
+        else "the configured parameters"
+    )
+    return (
+        f"Trained on features of {DayWindow(*split.train_days)} ({split.train.height} rows, "
+        f"feature spec {tags.get('feature_spec_hash', '?')[:12]}, labels: "
+        f"{tags.get('data.labels', 'none')}) with {tuned}; code {code_version()}.\n\n"
+        f"Judged on the hold-out {DayWindow(*split.holdout_days)} ({candidate.holdout_rows} "
+        f"rows): {primary} {value:.4f}{against}.\n\n"
+        f"At registration: {'promoted to champion' if decision.promote else 'not promoted'} "
+        f"— {decision.reason}"
+    )
+
+
 def log_candidate(
     candidate: Candidate,
     settings: Settings,
@@ -166,45 +254,58 @@ def log_candidate(
     champion_metrics: dict[str, float] | None,
     input_example: pl.DataFrame,
     tags: dict[str, str],
+    run_id: str | None = None,
 ) -> Logged:
     """Log one training run and register its model as a new version; move the champion
-    alias there if the decision says so."""
+    alias there if the decision says so. With `run_id` (a `training_run` open since the
+    model started training) the run is filled and closed; without, a new run is made.
+
+    Every run of a family logs the same metric names: the hold-out metrics, the
+    baselines' and the champion's on the same rows (NaN where there is no comparable
+    champion), so the compare view lines them up."""
     family = candidate.family
     name = MODEL_NAMES[family]
     exp = experiment_id(family, settings)
-    split = candidate.split
-    run_name = (
-        f"{family} {split.train_days[0]}..{split.train_days[1]} "
-        f"trees={candidate.params.get('num_trees')}"
-    )
     example = model_example(input_example)
     all_tags = {
         **tags,
-        **split.tags(),
+        **candidate.split.tags(),
+        RUN_KIND: "training",
+        TUNED: "tuned" if "tuning.run_id" in tags else "configured",
         "code.version": code_version(),
         "promotion.decision": "promoted" if decision.promote else "kept champion",
         "promotion.reason": decision.reason,
         "promotion.primary_metric": candidate.rule.primary,
     }
-    with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
+    champion = champion_metrics or {}
+    compared = {f"champion_{k}": champion.get(k, float("nan")) for k in candidate.metrics}
+    opened = (
+        mlflow.start_run(run_id=run_id)
+        if run_id
+        else mlflow.start_run(experiment_id=exp, run_name=run_name(candidate, tags))
+    )
+    with opened as run:
+        mlflow.set_tags({**all_tags, "mlflow.runName": run_name(candidate, tags)})
         mlflow.log_params({k: v for k, v in candidate.params.items()})
-        mlflow.log_metrics(finite(candidate.metrics))
-        mlflow.log_metrics(finite(candidate.baselines))
+        mlflow.log_metrics(every_metric(candidate.metrics))
+        mlflow.log_metrics(every_metric(candidate.baselines))
+        mlflow.log_metrics(every_metric(compared))
         mlflow.log_metric("holdout_rows", candidate.holdout_rows)
-        if champion_metrics:
-            mlflow.log_metrics(finite({f"champion_{k}": v for k, v in champion_metrics.items()}))
         with tempfile.TemporaryDirectory() as tmp:
             for file_name, data in candidate.figures.items():
                 (Path(tmp) / file_name).write_bytes(data)
             mlflow.log_artifacts(tmp, "plots")
         mlflow.log_text(decision.reason + "\n", "promotion.txt")
         version, inputs = log_model(candidate.model, family, example, name)
-        log_lineage(settings, candidate, inputs, tags.get("feature_spec_hash", ""))
+        log_lineage(settings, candidate, inputs, tags.get("feature_spec_hash", ""), run.info.run_id)
     client = MlflowClient()
     client.set_model_version_tag(
         name, version, "feature_spec_hash", tags.get("feature_spec_hash", "")
     )
     client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
+    client.update_model_version(
+        name, version, version_description(candidate, decision, champion_metrics, tags)
+    )
     if decision.promote:
         move_champion(family, version, decision.reason, actor="cellpulse train")
     return Logged(family, name, version, run.info.run_id, decision, exp)
@@ -229,6 +330,39 @@ def move_champion(family: str, version: str, reason: str, actor: str) -> None:
     history = alias_history(family)
     history.append(entry)
     client.set_registered_model_tag(name, "champion_history", json.dumps(history[-50:]))
+    table = history_markdown(history)
+    # People read the history where they look: on the registered model's page, and as a
+    # table beside the champion's own run (artifacts live on runs, not on models).
+    client.update_registered_model(name, f"Champion history, newest first:\n\n{table}")
+    model_version = client.get_model_version(name, version)
+    if model_version.run_id:
+        client.log_text(model_version.run_id, table, "registry/champion_history.md")
+        client.log_text(model_version.run_id, history_csv(history), "registry/champion_history.csv")
+    current = model_version.description or ""
+    made = f"Made champion {str(entry['at'])[:19]}Z by {entry['by']}: {reason}"
+    client.update_model_version(name, version, f"{current}\n\n{made}".strip())
+
+
+HISTORY_COLUMNS = ("at", "by", "from", "to", "why")
+
+
+def history_frame(history: list[dict[str, Any]]) -> pl.DataFrame:
+    """The champion moves as a table, newest first."""
+    rows = [{k: str(h.get(k) or "–") for k in HISTORY_COLUMNS} for h in reversed(history)]
+    return pl.DataFrame(rows, schema={k: pl.String for k in HISTORY_COLUMNS})
+
+
+def history_csv(history: list[dict[str, Any]]) -> str:
+    return history_frame(history).write_csv()
+
+
+def history_markdown(history: list[dict[str, Any]]) -> str:
+    """The champion moves as a Markdown table, newest first (time to the second, UTC)."""
+    lines = ["| when (UTC) | by | from | to | why |", "|---|---|---|---|---|"]
+    for row in history_frame(history).iter_rows(named=True):
+        why = row["why"].replace("|", "\\|")  # a pipe would split the cell
+        lines.append(f"| {row['at'][:19]} | {row['by']} | {row['from']} | {row['to']} | {why} |")
+    return "\n".join(lines) + "\n"
 
 
 def alias_history(family: str) -> list[dict[str, Any]]:
@@ -308,14 +442,51 @@ def run_tag(run_id: str, key: str) -> str | None:
         return None
 
 
-def log_to_run(run_id: str, metrics: dict[str, float], artifact: Path) -> None:
-    """Add evaluation results to an existing (finished) training run."""
+def log_evaluation(
+    family: str,
+    settings: Settings,
+    training_run_id: str,
+    window: DayWindow,
+    headline: dict[str, float],
+    board: pl.DataFrame,
+    report: Path,
+) -> str:
+    """An evaluation of published scores as its own run in the family's experiment: the
+    family's fixed headline metrics (every evaluation run has the same names), the full
+    scoreboard as a table artifact, and tags linking it to the model version and the
+    training run that made the scores (the training run itself is left as trained).
+    Returns the evaluation run's id."""
     client = MlflowClient()
-    stamp = int(datetime.now(UTC).timestamp() * 1000)
-    batch = [Metric(k, v, stamp, 0) for k, v in metrics.items()]
-    for i in range(0, len(batch), 500):  # the tracking store takes batches of at most 1000
-        client.log_batch(run_id, metrics=batch[i : i + 500])
-    client.log_artifact(run_id, str(artifact), "scoreboard")
+    version = _version_of_run(family, training_run_id)
+    tags = {
+        RUN_KIND: "evaluation",
+        "evaluation.training_run_id": training_run_id,
+        "evaluation.model_version": version or "unknown",
+        "evaluation.model": MODEL_NAMES[family],
+        "data.evaluation_window": str(window),
+        "code.version": code_version(),
+    }
+    name = f"{family} evaluation {window} (version {version or '?'})"
+    exp = experiment_id(family, settings)
+    with mlflow.start_run(experiment_id=exp, run_name=name, tags=tags) as run:
+        mlflow.log_metrics(every_metric(headline))
+        mlflow.log_text(board.write_csv(), "scoreboard/scoreboard.csv")
+        mlflow.log_artifact(str(report), "scoreboard")
+    run_id = str(run.info.run_id)
+    if version is not None:
+        client.set_model_version_tag(MODEL_NAMES[family], version, "evaluation.last_run_id", run_id)
+    return run_id
+
+
+def _version_of_run(family: str, run_id: str) -> str | None:
+    """The registered version of `family` that training run `run_id` logged, if any."""
+    try:
+        found = MlflowClient().search_model_versions(
+            f"name = '{MODEL_NAMES[family]}' and run_id = '{run_id}'"
+        )
+    except MlflowException:
+        return None
+    return str(found[0].version) if found else None
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,18 @@ import contextlib
 import hashlib
 import io
 import warnings
+from datetime import date
 from importlib import metadata
 from typing import Any
 
 import mlflow
 import pandas as pd
 import polars as pl
+from mlflow.entities import DatasetInput, InputTag
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as CONTEXT
 
 from cellpulse.models.family import family as family_named
 from cellpulse.models.training import Candidate
@@ -78,11 +82,16 @@ def log_model(
     return str(info.registered_model_version), signature.inputs
 
 
-def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash: str) -> None:
-    """Record which lake data trained and judged the run (`mlflow.data`, shown under the
-    run's Datasets): the feature partitions of the training and hold-out windows, named by
-    window, with a digest of their files (so a rebuilt day shows as a different dataset),
-    the feature schema, and the lake folder as source. Nothing is copied or loaded."""
+def feature_inputs(
+    settings: Settings,
+    windows: dict[str, tuple[date, date]],
+    schema: Any,
+    spec_hash: str,
+) -> list[DatasetInput]:
+    """The feature partitions of each window (context -> first and last day) as MLflow
+    dataset inputs (`mlflow.data`, shown under a run's Datasets): named by window, with a
+    digest of their files (so a rebuilt day shows as a different dataset), the feature
+    schema, and the lake folder as source. Nothing is copied or loaded."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
@@ -92,7 +101,7 @@ def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash
         # that a path matches both; they are the same source.
         warnings.filterwarnings("ignore", "The specified dataset source", UserWarning)
         source = resolve_dataset_source(str(features.root))
-    windows = {"training": candidate.split.train_days, "holdout": candidate.split.holdout_days}
+    inputs = []
     for context, (start, end) in windows.items():
         files = features.files(start, end)
         digest = hashlib.sha256(spec_hash.encode())
@@ -105,8 +114,23 @@ def log_lineage(settings: Settings, candidate: Candidate, schema: Any, spec_hash
             digest=digest.hexdigest()[:16],
             schema=schema,
         )
-        mlflow.log_input(
-            dataset,
-            context=context,
-            tags={"feature_spec_hash": spec_hash, "files": str(len(files))},
+        tags = {"feature_spec_hash": spec_hash, "files": str(len(files)), CONTEXT: context}
+        inputs.append(
+            DatasetInput(dataset._to_mlflow_entity(), [InputTag(k, v) for k, v in tags.items()])
         )
+    return inputs
+
+
+def frame_schema(rows: pl.DataFrame) -> Any:
+    """The MLflow schema of feature rows as a model reads them (see `model_example`)."""
+    return infer_signature(model_example(rows.head(5))).inputs
+
+
+def log_lineage(
+    settings: Settings, candidate: Candidate, schema: Any, spec_hash: str, run_id: str
+) -> None:
+    """Record which lake data trained and judged run `run_id`: the feature partitions of
+    its training and hold-out windows (`feature_inputs`)."""
+    windows = {"training": candidate.split.train_days, "holdout": candidate.split.holdout_days}
+    datasets = feature_inputs(settings, windows, schema, spec_hash)
+    MlflowClient().log_inputs(run_id, datasets=datasets)

@@ -1,4 +1,4 @@
-"""Hyperparameter search: small, time-boxed, random. No MLflow here (tracking_runs.log_trials
+"""Hyperparameter search: small, time-boxed, random. No MLflow here (tracking_runs.tuning_runs
 records the trials as nested runs).
 
 Trials are compared on a validation window of their own, never on the hold-out the promotion
@@ -148,16 +148,19 @@ def tune(
     space: dict[str, tuple[Any, ...]] = SEARCH_SPACE,
     clock: Callable[[], float] = time.monotonic,
     description: str = "tuning: trials",
+    refit: Callable[[TrainSettings, TrainingData], Candidate] | None = None,
 ) -> Tuned:
     """Search on the days before the hold-out (`selection_data`), choose by the validation
     window, then refit the chosen parameters on all of `data`: the refit is the candidate
-    the promotion gate judges, on a hold-out no trial has seen."""
+    the promotion gate judges, on a hold-out no trial has seen. `refit` fits that last
+    candidate (default `fit`: trials may be wrapped, e.g. each in its own MLflow run)."""
     selection = selection_data(data, base.holdout_days)
     done = search(
         lambda s: fit(s, selection), base, trials, budget_s, seed, space, clock, description
     )
     chosen = best(done)
-    return Tuned(done, chosen, fit(base.model_copy(update=chosen.params), data))
+    final = (refit or fit)(base.model_copy(update=chosen.params), data)
+    return Tuned(done, chosen, final)
 
 
 def describe(chosen: Trial, trials: list[Trial], run_id: str) -> str:

@@ -57,4 +57,27 @@ def test_backtest_logs_a_parent_with_mean_and_spread_and_a_nested_run_per_fold(t
     )
     windows = sorted(r.data.tags["data.holdout_window"] for r in children)
     assert windows == [f"{DAYS[5]}..{DAYS[6]}", f"{DAYS[7]}..{DAYS[8]}"]
+    for run in children:
+        fold = anomaly[int(run.data.params["fold"]) - 1]
+        # Every parameter the fold trained with, and its windows as dataset inputs.
+        assert {k: v for k, v in run.data.params.items() if k != "fold"} == {
+            k: str(v) for k, v in fold.params.items()
+        }
+        assert "num_leaves" in run.data.params and "learning_rate" in run.data.params
+        inputs = {
+            {t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset.name
+            for i in run.inputs.dataset_inputs
+        }
+        assert inputs == {
+            "training": f"features {fold.train[0]}..{fold.train[1]}",
+            "holdout": f"features {fold.test[0]}..{fold.test[1]}",
+        }
+        # Open while the fold trained: inside the parent's span, not a blink at the end.
+        assert parent.info.start_time <= run.info.start_time < run.info.end_time
+        assert run.info.end_time <= parent.info.end_time
+    starts = sorted(r.info.start_time for r in children)
+    ends = sorted(r.info.end_time for r in children)
+    assert ends[0] <= starts[1]  # one fold after the other, each logged as it finished
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/per_fold.png" in plots
     assert tracking.champion_version("anomaly") == "1"  # the registry is not touched

@@ -17,6 +17,7 @@ from cellpulse.errors import NoChampionError
 from cellpulse.flows.evaluate import evaluate_flow
 from cellpulse.flows.pipeline import pipeline_flow
 from cellpulse.models import tracking
+from cellpulse.models.scoreboard import HEADLINE
 from cellpulse.publish import SCORE_COLUMNS
 from cellpulse.simulator import build_topology, write_network
 from tests.conftest import OUTAGE_CELL, TINY, outage_events, tiny_settings
@@ -97,9 +98,21 @@ def test_pipeline_end_to_end_and_idempotent(tmp_path):
         & (pl.col("slice_kind") == "all")
     )["value"].item()
     assert recall == 1.0  # the outage is inside the evaluated hold-out days
+    # The evaluation is a run of its own, linked to the version and run that scored.
     run = mlflow.get_run(evaluation.logged_runs[0])
-    assert run.data.metrics["scoreboard.anomaly.model.event_recall"] == 1.0
-    assert "scoreboard.congestion.model.pr_auc" not in run.data.metrics
+    trained = result.train.logged["anomaly"]
+    assert run.data.tags["run.kind"] == "evaluation"
+    assert run.info.experiment_id == trained.experiment_id
+    assert run.data.tags["evaluation.training_run_id"] == trained.run_id
+    assert run.data.tags["evaluation.model_version"] == "1"
+    assert run.data.metrics["eval_event_recall"] == 1.0
+    assert set(run.data.metrics) == {f"eval_{m}" for m in HEADLINE["anomaly"]} | {
+        "eval_best_baseline_pr_auc"
+    }
+    tables = {a.path for a in client.list_artifacts(run.info.run_id, "scoreboard")}
+    assert "scoreboard/scoreboard.csv" in tables
+    # The training run keeps only what training logged: no scoreboard metrics.
+    assert not [m for m in mlflow.get_run(trained.run_id).data.metrics if "scoreboard" in m]
 
     again = pipeline_flow(settings)
     assert again.ingest.count("skipped") == result.ingest.count("ingested")

@@ -145,7 +145,8 @@ def test_only_the_tracking_modules_import_mlflow():
         for path in (root / folder).rglob("*.py")
         if importing.search(path.read_text())
     }
-    assert found == {"models/tracking.py", "models/tracking_model.py", "models/tracking_runs.py"}
+    assert "models/tracking.py" in found
+    assert all(re.fullmatch(r"models/tracking(_[a-z]+)?\.py", name) for name in found), found
 
 
 def test_models_registered_before_the_split_still_find_their_wrapper():

@@ -5,7 +5,14 @@ import pytest
 
 from cellpulse.models.evaluation import detection_metrics, found_events
 from cellpulse.models.params import ModelParams
-from cellpulse.models.scoreboard import anomaly_board, congestion_board, flat_metrics, scoreboard
+from cellpulse.models.scoreboard import (
+    HEADLINE,
+    anomaly_board,
+    congestion_board,
+    flat_metrics,
+    headline,
+    scoreboard,
+)
 from tests.conftest import tiny_settings
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -179,6 +186,22 @@ def test_board_has_types_slices_and_stable_flat_names(tiny_network, tmp_path):
     assert "scoreboard.congestion.model.lift_over_prb_util" in names
     assert "scoreboard.anomaly.model.precision_at_3" in names
     assert any(n.startswith("scoreboard.congestion.model.pr_auc.band.") for n in names)
+    # An evaluation run gets a few headline figures per family, named the same for any k.
+    anomaly = headline(board, "anomaly")
+    assert set(anomaly) == {f"eval_{m}" for m in HEADLINE["anomaly"]} | {
+        "eval_best_baseline_pr_auc"
+    }
+    assert anomaly["eval_event_recall"] == 1.0
+    assert anomaly["eval_precision_at_k"] == names["scoreboard.anomaly.model.precision_at_3"]
+    assert anomaly["eval_recall_at_budget"] == names["scoreboard.anomaly.model.recall_at_budget"]
+    baselines = ("zscore", "hour_zscore", "isolation_forest")
+    baseline_pr_aucs = [
+        names.get(f"scoreboard.anomaly.{b}.pr_auc", float("nan")) for b in baselines
+    ]
+    assert anomaly["eval_best_baseline_pr_auc"] == max(v for v in baseline_pr_aucs if v == v)
+    congestion = headline(board, "congestion")
+    assert len(congestion) == len(HEADLINE["congestion"]) + 1 <= 10
+    assert congestion["eval_pr_auc"] == names["scoreboard.congestion.model.pr_auc"]
 
 
 def test_an_alert_people_marked_a_false_alarm_counts_as_one(tmp_path):

@@ -1,6 +1,7 @@
 """The hyperparameter search: trial 0 is the configured settings, trials are reproducible,
 the time box holds, the best validation metric wins while the hold-out stays unseen, and
-trials are nested MLflow runs."""
+trials are nested MLflow runs (open while they fit, with every parameter and their data
+windows)."""
 
 from __future__ import annotations
 
@@ -72,19 +73,28 @@ def test_the_time_box_stops_the_search_after_the_trial_that_spent_it(
     assert len(trials) == 2
 
 
+def context_of(dataset_input) -> str:
+    """The context ("training", "holdout") a run's dataset input was logged with."""
+    return {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"]
+
+
 def test_trials_are_nested_runs_under_one_tuning_run(
     features, tiny_network, tmp_path, restore_environ
 ):
     settings = tiny_settings(tmp_path / "home")
     tracking.configure(settings)
     fit = fit_congestion(features, tiny_network[2], tmp_path)
-    trials = tuning.search(fit, BASE, trials=3, budget_s=600, seed=2, space=SPACE)
-    chosen = tuning.best(trials)
-    parent_id = tracking_runs.log_trials("congestion", trials, chosen, settings, {})
+    with tracking_runs.tuning_runs("congestion", settings, {}) as runs:
+        trials = tuning.search(runs.tracked(fit), BASE, trials=3, budget_s=600, seed=2, space=SPACE)
+        chosen = tuning.best(trials)
+        runs.finish(trials, chosen)
+    parent_id = runs.run_id
     parent = mlflow.get_run(parent_id)
     assert parent.data.tags["run.kind"] == "tuning"
     assert parent.data.tags["tuning.best_trial"] == str(chosen.number)
     assert parent.data.metrics["best_val_pr_auc"] == pytest.approx(chosen.primary)
+    client = mlflow.MlflowClient()
+    assert "plots/per_trial.png" in {a.path for a in client.list_artifacts(parent_id, "plots")}
     children = mlflow.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
@@ -94,7 +104,20 @@ def test_trials_are_nested_runs_under_one_tuning_run(
     chosen_runs = [c for c in children if c.data.tags["tuning.chosen"] == "True"]
     assert len(chosen_runs) == 1
     assert chosen_runs[0].data.params["num_leaves"] == str(chosen.params["num_leaves"])
-    assert all("fit_seconds" in c.data.metrics for c in children)
+    for child in children:
+        trial = trials[int(child.data.tags["tuning.trial"])]
+        # Every parameter the trial trained with, not only the searched ones.
+        assert child.data.params == {k: str(v) for k, v in trial.candidate.params.items()}
+        assert set(child.data.params) > set(SPACE)
+        # The run was open while the trial fitted.
+        seconds = child.data.metrics["fit_seconds"]
+        assert (child.info.end_time - child.info.start_time) / 1000 >= seconds - 0.002
+        windows = {context_of(i): i.dataset.name for i in child.inputs.dataset_inputs}
+        split = trial.candidate.split
+        assert windows == {
+            "training": f"features {split.train_days[0]}..{split.train_days[1]}",
+            "holdout": f"features {split.holdout_days[0]}..{split.holdout_days[1]}",
+        }
 
 
 def hourly_data(days: int) -> training.TrainingData:
