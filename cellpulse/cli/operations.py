@@ -14,7 +14,7 @@ import typer
 
 from cellpulse.cli.edge import command_settings, console, handles_errors, table
 from cellpulse.cli.options import ConfigOpt, HomeOpt
-from cellpulse.cli.reports import print_monitoring
+from cellpulse.cli.reports import mlflow_ui_url, print_monitoring
 from cellpulse.errors import CellpulseError
 from cellpulse.window import DayWindow
 
@@ -40,7 +40,9 @@ def ui(
         "--port",
         str(port),
     ]
-    console.print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    console.print(
+        f"MLflow UI on {mlflow_ui_url(port)} (runs in the model-training view; Ctrl-C to stop)"
+    )
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 

@@ -23,6 +23,7 @@ from cellpulse.cli.options import (
     ToOpt,
 )
 from cellpulse.cli.reports import (
+    mlflow_ui_url,
     print_champions,
     print_ingest,
     print_latest_scores,
@@ -286,7 +287,7 @@ def print_where_to_look(settings: Settings, seconds: float) -> None:
         f"  ops page: {exe} api --home {settings.home}   then open http://127.0.0.1:"
         f"{settings.api.port}/ (token in {settings.layout.api_token})"
     )
-    console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open http://127.0.0.1:5000")
+    console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open {mlflow_ui_url()}")
     console.print(f"  ground truth: {settings.layout.ground_truth}")
 
 

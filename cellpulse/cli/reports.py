@@ -335,3 +335,8 @@ def print_latest_scores(settings: Settings) -> None:
             ranked.select(RANKED_FIELDS).rows(),
         )
     )
+
+
+def mlflow_ui_url(port: int = 5000) -> str:
+    """The MLflow UI's address in its model-training view (MLflow 3 opens in GenAI mode)."""
+    return f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
