@@ -8,7 +8,7 @@ import sys
 
 from cellpulse.runtime import DEFAULTS, keep_freed_memory
 
-SUITES = ("simulator", "ingest", "features", "scoring", "e2e", "api", "disk")
+SUITES = ("simulator", "ingest", "features", "train", "scoring", "e2e", "api", "disk")
 
 
 def main(argv: list[str]) -> None:
