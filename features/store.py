@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cellpulse import contract, lake
@@ -269,7 +270,6 @@ class SamplePlan:
     max_cells: int
     holdout_cells: int
     seed: int
-    batch_rows: int = 65_536  # rows read at a time: what the reader holds beyond the sample
 
     @classmethod
     def of(cls, train: TrainSettings) -> SamplePlan:
@@ -319,7 +319,7 @@ class FeatureSample:
 def read_training_sample(
     layout: Layout, days: list[date], spec: FeatureSpec, plan: SamplePlan
 ) -> FeatureSample:
-    """Feature rows to train and judge on, read in batches and sampled while reading, so
+    """Feature rows to train and judge on, sampled while reading a row group at a time, so
     memory follows the plan, not the network: on the fitting days (all but the newest
     `plan.holdout_days`), each row of the chosen cells is kept when a hash of (cell_id, ts,
     seed) falls below the rate that leaves about `plan.max_rows` rows, so every day and every
@@ -349,22 +349,23 @@ def read_training_sample(
         {"cell_id": chosen, "_key": [keys[c] for c in chosen]},
         schema={"cell_id": pl.String(), "_key": pl.UInt64()},
     )
-    fit = [
-        piece
-        for d in fit_days
-        for f in by_day[d]
-        for piece in _sampled_batches(f, chosen_keys, rate, plan.batch_rows)
-    ]
+    chosen_ids = pl.Series("cell_id", chosen, pl.String()).implode()
+
+    def sampled(group: pl.DataFrame) -> tuple[pl.Series, list[pl.Series]]:
+        picked = group.join(chosen_keys, on="cell_id", how="left", maintain_order="left")
+        draw = pl.Series("_draw", row_draws(picked["_key"].fill_null(0).to_numpy(), group["ts"]))
+        return group["cell_id"].is_in(chosen_ids) & (draw < rate), [draw]
+
+    judged_ids = pl.Series("cell_id", sorted(judged), pl.String()).implode()
+
+    def whole(group: pl.DataFrame) -> tuple[pl.Series, list[pl.Series]]:
+        return group["cell_id"].is_in(judged_ids), []
+
+    fit = [piece for d in fit_days for f in by_day[d] for piece in _picked_rows(f, sampled)]
     fit = _at_most(fit, plan.max_rows)
-    judged_ids = pl.Series("cell_id", sorted(judged), pl.String())
-    held = [
-        batch.filter(pl.col("cell_id").is_in(judged_ids.implode()))
-        for d in holdout_days
-        for f in by_day[d]
-        for batch in _batches(f, plan.batch_rows)
-    ]
+    held = [piece for d in holdout_days for f in by_day[d] for piece in _picked_rows(f, whole)]
     pieces = [p for p in [*fit, *held] if p.height]
-    features = pl.concat(pieces) if pieces else _batches_schema(files[0])
+    features = pl.concat(pieces) if pieces else _no_rows(files[0])
     rows = sum(p.height for p in fit)
     summary = SampleSummary(
         rows=rows,
@@ -379,13 +380,29 @@ def read_training_sample(
     return FeatureSample(features, sorted(chosen), summary)
 
 
-def _batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
-    """The rows of a feature part, `batch_rows` at a time."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-        yield pl.from_arrow(batch)  # type: ignore[misc]
+def _picked_rows(
+    path: Path, pick: Callable[[pl.DataFrame], tuple[pl.Series, list[pl.Series]]]
+) -> Iterator[pl.DataFrame]:
+    """The rows of the feature part `path` that `pick` keeps, one row group at a time:
+    `pick` sees the group's cell_id and ts and returns the keep mask (and columns to add to
+    the kept rows). The other columns are decoded one at a time and cut to the kept rows at
+    once, so a row group is never held whole."""
+    part = pq.ParquetFile(path)
+    names = part.schema_arrow.names
+    for group in range(part.num_row_groups):
+        keys = pl.from_arrow(part.read_row_group(group, columns=["cell_id", "ts"]))
+        assert isinstance(keys, pl.DataFrame)
+        keep, extra = pick(keys)
+        if not keep.any():
+            continue
+        mask = keep.to_arrow()
+        columns = {n: part.read_row_group(group, columns=[n]).column(0).filter(mask) for n in names}
+        rows = pl.from_arrow(pa.table(columns))
+        assert isinstance(rows, pl.DataFrame)
+        yield rows.with_columns(e.filter(keep) for e in extra)
 
 
-def _batches_schema(path: Path) -> pl.DataFrame:
+def _no_rows(path: Path) -> pl.DataFrame:
     """No rows, with the columns of the feature part `path`."""
     return lake.scan([path]).head(0).collect()
 
@@ -426,20 +443,6 @@ def row_draws(cell_keys: np.ndarray, ts: pl.Series) -> np.ndarray:
     micros = ts.dt.epoch("us").to_numpy().astype(np.uint64)
     mixed = _mix(cell_keys.astype(np.uint64) ^ _mix(micros))
     return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-def _sampled_batches(
-    path: Path, chosen: pl.DataFrame, rate: float, batch_rows: int
-) -> Iterator[pl.DataFrame]:
-    """The rows of `path` whose cell is `chosen` (cell_id, _key) and whose draw is below
-    `rate`, one filtered batch at a time; each keeps its draw in `_draw` (for `_at_most`)."""
-    for batch in _batches(path, batch_rows):
-        picked = batch.join(chosen, on="cell_id", how="inner", maintain_order="left")
-        if picked.is_empty():
-            continue
-        draws = row_draws(picked["_key"].to_numpy(), picked["ts"])
-        keep = draws < rate
-        yield picked.drop("_key").with_columns(_draw=pl.Series(draws)).filter(pl.Series(keep))
 
 
 def _at_most(pieces: list[pl.DataFrame], max_rows: int) -> list[pl.DataFrame]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from cellpulse.features import store
@@ -56,13 +58,21 @@ def plan(**changes) -> SamplePlan:
 def test_same_seed_same_sample_and_another_seed_another(lake):
     settings, spec, days, _ = lake
     first = read_training_sample(settings.layout, days, spec, plan())
-    again = read_training_sample(settings.layout, days, spec, plan(batch_rows=1000))
+    again = read_training_sample(settings.layout, days, spec, plan())
     other = read_training_sample(settings.layout, days, spec, plan(seed=2))
-    # The same rows however the files are cut into batches: each row's draw is its own.
     assert first.features.equals(again.features)
     assert first.cells == again.cells
     assert set(other.cells) != set(first.cells)
     assert not first.features.select("cell_id", "ts").equals(other.features.select("cell_id", "ts"))
+
+
+def test_a_row_is_drawn_from_its_cell_and_time_alone():
+    """Whichever file or row group a row is read in, its draw is the same."""
+    ts = pl.Series([datetime(2026, 1, 5, h, tzinfo=UTC) for h in range(4)])
+    keys = np.array([7, 7, 8, 8], dtype=np.uint64)
+    draws = store.row_draws(keys, ts)
+    assert np.array_equal(draws[2:], store.row_draws(keys[2:], ts[2:]))
+    assert len(set(draws.tolist())) == 4 and ((draws >= 0) & (draws < 1)).all()
 
 
 def test_the_sample_keeps_every_day_and_each_chosen_cell_in_proportion(lake):
@@ -102,21 +112,23 @@ def test_a_small_network_is_read_whole(lake):
     assert sample.summary.rows + sample.summary.holdout_rows == CELLS * ROPS * DAYS
 
 
-def test_the_reader_holds_a_batch_and_the_sample_never_a_day(lake, monkeypatch):
+def test_the_reader_decodes_a_column_of_a_row_group_at_a_time(lake, monkeypatch):
     settings, spec, days, _ = lake
-    read: list[int] = []
-    batches = store._batches
+    reads: list[tuple[int, int]] = []  # (columns, rows) of each decode
+    decode = pq.ParquetFile.read_row_group
 
-    def recording(path, batch_rows):
-        for batch in batches(path, batch_rows):
-            read.append(batch.height)
-            yield batch
+    def recording(self, i, columns=None, **kwargs):
+        table = decode(self, i, columns=columns, **kwargs)
+        reads.append((table.num_columns, table.num_rows))
+        return table
 
-    monkeypatch.setattr(store, "_batches", recording)
-    sample = read_training_sample(settings.layout, days, spec, plan(max_rows=1000, batch_rows=500))
-    # Every row of the window passes by once, at most a batch at a time; what stays is the
-    # sample, a fraction of one day's rows per day.
-    assert sum(read) == CELLS * ROPS * DAYS and max(read) <= 500
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", recording)
+    sample = read_training_sample(settings.layout, days, spec, plan(max_rows=1000))
+    # Beyond the sample, the reader holds the keys of one row group or one of its columns,
+    # never a row group (let alone a day) of every column.
+    assert reads and max(columns for columns, _ in reads) <= 2
+    width = sample.features.width
+    assert sum(rows for columns, rows in reads if columns == 1) <= width * CELLS * ROPS * DAYS
     per_day = sample.features.group_by(pl.col("ts").dt.date()).len()["len"]
     assert per_day.max() < CELLS * ROPS / 2
 
