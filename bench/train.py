@@ -105,7 +105,7 @@ def main(runs: int = 1) -> None:
         "Training",
         f"CELLPULSE_BENCH_TRAIN_CELLS={sized} python -m bench.run train",
         results,
-        "Rows: feature rows of the window; training samples `train.max_train_rows` of them "
+        "Rows: feature rows of the fitting days; training samples `train.max_train_rows` of them "
         "while reading, from at most `train.max_train_cells` cells, and judges on whole "
         "hold-out days of `train.holdout_cells` cells. Peak RSS is the train process's "
         "(wait4). Simulate, ingest and features are not timed. What each run sampled:\n\n"
