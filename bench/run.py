@@ -9,7 +9,7 @@ import sys
 
 from cellpulse.runtime import DEFAULTS, keep_freed_memory
 
-SUITES = ("simulator", "ingest", "features", "scoring", "e2e", "api", "disk", "quality")
+SUITES = ("simulator", "ingest", "features", "train", "scoring", "e2e", "api", "disk", "quality")
 
 
 def main(argv: list[str]) -> None:

@@ -331,6 +331,20 @@ class TrainSettings(BaseModel):
     seed: int = Field(42, description="Same seed and data, same model and scores.")
     holdout_days: int = Field(3, ge=1, description="Newest days held out for evaluation.")
     max_train_rows: int = Field(2_000_000, ge=1000, description="Rows sampled for fitting.")
+    max_train_cells: int = Field(
+        5000,
+        ge=1,
+        description="Cells training reads (picked by a hash of cell_id and the seed): their "
+        "rows are sampled while reading, every day in proportion, and only their KPIs are "
+        "read for the congestion labels, so training's memory stays flat however large the "
+        "network is.",
+    )
+    holdout_cells: int = Field(
+        2000,
+        ge=1,
+        description="Cells the hold-out days are read whole for (among the training cells): "
+        "the hold-out metrics judge every ROP of these cells, as alerts need consecutive ROPs.",
+    )
     promotion_margin: float = Field(
         0.0, ge=0, description="How much the challenger must beat the champion by."
     )

@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cellpulse import contract, lake
@@ -28,6 +30,7 @@ from cellpulse.features.builder import (
 from cellpulse.features.spec import FeatureParams, FeatureSpec, spec_for
 from cellpulse.layout import Layout
 from cellpulse.ledger import Ledger
+from cellpulse.settings import TrainSettings
 from cellpulse.window import DayWindow
 
 SPEC_HASH_KEY = "cellpulse.feature_spec_hash"
@@ -240,15 +243,242 @@ def read_features(
             f"{window.end or 'the end'}; run `cellpulse features` first"
         )
     if spec is not None:
-        want = spec.hash()
-        for f in files:
-            got = lake.read_metadata(f).get(SPEC_HASH_KEY)
-            if got != want:
-                raise SpecMismatchError(
-                    f"{f} was built with feature spec {got}, but spec {want} is expected; "
-                    "rebuild with `cellpulse features --from ... --to ...`"
-                )
+        _check_spec(files, spec)
     return lake.scan(files).collect()
+
+
+def _check_spec(files: Iterable[Path], spec: FeatureSpec) -> None:
+    """SpecMismatchError for the first of `files` built by another spec than `spec`."""
+    want = spec.hash()
+    for f in files:
+        got = lake.read_metadata(f).get(SPEC_HASH_KEY)
+        if got != want:
+            raise SpecMismatchError(
+                f"{f} was built with feature spec {got}, but spec {want} is expected; "
+                "rebuild with `cellpulse features --from ... --to ...`"
+            )
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """How much of a training window to read: at most `max_rows` rows to fit on, drawn
+    from at most `max_cells` cells; whole days of `holdout_cells` of those cells on the
+    newest `holdout_days` days; which ones follows from `seed`."""
+
+    holdout_days: int
+    max_rows: int
+    max_cells: int
+    holdout_cells: int
+    seed: int
+
+    @classmethod
+    def of(cls, train: TrainSettings) -> SamplePlan:
+        """The plan the `train` settings give."""
+        return cls(
+            train.holdout_days,
+            train.max_train_rows,
+            train.max_train_cells,
+            train.holdout_cells,
+            train.seed,
+        )
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    """What a sampled read took, of how much: rows and cells of the fitting days, cells and
+    rows of the hold-out days."""
+
+    rows: int
+    of_rows: int
+    cells: int
+    of_cells: int
+    days: int
+    holdout_rows: int
+    holdout_cells: int
+    holdout_days: int
+
+    def describe(self) -> str:
+        """One line for the training summary."""
+        return (
+            f"sampled {self.rows:,} of {self.of_rows:,} feature rows of {self.days} days "
+            f"from {self.cells:,} of {self.of_cells:,} cells; hold-out: {self.holdout_cells:,} "
+            f"cells x {self.holdout_days} days ({self.holdout_rows:,} rows)"
+        )
+
+
+@dataclass(frozen=True)
+class FeatureSample:
+    """Feature rows of a sampled read (fitting days first, then the hold-out days, in day
+    order), the cells they were drawn from, and what was taken."""
+
+    features: pl.DataFrame
+    cells: list[str]  # the cells rows were drawn from, sorted
+    summary: SampleSummary
+
+
+def read_training_sample(
+    layout: Layout, days: list[date], spec: FeatureSpec, plan: SamplePlan
+) -> FeatureSample:
+    """Feature rows to train and judge on, sampled while reading a row group at a time, so
+    memory follows the plan, not the network: on the fitting days (all but the newest
+    `plan.holdout_days`), each row of the chosen cells is kept when a hash of (cell_id, ts,
+    seed) falls below the rate that leaves about `plan.max_rows` rows, so every day and every
+    chosen cell keeps the same share of its rows; on the hold-out days, every row of the
+    hold-out cells, since alerts need consecutive ROPs. The same seed and files give the
+    same rows. Refuses partitions built by another spec (SpecMismatchError)."""
+    ds = layout.features
+    by_day = {d: ds.files(d, d) for d in days}
+    files = [f for d in days for f in by_day[d]]
+    if not files:
+        raise NoDataError(
+            f"no features under {ds.root} for {days[0] if days else 'the start'} to "
+            f"{days[-1] if days else 'the end'}; run `cellpulse features` first"
+        )
+    _check_spec(files, spec)
+    split = max(len(days) - plan.holdout_days, 0)
+    fit_days, holdout_days = days[:split], days[split:]
+    per_cell = _rows_per_cell(f for d in fit_days for f in by_day[d])
+    everyone = sorted(set(per_cell) | _cells_in(f for d in holdout_days for f in by_day[d]))
+    keys = {c: _cell_key(c, plan.seed) for c in everyone}
+    ranked = sorted(everyone, key=keys.__getitem__)
+    chosen = ranked[: plan.max_cells]
+    judged = set(ranked[: min(plan.holdout_cells, plan.max_cells)])
+    available = sum(per_cell.get(c, 0) for c in chosen)
+    rate = min(1.0, plan.max_rows / available) if available else 1.0
+    chosen_keys = pl.DataFrame(
+        {"cell_id": chosen, "_key": [keys[c] for c in chosen]},
+        schema={"cell_id": pl.String(), "_key": pl.UInt64()},
+    )
+    chosen_ids = pl.Series("cell_id", chosen, pl.String()).implode()
+
+    def sampled(group: pl.DataFrame) -> tuple[pl.Series, list[pl.Series]]:
+        picked = group.join(chosen_keys, on="cell_id", how="left", maintain_order="left")
+        draw = pl.Series("_draw", row_draws(picked["_key"].fill_null(0).to_numpy(), group["ts"]))
+        return group["cell_id"].is_in(chosen_ids) & (draw < rate), [draw]
+
+    judged_ids = pl.Series("cell_id", sorted(judged), pl.String()).implode()
+
+    def whole(group: pl.DataFrame) -> tuple[pl.Series, list[pl.Series]]:
+        return group["cell_id"].is_in(judged_ids), []
+
+    fit = [piece for d in fit_days for f in by_day[d] for piece in _picked_rows(f, sampled)]
+    fit = _at_most(fit, plan.max_rows)
+    held = [piece for d in holdout_days for f in by_day[d] for piece in _picked_rows(f, whole)]
+    pieces = [p for p in [*fit, *held] if p.height]
+    features = pl.concat(pieces) if pieces else _no_rows(files[0])
+    rows = sum(p.height for p in fit)
+    summary = SampleSummary(
+        rows=rows,
+        of_rows=sum(per_cell.values()),
+        cells=len(chosen),
+        of_cells=len(everyone),
+        days=len(fit_days),
+        holdout_rows=sum(p.height for p in held),
+        holdout_cells=len(judged),
+        holdout_days=len(holdout_days),
+    )
+    return FeatureSample(features, sorted(chosen), summary)
+
+
+def _picked_rows(
+    path: Path, pick: Callable[[pl.DataFrame], tuple[pl.Series, list[pl.Series]]]
+) -> Iterator[pl.DataFrame]:
+    """The rows of the feature part `path` that `pick` keeps, one row group at a time:
+    `pick` sees the group's cell_id and ts and returns the keep mask (and columns to add to
+    the kept rows). The other columns are decoded one at a time and cut to the kept rows at
+    once, so a row group is never held whole."""
+    part = pq.ParquetFile(path)
+    names = part.schema_arrow.names
+    for group in range(part.num_row_groups):
+        keys = pl.from_arrow(part.read_row_group(group, columns=["cell_id", "ts"]))
+        assert isinstance(keys, pl.DataFrame)
+        keep, extra = pick(keys)
+        if not keep.any():
+            continue
+        mask = keep.to_arrow()
+        columns = {n: part.read_row_group(group, columns=[n]).column(0).filter(mask) for n in names}
+        rows = pl.from_arrow(pa.table(columns))
+        assert isinstance(rows, pl.DataFrame)
+        yield rows.with_columns(e.filter(keep) for e in extra)
+
+
+def _no_rows(path: Path) -> pl.DataFrame:
+    """No rows, with the columns of the feature part `path`."""
+    return lake.scan([path]).head(0).collect()
+
+
+def _rows_per_cell(files: Iterable[Path]) -> dict[str, int]:
+    """Feature rows of each cell in `files`, from their cell_id column alone."""
+    counts: dict[str, int] = {}
+    for f in files:
+        per = lake.scan([f]).group_by("cell_id").len().collect()
+        for cell, n in per.iter_rows():
+            counts[cell] = counts.get(cell, 0) + n
+    return counts
+
+
+def _cells_in(files: Iterable[Path]) -> set[str]:
+    """The cells with rows in `files`."""
+    return set().union(*(_rows_per_cell([f]) for f in files))
+
+
+def _cell_key(cell_id: str, seed: int) -> int:
+    """A 64-bit key of (cell_id, seed), the same on every machine and every run: it ranks
+    cells for the sample and seeds the hash of each of their rows."""
+    digest = hashlib.blake2b(f"{seed}:{cell_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: 64 well-mixed bits from each 64-bit key (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def row_draws(cell_keys: np.ndarray, ts: pl.Series) -> np.ndarray:
+    """A uniform draw in [0, 1) per row from its cell's key and its ts: a row is sampled at
+    rate r when its draw is below r, whichever batch or file it is read in."""
+    micros = ts.dt.epoch("us").to_numpy().astype(np.uint64)
+    mixed = _mix(cell_keys.astype(np.uint64) ^ _mix(micros))
+    return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _at_most(pieces: list[pl.DataFrame], max_rows: int) -> list[pl.DataFrame]:
+    """`pieces` without their `_draw` column, cut to at most `max_rows` rows in all by
+    dropping the highest draws: the rate gives about `max_rows`, a few more by chance."""
+    total = sum(p.height for p in pieces)
+    if total > max_rows:
+        draws = np.concatenate([p["_draw"].to_numpy() for p in pieces])
+        cutoff = np.partition(draws, max_rows - 1)[max_rows - 1]
+        pieces = [p.filter(pl.col("_draw") <= cutoff) for p in pieces]
+    return [p.drop("_draw") for p in pieces]
+
+
+def read_cell_kpis(
+    layout: Layout, days: list[date], cells: list[str], columns: Iterable[str]
+) -> pl.DataFrame:
+    """KPI rows (cell_id, ts and those of `columns` the lake has) of `cells` on `days`,
+    deliveries applied; read a day at a time, so memory follows the cells asked for."""
+    kpis = layout.kpi
+    wanted_cells = pl.Series("cell_id", cells, pl.String()).implode()
+    pieces = []
+    for day in days:
+        files = kpis.day_files(day)
+        if not files:
+            continue
+        rows = lake.scan(files)
+        have = rows.collect_schema().names()
+        keep = [c for c in dict.fromkeys([*lake.KEYS, *columns]) if c in have]
+        day_rows = (
+            rows.select(keep)
+            .filter(pl.col("cell_id").is_in(wanted_cells))
+            .collect(engine="streaming")
+        )
+        # Later deliveries of a key replace earlier ones, as every lake reader applies them.
+        pieces.append(lake.latest_rows(day_rows))
+    return pl.concat(pieces) if pieces else pl.DataFrame()
 
 
 EVENT_COLUMNS = ("cell_id", "start", "end")

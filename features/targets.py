@@ -25,6 +25,8 @@ RULE_CONDITIONS: tuple[tuple[str, str, Literal[">=", "<"]], ...] = (
     ("min_active_ue", "active_ue_dl_mean", ">="),
 )
 LOAD_SETTINGS = ("prb_util_min_pct", "thp_floor_mbps")
+# The KPIs congestion labels read: the rule's, and the volume that finds a day's busy hour.
+LABEL_KPIS = (*(kpi for _, kpi, _ in RULE_CONDITIONS), "dl_volume_mbit")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,16 @@ from prefect.concurrency.sync import concurrency
 from cellpulse import progress
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.spec import FeatureParams, FeatureSpec
-from cellpulse.features.store import lake_spec, load_events, read_features
+from cellpulse.features.store import (
+    SamplePlan,
+    SampleSummary,
+    lake_spec,
+    load_events,
+    read_cell_kpis,
+    read_features,
+    read_training_sample,
+)
+from cellpulse.features.targets import LABEL_KPIS
 from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, tracking_runs, tuning
 from cellpulse.models.boosting import Trainer, train_local
@@ -39,6 +48,7 @@ class TrainResult:
     champion_metrics: dict[str, dict[str, float] | None]
     tuning: dict[str, str] = field(default_factory=dict)  # family -> what the search chose
     not_trained: dict[str, str] = field(default_factory=dict)  # family -> why not
+    sample: SampleSummary | None = None  # what the training data was sampled from
 
 
 @task(name="load-training-data", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -53,6 +63,21 @@ def load_training_data(
     features = read_features(layout, DayWindow(days[0], days[-1]), spec)
     kpis = layout.kpi.read(days[0], days[-1])
     return features, kpis
+
+
+@task(name="load-training-sample", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def load_training_sample(
+    settings: Settings, window: DayWindow, spec: FeatureSpec
+) -> tuple[pl.DataFrame, pl.DataFrame, SampleSummary]:
+    """(features, KPIs, what was sampled) of the days in `window` that have features:
+    feature rows sampled while reading (`train.max_train_rows` of `train.max_train_cells`
+    cells, whole hold-out days of `train.holdout_cells`), and those cells' KPIs the
+    congestion labels read, so memory stays flat in the network's size."""
+    layout = settings.layout
+    days = window.resolve(layout.features.dates(), "features", fix="run `cellpulse features`")
+    sample = read_training_sample(layout, days, spec, SamplePlan.of(settings.train))
+    kpis = read_cell_kpis(layout, days, sample.cells, LABEL_KPIS)
+    return sample.features, kpis, sample.summary
 
 
 @task(name="fit-family", cache_policy=NO_CACHE, task_run_name="fit-{family.name}")
@@ -207,7 +232,7 @@ def train_flow(
     tracking.configure(settings)
     tracking.check_tracking(settings)  # before hours of fitting, not after
     spec = lake_spec(settings.layout, FeatureParams.of(settings))
-    features, kpis = load_training_data(settings, window, spec)
+    features, kpis, sampled = load_training_sample(settings, window, spec)
     labels_path = settings.layout.labels_file(labels)
     data = TrainingData(features, kpis, load_events(labels_path))
     logger = get_run_logger()
@@ -249,4 +274,4 @@ def train_flow(
             )
     candidates = {f: pick.candidate for f, pick in chosen.items()}
     searched = {f: pick.searched for f, pick in chosen.items() if pick.searched}
-    return TrainResult(logged, candidates, champions, searched, skipped)
+    return TrainResult(logged, candidates, champions, searched, skipped, sampled)

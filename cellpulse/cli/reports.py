@@ -96,7 +96,10 @@ def metrics_table(family: str, metrics: dict[str, float], baselines: dict[str, f
 
 def print_train(result: Any, settings: Settings) -> None:
     """Each family's metrics, what its model covers of the KPIs and whether its candidate
-    became champion, and why; and each family that could not train, and why."""
+    became champion, and why; each family that could not train, and why; and what the
+    training data was sampled from."""
+    if getattr(result, "sample", None) is not None:
+        console.print(f"training data: {result.sample.describe()}")
     for family, logged in result.logged.items():
         cand = result.candidates[family]
         console.print(metrics_table(family, cand.metrics, cand.baselines))
