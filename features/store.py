@@ -14,16 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
 from cellpulse import contract, lake
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.builder import (
+    EPOCH_DAY,
     FeatureCoverage,
     build_features,
+    build_rop_features,
     days_needed,
     feature_coverage,
+    rops_needed,
 )
 from cellpulse.features.spec import FeatureParams, FeatureSpec, spec_for
 from cellpulse.layout import Layout
@@ -158,6 +162,80 @@ def build_day(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParam
         {SPEC_HASH_KEY: spec.hash()},
     )
     return DayBuild(day, rows, frozenset(cells), width, coverage)
+
+
+def build_rops(
+    layout: Layout, spec: FeatureSpec, since: datetime, params: FeatureParams
+) -> pl.DataFrame:
+    """The features of every KPI row with ts >= `since` (the ROPs a delivery just brought),
+    sorted by (cell_id, ts) within each region, equal to what `build_day` stores for them.
+
+    Reads only the ROPs those features need (`rops_needed`: the trailing windows' reach
+    and the ROPs the lags land on), region by region, and builds in chunks of whole sites:
+    the cost follows the ROPs and the network, not the hour of the day. Nothing is
+    written: the day's partitions are built whole by `build_day` once the day is in.
+    An empty frame when the lake holds no row from `since` on."""
+    rop_s = params.rop_minutes * 60
+    new = new_rops(layout, since, params.rop_minutes)
+    if new.size == 0:
+        return pl.DataFrame()
+    needed = rops_needed(spec, new, params.rop_minutes)
+    days = sorted({EPOCH_DAY + timedelta(days=int(r * rop_s // 86_400)) for r in new})
+    regions = sorted({r for d in days for r in layout.kpi.regions(d)})
+    parts = []
+    for region in regions:
+        rows = read_rops(layout.kpi, needed, rop_s, region)
+        if rows.is_empty():
+            continue
+        out = rows.filter(pl.col("ts") >= since).select("cell_id", "site_id").unique()
+        rows = rows.sort("cell_id")
+        ids = rows["cell_id"]
+        for lo, hi in site_chunks(out, params.chunk_cells):
+            start = ids.search_sorted(lo, side="left")
+            end = ids.search_sorted(hi, side="right")
+            parts.append(
+                build_rop_features(
+                    rows.slice(start, end - start),
+                    spec,
+                    rop_minutes=params.rop_minutes,
+                    min_denominator=params.min_denominator,
+                    timezone=params.timezone,
+                    since=since,
+                )
+            )
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def new_rops(layout: Layout, since: datetime, rop_minutes: int) -> np.ndarray:
+    """The ROP numbers (since the epoch) lake/kpi holds rows of from `since` on: only the
+    ts column of the days from `since`'s on is read."""
+    files = layout.kpi.files(since.date())
+    if not files:
+        return np.empty(0, dtype=np.int64)
+    ts = lake.scan(files).select(pl.col("ts").unique()).filter(pl.col("ts") >= since).collect()
+    return np.sort(ts["ts"].dt.epoch("s").to_numpy() // (rop_minutes * 60))
+
+
+def read_rops(kpis: lake.Dataset, rops: np.ndarray, rop_s: int, region: str) -> pl.DataFrame:
+    """One region's KPI rows at the ROP numbers `rops`, deliveries applied: each day's
+    files read with the ROPs filtered as they are scanned, so a day the lags land on costs
+    its ROPs, not the day."""
+    by_day: dict[date, list[datetime]] = {}
+    for r in rops.tolist():
+        ts = datetime.fromtimestamp(r * rop_s, tz=UTC)
+        by_day.setdefault(ts.date(), []).append(ts)
+    pieces, stored = [], set(kpis.dates())
+    for day, stamps in sorted(by_day.items()):
+        files = kpis.day_files(day, region) if day in stored else []
+        if not files:
+            continue
+        wanted = pl.Series(stamps, dtype=pl.Datetime("us", "UTC"))
+        rows = lake.scan(files).filter(pl.col("ts").is_in(wanted.implode()))
+        if any(f.parent.name.startswith(lake.DELTA_PREFIX) for f in files):
+            pieces.append(lake.latest_rows(rows.collect()))
+        else:
+            pieces.append(rows.collect())
+    return pl.concat(pieces, how="vertical_relaxed") if pieces else pl.DataFrame()
 
 
 def site_chunks(cells: pl.DataFrame, size: int) -> list[tuple[str, str]]:
