@@ -263,9 +263,9 @@ def publish_rops(
     for ds, table in [(settings.layout.scores, scores), (settings.layout.expected, band)]:
         if table is None:
             continue
-        for (day,), rows in table.partition_by(
-            pl.col("ts").dt.date().alias("_day"), as_dict=True, include_key=False
-        ).items():
+        with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
+        for (day,), rows in with_day.partition_by("_day", as_dict=True, include_key=False).items():
+            assert isinstance(day, date)
             ds.append(rows, day)
     start, end = scores["ts"].min(), scores["ts"].max()
     assert isinstance(start, datetime) and isinstance(end, datetime)

@@ -11,7 +11,7 @@ as long as it lasts, not only at its onset. Frozen counters, which residuals can
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import lightgbm as lgb
@@ -334,7 +334,9 @@ class AnomalyModel:
     def score(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> pl.DataFrame:
         """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
         scores = self.components(features, predict)
-        keys = features.select("cell_id", "ts")
+        # Rows served without `ts` are read as consecutive 15-minute ROPs in their order.
+        ts = pl.col("ts") if "ts" in features.columns else _in_order(features.height)
+        keys = features.select("cell_id", ts.alias("ts"))
         return self.explain(scores, keys, scores.classifier_led)
 
     def components(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> Scores:
@@ -437,6 +439,12 @@ class AnomalyModel:
         names = labels.gather(order[drives]).to_arrow()
         kpis = pl.Series(pa.ListArray.from_arrays(pa.array(offsets), names))
         return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis.alias("anomaly_kpis")})
+
+
+def _in_order(rows: int) -> pl.Expr:
+    """Timestamps for `rows` rows taken as consecutive 15-minute ROPs."""
+    start = datetime(1970, 1, 1, tzinfo=UTC)
+    return pl.datetime_range(start, start + timedelta(minutes=15 * max(rows - 1, 0)), "15m")
 
 
 def _too_little(rows: int, total: int, min_share: float) -> str:
