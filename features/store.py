@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -171,14 +172,15 @@ def build_rops(
     sorted by (cell_id, ts) within each region, equal to what `build_day` stores for them.
 
     Reads only the ROPs those features need (`rops_needed`: the trailing windows' reach
-    and the ROPs the lags land on), region by region, and builds in chunks of whole sites:
-    the cost follows the ROPs and the network, not the hour of the day. Nothing is
-    written: the day's partitions are built whole by `build_day` once the day is in.
-    An empty frame when the lake holds no row from `since` on."""
-    rop_s = params.rop_minutes * 60
+    and the ROPs the lags land on), region by region: the cost follows the ROPs and the
+    network, not the hour of the day. A region is built at once (its grid is about a
+    hundred ROPs wide, not days). Nothing is written: the day's partitions are built whole
+    by `build_day` once the day is in. An empty frame when the lake holds no row from
+    `since` on."""
     new = new_rops(layout, since, params.rop_minutes)
     if new.size == 0:
         return pl.DataFrame()
+    rop_s = params.rop_minutes * 60
     needed = rops_needed(spec, new, params.rop_minutes)
     days = sorted({EPOCH_DAY + timedelta(days=int(r * rop_s // 86_400)) for r in new})
     regions = sorted({r for d in days for r in layout.kpi.regions(d)})
@@ -187,22 +189,16 @@ def build_rops(
         rows = read_rops(layout.kpi, needed, rop_s, region)
         if rows.is_empty():
             continue
-        out = rows.filter(pl.col("ts") >= since).select("cell_id", "site_id").unique()
-        rows = rows.sort("cell_id")
-        ids = rows["cell_id"]
-        for lo, hi in site_chunks(out, params.chunk_cells):
-            start = ids.search_sorted(lo, side="left")
-            end = ids.search_sorted(hi, side="right")
-            parts.append(
-                build_rop_features(
-                    rows.slice(start, end - start),
-                    spec,
-                    rop_minutes=params.rop_minutes,
-                    min_denominator=params.min_denominator,
-                    timezone=params.timezone,
-                    since=since,
-                )
+        parts.append(
+            build_rop_features(
+                rows,
+                spec,
+                rop_minutes=params.rop_minutes,
+                min_denominator=params.min_denominator,
+                timezone=params.timezone,
+                since=since,
             )
+        )
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
@@ -217,9 +213,10 @@ def new_rops(layout: Layout, since: datetime, rop_minutes: int) -> np.ndarray:
 
 
 def read_rops(kpis: lake.Dataset, rops: np.ndarray, rop_s: int, region: str) -> pl.DataFrame:
-    """One region's KPI rows at the ROP numbers `rops`, deliveries applied: each day's
-    files read with the ROPs filtered as they are scanned, so a day the lags land on costs
-    its ROPs, not the day."""
+    """One region's KPI rows at the ROP numbers `rops`, deliveries applied: each file read
+    with the ROPs filtered as it is scanned, so a day the lags land on costs its ROPs, not
+    the day. Keys are only de-duplicated (the latest delivery winning) where two files of
+    a day overlap in time: deliveries of successive ROPs never do."""
     by_day: dict[date, list[datetime]] = {}
     for r in rops.tolist():
         ts = datetime.fromtimestamp(r * rop_s, tz=UTC)
@@ -227,15 +224,20 @@ def read_rops(kpis: lake.Dataset, rops: np.ndarray, rop_s: int, region: str) -> 
     pieces, stored = [], set(kpis.dates())
     for day, stamps in sorted(by_day.items()):
         files = kpis.day_files(day, region) if day in stored else []
-        if not files:
-            continue
-        wanted = pl.Series(stamps, dtype=pl.Datetime("us", "UTC"))
-        rows = lake.scan(files).filter(pl.col("ts").is_in(wanted.implode()))
-        if any(f.parent.name.startswith(lake.DELTA_PREFIX) for f in files):
-            pieces.append(lake.latest_rows(rows.collect()))
+        wanted = pl.Series(stamps, dtype=pl.Datetime("us", "UTC")).implode()
+        read = [lake.scan([f]).filter(pl.col("ts").is_in(wanted)).collect() for f in files]
+        read = [r for r in read if r.height]
+        if _overlap_in_time(read):
+            pieces.append(lake.latest_rows(pl.concat(read, how="vertical_relaxed")))
         else:
-            pieces.append(rows.collect())
+            pieces += read
     return pl.concat(pieces, how="vertical_relaxed") if pieces else pl.DataFrame()
+
+
+def _overlap_in_time(frames: list[pl.DataFrame]) -> bool:
+    """Whether any two of `frames` (one file's rows each) share a timestamp range."""
+    spans = sorted((f["ts"].min(), f["ts"].max()) for f in frames)
+    return any(later[0] <= earlier[1] for earlier, later in itertools.pairwise(spans))  # type: ignore[operator]
 
 
 def site_chunks(cells: pl.DataFrame, size: int) -> list[tuple[str, str]]:
