@@ -331,6 +331,26 @@ def read_features(
     return lake.scan(files).collect()
 
 
+def read_features_since(
+    layout: Layout, spec: FeatureSpec, since: datetime, until: datetime
+) -> pl.DataFrame:
+    """Feature rows with `since` <= ts < `until` (the few ROPs scoring looks back on), read
+    with the filter applied as the files are scanned; SpecMismatchError as `read_features`
+    for a partition built by another spec; an empty frame when none is built."""
+    last = (until - timedelta(microseconds=1)).date()
+    files = layout.features.files(since.date(), last)
+    if not files:
+        return pl.DataFrame()
+    for day in sorted({since.date(), last}):
+        if layout.features.files(day, day) and not is_current(layout, spec, day):
+            raise SpecMismatchError(
+                f"{layout.features.day_dir(day)} was built with another feature spec than "
+                f"{spec.hash()}; rebuild with `cellpulse features --from {day} --to {day}`"
+            )
+    rows = lake.scan(files).filter((pl.col("ts") >= since) & (pl.col("ts") < until))
+    return rows.collect()
+
+
 EVENT_COLUMNS = ("cell_id", "start", "end")
 DEFAULT_KIND = "fault"  # a labels file without a `kind` column lists faults
 

@@ -15,10 +15,11 @@ from prefect.cache_policies import NO_CACHE
 from cellpulse import lake
 from cellpulse.errors import NoDataError
 from cellpulse.features.spec import FeatureParams, FeatureSpec
-from cellpulse.features.store import lake_spec, read_features
+from cellpulse.features.store import lake_spec, read_features, read_features_since
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
+from cellpulse.models.anomaly import EXPLAIN_SPAN
 from cellpulse.models.family import families
 from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import (
@@ -26,7 +27,6 @@ from cellpulse.models.scoring import (
     baseline_scorer,
     champion_scorer,
     predictor,
-    score_features,
     score_rops,
 )
 from cellpulse.notify import Delivery, alert_payload, post_alerts
@@ -38,7 +38,7 @@ from cellpulse.publish import (
     markdown_report,
     top_cells_table,
 )
-from cellpulse.ropstate import RopState
+from cellpulse.ropstate import RopState, context_rops
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
 
@@ -171,25 +171,24 @@ def score_days(
     """The score table of `days`, the expected band a champion draws for its KPIs (None
     without one), and what scored each family."""
     spec = lake_spec(settings.layout, FeatureParams.of(settings))
-    # One day of context before the first day, so the consecutive-ROP alert rule sees
-    # the run that leads into it; a baseline learns each cell from up to a week of it.
-    built = set(settings.layout.features.dates())
-    lead = 1
+    features = read_features(settings.layout, DayWindow(days[0], days[-1]), spec)
+    # A baseline learns each cell from up to a week of the days before those it scores (an
+    # outage today must not raise its own cell's spread); a network with no earlier day
+    # learns from these.
+    reference = pl.DataFrame()
     if any(isinstance(c, NoChampion) for c in champions.values()):
-        lead = BASELINE_REFERENCE_DAYS
-    before = [days[0] - timedelta(days=k) for k in range(lead, 0, -1)]
-    first = next((d for d in before if d in built), days[0])
-    features = read_features(settings.layout, DayWindow(first, days[-1]), spec)
-    # A baseline learns from the days before those it scores (an outage today must not
-    # raise its own cell's spread); a network with no earlier day learns from these.
-    earlier = features.filter(pl.col("ts").dt.date() < days[0])
+        reference = reference_before(settings, days[0], ["cell_id", "ts", *spec.kpis])
     params = ModelParams.of(settings)
-    scorers, lines = scorers_for(champions, earlier if earlier.height else features, params)
+    scorers, lines = scorers_for(champions, reference if reference.height else features, params)
     predict = predictor(settings.score_engine, settings.layout.compiled, settings.train.n_jobs)
-    context = features.filter(pl.col("ts").dt.date() >= days[0] - timedelta(days=1))
-    scores = score_features(
-        context, scorers, params, datetime.now(UTC), spec.hash(), predict=predict
+    # The ROPs before the first day that the consecutive-ROP rule and the explanation of
+    # alerts look back on: a few ROPs, not the day before (the every-ROP run reads as much).
+    start = datetime.combine(days[0], time(), tzinfo=UTC)
+    keep = context_rops(settings.alerts.consecutive_rops, EXPLAIN_SPAN, settings.rop_minutes)
+    context = read_features_since(
+        settings.layout, spec, start - timedelta(minutes=settings.rop_minutes * keep), start
     )
+    scores = score_rops(context, features, scorers, params, datetime.now(UTC), spec.hash(), predict)
     in_days = pl.col("ts").dt.date().is_in(days)
     bands = [
         band

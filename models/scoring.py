@@ -189,6 +189,10 @@ def score_rops(
     consecutive-ROP rule and the explanation of alerts look back on those, so the new rows
     score exactly as they do when their whole day is scored at once."""
     first = features["ts"].min()
-    rows = pl.concat([context.select(features.columns), features], how="vertical_relaxed")
+    rows = (
+        pl.concat([context.select(features.columns), features], how="vertical_relaxed")
+        if context.height
+        else features
+    )
     table = score_features(by_keys(rows), scorers, params, scored_at, spec_hash, predict)
     return table.filter(pl.col("ts") >= first)
