@@ -213,7 +213,6 @@ def main(runs: int = 1) -> None:
         engine = CompiledModels(settings.layout.compiled, settings.train.n_jobs)
         table(small.head(100), anomaly, congestion, settings, engine.predict)  # compile, untimed
         train_rows = small.height
-        del small, small_kpis
 
         quarters, hours = work / "landing-15m", work / "landing-60m"
         config = SimulationConfig(cells=CELLS, days=8, seed=1)
