@@ -204,9 +204,11 @@ def main(runs: int = 1) -> None:
             lambda: anomaly_family.train_anomaly(small, events, model_params, spec.hash()).model
         )
         congestion, t_congestion = timed(
-            lambda: congestion_family.train_congestion(
-                small, small_kpis, model_params, spec.hash()
-            ).model
+            lambda: (
+                congestion_family.train_congestion(
+                    small, small_kpis, model_params, spec.hash()
+                ).model
+            )
         )
         with (work / "models.pkl").open("wb") as f:
             pickle.dump((anomaly, congestion), f)
