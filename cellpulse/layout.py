@@ -110,6 +110,12 @@ class Layout:
         """People's verdicts on alerts, as written by `cellpulse labels`."""
         return self.labels / "operator.parquet"
 
+    @property
+    def rop_state(self) -> Path:
+        """What the every-ROP run carries to the next: the newest ROP published, the
+        feature rows of the ROPs just before it, the alerts still open (cellpulse.ropstate)."""
+        return self.home / "rop_state"
+
     def labels_file(self, given: Path | None) -> Path:
         """The labelled events a command reads: the file given, else the simulator's."""
         return given if given is not None else self.truth_events

@@ -66,11 +66,69 @@ def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int)
     """Alerts from flagged ROPs: one alert per run of anomalous ROPs of a cell, where gaps
     shorter than `clear_after_rops` normal ROPs do not close it. An alert whose last flagged
     ROP is followed by fewer normal ROPs than that (in the data at hand) stays open."""
+    alerts, _ = advance_alerts(None, scores, clear_after_rops, rop_minutes)
+    return alerts
+
+
+# What an open alert carries from one every-ROP run to the next besides its published
+# columns: the ROP its driving KPIs come from, and the newest ROP its cell was scored at.
+CARRIED = ("_peak_at", "_data_end")
+
+
+def advance_alerts(
+    carried: pl.DataFrame | None, scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The alerts after `scores`, given the alerts still open before them (`carried`, the
+    second half of the previous call's answer; None: none); scores of ROPs after those
+    `carried` saw. Returns (every alert `scores` or `carried` touch, the published columns;
+    the ones still open, with CARRIED, for the next call).
+
+    Deriving a day ROP by ROP and deriving it at once give the same alerts: an open alert
+    is carried as one row holding its run's aggregate, which the run's next flagged ROPs
+    extend exactly as they would extend the run's rows (`derive_alerts` is this with
+    nothing carried)."""
     rop = pl.duration(minutes=rop_minutes)
-    flagged = scores.filter(pl.col("is_anomaly"))
+    flagged = scores.filter(pl.col("is_anomaly")).select(
+        "cell_id",
+        "site_id",
+        "region",
+        "ts",
+        "anomaly_score",
+        "anomaly_kpis",
+        "anomaly_model_version",
+        pl.col("ts").alias("_opened"),
+        pl.col("ts").alias("_peak_at"),
+        pl.lit(1, pl.UInt32).alias("_rops"),
+    )
+    ends = [scores.group_by("cell_id").agg(pl.col("ts").max().alias("_data_end"))]
+    if carried is not None and not carried.is_empty():
+        flagged = pl.concat(
+            [
+                carried.select(
+                    "cell_id",
+                    "site_id",
+                    "region",
+                    pl.col("last_anomalous_at").alias("ts"),
+                    pl.col("peak_score").alias("anomaly_score"),
+                    pl.col("kpis").alias("anomaly_kpis"),
+                    pl.col("model_version").alias("anomaly_model_version"),
+                    pl.col("opened_at").alias("_opened"),
+                    "_peak_at",
+                    pl.col("anomalous_rops").cast(pl.UInt32).alias("_rops"),
+                ),
+                flagged,
+            ],
+            how="vertical_relaxed",
+        )
+        ends.append(carried.select("cell_id", "_data_end"))
     if flagged.is_empty():
-        return _empty_alerts()
-    last_seen = scores.group_by("cell_id").agg(pl.col("ts").max().alias("_data_end"))
+        return _empty_alerts(), _empty_alerts().with_columns(
+            pl.lit(None, pl.Datetime("us", "UTC")).alias(c) for c in CARRIED
+        )
+    data_end = pl.concat(ends).group_by("cell_id").agg(pl.col("_data_end").max())
+    # The peak's KPIs: the highest score, the earliest ROP among equal ones, so that the
+    # answer does not depend on the order rows arrive in.
+    at_peak = [pl.col("anomaly_score"), pl.col("_peak_at")]
     runs = (
         group_alerts(flagged, clear_after_rops, rop_minutes)
         .group_by("_alert", maintain_order=True)
@@ -78,17 +136,18 @@ def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int)
             pl.col("cell_id").first(),
             pl.col("site_id").first(),
             pl.col("region").first(),
-            pl.col("ts").min().alias("opened_at"),
+            pl.col("_opened").min().alias("opened_at"),
             pl.col("ts").max().alias("last_anomalous_at"),
-            pl.col("anomaly_score").max().alias("peak_score"),
-            pl.col("anomaly_kpis").sort_by("anomaly_score", descending=True).first().alias("kpis"),
+            pl.col("anomaly_score").max().cast(pl.Float64).alias("peak_score"),
+            pl.col("anomaly_kpis").sort_by(at_peak, descending=[True, False]).first().alias("kpis"),
+            pl.col("_peak_at").sort_by(at_peak, descending=[True, False]).first(),
             pl.col("anomaly_model_version").last().alias("model_version"),
-            pl.len().alias("anomalous_rops"),
+            pl.col("_rops").sum().cast(pl.UInt32).alias("anomalous_rops"),
         )
-        .join(last_seen, on="cell_id")
+        .join(data_end, on="cell_id")
     )
     closes = pl.col("last_anomalous_at") + rop * clear_after_rops
-    return runs.select(
+    alerts = runs.select(
         (pl.col("cell_id") + "@" + pl.col("opened_at").dt.strftime("%Y-%m-%dT%H:%MZ")).alias(
             "alert_id"
         ),
@@ -110,7 +169,10 @@ def derive_alerts(scores: pl.DataFrame, clear_after_rops: int, rop_minutes: int)
         alert_severity(pl.col("kpis"), pl.col("peak_score"), pl.col("anomalous_rops")).alias(
             "severity"
         ),
+        *CARRIED,
     )
+    still_open = alerts.filter(pl.col("status") == "open")
+    return alerts.drop(CARRIED), still_open
 
 
 # The likely kind of fault, from the KPIs that drive an alert at its peak, first match wins:

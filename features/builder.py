@@ -38,6 +38,7 @@ __all__ = [
     "KEY_COLUMNS",
     "FeatureCoverage",
     "build_features",
+    "build_rop_features",
     "days_needed",
     "feature_coverage",
     "slots",
@@ -172,6 +173,51 @@ def build_features(
     return table if since is None else table.filter(pl.col("ts") >= since)
 
 
+def rops_needed(spec: FeatureSpec, out_rops: np.ndarray, rop_minutes: int) -> np.ndarray:
+    """The ROP numbers whose KPIs the features of the ROPs `out_rops` (sorted ROP numbers
+    since the epoch) read: the trailing windows' reach before the first of them, through
+    the last, and every ROP a lag lands on. A bounded read, whatever the hour of the day."""
+    rop = timedelta(minutes=rop_minutes)
+    reach = math.ceil(spec.window_lookback() / rop)
+    lags = {int(parse_duration(lag) / rop) for _, lag in spec.all_lags()}
+    window = np.arange(int(out_rops[0]) - reach, int(out_rops[-1]) + 1)
+    lagged = [out_rops - lag for lag in sorted(lags)]
+    return np.unique(np.concatenate([window, *lagged]))
+
+
+def build_rop_features(
+    kpis: pl.DataFrame,
+    spec: FeatureSpec,
+    *,
+    rop_minutes: int,
+    min_denominator: int,
+    timezone: str = "UTC",
+    since: datetime,
+) -> pl.DataFrame:
+    """Features for the rows of `kpis` with ts >= `since` only, as `build_features` makes
+    them, bit for bit: the grid holds one block per ROP that `rops_needed` names (not whole
+    days), so the cost follows the ROPs built, not the hour of the day. `kpis` needs the
+    rows of those ROPs (others are ignored)."""
+    spec = spec_for_columns(spec, kpis.columns)
+    absolute = _rop_numbers(kpis, rop_minutes) if kpis.height else np.empty(0, np.int64)
+    first_out = int(since.timestamp()) // (rop_minutes * 60)
+    out_rops = np.unique(absolute[absolute >= first_out])
+    if out_rops.size == 0:
+        return _empty(spec)
+    needed = rops_needed(spec, out_rops, rop_minutes)
+    lut = np.full(int(needed[-1] - needed[0]) + 1, -1)
+    lut[needed - needed[0]] = np.arange(needed.size)
+    keep = _in_grid_days(absolute, needed, lut)
+    frame = kpis.filter(pl.Series(keep)) if not keep.all() else kpis
+    frame = with_derived_kpis(frame, min_denominator, rop_minutes)
+    grid = _place(frame, absolute[keep], needed, lut, 1, first_out)
+    reach = math.ceil(spec.window_lookback() / timedelta(minutes=rop_minutes))
+    first = int(grid.column_of(np.array([int(out_rops[0]) - reach]), np.array([0]))[0])
+    window = _Window(first, int(needed[first]), grid.out_columns - first)
+    built = _compute_features(frame, spec, grid, rop_minutes, window)
+    return _feature_table(frame, spec, grid, built, timezone, rop_minutes)
+
+
 def _rop_numbers(kpis: pl.DataFrame, rop_minutes: int) -> np.ndarray:
     """Each row's ROP number since the epoch; ValueError naming the first `ts` that is not
     on a ROP boundary."""
@@ -206,11 +252,17 @@ def _in_grid_days(epoch_day: np.ndarray, needed: np.ndarray, day_lut: np.ndarray
 
 
 def _compute_features(
-    frame: pl.DataFrame, spec: FeatureSpec, grid: _Grid, rop_minutes: int
+    frame: pl.DataFrame,
+    spec: FeatureSpec,
+    grid: _Grid,
+    rop_minutes: int,
+    window: _Window | None = None,
 ) -> dict[str, pl.Series]:
     """Every feature column of `spec` at the output rows, by name: the KPIs' features
-    computed in parallel threads (the kernels release the GIL), then the missing counts."""
-    window = _window(spec, grid)
+    computed in parallel threads (the kernels release the GIL), then the missing counts.
+    `window`: where trailing windows start (default: `reach` whole days before the first
+    output day, the day grid's)."""
+    window = window or _window(spec, grid)
     sites = _site_codes(frame, grid) if spec.cosite else None  # shared by every co-site KPI
 
     def features_of(kpi: str) -> list[pl.Series]:

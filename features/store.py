@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ import pyarrow.parquet as pq
 from cellpulse import contract, lake
 from cellpulse.errors import NoDataError, SpecMismatchError
 from cellpulse.features.builder import (
+    EPOCH_DAY,
     FeatureCoverage,
     build_features,
+    build_rop_features,
     days_needed,
     feature_coverage,
+    rops_needed,
 )
 from cellpulse.features.spec import FeatureParams, FeatureSpec, spec_for
 from cellpulse.layout import Layout
@@ -161,6 +165,81 @@ def build_day(layout: Layout, spec: FeatureSpec, day: date, params: FeatureParam
         {SPEC_HASH_KEY: spec.hash()},
     )
     return DayBuild(day, rows, frozenset(cells), width, coverage)
+
+
+def build_rops(
+    layout: Layout, spec: FeatureSpec, since: datetime, params: FeatureParams
+) -> pl.DataFrame:
+    """The features of every KPI row with ts >= `since` (the ROPs a delivery just brought),
+    sorted by (cell_id, ts) within each region, equal to what `build_day` stores for them.
+
+    Reads only the ROPs those features need (`rops_needed`: the trailing windows' reach
+    and the ROPs the lags land on), region by region: the cost follows the ROPs and the
+    network, not the hour of the day. A region is built at once (its grid is about a
+    hundred ROPs wide, not days). Nothing is written: the day's partitions are built whole
+    by `build_day` once the day is in. An empty frame when the lake holds no row from
+    `since` on."""
+    new = new_rops(layout, since, params.rop_minutes)
+    if new.size == 0:
+        return pl.DataFrame()
+    rop_s = params.rop_minutes * 60
+    needed = rops_needed(spec, new, params.rop_minutes)
+    days = sorted({EPOCH_DAY + timedelta(days=int(r * rop_s // 86_400)) for r in new})
+    regions = sorted({r for d in days for r in layout.kpi.regions(d)})
+    parts = []
+    for region in regions:
+        rows = read_rops(layout.kpi, needed, rop_s, region)
+        if rows.is_empty():
+            continue
+        parts.append(
+            build_rop_features(
+                rows,
+                spec,
+                rop_minutes=params.rop_minutes,
+                min_denominator=params.min_denominator,
+                timezone=params.timezone,
+                since=since,
+            )
+        )
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def new_rops(layout: Layout, since: datetime, rop_minutes: int) -> np.ndarray:
+    """The ROP numbers (since the epoch) lake/kpi holds rows of from `since` on: only the
+    ts column of the days from `since`'s on is read."""
+    files = layout.kpi.files(since.date())
+    if not files:
+        return np.empty(0, dtype=np.int64)
+    ts = lake.scan(files).select(pl.col("ts").unique()).filter(pl.col("ts") >= since).collect()
+    return np.sort(ts["ts"].dt.epoch("s").to_numpy() // (rop_minutes * 60))
+
+
+def read_rops(kpis: lake.Dataset, rops: np.ndarray, rop_s: int, region: str) -> pl.DataFrame:
+    """One region's KPI rows at the ROP numbers `rops`, deliveries applied: each file read
+    with the ROPs filtered as it is scanned, so a day the lags land on costs its ROPs, not
+    the day. Keys are only de-duplicated (the latest delivery winning) where two files of
+    a day overlap in time: deliveries of successive ROPs never do."""
+    by_day: dict[date, list[datetime]] = {}
+    for r in rops.tolist():
+        ts = datetime.fromtimestamp(r * rop_s, tz=UTC)
+        by_day.setdefault(ts.date(), []).append(ts)
+    pieces, stored = [], set(kpis.dates())
+    for day, stamps in sorted(by_day.items()):
+        files = kpis.day_files(day, region) if day in stored else []
+        wanted = pl.Series(stamps, dtype=pl.Datetime("us", "UTC")).implode()
+        read = [lake.scan([f]).filter(pl.col("ts").is_in(wanted)).collect() for f in files]
+        read = [r for r in read if r.height]
+        if _overlap_in_time(read):
+            pieces.append(lake.latest_rows(pl.concat(read, how="vertical_relaxed")))
+        else:
+            pieces += read
+    return pl.concat(pieces, how="vertical_relaxed") if pieces else pl.DataFrame()
+
+
+def _overlap_in_time(frames: list[pl.DataFrame]) -> bool:
+    """Whether any two of `frames` (one file's rows each) share a timestamp range."""
+    spans = sorted((f["ts"].min(), f["ts"].max()) for f in frames)
+    return any(later[0] <= earlier[1] for earlier, later in itertools.pairwise(spans))  # type: ignore[operator]
 
 
 def site_chunks(cells: pl.DataFrame, size: int) -> list[tuple[str, str]]:
@@ -479,6 +558,26 @@ def read_cell_kpis(
         # Later deliveries of a key replace earlier ones, as every lake reader applies them.
         pieces.append(lake.latest_rows(day_rows))
     return pl.concat(pieces) if pieces else pl.DataFrame()
+
+
+def read_features_since(
+    layout: Layout, spec: FeatureSpec, since: datetime, until: datetime
+) -> pl.DataFrame:
+    """Feature rows with `since` <= ts < `until` (the few ROPs scoring looks back on), read
+    with the filter applied as the files are scanned; SpecMismatchError as `read_features`
+    for a partition built by another spec; an empty frame when none is built."""
+    last = (until - timedelta(microseconds=1)).date()
+    files = layout.features.files(since.date(), last)
+    if not files:
+        return pl.DataFrame()
+    for day in sorted({since.date(), last}):
+        if layout.features.files(day, day) and not is_current(layout, spec, day):
+            raise SpecMismatchError(
+                f"{layout.features.day_dir(day)} was built with another feature spec than "
+                f"{spec.hash()}; rebuild with `cellpulse features --from {day} --to {day}`"
+            )
+    rows = lake.scan(files).filter((pl.col("ts") >= since) & (pl.col("ts") < until))
+    return rows.collect()
 
 
 EVENT_COLUMNS = ("cell_id", "start", "end")

@@ -2,7 +2,7 @@
 
 | deployment        | flow             | schedule (default)          | concurrency |
 |-------------------|------------------|-----------------------------|-------------|
-| `every-rop`       | daily-pipeline   | every ROP, 5 min after it   | 1           |
+| `every-rop`       | rop-pipeline     | every ROP, 5 min after it   | 1           |
 | `features-daily`  | features         | 01:00 every day             | 1           |
 | `train-weekly`    | train            | 02:00 on Sundays            | 1           |
 | `monitor-daily`   | monitor          | 03:00 every day             | 1           |
@@ -70,11 +70,14 @@ def _scheduled(home: str, config: str | None, work: Callable[[Settings], str]) -
 
 
 def _pipeline(settings: Settings) -> str:
-    from cellpulse.flows.pipeline import pipeline_flow
+    from cellpulse.flows.pipeline import rop_flow
 
-    result = pipeline_flow(settings)
-    scored = result.score.rows if result.score else 0
-    return f"ingested {result.ingest.rows_accepted} rows, scored {scored}"
+    result = rop_flow(settings)
+    if result.rops is not None:
+        scored = result.rops.scores.height
+    else:
+        scored = result.batch.score.rows if result.batch and result.batch.score else 0
+    return f"ingested {result.ingest.rows_accepted} rows, {result.how}: scored {scored}"
 
 
 def _features(settings: Settings) -> str:
@@ -110,7 +113,8 @@ def _housekeeping(settings: Settings) -> str:
 
 @flow(name="scheduled-pipeline", timeout_seconds=3600)
 def scheduled_pipeline(home: str, config: str | None = None, manual: bool = False) -> str:
-    """Ingest new files, build the days they touched, score them (train if no champion)."""
+    """Ingest new files, then build, score and publish the ROPs after the newest published
+    one (the daily stages, training a family without a champion, when there is no state)."""
     return _scheduled(home, config, _pipeline)
 
 

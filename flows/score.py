@@ -12,12 +12,14 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from cellpulse import lake
 from cellpulse.errors import NoDataError
-from cellpulse.features.spec import FeatureParams
-from cellpulse.features.store import lake_spec, read_features
+from cellpulse.features.spec import FeatureParams, FeatureSpec
+from cellpulse.features.store import lake_spec, read_features, read_features_since
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
+from cellpulse.models.anomaly import EXPLAIN_SPAN
 from cellpulse.models.family import families
 from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import (
@@ -25,11 +27,18 @@ from cellpulse.models.scoring import (
     baseline_scorer,
     champion_scorer,
     predictor,
-    score_features,
+    score_rops,
 )
 from cellpulse.notify import Delivery, alert_payload, post_alerts
 from cellpulse.opsstore import open_ops_store, ops_store_location
-from cellpulse.publish import ModelRef, derive_alerts, markdown_report, top_cells_table
+from cellpulse.publish import (
+    ModelRef,
+    advance_alerts,
+    derive_alerts,
+    markdown_report,
+    top_cells_table,
+)
+from cellpulse.ropstate import RopState, context_rops
 from cellpulse.settings import Settings
 from cellpulse.window import DayWindow
 
@@ -162,25 +171,24 @@ def score_days(
     """The score table of `days`, the expected band a champion draws for its KPIs (None
     without one), and what scored each family."""
     spec = lake_spec(settings.layout, FeatureParams.of(settings))
-    # One day of context before the first day, so the consecutive-ROP alert rule sees
-    # the run that leads into it; a baseline learns each cell from up to a week of it.
-    built = set(settings.layout.features.dates())
-    lead = 1
+    features = read_features(settings.layout, DayWindow(days[0], days[-1]), spec)
+    # A baseline learns each cell from up to a week of the days before those it scores (an
+    # outage today must not raise its own cell's spread); a network with no earlier day
+    # learns from these.
+    reference = pl.DataFrame()
     if any(isinstance(c, NoChampion) for c in champions.values()):
-        lead = BASELINE_REFERENCE_DAYS
-    before = [days[0] - timedelta(days=k) for k in range(lead, 0, -1)]
-    first = next((d for d in before if d in built), days[0])
-    features = read_features(settings.layout, DayWindow(first, days[-1]), spec)
-    # A baseline learns from the days before those it scores (an outage today must not
-    # raise its own cell's spread); a network with no earlier day learns from these.
-    earlier = features.filter(pl.col("ts").dt.date() < days[0])
+        reference = reference_before(settings, days[0], ["cell_id", "ts", *spec.kpis])
     params = ModelParams.of(settings)
-    scorers, lines = scorers_for(champions, earlier if earlier.height else features, params)
+    scorers, lines = scorers_for(champions, reference if reference.height else features, params)
     predict = predictor(settings.score_engine, settings.layout.compiled, settings.train.n_jobs)
-    context = features.filter(pl.col("ts").dt.date() >= days[0] - timedelta(days=1))
-    scores = score_features(
-        context, scorers, params, datetime.now(UTC), spec.hash(), predict=predict
+    # The ROPs before the first day that the consecutive-ROP rule and the explanation of
+    # alerts look back on: a few ROPs, not the day before (the every-ROP run reads as much).
+    start = datetime.combine(days[0], time(), tzinfo=UTC)
+    keep = context_rops(settings.alerts.consecutive_rops, EXPLAIN_SPAN, settings.rop_minutes)
+    context = read_features_since(
+        settings.layout, spec, start - timedelta(minutes=settings.rop_minutes * keep), start
     )
+    scores = score_rops(context, features, scorers, params, datetime.now(UTC), spec.hash(), predict)
     in_days = pl.col("ts").dt.date().is_in(days)
     bands = [
         band
@@ -189,6 +197,123 @@ def score_days(
         and (band := s.family.band(s.model, features.filter(in_days), predict)) is not None
     ]
     return scores.filter(in_days), (bands[0] if bands else None), lines
+
+
+def reference_before(settings: Settings, day: date, columns: list[str]) -> pl.DataFrame:
+    """The `columns` of the features a baseline learns from when it scores `day`: the built
+    days of the BASELINE_REFERENCE_DAYS before it (as `score_days` reads them)."""
+    built = set(settings.layout.features.dates())
+    before = [day - timedelta(days=k) for k in range(BASELINE_REFERENCE_DAYS, 0, -1)]
+    days = [d for d in before if d in built]
+    if not days:
+        return pl.DataFrame()
+    files = settings.layout.features.files(days[0], days[-1])
+    return lake.scan(files).select(columns).collect()
+
+
+@task(name="score-rops", cache_policy=NO_CACHE)
+def score_new_rops(
+    settings: Settings,
+    spec: FeatureSpec,
+    features: pl.DataFrame,
+    context: pl.DataFrame,
+    champions: dict[str, tracking.Champion | NoChampion],
+) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
+    """The score table of new ROPs' `features` (after their `context`), the expected band
+    a champion draws for them, and what scored each family: as `score_days` would publish
+    them for these rows."""
+    reference = pl.DataFrame()
+    if any(isinstance(c, NoChampion) for c in champions.values()):
+        # What a baseline reads: the KPIs' own columns (not their transforms).
+        day = features["ts"].min().date()  # type: ignore[union-attr]
+        reference = reference_before(settings, day, ["cell_id", "ts", *spec.kpis])
+    params = ModelParams.of(settings)
+    scorers, lines = scorers_for(champions, reference if reference.height else features, params)
+    predict = predictor(settings.score_engine, settings.layout.compiled, settings.train.n_jobs)
+    now = datetime.now(UTC)
+    scores = score_rops(context, features, scorers, params, now, spec.hash(), predict)
+    bands = [
+        band
+        for s in scorers
+        if s.model is not None and (band := s.family.band(s.model, features, predict)) is not None
+    ]
+    return scores, (bands[0] if bands else None), lines
+
+
+@task(
+    name="publish-rops",
+    retries=3,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def publish_rops(
+    settings: Settings,
+    scores: pl.DataFrame,
+    band: pl.DataFrame | None,
+    carried: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """New ROPs' scores and bands appended to the lake (a delivery per day), their period
+    of the ops store replaced, and the alerts they touch upserted. Returns (the alerts
+    touched, those still open with what continues them, the ids of new alerts)."""
+    alerts, still_open = advance_alerts(
+        carried, scores, settings.alerts.clear_after_rops, settings.rop_minutes
+    )
+    for ds, table in [(settings.layout.scores, scores), (settings.layout.expected, band)]:
+        if table is None:
+            continue
+        with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
+        for (day,), rows in with_day.partition_by("_day", as_dict=True, include_key=False).items():
+            assert isinstance(day, date)
+            ds.append(rows, day)
+    start, end = scores["ts"].min(), scores["ts"].max()
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    with open_ops_store(settings) as store:
+        store.replace_scores(scores, start, end + timedelta(minutes=settings.rop_minutes))
+        new = store.upsert_alerts(alerts)
+    return alerts, still_open, new
+
+
+@dataclass(frozen=True)
+class RopScores:
+    """What an every-ROP run published: the ROPs' scores, the alerts they touched, how many
+    alerts are new, the webhook's delivery, and what scored each family."""
+
+    scores: pl.DataFrame
+    alerts: pl.DataFrame
+    new_alerts: int
+    webhook: Delivery | None
+    families: dict[str, str]
+
+    @property
+    def rops(self) -> int:
+        return self.scores["ts"].n_unique()
+
+
+def next_state(
+    state: RopState, features: pl.DataFrame, still_open: pl.DataFrame, rop_minutes: int, keep: int
+) -> RopState:
+    """The state after `features` were published: the newest ROP, the last `keep` ROPs of
+    feature rows as context, the alerts still open."""
+    newest = features["ts"].max()
+    assert isinstance(newest, datetime)
+    rows = pl.concat([state.context.select(features.columns), features], how="vertical_relaxed")
+    context = rows.filter(pl.col("ts") > newest - timedelta(minutes=rop_minutes * keep))
+    return RopState(newest, state.spec_hash, context, still_open)
+
+
+@flow(name="score-rops")
+def score_rops_flow(
+    settings: Settings, spec: FeatureSpec, features: pl.DataFrame, state: RopState
+) -> tuple[RopScores, pl.DataFrame]:
+    """Score new ROPs' `features` after the context `state` carries and publish them
+    everywhere ops reads them; the scores and the alerts still open."""
+    tracking.configure(settings)
+    champions = load_champions()
+    scores, band, lines = score_new_rops(settings, spec, features, state.context, champions)
+    alerts, still_open, new = publish_rops(settings, scores, band, state.open_alerts)
+    delivery = notify(settings, alerts, new)
+    return RopScores(scores, alerts, len(new), delivery, lines), still_open
 
 
 @flow(name="score-on-dask")

@@ -11,6 +11,7 @@ as long as it lasts, not only at its onset. Frozen counters, which residuals can
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import lightgbm as lgb
@@ -34,6 +35,10 @@ from cellpulse.rops import run_ids
 Direction = Literal["low", "high", "both"]
 Z_CAP = 50.0  # one broken KPI must not drown every other signal in the combined score
 DRIVER_Z = 3.0  # a KPI counts as driving the score from this many robust spreads away
+# An alerting row the classifier leads is explained by the most probable such row of its run
+# within this trailing span: a fault's drivers do not change from one ROP to the next, and
+# what a row shows never depends on rows after it (a ROP published live reads as re-scored).
+EXPLAIN_SPAN = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -376,7 +381,10 @@ class AnomalyModel:
     def score(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> pl.DataFrame:
         """`anomaly_score` and `anomaly_kpis` (driving KPIs, most first), row for row."""
         scores = self.components(features, predict)
-        return self.explain(scores, features["cell_id"], scores.classifier_led)
+        # Rows served without `ts` are read as consecutive 15-minute ROPs in their order.
+        ts = pl.col("ts") if "ts" in features.columns else _in_order(features.height)
+        keys = features.select("cell_id", ts.alias("ts"))
+        return self.explain(scores, keys, scores.classifier_led)
 
     def components(self, features: pl.DataFrame, predict: Predict = lightgbm_predict) -> Scores:
         """The score and what it is made of, before the classifier explains anything."""
@@ -399,29 +407,34 @@ class AnomalyModel:
         frame = scored.with_columns(pl.Series("anomaly_score", score))
         return Scores(frame, unsupervised, probability, inputs, led)
 
-    def explain(self, scores: Scores, cells: pl.Series, rows: np.ndarray | None) -> pl.DataFrame:
+    def explain(self, scores: Scores, keys: pl.DataFrame, rows: np.ndarray | None) -> pl.DataFrame:
         """`scores.frame` with the classifier's drivers as `anomaly_kpis` on `rows` (a mask;
-        scoring passes the classifier-led rows that raise an alert). Contributions cost far
-        more than a prediction (bench/RESULTS.md), so a run of such rows of one cell
-        (adjacent rows: in time order when the rows are, as scoring sorts them) is explained
-        once, at its most probable row: a fault's drivers do not change from one ROP to the
-        next."""
+        scoring passes the classifier-led rows that raise an alert). `keys`: cell_id and ts
+        of each row, sorted by them. Contributions cost far more than a prediction
+        (bench/RESULTS.md), so a run of such rows of one cell is explained at few rows: each
+        row by the most probable row of its run within the trailing EXPLAIN_SPAN."""
         if rows is None or not rows.any() or self.classifier is None or scores.inputs is None:
             return scores.frame
         assert scores.probability is not None
         frame = pl.DataFrame(
-            {"cell_id": cells, "_explain": rows, "_p": scores.probability}
+            {
+                "cell_id": keys["cell_id"],
+                "ts": keys["ts"],
+                "_explain": rows,
+                "_p": scores.probability,
+            }
         ).with_row_index("_row")
-        runs = (
+        led = (
             frame.with_columns(run_ids(None, value="_explain").alias("_run"))
             .filter(pl.col("_explain"))
-            .with_columns(
-                pl.col("_row")
-                .sort_by("_p", descending=True, maintain_order=True)
-                .first()
-                .over("_run")
-                .alias("_peak")
-            )
+            .sort("_run", "ts")
+        )
+        runs = led.rolling("ts", period=EXPLAIN_SPAN, closed="right", group_by="_run").agg(
+            pl.col("_row").last(),
+            pl.col("_row")
+            .sort_by("_p", descending=True, maintain_order=True)
+            .first()
+            .alias("_peak"),
         )
         peaks = runs["_peak"].unique().sort()
         drivers = pl.DataFrame(
@@ -473,6 +486,12 @@ class AnomalyModel:
         names = labels.gather(order[drives]).to_arrow()
         kpis = pl.Series(pa.ListArray.from_arrays(pa.array(offsets), names))
         return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis.alias("anomaly_kpis")})
+
+
+def _in_order(rows: int) -> pl.Expr:
+    """Timestamps for `rows` rows taken as consecutive 15-minute ROPs."""
+    start = datetime(1970, 1, 1, tzinfo=UTC)
+    return pl.datetime_range(start, start + timedelta(minutes=15 * max(rows - 1, 0)), "15m")
 
 
 def _too_little(rows: int, total: int, min_share: float) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from cellpulse.errors import SpecMismatchError
-from cellpulse.lake import key_ordered_segments
+from cellpulse.lake import by_keys, key_ordered_segments
 from cellpulse.models.boosting import Predict, lightgbm_predict
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.family import Baseline, ModelFamily, families, family, model_columns
@@ -173,3 +173,26 @@ def cell_chunks(ordered: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
             cuts.append(int(start))
     cuts.append(ordered.height)
     return [ordered.slice(lo, hi - lo) for lo, hi in itertools.pairwise(cuts)]
+
+
+def score_rops(
+    context: pl.DataFrame,
+    features: pl.DataFrame,
+    scorers: Sequence[Scorer],
+    params: ModelParams,
+    scored_at: datetime,
+    spec_hash: str,
+    predict: Predict = lightgbm_predict,
+) -> pl.DataFrame:
+    """The score table of the feature rows of new ROPs (`features`), scored after the
+    feature rows of the ROPs just before them (`context`, left out of the answer): the
+    consecutive-ROP rule and the explanation of alerts look back on those, so the new rows
+    score exactly as they do when their whole day is scored at once."""
+    first = features["ts"].min()
+    rows = (
+        pl.concat([context.select(features.columns), features], how="vertical_relaxed")
+        if context.height
+        else features
+    )
+    table = score_features(by_keys(rows), scorers, params, scored_at, spec_hash, predict)
+    return table.filter(pl.col("ts") >= first)

@@ -192,6 +192,15 @@ def evaluate(
 def run(
     paths: PathsArg = None,
     mapping: MappingOpt = None,
+    every_rop: Annotated[
+        bool,
+        typer.Option(
+            "--every-rop",
+            help="What the every-ROP deployment runs: ingest, then build, score and publish "
+            "only the ROPs after the newest published one (the daily stages when there is "
+            "nothing to go on yet).",
+        ),
+    ] = False,
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -202,8 +211,34 @@ def run(
     settings = command_settings(
         home, config, flows=True, check=lambda s: landing_targets(s, paths, mapping)
     )
+    if every_rop:
+        fail_on_rejected(run_rops(settings, paths, mapping).ingest)
+        return
     result = run_pipeline(settings, paths, mapping)
     fail_on_rejected(result.ingest)
+
+
+def run_rops(settings: Settings, paths: list[Path] | None, mapping: str | None) -> Any:
+    """The every-ROP flow on `paths` (default: the landing folder), what it did printed."""
+    from cellpulse.flows.pipeline import rop_flow
+
+    landing_targets(settings, paths, mapping)
+    result = rop_flow(settings, paths, mapping)
+    print_ingest(result.ingest)
+    console.print(f"every ROP: {result.how} ({result.why})")
+    if result.rops is not None:
+        r = result.rops
+        first, last = r.scores["ts"].min(), r.scores["ts"].max()
+        console.print(
+            f"score: {r.rops} ROP(s) ({first:%Y-%m-%d %H:%M} to {last:%H:%M} UTC), "
+            f"{r.scores.height:,} rows, {int(r.scores['is_anomaly'].sum())} anomalous, "
+            f"{r.alerts.height} alerts touched ({r.new_alerts} new)"
+        )
+        for family, scored_by in r.families.items():
+            console.print(f"  {family}: {scored_by}")
+    elif result.batch is not None and result.batch.score is not None:
+        print_score(result.batch.score)
+    return result
 
 
 def run_pipeline(settings: Settings, paths: list[Path] | None, mapping: str | None = None) -> Any:

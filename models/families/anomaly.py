@@ -73,9 +73,7 @@ def score_anomaly(
     # The classifier explains the alerts it raises (its contributions are costly: alerting
     # rows only, not every row above the threshold).
     led = scores.classifier_led
-    explained = model.explain(
-        scores, feats["cell_id"], None if led is None else led & flags.to_numpy()
-    )
+    explained = model.explain(scores, keys, None if led is None else led & flags.to_numpy())
     return pl.concat([keys, explained], how="horizontal").with_columns(flags)
 
 

@@ -169,3 +169,66 @@ def test_cli_commands_run_the_stages_and_explain_errors(tmp_path, restore_enviro
     bad = runner.invoke(app, ["ingest", "--home", home, str(foreign)])
     assert bad.exit_code == 2
     assert "missing key column(s) cell_id, ts" in bad.output and str(foreign) in bad.output
+
+
+def test_every_rop_runs_publish_what_the_batch_publishes(tmp_path):
+    """The every-ROP flow: a first run without state runs the daily stages and leaves one;
+    later runs build, score and publish only the delivered ROPs, and what they publish is
+    what the daily batch publishes for the same rows."""
+    from datetime import UTC, datetime
+
+    from cellpulse.flows.features import features_flow
+    from cellpulse.flows.pipeline import rop_flow
+    from cellpulse.flows.score import score_flow
+    from cellpulse.opsstore import open_ops_store
+    from cellpulse.simulator import iter_days, split_into_files
+
+    settings = tiny_settings(tmp_path / "home")
+    topo = build_topology(TINY)
+    events = outage_events(topo)
+    days = list(iter_days(TINY, topo, events))
+    for _, frame in days[:-1]:
+        for name, part in split_into_files(frame, 24 * 60):
+            lake.atomic_write_parquet(part, settings.layout.landing / name)
+    first = rop_flow(settings)
+    assert first.how == "batch" and first.batch is not None and first.batch.score is not None
+
+    last_day, frame = days[-1]
+    files = dict(split_into_files(frame, 15))
+    start = datetime.combine(last_day, datetime.min.time(), UTC)
+    published = []
+    for group in (["0900"], ["0915"], ["0930", "0945", "1000", "1015"], ["1030"]):
+        drop = tmp_path / f"drop-{group[0]}"
+        for name, part in files.items():
+            if any(f".{hhmm}+0000-" in name for hhmm in group):
+                lake.atomic_write_parquet(part, drop / name)
+        run = rop_flow(settings, [drop])
+        assert run.how == "rops", run.why
+        assert run.rops is not None and run.rops.rops == len(group)
+        published.append(run.rops)
+    rop_scores = pl.concat([p.scores for p in published]).drop("scored_at")
+    assert rop_scores["ts"].min() == start + timedelta(hours=9)
+    assert (
+        settings.layout.scores.read(last_day, last_day)
+        .drop("scored_at")
+        .sort("cell_id", "ts")
+        .equals(rop_scores.sort("cell_id", "ts"))
+    )
+    with open_ops_store(settings, read_only=True) as store:
+        rop_alerts = store.alerts(1000)[0].filter(pl.col("opened_at") >= start)
+    assert rop_alerts.height >= 1  # the outage, alerted while it happens
+
+    # The batch over the same rows: the day built whole, then scored.
+    features_flow(settings, only_stale=True)
+    batch = score_flow(settings, [last_day])
+    assert (
+        batch.scores.drop("scored_at")
+        .sort("cell_id", "ts")
+        .equals(rop_scores.sort("cell_id", "ts"))
+    )
+    columns = [c for c in batch.alerts_table.columns if c in rop_alerts.columns]
+    assert (
+        batch.alerts_table.select(columns)
+        .sort("alert_id")
+        .equals(rop_alerts.select(columns).sort("alert_id"))
+    )
