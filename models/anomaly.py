@@ -73,6 +73,19 @@ CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
 CHANGE_SUFFIX = "_change_24h_vs_7d"
 MIN_CHANGE_SCALE = 0.02  # a 2 % change of a day's level is within any cell's noise
 CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
+# Demand on a public holiday (settings.holidays, the features' `is_holiday`) falls like a
+# weekend's while the day-old and week-old context says workday, and a network has too few
+# holidays to learn one from. So on a holiday a demand KPI below its expectation is not
+# evidence, unless it fell below HOLIDAY_FLOOR of it: a cell that stops carrying traffic
+# is not on holiday.
+DEMAND_KPIS = ("dl_volume_mbit", "rrc_conn_mean")
+HOLIDAY_FLOOR = 0.2
+# A cell that stops carrying the traffic it is expected to carry at this hour (every watched
+# demand KPI at most SILENT_SHARE of its expectation) is down, however noisy the cell has
+# been: it scores at once, at Z_CAP, as the pseudo-KPI "no_traffic", so an outage is alerted
+# after the alert rule's run of ROPs whatever the ROP length or the cell's spread.
+NO_TRAFFIC = "no_traffic"
+SILENT_SHARE = 0.01
 
 
 # The alert threshold from a false-alarm budget (see `budget_threshold`) never goes below
@@ -232,13 +245,21 @@ class AnomalyModel:
         resid = model.residuals(train)
         # A cell's spread per KPI: the larger of its MAD and its 99th-percentile residual in the
         # bad direction / 2.33, so KPIs with heavy tails on quiet cells (ratios of few counts)
-        # are not mistaken for faults.
-        cell_spread = resid.group_by("cell_id").agg(
-            pl.max_horizontal(
-                1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
-                bad_deviation(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
-            ).alias(t.name)
-            for t in targets
+        # are not mistaken for faults. Taken per day, then the median day: a fault nobody
+        # labelled fills the tail of the days it lasted, not of the cell's whole window
+        # (a heavy tail that is the cell's own shows on most days).
+        cell_spread = (
+            resid.with_columns(train["ts"].dt.date().alias("_day"))
+            .group_by("cell_id", "_day")
+            .agg(
+                pl.max_horizontal(
+                    1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
+                    bad_deviation(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
+                ).alias(t.name)
+                for t in targets
+            )
+            .group_by("cell_id")
+            .agg(pl.col(t.name).median() for t in targets)
         )
         model.global_scale = {
             t.name: max(float(np.nanmedian(cell_spread[t.name].to_numpy())), t.min_scale)
@@ -335,6 +356,8 @@ class AnomalyModel:
             z = z.with_columns(
                 pl.max_horizontal(pl.col(t.name), level) for t, level in self._level_z(features)
             )
+        z = _holiday_demand(z, features, residuals, self.targets)
+        z = _no_traffic(z, features, residuals, self.targets)
         frozen = getattr(self, "frozen_kpis", FROZEN_KPIS)  # models pickled before it existed
         if frozen and has_frozen(features, frozen):
             return z.with_columns(features.select(frozen_z(frozen)).to_series())
@@ -473,6 +496,43 @@ class AnomalyModel:
         names = labels.gather(order[drives]).to_arrow()
         kpis = pl.Series(pa.ListArray.from_arrays(pa.array(offsets), names))
         return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis.alias("anomaly_kpis")})
+
+
+def _holiday_demand(
+    z: pl.DataFrame, features: pl.DataFrame, residuals: pl.DataFrame, targets: tuple[TargetKpi, ...]
+) -> pl.DataFrame:
+    """`z` with the low-side evidence of DEMAND_KPIS dropped on holiday rows where the KPI
+    kept at least HOLIDAY_FLOOR of its expectation (see DEMAND_KPIS)."""
+    if "is_holiday" not in features.columns or not features["is_holiday"].any():
+        return z
+    holiday = features["is_holiday"].fill_null(False)
+    out = []
+    for t in targets:
+        if t.name not in DEMAND_KPIS or t.direction != "low":
+            continue
+        actual = features[t.name].cast(pl.Float64)
+        expected = actual - residuals[t.name]
+        carried = (actual >= HOLIDAY_FLOOR * expected).fill_null(True)
+        out.append(
+            pl.when(pl.lit(holiday & carried)).then(0.0).otherwise(pl.col(t.name)).alias(t.name)
+        )
+    return z.with_columns(out) if out else z
+
+
+def _no_traffic(
+    z: pl.DataFrame, features: pl.DataFrame, residuals: pl.DataFrame, targets: tuple[TargetKpi, ...]
+) -> pl.DataFrame:
+    """`z` with the NO_TRAFFIC pseudo-KPI: Z_CAP where every watched demand KPI fell to
+    SILENT_SHARE of an expectation of at least its smallest spread, else 0."""
+    demand = [t for t in targets if t.name in DEMAND_KPIS]
+    if not demand:
+        return z
+    silent = pl.Series([True] * features.height)
+    for t in demand:
+        actual = features[t.name].cast(pl.Float64)
+        expected = actual - residuals[t.name]
+        silent &= ((actual <= SILENT_SHARE * expected) & (expected >= t.min_scale)).fill_null(False)
+    return z.with_columns(pl.Series(NO_TRAFFIC, np.where(silent.to_numpy(), Z_CAP, 0.0)))
 
 
 def _too_little(rows: int, total: int, min_share: float) -> str:
