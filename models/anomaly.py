@@ -71,7 +71,7 @@ CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
 # A watched KPI's level over a day against last week's (features.spec.LevelChange): a level
 # shift or a slow degradation that the ROP-by-ROP residual sees as noise adds up there.
 CHANGE_SUFFIX = "_change_24h_vs_7d"
-MIN_CHANGE_SCALE = 0.02  # a 2 % change of a day's level is within any cell's noise
+MIN_CHANGE_SCALE = 0.05  # a 5 % change of a day's level is within any cell's noise
 CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
 # Demand on a public holiday (settings.holidays, the features' `is_holiday`) falls like a
 # weekend's while the day-old and week-old context says workday, and a network has too few
@@ -245,21 +245,13 @@ class AnomalyModel:
         resid = model.residuals(train)
         # A cell's spread per KPI: the larger of its MAD and its 99th-percentile residual in the
         # bad direction / 2.33, so KPIs with heavy tails on quiet cells (ratios of few counts)
-        # are not mistaken for faults. Taken per day, then the median day: a fault nobody
-        # labelled fills the tail of the days it lasted, not of the cell's whole window
-        # (a heavy tail that is the cell's own shows on most days).
-        cell_spread = (
-            resid.with_columns(train["ts"].dt.date().alias("_day"))
-            .group_by("cell_id", "_day")
-            .agg(
-                pl.max_horizontal(
-                    1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
-                    bad_deviation(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
-                ).alias(t.name)
-                for t in targets
-            )
-            .group_by("cell_id")
-            .agg(pl.col(t.name).median() for t in targets)
+        # are not mistaken for faults.
+        cell_spread = resid.group_by("cell_id").agg(
+            pl.max_horizontal(
+                1.4826 * (pl.col(t.name) - pl.col(t.name).median()).abs().median(),
+                bad_deviation(pl.col(t.name), t.direction).quantile(0.99) / 2.33,
+            ).alias(t.name)
+            for t in targets
         )
         model.global_scale = {
             t.name: max(float(np.nanmedian(cell_spread[t.name].to_numpy())), t.min_scale)
