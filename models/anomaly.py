@@ -71,6 +71,7 @@ CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
 # A watched KPI's level over a day against last week's (features.spec.LevelChange): a level
 # shift or a slow degradation that the ROP-by-ROP residual sees as noise adds up there.
 CHANGE_SUFFIX = "_change_24h_vs_7d"
+LEVEL_NEEDS_Z = 1.0
 MIN_CHANGE_SCALE = 0.05  # a 5 % change of a day's level is within any cell's noise
 CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
 # Demand on a public holiday (settings.holidays, the features' `is_holiday`) falls like a
@@ -345,8 +346,15 @@ class AnomalyModel:
         z = scaled.sort("_row").select(out)
         changes = getattr(self, "change_scale", None)  # models pickled before it existed
         if changes is not None and changes.width > 1:
+            # A day's level counts where the KPI is below its expectation now as well: a
+            # surge a week ago makes today look low against it, not against the model.
+            now = pl.col
             z = z.with_columns(
-                pl.max_horizontal(pl.col(t.name), level) for t, level in self._level_z(features)
+                pl.max_horizontal(
+                    now(t.name),
+                    pl.when(now(t.name) >= LEVEL_NEEDS_Z).then(pl.lit(level)).otherwise(0.0),
+                ).alias(t.name)
+                for t, level in self._level_z(features)
             )
         z = _holiday_demand(z, features, residuals, self.targets)
         z = _no_traffic(z, features, residuals, self.targets)
