@@ -87,6 +87,13 @@ HOLIDAY_FLOOR = 0.2
 # after the alert rule's run of ROPs whatever the ROP length or the cell's spread.
 NO_TRAFFIC = "no_traffic"
 SILENT_SHARE = 0.01
+# Throughput, delay, drops and setup failures move with load: on a cell whose PRBs are
+# nearly exhausted (the congestion rule's default, congestion.prb_util_min_pct) they say
+# the cell is busy, not broken. There their bad-direction evidence leaves the fault score
+# and shows as the pseudo-KPI "congestion", which `combine` names first and never scores.
+LOAD_SENSITIVE = ("dl_ue_thp_mbps", "dl_delay_ms", "drop_rate_pct", "rrc_sr_pct")
+CONGESTION = "congestion"
+CONGESTED_PRB_PCT = 80.0
 
 
 # The alert threshold from a false-alarm budget (see `budget_threshold`) never goes below
@@ -358,6 +365,7 @@ class AnomalyModel:
             )
         z = _holiday_demand(z, features, residuals, self.targets)
         z = _no_traffic(z, features, residuals, self.targets)
+        z = _explained_by_load(z, features)
         frozen = getattr(self, "frozen_kpis", FROZEN_KPIS)  # models pickled before it existed
         if frozen and has_frozen(features, frozen):
             return z.with_columns(features.select(frozen_z(frozen)).to_series())
@@ -472,6 +480,8 @@ class AnomalyModel:
         cells because every z is in the cell's own spreads; several KPIs off together (an
         outage) outrank one, and the many KPIs that are fine add no noise.
         """
+        explained = z.get_column(CONGESTION) if CONGESTION in z.columns else None
+        z = z.drop(CONGESTION, strict=False)
         zs = z.to_numpy()
         labels = pl.Series(z.columns, dtype=pl.String)
         # The three largest per row, then in order: a partial sort of every row is cheaper
@@ -495,6 +505,17 @@ class AnomalyModel:
         np.cumsum(drives.sum(axis=1), out=offsets[1:])
         names = labels.gather(order[drives]).to_arrow()
         kpis = pl.Series(pa.ListArray.from_arrays(pa.array(offsets), names))
+        if explained is not None:  # load that explains a busy cell's KPIs, named first
+            busy = (explained >= DRIVER_Z).fill_null(False)
+            kpis = (
+                pl.DataFrame({"k": kpis, "b": busy})
+                .select(
+                    pl.when("b")
+                    .then(pl.concat_list(pl.lit([CONGESTION]), pl.col("k")))
+                    .otherwise(pl.col("k"))
+                )
+                .to_series()
+            )
         return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis.alias("anomaly_kpis")})
 
 
@@ -517,6 +538,20 @@ def _holiday_demand(
             pl.when(pl.lit(holiday & carried)).then(0.0).otherwise(pl.col(t.name)).alias(t.name)
         )
     return z.with_columns(out) if out else z
+
+
+def _explained_by_load(z: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+    """`z` with the LOAD_SENSITIVE KPIs' evidence moved to the CONGESTION column (their
+    largest z) on rows at CONGESTED_PRB_PCT or more; without PRB utilisation, unchanged."""
+    sensitive = [k for k in LOAD_SENSITIVE if k in z.columns]
+    if not sensitive or "prb_util_dl_pct" not in features.columns:
+        return z
+    busy = features["prb_util_dl_pct"].cast(pl.Float64) >= CONGESTED_PRB_PCT
+    busy = pl.lit(busy.fill_null(False))
+    return z.with_columns(
+        pl.when(busy).then(pl.max_horizontal(sensitive)).otherwise(0.0).alias(CONGESTION),
+        *(pl.when(busy).then(0.0).otherwise(pl.col(k)).alias(k) for k in sensitive),
+    )
 
 
 def _no_traffic(

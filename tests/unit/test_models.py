@@ -480,3 +480,24 @@ def test_a_cell_that_stops_carrying_traffic_alerts_within_the_alert_rule_s_run(
     scored = anomaly_family.score_anomaly(candidate.model, silent, params)
     alerted = scored.filter(window & pl.col("is_anomaly"))["ts"]
     assert alerted.min() == start + timedelta(minutes=15 * (params.alerts.consecutive_rops - 1))
+
+
+def test_a_busy_cell_s_slow_throughput_is_labelled_congestion_not_a_fault(tiny_network, anomaly):
+    """Throughput at a fifth of its expectation: at 95 % PRB utilisation the load explains
+    it (its evidence leaves the score, `congestion` named first); at 30 % it is a fault."""
+    from cellpulse.models.anomaly import CONGESTION
+
+    topo = tiny_network[0]
+    candidate, _ = anomaly
+    model = candidate.model
+    rows = candidate.split.holdout.filter(
+        pl.col("hour").is_between(10, 18) & (pl.col("cell_id") != topo.cell_id[OUTAGE_CELL])
+    )
+    slow = rows.with_columns(pl.col("dl_ue_thp_mbps") * 0.2)
+    busy = model.score(slow.with_columns(prb_util_dl_pct=pl.lit(95.0, pl.Float32)))
+    quiet = model.score(slow.with_columns(prb_util_dl_pct=pl.lit(30.0, pl.Float32)))
+    assert (quiet["anomaly_kpis"].list.first() == "dl_ue_thp_mbps").mean() > 0.5
+    named = busy["anomaly_kpis"]
+    assert (named.list.first() == CONGESTION).mean() > 0.5
+    assert not named.list.contains("dl_ue_thp_mbps").any()
+    assert busy["anomaly_score"].median() < 0.5 * quiet["anomaly_score"].median()
