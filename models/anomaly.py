@@ -524,9 +524,12 @@ def _holiday_demand(
 ) -> pl.DataFrame:
     """`z` with the low-side evidence of DEMAND_KPIS dropped on holiday rows where the KPI
     kept at least HOLIDAY_FLOOR of its expectation (see DEMAND_KPIS)."""
-    if "is_holiday" not in features.columns or not features["is_holiday"].any():
+    if "is_holiday" not in features.columns:
         return z
-    holiday = features["is_holiday"].fill_null(False)
+    # Boolean in the store, a float where scoring hands the model its matrix's columns.
+    holiday = features["is_holiday"].cast(pl.Float64).fill_null(0.0) > 0
+    if not holiday.any():
+        return z
     out = []
     for t in targets:
         if t.name not in DEMAND_KPIS or t.direction != "low":
