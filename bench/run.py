@@ -1,5 +1,5 @@
-"""`python -m bench.run [NAME ...] [--worlds N] [--tuning]`: run benchmarks and record them in
-bench/RESULTS.md (the options are the quality suite's)."""
+"""`python -m bench.run [NAME ...] [--worlds N] [--tuning] [--labels on|off]`: run benchmarks
+and record them in bench/RESULTS.md (the options are the quality suite's)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
         module = importlib.import_module(f"bench.{name}")
         if name == "quality" and options:
             args = module.parse(options)
-            module.main(args.worlds, args.tuning)
+            module.main(args.worlds, args.tuning, args.labels, args.out)
         else:
             module.main()
 

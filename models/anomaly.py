@@ -76,8 +76,29 @@ CONTEXT_SUFFIXES = ("_lag_1d", "_lag_7d", "_how_median")
 # A watched KPI's level over a day against last week's (features.spec.LevelChange): a level
 # shift or a slow degradation that the ROP-by-ROP residual sees as noise adds up there.
 CHANGE_SUFFIX = "_change_24h_vs_7d"
-MIN_CHANGE_SCALE = 0.02  # a 2 % change of a day's level is within any cell's noise
+LEVEL_NEEDS_Z = 1.0
+MIN_CHANGE_SCALE = 0.05  # a 5 % change of a day's level is within any cell's noise
 CALENDAR = ("hour", "day_of_week", "hour_of_week", "is_weekend")
+# Demand on a public holiday (settings.holidays, the features' `is_holiday`) falls like a
+# weekend's while the day-old and week-old context says workday, and a network has too few
+# holidays to learn one from. So on a holiday a demand KPI below its expectation is not
+# evidence, unless it fell below HOLIDAY_FLOOR of it: a cell that stops carrying traffic
+# is not on holiday.
+DEMAND_KPIS = ("dl_volume_mbit", "rrc_conn_mean")
+HOLIDAY_FLOOR = 0.2
+# A cell that stops carrying the traffic it is expected to carry at this hour (every watched
+# demand KPI at most SILENT_SHARE of its expectation) is down, however noisy the cell has
+# been: it scores at once, at Z_CAP, as the pseudo-KPI "no_traffic", so an outage is alerted
+# after the alert rule's run of ROPs whatever the ROP length or the cell's spread.
+NO_TRAFFIC = "no_traffic"
+SILENT_SHARE = 0.01
+# Throughput, delay, drops and setup failures move with load: on a cell whose PRBs are
+# nearly exhausted (the congestion rule's default, congestion.prb_util_min_pct) they say
+# the cell is busy, not broken. There their bad-direction evidence leaves the fault score
+# and shows as the pseudo-KPI "congestion", which `combine` names first and never scores.
+LOAD_SENSITIVE = ("dl_ue_thp_mbps", "dl_delay_ms", "drop_rate_pct", "rrc_sr_pct")
+CONGESTION = "congestion"
+CONGESTED_PRB_PCT = 80.0
 
 
 # The alert threshold from a false-alarm budget (see `budget_threshold`) never goes below
@@ -337,9 +358,19 @@ class AnomalyModel:
         z = scaled.sort("_row").select(out)
         changes = getattr(self, "change_scale", None)  # models pickled before it existed
         if changes is not None and changes.width > 1:
+            # A day's level counts where the KPI is below its expectation now as well: a
+            # surge a week ago makes today look low against it, not against the model.
+            now = pl.col
             z = z.with_columns(
-                pl.max_horizontal(pl.col(t.name), level) for t, level in self._level_z(features)
+                pl.max_horizontal(
+                    now(t.name),
+                    pl.when(now(t.name) >= LEVEL_NEEDS_Z).then(pl.lit(level)).otherwise(0.0),
+                ).alias(t.name)
+                for t, level in self._level_z(features)
             )
+        z = _holiday_demand(z, features, residuals, self.targets)
+        z = _no_traffic(z, features, residuals, self.targets)
+        z = _explained_by_load(z, features)
         frozen = getattr(self, "frozen_kpis", FROZEN_KPIS)  # models pickled before it existed
         if frozen and has_frozen(features, frozen):
             return z.with_columns(features.select(frozen_z(frozen)).to_series())
@@ -462,6 +493,8 @@ class AnomalyModel:
         cells because every z is in the cell's own spreads; several KPIs off together (an
         outage) outrank one, and the many KPIs that are fine add no noise.
         """
+        explained = z.get_column(CONGESTION) if CONGESTION in z.columns else None
+        z = z.drop(CONGESTION, strict=False)
         zs = z.to_numpy()
         labels = pl.Series(z.columns, dtype=pl.String)
         # The three largest per row, then in order: a partial sort of every row is cheaper
@@ -485,6 +518,17 @@ class AnomalyModel:
         np.cumsum(drives.sum(axis=1), out=offsets[1:])
         names = labels.gather(order[drives]).to_arrow()
         kpis = pl.Series(pa.ListArray.from_arrays(pa.array(offsets), names))
+        if explained is not None:  # load that explains a busy cell's KPIs, named first
+            busy = (explained >= DRIVER_Z).fill_null(False)
+            kpis = (
+                pl.DataFrame({"k": kpis, "b": busy})
+                .select(
+                    pl.when("b")
+                    .then(pl.concat_list(pl.lit([CONGESTION]), pl.col("k")))
+                    .otherwise(pl.col("k"))
+                )
+                .to_series()
+            )
         return pl.DataFrame({"anomaly_score": score, "anomaly_kpis": kpis.alias("anomaly_kpis")})
 
 
@@ -492,6 +536,60 @@ def _in_order(rows: int) -> pl.Expr:
     """Timestamps for `rows` rows taken as consecutive 15-minute ROPs."""
     start = datetime(1970, 1, 1, tzinfo=UTC)
     return pl.datetime_range(start, start + timedelta(minutes=15 * max(rows - 1, 0)), "15m")
+
+
+def _holiday_demand(
+    z: pl.DataFrame, features: pl.DataFrame, residuals: pl.DataFrame, targets: tuple[TargetKpi, ...]
+) -> pl.DataFrame:
+    """`z` with the low-side evidence of DEMAND_KPIS dropped on holiday rows where the KPI
+    kept at least HOLIDAY_FLOOR of its expectation (see DEMAND_KPIS)."""
+    if "is_holiday" not in features.columns:
+        return z
+    # Boolean in the store, a float where scoring hands the model its matrix's columns.
+    holiday = features["is_holiday"].cast(pl.Float64).fill_null(0.0) > 0
+    if not holiday.any():
+        return z
+    out = []
+    for t in targets:
+        if t.name not in DEMAND_KPIS or t.direction != "low":
+            continue
+        actual = features[t.name].cast(pl.Float64)
+        expected = actual - residuals[t.name]
+        carried = (actual >= HOLIDAY_FLOOR * expected).fill_null(True)
+        out.append(
+            pl.when(pl.lit(holiday & carried)).then(0.0).otherwise(pl.col(t.name)).alias(t.name)
+        )
+    return z.with_columns(out) if out else z
+
+
+def _explained_by_load(z: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+    """`z` with the LOAD_SENSITIVE KPIs' evidence moved to the CONGESTION column (their
+    largest z) on rows at CONGESTED_PRB_PCT or more; without PRB utilisation, unchanged."""
+    sensitive = [k for k in LOAD_SENSITIVE if k in z.columns]
+    if not sensitive or "prb_util_dl_pct" not in features.columns:
+        return z
+    busy = features["prb_util_dl_pct"].cast(pl.Float64) >= CONGESTED_PRB_PCT
+    busy = pl.lit(busy.fill_null(False))
+    return z.with_columns(
+        pl.when(busy).then(pl.max_horizontal(sensitive)).otherwise(0.0).alias(CONGESTION),
+        *(pl.when(busy).then(0.0).otherwise(pl.col(k)).alias(k) for k in sensitive),
+    )
+
+
+def _no_traffic(
+    z: pl.DataFrame, features: pl.DataFrame, residuals: pl.DataFrame, targets: tuple[TargetKpi, ...]
+) -> pl.DataFrame:
+    """`z` with the NO_TRAFFIC pseudo-KPI: Z_CAP where every watched demand KPI fell to
+    SILENT_SHARE of an expectation of at least its smallest spread, else 0."""
+    demand = [t for t in targets if t.name in DEMAND_KPIS]
+    if not demand:
+        return z
+    silent = pl.Series([True] * features.height)
+    for t in demand:
+        actual = features[t.name].cast(pl.Float64)
+        expected = actual - residuals[t.name]
+        silent &= ((actual <= SILENT_SHARE * expected) & (expected >= t.min_scale)).fill_null(False)
+    return z.with_columns(pl.Series(NO_TRAFFIC, np.where(silent.to_numpy(), Z_CAP, 0.0)))
 
 
 def _too_little(rows: int, total: int, min_share: float) -> str:

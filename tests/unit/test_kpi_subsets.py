@@ -15,7 +15,14 @@ from cellpulse.errors import CellpulseError, NoDataError
 from cellpulse.features.builder import build_features, feature_coverage
 from cellpulse.features.spec import default_spec
 from cellpulse.features.targets import apply_rule, congestion_flags
-from cellpulse.models.anomaly import FROZEN, TARGETS, AnomalyModel, AnomalyParams
+from cellpulse.models.anomaly import (
+    CONGESTION,
+    FROZEN,
+    NO_TRAFFIC,
+    TARGETS,
+    AnomalyModel,
+    AnomalyParams,
+)
 from cellpulse.models.families import anomaly as anomaly_family
 from cellpulse.models.families import congestion as congestion_family
 from cellpulse.models.params import ModelParams
@@ -144,7 +151,10 @@ def test_the_anomaly_model_watches_the_kpis_it_has_and_catches_frozen_counters(p
     assert model.coverage_line().startswith(f"anomaly model watches {WATCHED[preset][0]}")
 
     z = model.zscores(feats)
-    assert set(z.columns) == {*WATCHED[preset], FROZEN}
+    # Every preset has volume (no_traffic); only with PRB and a load-sensitive KPI can load
+    # explain a KPI (congestion).
+    explained = {CONGESTION} if preset == "all" else set()
+    assert set(z.columns) == {*WATCHED[preset], FROZEN, NO_TRAFFIC, *explained}
     stuck = (
         (feats["cell_id"] == feats["cell_id"].unique().sort()[STUCK_CELL])
         & (feats["ts"] >= STUCK_START)

@@ -423,3 +423,81 @@ def test_level_change_compares_a_day_with_the_same_day_a_week_earlier():
     assert change[7 * 24] == pytest.approx(0.0)
     assert change[8 * 24 + 11] == pytest.approx((12 * 60 + 12 * 100) / 2400 - 1)
     assert change[-1] == pytest.approx(-0.4)
+
+
+def test_a_holiday_s_lower_demand_is_not_a_fault_but_a_silent_cell_still_is(tiny_network, anomaly):
+    """On a day the operator lists as a holiday, traffic and users at 40 % of a workday
+    raise no demand evidence; the same fall on a workday does, and a cell that carries
+    nothing at all is down even on a holiday."""
+    from cellpulse.models.anomaly import DRIVER_Z, NO_TRAFFIC
+
+    topo = tiny_network[0]
+    candidate, _ = anomaly
+    model = candidate.model
+    busy = candidate.split.holdout.filter(
+        pl.col("hour").is_between(10, 18) & (pl.col("cell_id") != topo.cell_id[OUTAGE_CELL])
+    )
+    low = busy.with_columns(pl.col(k) * 0.4 for k in ("dl_volume_mbit", "rrc_conn_mean"))
+    workday = model.zscores(low.with_columns(is_holiday=pl.lit(False)))
+    holiday = model.zscores(low.with_columns(is_holiday=pl.lit(True)))
+    assert (workday["dl_volume_mbit"] >= DRIVER_Z).mean() > 0.25
+    # (a row that was already far below its expectation stays evidence: see HOLIDAY_FLOOR)
+    assert (holiday["dl_volume_mbit"] == 0).mean() > 0.99
+    assert (holiday["rrc_conn_mean"] == 0).mean() > 0.99
+    assert (holiday[NO_TRAFFIC] == 0).all()
+    silent = busy.with_columns(pl.lit(0.0).alias(k) for k in ("dl_volume_mbit", "rrc_conn_mean"))
+    down = model.zscores(silent.with_columns(is_holiday=pl.lit(True)))
+    assert (down["dl_volume_mbit"] > 0).mean() > 0.9
+    assert (down[NO_TRAFFIC] > 0).mean() > 0.9
+
+
+def test_a_cell_that_stops_carrying_traffic_alerts_within_the_alert_rule_s_run(
+    tiny_network, anomaly
+):
+    """Traffic and users at zero for three hours on a cell whose spread is unknown to the
+    residuals' scale: the no_traffic evidence scores from the first ROP, so the alert is
+    up after `consecutive_rops` ROPs; cells that carry their traffic never name it (the
+    injected outage does)."""
+    from cellpulse.models.anomaly import NO_TRAFFIC, Z_CAP
+
+    candidate, settings = anomaly
+    params = ModelParams.of(settings)
+    holdout = candidate.split.holdout
+    cell = holdout["cell_id"].unique().sort()[0]
+    start = holdout["ts"].min() + timedelta(hours=11)
+    window = (pl.col("cell_id") == cell) & pl.col("ts").is_between(
+        start, start + timedelta(hours=3), closed="left"
+    )
+    silent = holdout.with_columns(
+        pl.when(window).then(0.0).otherwise(pl.col(k)).alias(k)
+        for k in ("dl_volume_mbit", "rrc_conn_mean")
+    )
+    z = candidate.model.zscores(silent)
+    assert (z.filter(silent.select(window).to_series())[NO_TRAFFIC] == Z_CAP).all()
+    outage = pl.col("cell_id") == tiny_network[0].cell_id[OUTAGE_CELL]
+    assert (z.filter(silent.select(~window & ~outage).to_series())[NO_TRAFFIC] == 0).all()
+    assert (z.filter(silent.select(outage).to_series())[NO_TRAFFIC] > 0).any()
+    scored = anomaly_family.score_anomaly(candidate.model, silent, params)
+    alerted = scored.filter(window & pl.col("is_anomaly"))["ts"]
+    assert alerted.min() == start + timedelta(minutes=15 * (params.alerts.consecutive_rops - 1))
+
+
+def test_a_busy_cell_s_slow_throughput_is_labelled_congestion_not_a_fault(tiny_network, anomaly):
+    """Throughput at a fifth of its expectation: at 95 % PRB utilisation the load explains
+    it (its evidence leaves the score, `congestion` named first); at 30 % it is a fault."""
+    from cellpulse.models.anomaly import CONGESTION
+
+    topo = tiny_network[0]
+    candidate, _ = anomaly
+    model = candidate.model
+    rows = candidate.split.holdout.filter(
+        pl.col("hour").is_between(10, 18) & (pl.col("cell_id") != topo.cell_id[OUTAGE_CELL])
+    )
+    slow = rows.with_columns(pl.col("dl_ue_thp_mbps") * 0.2)
+    busy = model.score(slow.with_columns(prb_util_dl_pct=pl.lit(95.0, pl.Float32)))
+    quiet = model.score(slow.with_columns(prb_util_dl_pct=pl.lit(30.0, pl.Float32)))
+    assert (quiet["anomaly_kpis"].list.first() == "dl_ue_thp_mbps").mean() > 0.5
+    named = busy["anomaly_kpis"]
+    assert (named.list.first() == CONGESTION).mean() > 0.5
+    assert not named.list.contains("dl_ue_thp_mbps").any()
+    assert busy["anomaly_score"].median() < 0.5 * quiet["anomaly_score"].median()
