@@ -376,7 +376,7 @@ def main(
         f"at the threshold that spends {BUDGET} false alarms per 100 cell-days on each "
         "world. A false alarm is an alert that overlaps no labelled event (a planned "
         "capacity or traffic change is not an event). cellpulse is trained as `cellpulse "
-        f"train` trains (default settings, {trained}). Goal (issue 20): <= {BUDGET} false "
+        f"train` trains (default settings, {trained}). Goal: <= {BUDGET} false "
         "alarms per 100 cell-days at event "
         f"recall >= {GOAL_RECALL} on the mean world. Settings are chosen on the tuning "
         f"worlds (seeds {TUNING_FIRST_SEED}.., `--tuning`), never on these (seeds 1..)."

@@ -568,8 +568,8 @@ def _explained_by_load(z: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
     sensitive = [k for k in LOAD_SENSITIVE if k in z.columns]
     if not sensitive or "prb_util_dl_pct" not in features.columns:
         return z
-    busy = features["prb_util_dl_pct"].cast(pl.Float64) >= CONGESTED_PRB_PCT
-    busy = pl.lit(busy.fill_null(False))
+    at_load = features["prb_util_dl_pct"].cast(pl.Float64) >= CONGESTED_PRB_PCT
+    busy = pl.lit(at_load.fill_null(False))
     return z.with_columns(
         pl.when(busy).then(pl.max_horizontal(sensitive)).otherwise(0.0).alias(CONGESTION),
         *(pl.when(busy).then(0.0).otherwise(pl.col(k)).alias(k) for k in sensitive),
