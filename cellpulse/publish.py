@@ -177,18 +177,23 @@ def advance_alerts(
 
 # The likely kind of fault, from the KPIs that drive an alert at its peak, first match wins:
 # a cell that is down drags traffic and users with it, so availability comes first; a cell
-# that carries no traffic while it reports itself available is the classic sleeping cell.
+# that carries no traffic while it reports itself available is the classic sleeping cell;
+# where availability is not delivered, a cell carrying no traffic at all is `no_traffic`
+# (down or asleep: the data cannot tell). Slow service that the cell's load explains is
+# congestion, a capacity matter rather than a fault.
 ALERT_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("outage", ("availability_pct",)),
+    ("no_traffic", ("no_traffic",)),
     ("frozen_counters", ("frozen_counters",)),
     ("interference", ("ul_interference_dbm",)),
+    ("congestion", ("congestion",)),
     ("accessibility", ("rrc_sr_pct",)),
     ("retainability", ("drop_rate_pct",)),
     ("mobility", ("ho_sr_pct",)),
     ("sleeping_cell", ("dl_volume_mbit", "rrc_conn_mean")),
     ("degradation", ("dl_ue_thp_mbps", "cqi_mean", "dl_delay_ms")),
 )
-CRITICAL_SCORE = 20.0  # robust spreads; or any outage
+CRITICAL_SCORE = 20.0  # robust spreads; or any outage or cell carrying no traffic
 MAJOR_SCORE = 10.0
 MAJOR_ROPS = 8  # two hours of 15-minute ROPs
 
@@ -203,10 +208,11 @@ def alert_type(kpis: pl.Expr) -> pl.Expr:
 
 
 def alert_severity(kpis: pl.Expr, peak: pl.Expr, rops: pl.Expr) -> pl.Expr:
-    """critical: an outage or a peak of CRITICAL_SCORE spreads; major: MAJOR_SCORE spreads
-    or MAJOR_ROPS anomalous ROPs; minor otherwise."""
+    """critical: an outage, a cell carrying no traffic or a peak of CRITICAL_SCORE spreads;
+    major: MAJOR_SCORE spreads or MAJOR_ROPS anomalous ROPs; minor otherwise."""
+    down = kpis.list.contains("availability_pct") | kpis.list.contains("no_traffic")
     return (
-        pl.when(kpis.list.contains("availability_pct") | (peak >= CRITICAL_SCORE))
+        pl.when(down | (peak >= CRITICAL_SCORE))
         .then(pl.lit("critical"))
         .when((peak >= MAJOR_SCORE) | (rops >= MAJOR_ROPS))
         .then(pl.lit("major"))

@@ -114,9 +114,11 @@ def test_alerts_carry_a_likely_type_and_a_severity():
                 ["ho_sr_pct"],
                 ["dl_ue_thp_mbps"],
                 [],
+                ["no_traffic", "dl_volume_mbit", "prb_util_dl_pct"],
+                ["congestion", "dl_volume_mbit"],
             ],
-            "peak": [6.0, 25.0, 12.0, 6.0, 6.0, 6.0, 6.0, 6.0],
-            "rops": [3, 3, 3, 9, 3, 3, 3, 3],
+            "peak": [6.0, 25.0, 12.0, 6.0, 6.0, 6.0, 6.0, 6.0, 50.0, 6.0],
+            "rops": [3, 3, 3, 9, 3, 3, 3, 3, 3, 3],
         },
         schema_overrides={"kpis": pl.List(pl.String)},
     )
@@ -133,6 +135,8 @@ def test_alerts_carry_a_likely_type_and_a_severity():
         ("mobility", "minor"),
         ("degradation", "minor"),
         ("unclassified", "minor"),
+        ("no_traffic", "critical"),  # down or asleep: nothing is carried
+        ("congestion", "minor"),  # the load explains it: not sleeping, not a fault
     ]
     alerts = derive_alerts(scores_for({"a": "..AAA."}), 4, 15)
     assert alerts.select("alert_type", "severity").row(0) == ("outage", "critical")
