@@ -113,10 +113,14 @@ def rop_step(home: Path, work: Path, files: list[Path]) -> dict[str, float]:
 
 def batch_step(home: Path, work: Path, landing: Path, day: str) -> dict[str, float]:
     """The daily batch, phase by phase (seconds): ingest the day's files, build its
-    features, read them back and score them."""
-    from cellpulse.features.store import build_day, read_features
+    features, read them back in chunks of whole cells and score them (scores and expected
+    bands)."""
+    from cellpulse.features.store import build_day, feature_chunks
     from cellpulse.ingest import ingest_files
     from cellpulse.models.compiled import CompiledModels
+    from cellpulse.models.params import ModelParams
+    from cellpulse.models.scoring import SCORE_CHUNK_ROWS, champion_scorers, score_chunks
+    from cellpulse.publish import ModelRef
     from cellpulse.window import DayWindow
 
     settings = Settings(home=home)
@@ -127,12 +131,23 @@ def batch_step(home: Path, work: Path, landing: Path, day: str) -> dict[str, flo
     last = datetime.fromisoformat(day).date()
     summary, t_ingest = timed(lambda: ingest_files([landing], settings, NOW))
     built, t_features = timed(lambda: build_day(settings.layout, spec, last, params))
-    scores, t_score = timed(
-        lambda: table(
-            read_features(settings.layout, DayWindow(last, last), spec),
-            anomaly,
-            congestion,
-            settings,
+    scorers = champion_scorers(
+        {
+            "anomaly": (anomaly, ModelRef("anomaly", "1", "-")),
+            "congestion": (congestion, ModelRef("congestion", "1", "-")),
+        }
+    )
+    # As the score flow does: the day's features read and scored in chunks of whole cells,
+    # with the expected band (no context: the day before holds no features here).
+    (scores, _), t_score = timed(
+        lambda: score_chunks(
+            feature_chunks(settings.layout, DayWindow(last, last), spec, SCORE_CHUNK_ROWS),
+            pl.DataFrame(),
+            scorers,
+            ModelParams.of(settings),
+            NOW,
+            spec.hash(),
+            [last],
             engine.predict,
         )
     )
@@ -281,7 +296,7 @@ def main(runs: int = 1) -> None:
             ),
             Measurement("features (build_day)", int(batch["built"]), [batch["features"]], 0),
             Measurement(
-                "score (read the features, compiled models)",
+                "score (features read in chunks of cells, compiled models, expected bands)",
                 int(batch["scored"]),
                 [batch["score"]],
                 0,

@@ -310,10 +310,40 @@ def record_built(
 
 
 def read_features(
-    layout: Layout, window: DayWindow, spec: FeatureSpec | None = None
+    layout: Layout,
+    window: DayWindow,
+    spec: FeatureSpec | None = None,
+    columns: list[str] | None = None,
 ) -> pl.DataFrame:
-    """Feature rows of the days in `window`. With `spec`, refuses partitions built by
-    another spec (SpecMismatchError: the model would read columns that mean something else)."""
+    """Feature rows of the days in `window` (only `columns`, if given). With `spec`,
+    refuses partitions built by another spec (SpecMismatchError: the model would read
+    columns that mean something else)."""
+    rows = lake.scan(_feature_files(layout, window, spec))
+    return (rows if columns is None else rows.select(columns)).collect()
+
+
+def feature_chunks(
+    layout: Layout, window: DayWindow, spec: FeatureSpec | None, rows: int
+) -> Iterator[pl.DataFrame]:
+    """The rows `read_features` reads, in chunks of whole cells of about `rows` rows (each
+    a cell_id range, in ascending order; within a chunk, rows in the files' order), so a
+    national day is never in memory whole. Parts are sorted by cell_id, so a chunk's read
+    skips the row groups outside its range."""
+    files = _feature_files(layout, window, spec)
+    per_cell = lake.scan(files).group_by("cell_id").len().sort("cell_id").collect()
+    ids, counts = per_cell["cell_id"].to_list(), per_cell["len"].to_list()
+    start, held = 0, 0
+    for i, count in enumerate(counts):
+        held += count
+        if held >= rows or i == len(counts) - 1:
+            lo, hi = pl.lit(ids[start]), pl.lit(ids[i])
+            yield lake.scan(files).filter(pl.col("cell_id").is_between(lo, hi)).collect()
+            start, held = i + 1, 0
+
+
+def _feature_files(layout: Layout, window: DayWindow, spec: FeatureSpec | None) -> list[Path]:
+    """The feature files of `window`'s days (NoDataError when there are none), checked
+    against `spec` (see `read_features`)."""
     ds = layout.features
     files = ds.files(window.start, window.end)
     if not files:
@@ -323,7 +353,7 @@ def read_features(
         )
     if spec is not None:
         _check_spec(files, spec)
-    return lake.scan(files).collect()
+    return files
 
 
 def _check_spec(files: Iterable[Path], spec: FeatureSpec) -> None:

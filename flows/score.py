@@ -15,7 +15,12 @@ from prefect.cache_policies import NO_CACHE
 from cellpulse import lake
 from cellpulse.errors import NoDataError
 from cellpulse.features.spec import FeatureParams, FeatureSpec
-from cellpulse.features.store import lake_spec, read_features, read_features_since
+from cellpulse.features.store import (
+    feature_chunks,
+    lake_spec,
+    read_features,
+    read_features_since,
+)
 from cellpulse.flows.common import dask_runner, retry_on_io
 from cellpulse.ledger import Ledger
 from cellpulse.models import tracking
@@ -23,10 +28,12 @@ from cellpulse.models.anomaly import EXPLAIN_SPAN
 from cellpulse.models.family import families
 from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import (
+    SCORE_CHUNK_ROWS,
     Scorer,
     baseline_scorer,
     champion_scorer,
     predictor,
+    score_chunks,
     score_rops,
 )
 from cellpulse.notify import Delivery, alert_payload, post_alerts
@@ -171,15 +178,18 @@ def score_days(
     """The score table of `days`, the expected band a champion draws for its KPIs (None
     without one), and what scored each family."""
     spec = lake_spec(settings.layout, FeatureParams.of(settings))
-    features = read_features(settings.layout, DayWindow(days[0], days[-1]), spec)
+    window = DayWindow(days[0], days[-1])
     # A baseline learns each cell from up to a week of the days before those it scores (an
     # outage today must not raise its own cell's spread); a network with no earlier day
     # learns from these.
     reference = pl.DataFrame()
     if any(isinstance(c, NoChampion) for c in champions.values()):
-        reference = reference_before(settings, days[0], ["cell_id", "ts", *spec.kpis])
+        columns = ["cell_id", "ts", *spec.kpis]
+        reference = reference_before(settings, days[0], columns)
+        if not reference.height:
+            reference = read_features(settings.layout, window, spec, columns)
     params = ModelParams.of(settings)
-    scorers, lines = scorers_for(champions, reference if reference.height else features, params)
+    scorers, lines = scorers_for(champions, reference, params)
     predict = predictor(settings.score_engine, settings.layout.compiled, settings.train.n_jobs)
     # The ROPs before the first day that the consecutive-ROP rule and the explanation of
     # alerts look back on: a few ROPs, not the day before (the every-ROP run reads as much).
@@ -188,15 +198,12 @@ def score_days(
     context = read_features_since(
         settings.layout, spec, start - timedelta(minutes=settings.rop_minutes * keep), start
     )
-    scores = score_rops(context, features, scorers, params, datetime.now(UTC), spec.hash(), predict)
-    in_days = pl.col("ts").dt.date().is_in(days)
-    bands = [
-        band
-        for s in scorers
-        if s.model is not None
-        and (band := s.family.band(s.model, features.filter(in_days), predict)) is not None
-    ]
-    return scores.filter(in_days), (bands[0] if bands else None), lines
+    # Chunks of whole cells: a national day's features are never in memory whole.
+    chunks = feature_chunks(settings.layout, window, spec, SCORE_CHUNK_ROWS)
+    scores, band = score_chunks(
+        chunks, context, scorers, params, datetime.now(UTC), spec.hash(), days, predict
+    )
+    return scores, band, lines
 
 
 def reference_before(settings: Settings, day: date, columns: list[str]) -> pl.DataFrame:

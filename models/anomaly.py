@@ -27,7 +27,9 @@ from cellpulse.models.boosting import (
     best_rounds,
     lightgbm_predict,
     matrix,
+    rows_of,
     train_local,
+    training_matrix,
 )
 from cellpulse.models.supervised import FaultClassifier, as_score, classifier_inputs
 from cellpulse.rops import run_ids
@@ -204,7 +206,7 @@ class AnomalyModel:
         reason. Raises NoDataError when none is left."""
         train = features.filter(~exclude) if exclude is not None else features
         names = context_columns(train.columns)
-        x = matrix(train, names)
+        x = training_matrix(train, names)
         boosters = {}
         units: dict[str, tuple[float, float]] = {}
         left_out: dict[str, str] = {}
@@ -232,7 +234,9 @@ class AnomalyModel:
                     params.early_stopping_rounds,
                     names,
                 )
-            boosters[t.name] = trainer(regressor, x[ok], standard[ok], rounds, names)
+            boosters[t.name] = trainer(
+                regressor, rows_of(x, ok), rows_of(standard, ok), rounds, names
+            )
             units[t.name] = (centre, spread)
         targets = tuple(t for t in targets if t.name in boosters)
         if not targets:

@@ -18,6 +18,7 @@ from cellpulse.models.boosting import (
     matrix,
     top_gain,
     train_local,
+    training_matrix,
 )
 
 
@@ -59,7 +60,7 @@ class CongestionModel:
         """Fit on rows whose target is known (not null)."""
         known = target.is_not_null()
         names = feature_columns(features.columns)
-        x = matrix(features.filter(known), names)
+        x = training_matrix(features.filter(known), names)
         y = target.filter(known).cast(pl.Int8).to_numpy()
         booster = trainer(params.classifier_params(), x, y, params.num_trees, names)
         return cls(names, booster, horizon_minutes, spec_hash, params, None, horizon_kind)

@@ -4,9 +4,9 @@ baseline. No MLflow here."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -196,3 +196,37 @@ def score_rops(
     )
     table = score_features(by_keys(rows), scorers, params, scored_at, spec_hash, predict)
     return table.filter(pl.col("ts") >= first)
+
+
+def score_chunks(
+    chunks: Iterable[pl.DataFrame],
+    context: pl.DataFrame,
+    scorers: Sequence[Scorer],
+    params: ModelParams,
+    scored_at: datetime,
+    spec_hash: str,
+    days: list[date],
+    predict: Predict = lightgbm_predict,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The score table of the feature rows of `days` and the expected band a champion draws
+    (None without one), from `chunks` of whole cells in ascending cell_id ranges
+    (`features.store.feature_chunks`) scored one at a time after their cells' `context`
+    (as `score_rops`): the same tables as scoring every chunk at once, while only one
+    chunk's features and model matrices are in memory. Rows of the chunks on other days
+    than `days` are context for those after them, not scored."""
+    in_days = pl.col("ts").dt.date().is_in(days)
+    scores, bands = [], []
+    for feats in chunks:
+        first, last = pl.lit(feats["cell_id"].min()), pl.lit(feats["cell_id"].max())
+        own = (
+            context.filter(pl.col("cell_id").is_between(first, last)) if context.height else context
+        )
+        table = score_rops(own, feats, scorers, params, scored_at, spec_hash, predict)
+        scores.append(table.filter(in_days))
+        bands += [
+            band
+            for s in scorers
+            if s.model is not None
+            and (band := s.family.band(s.model, feats.filter(in_days), predict)) is not None
+        ][:1]
+    return pl.concat(scores), (pl.concat(bands) if bands else None)

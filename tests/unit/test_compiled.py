@@ -157,3 +157,76 @@ def score_table(features, trained, settings, predict=None):
         SPEC.hash(),
         predict or lightgbm_predict,
     )
+
+
+def test_a_day_scored_in_chunks_read_from_the_lake_writes_the_same_bytes(
+    trained, tiny_network, tmp_path
+):
+    """The score flow reads the days' features in chunks of whole cells and scores them one
+    at a time (memory follows the chunk, not the network): the scores and expected bands
+    it writes are byte for byte those of reading and scoring the whole window at once."""
+    from datetime import UTC, datetime, time, timedelta
+
+    import polars as pl
+
+    from cellpulse.features.store import (
+        SPEC_HASH_KEY,
+        feature_chunks,
+        read_features,
+        read_features_since,
+    )
+    from cellpulse.models import scoring
+    from cellpulse.models.family import family
+    from cellpulse.publish import ModelRef
+    from cellpulse.settings import Settings
+    from cellpulse.window import DayWindow
+
+    anomaly, _, settings = trained
+    features = build_features(tiny_network[2], SPEC, rop_minutes=15, min_denominator=10)
+    layout = Settings(home=tmp_path / "home").layout
+    with_day = features.with_columns(pl.col("ts").dt.date().alias("_day"))
+    days = sorted(with_day["_day"].unique())[-3:]
+    for day in days:
+        rows = with_day.filter(pl.col("_day") == day).drop("_day")
+        layout.features.replace_day(rows, day, {SPEC_HASH_KEY: SPEC.hash()})
+    scored_days, window = days[1:], DayWindow(days[1], days[-1])
+    params = ModelParams.of(settings)
+    reference = read_features(layout, DayWindow(days[0], days[0]), SPEC)
+    # The anomaly champion (and its band) and the congestion baseline: both kinds of scorer.
+    congestion = family("congestion")
+    scorers = [
+        *scoring.champion_scorers({"anomaly": (anomaly.model, ModelRef("a", "1", "r"))}),
+        scoring.baseline_scorer(congestion, congestion.baseline(reference, params)),
+    ]
+    start = datetime.combine(days[1], time(), tzinfo=UTC)
+    context = read_features_since(layout, SPEC, start - timedelta(minutes=15 * 4), start)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    # Scoring the window whole, as the score flow did.
+    whole = read_features(layout, window, SPEC)
+    in_days = pl.col("ts").dt.date().is_in(scored_days)
+    want_scores = scoring.score_rops(context, whole, scorers, params, at, SPEC.hash()).filter(
+        in_days
+    )
+    want_band = anomaly.model.band(whole.filter(in_days))
+
+    chunks = list(feature_chunks(layout, window, SPEC, 300))
+    assert len(chunks) > 3 and sum(c.height for c in chunks) == whole.height
+    cells = [set(c["cell_id"].unique()) for c in chunks]
+    assert sum(len(c) for c in cells) == len(set().union(*cells))  # whole cells
+    got_scores, got_band = scoring.score_chunks(
+        iter(chunks), context, scorers, params, at, SPEC.hash(), scored_days
+    )
+    assert got_band is not None and got_scores.equals(want_scores)
+    assert want_scores["is_anomaly"].sum() > 0
+
+    def written(home: str, scores: pl.DataFrame, band: pl.DataFrame) -> list[bytes]:
+        lake = Settings(home=tmp_path / home).layout
+        out = []
+        for ds, table in ((lake.scores, scores), (lake.expected, band)):
+            for day in scored_days:
+                paths = ds.replace_day(table.filter(pl.col("ts").dt.date() == day), day)
+                out += [p.read_bytes() for p in sorted(paths)]
+        return out
+
+    assert written("chunked", got_scores, got_band) == written("whole", want_scores, want_band)

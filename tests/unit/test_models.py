@@ -337,6 +337,71 @@ def test_model_matrix_is_row_major_float64_with_the_exact_values():
     assert np.array_equal(reordered, expected[:, [2, 0]], equal_nan=True)
 
 
+def test_training_matrix_is_float32_only_where_every_value_is_exact():
+    from cellpulse.models.boosting import rows_of, training_matrix
+
+    frame = pl.DataFrame(
+        {
+            "f32": pl.Series([0.1, None, 3.5], dtype=pl.Float32),
+            "hour": pl.Series([1, 2, 23], dtype=pl.Int8),
+            "count": pl.Series([1, None, 2**24], dtype=pl.Int32),
+            "flag": [True, False, True],
+        }
+    )
+    x = training_matrix(frame, ["f32", "hour", "count", "flag"])
+    assert x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    want = np.array([[0.1, 1, 1, 1], [np.nan, 2, np.nan, 0], [3.5, 23, 2**24, 1]], np.float32)
+    assert np.array_equal(x, want, equal_nan=True)
+    # A value a float32 would round keeps the whole matrix float64.
+    beyond = frame.with_columns(pl.Series("count", [1, None, 2**24 + 1], dtype=pl.Int32))
+    wide = frame.with_columns(pl.Series("f32", [0.1, None, 3.5], dtype=pl.Float64))
+    for df in (beyond, wide):
+        assert training_matrix(df, ["f32", "count"]).dtype == np.float64
+    # Rows of a target with a value everywhere are the matrix itself, not a copy.
+    assert rows_of(x, np.ones(3, bool)) is x
+    assert np.array_equal(rows_of(x, np.array([True, False, True])), x[[0, 2]], equal_nan=True)
+
+
+def test_float32_training_matrices_train_exactly_the_float64_models(
+    tiny_network, features, labelled_network, tmp_path, monkeypatch
+):
+    """Stored features are Float32: training on them as float32 (half the memory) bins and
+    grows the same trees as training on their float64 widening."""
+    import cellpulse.models.anomaly as anomaly_module
+    import cellpulse.models.congestion as congestion_module
+    import cellpulse.models.supervised as supervised_module
+    from cellpulse.models.boosting import matrix
+
+    events, labelled = labelled_network
+    params = ModelParams.of(tiny_settings(tmp_path))
+
+    def train() -> tuple[dict[str, str], np.ndarray, np.ndarray]:
+        anomaly = anomaly_family.train_anomaly(labelled, events, params, SPEC.hash())
+        congestion = congestion_family.train_congestion(
+            features, tiny_network[2], params, SPEC.hash()
+        )
+        model = anomaly.model
+        assert model.classifier is not None
+        boosters = {**model.boosters, "fault": model.classifier.booster}
+        boosters["congestion"] = congestion.model.booster
+        dumps = {k: b.model_to_string() for k, b in boosters.items()}
+        scores = anomaly_family.score_anomaly(model, anomaly.split.holdout, params)
+        return (
+            dumps,
+            scores["anomaly_score"].to_numpy(),
+            congestion.model.predict(congestion.split.holdout),
+        )
+
+    narrow = train()
+    for module in (anomaly_module, congestion_module, supervised_module):
+        monkeypatch.setattr(module, "training_matrix", matrix)
+    wide = train()
+    assert narrow[0].keys() == wide[0].keys()
+    for name, dump in narrow[0].items():
+        assert dump == wide[0][name], name
+    assert np.array_equal(narrow[1], wide[1]) and np.array_equal(narrow[2], wide[2])
+
+
 def test_early_stopping_keeps_the_trees_a_later_period_confirms():
     from cellpulse.models.anomaly import AnomalyParams
     from cellpulse.models.boosting import best_rounds
