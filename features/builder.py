@@ -176,13 +176,20 @@ def build_features(
 def rops_needed(spec: FeatureSpec, out_rops: np.ndarray, rop_minutes: int) -> np.ndarray:
     """The ROP numbers whose KPIs the features of the ROPs `out_rops` (sorted ROP numbers
     since the epoch) read: the trailing windows' reach before the first of them, through
-    the last, and every ROP a lag lands on. A bounded read, whatever the hour of the day."""
+    the last, every ROP a lag lands on, and each level change's window `vs` earlier. A
+    bounded read, whatever the hour of the day."""
     rop = timedelta(minutes=rop_minutes)
     reach = math.ceil(spec.window_lookback() / rop)
     lags = {int(parse_duration(lag) / rop) for _, lag in spec.all_lags()}
     window = np.arange(int(out_rops[0]) - reach, int(out_rops[-1]) + 1)
     lagged = [out_rops - lag for lag in sorted(lags)]
-    return np.unique(np.concatenate([window, *lagged]))
+    # A level change reads its trailing window twice: at the ROP, and `vs` earlier.
+    shifted = [
+        window[window > int(out_rops[0]) - int(parse_duration(c.window) / rop)]
+        - int(parse_duration(c.vs) / rop)
+        for c in spec.changes
+    ]
+    return np.unique(np.concatenate([window, *lagged, *shifted]))
 
 
 def build_rop_features(

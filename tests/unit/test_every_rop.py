@@ -126,11 +126,14 @@ def test_a_day_rop_by_rop_equals_the_batch(world):
 
 def test_the_lookback_is_bounded_whatever_the_hour():
     """The ROPs a new ROP's features read: the same count at 00:15 and 23:45 (a day of
-    trailing windows and the lags' ROPs), not the day so far."""
+    trailing windows, the lags' ROPs and the level changes' day a week earlier), not the
+    day so far."""
     first = int(datetime(2026, 1, 13, 0, 15, tzinfo=UTC).timestamp()) // 900
     last = int(datetime(2026, 1, 13, 23, 45, tzinfo=UTC).timestamp()) // 900
     early, late = (rops_needed(SPEC, pl.Series([r]).to_numpy(), 15) for r in (first, last))
-    assert early.size == late.size == 96 + 1 + 3  # 24 h window and the ROP; 7, 14, 21 days
+    # The 24 h window and the ROP; the 24 h a week earlier (its last ROP is the 7-day lag's);
+    # the 14- and 21-day lags.
+    assert early.size == late.size == 96 + 1 + 96 + 2
 
 
 def test_alerts_carried_rop_by_rop_equal_alerts_derived_at_once():
