@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -151,6 +152,46 @@ def prefect_ui_server(host: str, port: int) -> tuple[list[str], dict[str, str]]:
     }
     prefect = [sys.executable, "-m", "prefect"]
     return [*prefect, "server", "start", "--host", host, "--port", str(port)], env
+
+
+def run_server(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run a UI server (`cmd`) in the foreground until it exits or this process is asked to
+    stop (Ctrl-C, SIGTERM, SIGHUP), then stop it with everything it started, and return its
+    exit status. The server runs in its own process group: `mlflow server` and `prefect
+    server start` each start worker processes that a signal to the first alone would leave
+    running on their own."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True)
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to `proc`'s process group, SIGKILL to what is left after 10 s."""
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                proc.poll()
+                return
+            proc.poll()  # reap the leader so the group can empty
+            time.sleep(0.1)
 
 
 def _spawn_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from cellpulse.cli.edge import command_settings, console, handles_errors, table
 from cellpulse.cli.options import ConfigOpt, HomeOpt
 from cellpulse.cli.reports import mlflow_ui_url, print_monitoring
 from cellpulse.errors import CellpulseError
+from cellpulse.runtime import run_server
 from cellpulse.window import DayWindow
 
 
@@ -43,7 +43,7 @@ def ui(
     console.print(
         f"MLflow UI on {mlflow_ui_url(port)} (runs in the model-training view; Ctrl-C to stop)"
     )
-    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+    raise typer.Exit(run_server(cmd, os.environ.copy(), settings.home))
 
 
 @handles_errors
@@ -66,7 +66,7 @@ def prefect_ui(
         f"Prefect UI on http://127.0.0.1:{port} for the runs in {env['PREFECT_HOME']} "
         "(Ctrl-C to stop)"
     )
-    raise typer.Exit(subprocess.call(cmd, env=env, cwd=settings.home))
+    raise typer.Exit(run_server(cmd, env, settings.home))
 
 
 @handles_errors

@@ -323,6 +323,10 @@ def print_where_to_look(settings: Settings, seconds: float) -> None:
         f"{settings.api.port}/ (token in {settings.layout.api_token})"
     )
     console.print(f"  MLflow UI: {exe} ui --home {settings.home}   then open {mlflow_ui_url()}")
+    console.print(
+        f"  Prefect UI (flow runs, their logs and artifacts): {exe} prefect-ui --home "
+        f"{settings.home}   then open http://127.0.0.1:4200"
+    )
     console.print(f"  ground truth: {settings.layout.ground_truth}")
 
 
