@@ -54,22 +54,12 @@ def drift_picture(
             continue
         lo, hi = np.quantile(both, [0.005, 0.995])
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, BINS + 1)
-        ax.hist(
-            np.clip(before, edges[0], edges[-1]),
-            edges,
-            density=True,
-            alpha=0.5,
-            color="tab:blue",
-            label="training window",
-        )
-        ax.hist(
-            np.clip(now, edges[0], edges[-1]),
-            edges,
-            density=True,
-            alpha=0.5,
-            color="tab:orange",
-            label="recent",
-        )
+        for values, colour, label in (
+            (before, "tab:blue", "training window"),
+            (now, "tab:orange", "recent"),
+        ):
+            clipped = np.clip(values, edges[0], edges[-1])
+            ax.hist(clipped, edges, density=True, alpha=0.5, color=colour, label=label)
         shifted = value > threshold
         ax.set_title(f"{name}\nPSI {value:.3f}", fontsize=9, color="red" if shifted else "black")
         ax.tick_params(labelsize=7)

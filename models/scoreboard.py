@@ -28,6 +28,7 @@ from cellpulse.models import evaluation
 from cellpulse.models.baselines import isolation_forest, zscore_detector
 from cellpulse.models.families.congestion import PRB, prb_probability
 from cellpulse.models.family import model_columns
+from cellpulse.models.headline import HEADLINE
 from cellpulse.models.params import ModelParams
 from cellpulse.models.scoring import BASELINE_VERSION
 
@@ -339,33 +340,6 @@ def flat_metrics(board: pl.DataFrame) -> dict[str, float]:
         if r["value"] == r["value"]:  # NaN is not a metric value
             out[name] = r["value"]
     return out
-
-
-# The few figures of a family that sum up an evaluation, under names that never change (the
-# scoreboard's precision@k is named by its k; here it is `precision_at_k`).
-HEADLINE = {
-    "anomaly": (
-        "events",
-        "event_recall",
-        "alert_precision",
-        "false_alarms_per_100_cell_days",
-        "median_detection_delay_rops",
-        "pr_auc",
-        "precision_at_k",
-        "recall_at_budget",
-    ),
-    "congestion": (
-        "rows",
-        "positives",
-        "pr_auc",
-        "brier",
-        "precision",
-        "recall",
-        "lift_over_persistence",
-        "lift_over_seasonal",
-        "lift_over_prb_util",
-    ),
-}
 
 
 def headline(board: pl.DataFrame, family: str) -> dict[str, float]:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from cellpulse.cli.edge import console, fmt, table
+from cellpulse.models.headline import HEADLINE
 from cellpulse.redaction import redact_url
 from cellpulse.settings import Settings
 
@@ -25,17 +26,7 @@ ANOMALY_METRICS = (
     "alert_precision_at_budget",
     "median_detection_delay_rops_at_budget",
 )
-CONGESTION_METRICS = (
-    "rows",
-    "positives",
-    "pr_auc",
-    "brier",
-    "precision",
-    "recall",
-    "lift_over_persistence",
-    "lift_over_seasonal",
-    "lift_over_prb_util",
-)
+CONGESTION_METRICS = HEADLINE["congestion"]
 RANKED_COLUMNS = ["cell", "region", "worst at (UTC)", "score", "anomalous ROPs", "driving KPIs"]
 RANKED_FIELDS = ("cell_id", "region", "worst_at", "anomaly_score", "anomalous_rops", "anomaly_kpis")
 
