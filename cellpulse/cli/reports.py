@@ -124,8 +124,8 @@ def print_score(summary: Any, top: int = 10) -> None:
     console.print(
         f"score: {len(summary.days)} days ({summary.days[0]} to {summary.days[-1]}), "
         f"{summary.rows:,} rows, {summary.cells} cells, {summary.anomalous_rops} anomalous "
-        f"ROPs, {summary.alerts} alerts ({summary.open_alerts} open, {summary.new_alerts} new) "
-        f"-> {summary.lake_dir} and {summary.ops_store}"
+        f"ROPs, {summary.alerts} alerts ({summary.new_alerts} new; "
+        f"{summary.open_alerts} still open) -> {summary.lake_dir} and {summary.ops_store}"
     )
     for family, scored_by in summary.families.items():
         console.print(f"  {family}: {scored_by}")
