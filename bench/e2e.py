@@ -313,12 +313,12 @@ def main(runs: int = 1) -> None:
         "End to end",
         "python -m bench.run e2e",
         results,
-        "One pass (a national day is long enough to time once); the machine is shared with "
-        "other engineers' test runs, so wall times are inflated. Each every-ROP row and the "
+        "One pass (a national day is long enough to time once). Each every-ROP row and the "
         "daily batch run in a fresh process: its peak RSS is that process's (the simulation "
         "and training are not in it); the times exclude starting Python and importing. "
         "An every-ROP row is one 15-minute file of 100,000 cells: ingested, its ROP's features "
-        "built from the lookback the spec needs (24 h of windows, the ROPs the lags land on), "
+        "built from the lookback the spec needs (24 h of windows, the ROPs the lags land on, "
+        "each level change's 24 h a week earlier), "
         "scored after the three ROPs of carried context, then scores, expected bands and "
         "alerts published (lake deltas, ops store) and the state carried on.",
     )
