@@ -147,8 +147,7 @@ def anomaly_metrics(
         outages = found_own.filter((pl.col("type") == "outage") & pl.col("found"))
         if outages.height:
             out["outage_delay_minutes"] = float(outages["delay_rops"].max()) * rop  # type: ignore[arg-type]
-        levels = evaluation.alert_levels(flagged, consecutive, rop)
-        at_budget = flagged.with_columns((levels > budget["threshold"]).alias("is_anomaly"))
+        at_budget = evaluation.flagged_at(flagged, budget["threshold"], consecutive, rop)
         found = evaluation.found_events(at_budget, faults, rop)
         for kind in FAULT_TYPES:
             typed = found.filter(pl.col("type") == kind)

@@ -248,6 +248,16 @@ def alert_levels(scored: pl.DataFrame, consecutive_rops: int, rop_minutes: int) 
     return scored.select(level.alias("_level")).to_series()
 
 
+def flagged_at(
+    scored: pl.DataFrame, threshold: float, consecutive_rops: int, rop_minutes: int
+) -> pl.DataFrame:
+    """`scored` (rows sorted by cell_id, ts) with `is_anomaly` as the alert rule sets it at
+    `threshold` (`alert_levels`): a detector re-flagged at another threshold, e.g. the one
+    `threshold_at_budget` finds."""
+    levels = alert_levels(scored, consecutive_rops, rop_minutes)
+    return scored.with_columns((levels > threshold).alias("is_anomaly"))
+
+
 def _at_threshold(scored: pl.DataFrame, levels: pl.Series, threshold: float) -> pl.DataFrame:
     """`scored` (cell_id, ts, anomaly_score) flagged as the alert rule would at `threshold`."""
     return scored.select("cell_id", "ts", "anomaly_score").with_columns(

@@ -174,7 +174,6 @@ def flagged_at_budget(
         flagged, events, budget, rop, consecutive, params.alerts.clear_after_rops
     )
     threshold = m["threshold"]
-    levels = evaluation.alert_levels(flagged, consecutive, rop)
     out = {
         "recall_at_budget": m["event_recall"],
         "alert_precision_at_budget": m["alert_precision"],
@@ -183,7 +182,7 @@ def flagged_at_budget(
         # No ROP can alert at all (too few in a row): no threshold to report.
         "threshold_at_budget": threshold if np.isfinite(threshold) else float("nan"),
     }
-    return out, flagged.with_columns((levels > threshold).alias("is_anomaly"))
+    return out, evaluation.flagged_at(flagged, threshold, consecutive, rop)
 
 
 def _slices(
