@@ -4,12 +4,14 @@ baseline. No MLflow here."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -156,7 +158,7 @@ def score_features(
     return table if len(segments) == 1 else table.sort("cell_id", "ts")
 
 
-SCORE_CHUNK_ROWS = 1_000_000
+SCORE_CHUNK_ROWS = 250_000
 
 
 def cell_chunks(ordered: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
@@ -175,6 +177,17 @@ def cell_chunks(ordered: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
     return [ordered.slice(lo, hi - lo) for lo, hi in itertools.pairwise(cuts)]
 
 
+def with_context(context: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+    """The feature rows of `context` (the ROPs just before `features`) and `features`,
+    sorted by (cell_id, ts): the rows `score_rops` scores."""
+    rows = (
+        pl.concat([context.select(features.columns), features], how="vertical_relaxed")
+        if context.height
+        else features
+    )
+    return by_keys(rows)
+
+
 def score_rops(
     context: pl.DataFrame,
     features: pl.DataFrame,
@@ -189,13 +202,97 @@ def score_rops(
     consecutive-ROP rule and the explanation of alerts look back on those, so the new rows
     score exactly as they do when their whole day is scored at once."""
     first = features["ts"].min()
-    rows = (
-        pl.concat([context.select(features.columns), features], how="vertical_relaxed")
-        if context.height
-        else features
-    )
-    table = score_features(by_keys(rows), scorers, params, scored_at, spec_hash, predict)
+    rows = with_context(context, features)
+    table = score_features(rows, scorers, params, scored_at, spec_hash, predict)
     return table.filter(pl.col("ts") >= first)
+
+
+class SharedPredictions:
+    """A `Predict` that predicts each booster once per matrix: asked again for a matrix
+    with the same bits (the anomaly band reads the same regressors on the same rows as the
+    score before it), it answers with what it predicted. Only matrices that several
+    boosters score (the anomaly regressors share one) are kept, so a chunk's other model
+    matrices are freed as soon as they are scored; use one per chunk."""
+
+    def __init__(self, predict: Predict) -> None:
+        self._predict = predict
+        # The newest matrix (weakly: it is kept only once a second booster scores it) and
+        # the predictions made on it, by booster id.
+        self._newest: tuple[weakref.ref[np.ndarray], dict[int, Prediction]] | None = None
+        self._kept: list[tuple[np.ndarray, dict[int, Prediction]]] = []
+
+    def __call__(self, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+        for i, (seen, made) in enumerate(self._kept):
+            known = made.get(id(booster))
+            if known is not None and known[0] is booster and _same_bits(seen, x):
+                self._kept[i] = (x, made)  # the next boosters find `x` by identity
+                return known[1]
+        y = self._predict(booster, x)
+        if self._newest is not None and self._newest[0]() is x:
+            made = self._newest[1]
+            made[id(booster)] = (booster, y)
+            if len(made) == 2:  # shared by boosters: worth keeping for the chunk
+                self._kept.append((x, made))
+        else:
+            self._newest = (weakref.ref(x), {id(booster): (booster, y)})
+        return y
+
+
+Prediction = tuple[lgb.Booster, np.ndarray]
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two matrices hold the same values bit for bit (NaNs included)."""
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype or a.dtype.itemsize != 8:
+        return False
+    return bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
+
+
+def scored_chunks(
+    chunks: Iterable[pl.DataFrame],
+    context: pl.DataFrame,
+    scorers: Sequence[Scorer],
+    params: ModelParams,
+    scored_at: datetime,
+    spec_hash: str,
+    days: list[date],
+    predict: Predict = lightgbm_predict,
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame | None]]:
+    """Per chunk of `chunks` (whole cells, in ascending cell_id ranges:
+    `features.store.feature_chunks`), its score table and the expected band a champion
+    draws (None without one), both sorted by (cell_id, ts): the chunk scored after its
+    cells' `context` (as `score_rops`), the band predicted on the same rows, so its
+    regressors run once (`SharedPredictions`). Only rows of `days` are in the answer: the
+    chunks' rows of other days are context for those after them. A chunk is dropped
+    before the next is read, so memory follows the chunk, not the network."""
+    in_days = pl.col("ts").dt.date().is_in(days)
+    for feats in chunks:
+        first, last = pl.lit(feats["cell_id"].min()), pl.lit(feats["cell_id"].max())
+        own = (
+            context.filter(pl.col("cell_id").is_between(first, last)) if context.height else context
+        )
+        scored = in_days & (pl.col("ts") >= feats["ts"].min())
+        rows = with_context(own, feats)
+        del feats
+        tables, bands = [], []
+        # Scored and banded piece by piece, as `score_features` cuts them, so that both
+        # read the very same matrices.
+        for piece in cell_chunks(rows, SCORE_CHUNK_ROWS):
+            shared = SharedPredictions(predict)
+            tables.append(score_features(piece, scorers, params, scored_at, spec_hash, shared))
+            bands += [
+                band.filter(scored)
+                for s in scorers
+                if s.model is not None
+                and (band := s.family.band(s.model, piece, shared)) is not None
+            ][:1]
+            del shared
+        del rows
+        table = (tables[0] if len(tables) == 1 else pl.concat(tables)).filter(scored)
+        yield table, (pl.concat(bands) if bands else None)
+        del tables, bands, table
 
 
 def score_chunks(
@@ -209,24 +306,13 @@ def score_chunks(
     predict: Predict = lightgbm_predict,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """The score table of the feature rows of `days` and the expected band a champion draws
-    (None without one), from `chunks` of whole cells in ascending cell_id ranges
-    (`features.store.feature_chunks`) scored one at a time after their cells' `context`
-    (as `score_rops`): the same tables as scoring every chunk at once, while only one
-    chunk's features and model matrices are in memory. Rows of the chunks on other days
-    than `days` are context for those after them, not scored."""
-    in_days = pl.col("ts").dt.date().is_in(days)
+    (None without one), from `chunks` scored one at a time (`scored_chunks`): the same
+    tables as scoring every chunk at once."""
     scores, bands = [], []
-    for feats in chunks:
-        first, last = pl.lit(feats["cell_id"].min()), pl.lit(feats["cell_id"].max())
-        own = (
-            context.filter(pl.col("cell_id").is_between(first, last)) if context.height else context
-        )
-        table = score_rops(own, feats, scorers, params, scored_at, spec_hash, predict)
-        scores.append(table.filter(in_days))
-        bands += [
-            band
-            for s in scorers
-            if s.model is not None
-            and (band := s.family.band(s.model, feats.filter(in_days), predict)) is not None
-        ][:1]
+    for table, band in scored_chunks(
+        chunks, context, scorers, params, scored_at, spec_hash, days, predict
+    ):
+        scores.append(table)
+        if band is not None:
+            bands.append(band)
     return pl.concat(scores), (pl.concat(bands) if bands else None)
