@@ -33,8 +33,9 @@ from cellpulse.models.scoring import (
     baseline_scorer,
     champion_scorer,
     predictor,
-    score_chunks,
     score_rops,
+    scored_chunks,
+    write_scored,
 )
 from cellpulse.notify import Delivery, alert_payload, post_alerts
 from cellpulse.opsstore import open_ops_store, ops_store_location
@@ -169,14 +170,15 @@ def champion_ref(champion: tracking.Champion) -> tuple[str, str, str]:
     return champion.name, champion.version, champion.run_id
 
 
-@task(name="score-days", cache_policy=NO_CACHE)
+@task(name="score-days", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def score_days(
     settings: Settings,
     days: list[date],
     champions: dict[str, tracking.Champion | NoChampion],
-) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
-    """The score table of `days`, the expected band a champion draws for its KPIs (None
-    without one), and what scored each family."""
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Score `days` and write their scores and the expected band a champion draws (if
+    one does) into the lake, replacing what was there, chunk by chunk; the score table
+    and what scored each family."""
     spec = lake_spec(settings.layout, FeatureParams.of(settings))
     window = DayWindow(days[0], days[-1])
     # A baseline learns each cell from up to a week of the days before those it scores (an
@@ -198,12 +200,17 @@ def score_days(
     context = read_features_since(
         settings.layout, spec, start - timedelta(minutes=settings.rop_minutes * keep), start
     )
-    # Chunks of whole cells: a national day's features are never in memory whole.
+    # Chunks of whole cells: a national day's features, and its expected bands, are never
+    # in memory whole.
     chunks = feature_chunks(settings.layout, window, spec, SCORE_CHUNK_ROWS)
-    scores, band = score_chunks(
+    scored = scored_chunks(
         chunks, context, scorers, params, datetime.now(UTC), spec.hash(), days, predict
     )
-    return scores, band, lines
+    lake_out = settings.layout
+    scores = write_scored(
+        scored, lake_out.scores.days_writer(days), lake_out.expected.days_writer(days)
+    )
+    return scores, lines
 
 
 def reference_before(settings: Settings, day: date, columns: list[str]) -> pl.DataFrame:
@@ -328,32 +335,13 @@ def score_on_dask(
     settings: Settings,
     days: list[date],
     champions: dict[str, tracking.Champion | NoChampion],
-) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
+) -> tuple[pl.DataFrame, dict[str, str]]:
     """One scoring task per day on the Dask cluster (each reads its day and the one before,
-    as the single-process path does), gathered here for alerts and publishing."""
+    as the single-process path does, and writes its day), gathered here for alerts and
+    publishing."""
     futures = score_days.map(unmapped(settings), [[d] for d in days], unmapped(champions))
     parts = [f.result() for f in futures]
-    bands = [p[1] for p in parts if p[1] is not None]
-    return (
-        pl.concat([p[0] for p in parts]).sort("cell_id", "ts"),
-        pl.concat(bands).sort("cell_id", "ts") if bands else None,
-        parts[-1][2],
-    )
-
-
-@task(name="write-scores", retries=2, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def write_scores(
-    settings: Settings, scores: pl.DataFrame, band: pl.DataFrame | None, days: list[date]
-) -> None:
-    """Each day's scores and expected bands (if a champion drew them) into the lake,
-    replacing what was there."""
-    tables = [(settings.layout.scores, scores)]
-    if band is not None:
-        tables.append((settings.layout.expected, band))
-    for ds, table in tables:
-        with_day = table.with_columns(pl.col("ts").dt.date().alias("_day"))
-        for day in days:
-            ds.replace_day(with_day.filter(pl.col("_day") == day).drop("_day"), day)
+    return pl.concat([p[0] for p in parts]).sort("cell_id", "ts"), parts[-1][1]
 
 
 @task(
@@ -428,9 +416,8 @@ def score_flow(settings: Settings, days: list[date]) -> ScoreSummary:
         if settings.dask_address
         else score_days
     )
-    scores, band, lines = score(settings, days, champions)
+    scores, lines = score(settings, days, champions)
     alerts = derive_alerts(scores, settings.alerts.clear_after_rops, settings.rop_minutes)
-    write_scores(settings, scores, band, days)
     new = publish(settings, scores, alerts, days)
     delivery = notify(settings, alerts, new)
     show_top_cells(settings, scores, alerts)

@@ -17,6 +17,7 @@ import polars as pl
 
 from cellpulse.errors import SpecMismatchError
 from cellpulse.lake import by_keys, key_ordered_segments
+from cellpulse.lake.dataset import DaysWriter
 from cellpulse.models.boosting import Predict, lightgbm_predict
 from cellpulse.models.compiled import CompiledModels
 from cellpulse.models.family import Baseline, ModelFamily, families, family, model_columns
@@ -316,3 +317,33 @@ def score_chunks(
         if band is not None:
             bands.append(band)
     return pl.concat(scores), (pl.concat(bands) if bands else None)
+
+
+def write_scored(
+    scored: Iterable[tuple[pl.DataFrame, pl.DataFrame | None]],
+    scores: DaysWriter,
+    bands: DaysWriter,
+) -> pl.DataFrame:
+    """Each chunk of `scored` (`scored_chunks`) written as it comes: its score table to
+    `scores`, its expected band (if a champion drew one) to `bands`; only the score table
+    is kept, for the alerts and the ops store. The writers are committed once every chunk
+    is in (`bands` only if a band came: without one the days keep theirs), or aborted on
+    an error, the days keeping what they held."""
+    kept, banded = [], False
+    try:
+        for table, band in scored:
+            scores.write(table)
+            if band is not None:
+                bands.write(band)
+                banded = True
+            kept.append(table)
+    except BaseException:
+        scores.abort()
+        bands.abort()
+        raise
+    scores.commit()
+    if banded:
+        bands.commit()
+    else:
+        bands.abort()
+    return pl.concat(kept)

@@ -11,12 +11,14 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from cellpulse import failpoints
 from cellpulse.echo import shown
 from cellpulse.errors import ContractError
 from cellpulse.lake.deltas import DeltaStream
-from cellpulse.lake.files import atomic_write_parquet, fsync_dir
+from cellpulse.lake.files import atomic_write_parquet, fsync_dir, fsync_file, temp_beside
 from cellpulse.lake.partitions import (
     DELTA_PREFIX,
     DROPPED_PREFIX,
@@ -218,6 +220,12 @@ class Dataset:
             written.append(self.write_partition(part, day, region, metadata))
             regions.append(region)
         failpoints.hit("lake.parts_replaced")
+        self._retire_rest(day, regions, folded)
+        return written
+
+    def _retire_rest(self, day: date, regions: list[str], folded: list[Path] | None) -> None:
+        """After a day's new parts of `regions` are in place: remove its other regions'
+        parts and its deltas (only `folded` ones, if given), oldest first."""
         day_dir = self.day_dir(day)
         if day_dir.is_dir():
             for region_dir in day_dir.glob("region=*"):
@@ -237,7 +245,11 @@ class Dataset:
                 if gone and not any(region_dir.glob(f"{DELTA_PREFIX}*")):
                     shutil.rmtree(region_dir, ignore_errors=True)
             fsync_dir(day_dir)
-        return written
+
+    def days_writer(self, days: Iterable[date]) -> DaysWriter:
+        """A writer that makes the rows it is given, chunk by chunk, the whole content of
+        `days` (see `DaysWriter`)."""
+        return DaysWriter(self, days)
 
     def append(self, df: pl.DataFrame, day: date) -> list[Path]:
         """Add one delivery (rows of one day) as a delta, applied after everything already
@@ -303,6 +315,77 @@ class Dataset:
         if self.root.is_dir():
             for doomed in self.root.glob(f"{DROPPED_PREFIX}*"):
                 shutil.rmtree(doomed, ignore_errors=True)
+
+
+class DaysWriter:
+    """`Dataset.replace_day` for several days whose rows come in chunks (e.g. a day's
+    scores, scored a few cells at a time): each chunk's rows are appended to a temporary
+    parquet file per (day, region) as they come, in their order, so no more than a chunk is
+    ever in memory; `commit` puts every file in place (each atomically, as `replace_day`
+    does, a day with no rows left empty) and `abort` (or leaving a `with` block on an
+    error) drops them, leaving the days as they were."""
+
+    def __init__(self, dataset: Dataset, days: Iterable[date]) -> None:
+        self.dataset = dataset
+        self.days = sorted(set(days))
+        self._open: dict[tuple[date, str], tuple[Path, pq.ParquetWriter]] = {}
+
+    def __enter__(self) -> DaysWriter:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def write(self, rows: pl.DataFrame) -> None:
+        """Append `rows` (of the writer's days; their keys unique over all chunks)."""
+        if rows.is_empty():
+            return
+        days = rows["ts"].dt.date()
+        for day in days.unique().sort().to_list():
+            if day not in self.days:
+                raise ValueError(f"{self.dataset.root}: rows of {day}, not of {self.days}")
+            of_day = rows.filter(days == day) if days.n_unique() > 1 else rows
+            for region, part in split_regions(of_day):
+                table = part.to_arrow()
+                self._writer(day, region, table.schema).write_table(table)
+
+    def _writer(self, day: date, region: str, schema: pa.Schema) -> pq.ParquetWriter:
+        key = (day, region)
+        if key not in self._open:
+            path = self.dataset.partition_path(day, region)
+            tmp = temp_beside(path)
+            # The codecs `atomic_write_parquet` writes a part with.
+            codec, level = ("lz4", None) if self.dataset.fast else ("zstd", 1)
+            writer = pq.ParquetWriter(tmp, schema, compression=codec, compression_level=level)
+            self._open[key] = (tmp, writer)
+        return self._open[key][1]
+
+    def commit(self) -> list[Path]:
+        """Put every day's new files in place and retire what they replace; their paths."""
+        written = []
+        for (day, region), (tmp, writer) in sorted(self._open.items()):
+            writer.close()
+            fsync_file(tmp)
+            path = self.dataset.partition_path(day, region)
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+            written.append(path)
+        failpoints.hit("lake.parts_replaced")
+        for day in self.days:
+            regions = [r for d, r in self._open if d == day]
+            self.dataset._retire_rest(day, regions, None)
+        self._open.clear()
+        return written
+
+    def abort(self) -> None:
+        """Drop what was written; the days keep their content."""
+        for tmp, writer in self._open.values():
+            writer.close()
+            tmp.unlink(missing_ok=True)
+        self._open.clear()
 
 
 def _cells_in_several(groups: list[list[Path]]) -> bool:

@@ -17,7 +17,7 @@ from polars.io.plugins import register_io_source
 from cellpulse import failpoints
 
 
-def _temp_beside(path: Path) -> Path:
+def temp_beside(path: Path) -> Path:
     """A fresh hidden temporary name beside `path`, after removing any left behind by a
     writer that was killed before its rename (one writer per path at a time)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,7 @@ def _temp_beside(path: Path) -> Path:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old content or the new, nothing between."""
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -60,7 +60,7 @@ def atomic_write_parquet(
         fast: lz4 instead of zstd, for files soon rewritten or read far more often than
             kept: somewhat larger, written and read faster.
     """
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     try:
         if isinstance(df, pl.DataFrame):
             df.write_parquet(

@@ -230,3 +230,80 @@ def test_a_day_scored_in_chunks_read_from_the_lake_writes_the_same_bytes(
         return out
 
     assert written("chunked", got_scores, got_band) == written("whole", want_scores, want_band)
+
+
+def test_scores_and_bands_written_chunk_by_chunk_equal_the_whole_day_and_hold_one_chunk(
+    trained, tiny_network, tmp_path
+):
+    """The score flow writes each chunk's scores and expected bands as they come: the lake
+    then reads exactly as when the whole window's tables are written at once, and no more
+    than one chunk of features is alive at a time (a source that counts the live ones)."""
+    import gc
+    import weakref
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from cellpulse.features.store import SPEC_HASH_KEY, feature_chunks, read_features
+    from cellpulse.models import scoring
+    from cellpulse.publish import ModelRef
+    from cellpulse.settings import Settings
+    from cellpulse.window import DayWindow
+
+    anomaly, congestion, settings = trained
+    features = build_features(tiny_network[2], SPEC, rop_minutes=15, min_denominator=10)
+    source = Settings(home=tmp_path / "home").layout
+    with_day = features.with_columns(pl.col("ts").dt.date().alias("_day"))
+    days = sorted(with_day["_day"].unique())[-2:]
+    for day in days:
+        rows = with_day.filter(pl.col("_day") == day).drop("_day")
+        source.features.replace_day(rows, day, {SPEC_HASH_KEY: SPEC.hash()})
+    window, params = DayWindow(days[0], days[-1]), ModelParams.of(settings)
+    scorers = scoring.champion_scorers(
+        {
+            "anomaly": (anomaly.model, ModelRef("a", "1", "r")),
+            "congestion": (congestion.model, ModelRef("c", "1", "r")),
+        }
+    )
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    whole = read_features(source, window, SPEC)
+    want_scores = scoring.score_features(whole, scorers, params, at, SPEC.hash())
+    want_band = anomaly.model.band(whole)
+
+    alive: list[weakref.ref[pl.DataFrame]] = []
+    most_alive = 0
+
+    def counted(chunks):
+        nonlocal most_alive
+        for chunk in chunks:
+            gc.collect()
+            most_alive = max(most_alive, sum(r() is not None for r in alive) + 1)
+            alive.append(weakref.ref(chunk))
+            yield chunk
+
+    chunked = Settings(home=tmp_path / "chunked").layout
+    scored = scoring.scored_chunks(
+        counted(feature_chunks(source, window, SPEC, 300)),
+        pl.DataFrame(),
+        scorers,
+        params,
+        at,
+        SPEC.hash(),
+        days,
+    )
+    kept = scoring.write_scored(
+        scored, chunked.scores.days_writer(days), chunked.expected.days_writer(days)
+    )
+    assert len(alive) > 3 and most_alive == 1
+    assert kept.equals(want_scores)
+
+    at_once = Settings(home=tmp_path / "whole").layout
+    for ds, table in ((at_once.scores, want_scores), (at_once.expected, want_band)):
+        for day in days:
+            ds.replace_day(table.filter(pl.col("ts").dt.date() == day), day)
+    for got, want in ((chunked.scores, at_once.scores), (chunked.expected, at_once.expected)):
+        for day in days:
+            assert got.regions(day) == want.regions(day)
+            for region in want.regions(day):
+                assert got.read_days([day], region).equals(want.read_days([day], region))
+    assert want_scores["is_anomaly"].sum() > 0
