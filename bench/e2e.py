@@ -113,13 +113,18 @@ def rop_step(home: Path, work: Path, files: list[Path]) -> dict[str, float]:
 
 def batch_step(home: Path, work: Path, landing: Path, day: str) -> dict[str, float]:
     """The daily batch, phase by phase (seconds): ingest the day's files, build its
-    features, read them back in chunks of whole cells and score them (scores and expected
-    bands)."""
+    features, read them back in chunks of whole cells, score them and write their scores
+    and expected bands to the lake."""
     from cellpulse.features.store import build_day, feature_chunks
     from cellpulse.ingest import ingest_files
     from cellpulse.models.compiled import CompiledModels
     from cellpulse.models.params import ModelParams
-    from cellpulse.models.scoring import SCORE_CHUNK_ROWS, champion_scorers, score_chunks
+    from cellpulse.models.scoring import (
+        SCORE_CHUNK_ROWS,
+        champion_scorers,
+        scored_chunks,
+        write_scored,
+    )
     from cellpulse.publish import ModelRef
     from cellpulse.window import DayWindow
 
@@ -138,17 +143,23 @@ def batch_step(home: Path, work: Path, landing: Path, day: str) -> dict[str, flo
         }
     )
     # As the score flow does: the day's features read and scored in chunks of whole cells,
-    # with the expected band (no context: the day before holds no features here).
-    (scores, _), t_score = timed(
-        lambda: score_chunks(
-            feature_chunks(settings.layout, DayWindow(last, last), spec, SCORE_CHUNK_ROWS),
-            pl.DataFrame(),
-            scorers,
-            ModelParams.of(settings),
-            NOW,
-            spec.hash(),
-            [last],
-            engine.predict,
+    # with the expected band (no context: the day before holds no features here), each
+    # chunk's scores and bands written to the lake as they come.
+    layout = settings.layout
+    scores, t_score = timed(
+        lambda: write_scored(
+            scored_chunks(
+                feature_chunks(layout, DayWindow(last, last), spec, SCORE_CHUNK_ROWS),
+                pl.DataFrame(),
+                scorers,
+                ModelParams.of(settings),
+                NOW,
+                spec.hash(),
+                [last],
+                engine.predict,
+            ),
+            layout.scores.days_writer([last]),
+            layout.expected.days_writer([last]),
         )
     )
     return {
@@ -296,7 +307,7 @@ def main(runs: int = 1) -> None:
             ),
             Measurement("features (build_day)", int(batch["built"]), [batch["features"]], 0),
             Measurement(
-                "score (features read in chunks of cells, compiled models, expected bands)",
+                "score (features read in chunks of cells, compiled models, bands; written)",
                 int(batch["scored"]),
                 [batch["score"]],
                 0,

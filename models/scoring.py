@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -328,15 +329,29 @@ def write_scored(
     `scores`, its expected band (if a champion drew one) to `bands`; only the score table
     is kept, for the alerts and the ops store. The writers are committed once every chunk
     is in (`bands` only if a band came: without one the days keep theirs), or aborted on
-    an error, the days keeping what they held."""
+    an error, the days keeping what they held.
+
+    A chunk is written on a thread while the next one is scored (parquet encoding releases
+    the GIL): at most one chunk waits to be written."""
     kept, banded = [], False
+
+    def write(table: pl.DataFrame, band: pl.DataFrame | None) -> None:
+        scores.write(table)
+        if band is not None:
+            bands.write(band)
+
     try:
-        for table, band in scored:
-            scores.write(table)
-            if band is not None:
-                bands.write(band)
-                banded = True
-            kept.append(table)
+        with ThreadPoolExecutor(1) as writer:
+            pending: Future[None] | None = None
+            for table, band in scored:
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(write, table, band)
+                banded |= band is not None
+                kept.append(table)
+                del band
+            if pending is not None:
+                pending.result()
     except BaseException:
         scores.abort()
         bands.abort()
