@@ -83,7 +83,9 @@ def days_needed(spec: FeatureSpec, out_days: list[date], rop_minutes: int) -> li
             last = first + timedelta(days=1) - timedelta(minutes=rop_minutes)
             needed |= {first.date(), last.date()}
         for vs, window in shifted:
-            first, last = midnight - vs - window, midnight - vs + timedelta(days=1)
+            # From the first output ROP's window start to the last output ROP, `vs` earlier.
+            first = midnight - vs - window
+            last = midnight - vs + timedelta(days=1) - timedelta(minutes=rop_minutes)
             needed |= {(first + timedelta(days=k)).date() for k in range((last - first).days + 1)}
     return sorted(needed)
 
@@ -434,19 +436,8 @@ def _level_change(
     lag = slots(change.vs, rop_minutes, f"level-change lag of {change.kpi}")
     columns = np.arange(window.first, values.shape[1])
     earlier = grid.absolute(columns) - lag
-    past = kernels.take_columns(
-        values, grid.column_of(earlier // grid.per_day, earlier % grid.per_day)
-    )
-    now = values[:, window.first :]
-    both = np.isfinite(now) & np.isfinite(past)
-    sums = [
-        kernels.rolling_stats(
-            np.where(both, v, np.nan), window.first_slot, width, window.local, ("sum",)
-        )["sum"]
-        for v in (now, past)
-    ]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sums[1] > 0, sums[0] / sums[1] - 1.0, np.nan)
+    past = grid.column_of(earlier // grid.per_day, earlier % grid.per_day)
+    return kernels.level_change(values, window.first, past, window.first_slot, width, window.local)
 
 
 @dataclass(frozen=True)

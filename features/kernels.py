@@ -320,3 +320,75 @@ def _cosite_stats(sites, current, total, count, wanted):
             if wanted[3]:
                 out[3, r, c] = v - siblings
     return out
+
+
+def level_change(
+    grid: np.ndarray,
+    first: int,
+    earlier: np.ndarray,
+    first_slot: int,
+    width: int,
+    positions: np.ndarray,
+) -> np.ndarray:
+    """sum now / sum then - 1 over the trailing `width` slots ending at each of `positions`
+    (columns of the window that starts at grid column `first`, whose column 0 is absolute
+    slot `first_slot`), the sums over the slots with a finite value both now and then
+    (`earlier[k]`: the grid column the window's column k is compared with, -1 if none);
+    NaN where then sums to 0 or less, or no slot has both. Per row: (rows, positions).
+
+    What `rolling_stats`' "sum" gives for the two masked series, bit for bit (the same
+    blocks, the same order of additions), in one pass with no masked copies of the grid."""
+    out = np.empty((grid.shape[0], positions.size))
+    values = grid if grid.dtype == np.float64 else grid.astype(np.float64)
+    _level_change(
+        values, first, earlier.astype(np.int64), first_slot % width, width,
+        positions.astype(np.int64), out,
+    )  # fmt: skip
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _level_change(grid, first, earlier, pad, width, positions, out):
+    """`_rolling`'s blocks and combination of a block's suffix with the next one's prefix,
+    for the running count and the sums now and then of the slots both hold."""
+    rows = grid.shape[0]
+    n = positions.size
+    if n == 0 or rows == 0:
+        return
+    length = earlier.size
+    first_block = max(positions.min() + pad - width + 1, 0) // width
+    last_block = (positions.max() + pad) // width
+    start = first_block * width
+    span = (last_block + 1) * width - start
+    p = np.empty((span, 3))  # block prefixes: count, sum now, sum then
+    q = np.empty((span, 3))  # block suffixes
+    for r in range(rows):
+        row = grid[r]
+        for block in range(first_block, last_block + 1):
+            base = block * width
+            for direction in (1, -1):
+                acc = p if direction > 0 else q
+                c, now_sum, then_sum = 0.0, 0.0, 0.0
+                for step in range(width):
+                    k = step if direction > 0 else width - 1 - step
+                    x = base - pad + k
+                    if 0 <= x < length and earlier[x] >= 0:
+                        now, then = row[first + x], row[earlier[x]]
+                        if np.isfinite(now) and np.isfinite(then):
+                            c += 1.0
+                            now_sum += now
+                            then_sum += then
+                    j = base - start + k
+                    acc[j, 0], acc[j, 1], acc[j, 2] = c, now_sum, then_sum
+        for i in range(n):
+            e = positions[i] + pad
+            b = e - width + 1
+            at = e - start
+            if b <= 0 or b % width == 0:
+                c, now_sum, then_sum = p[at, 0], p[at, 1], p[at, 2]
+            else:
+                bt = b - start
+                c = q[bt, 0] + p[at, 0]
+                now_sum = q[bt, 1] + p[at, 1]
+                then_sum = q[bt, 2] + p[at, 2]
+            out[r, i] = now_sum / then_sum - 1.0 if c > 0 and then_sum > 0 else np.nan

@@ -258,6 +258,12 @@ def test_a_day_built_from_only_the_days_it_needs_equals_the_full_build(tiny_netw
     needed = days_needed(SPEC, [day], 15)
     assert date(2026, 1, 12) in needed and date(2026, 1, 6) in needed
     assert date(2026, 1, 9) not in needed  # nothing reads four days back
+    # The level changes' windows a week earlier end on the 6th: the 7th is not read.
+    assert needed == [
+        date(2025, 12, 23),
+        date(2025, 12, 30),
+        *(date(2026, 1, d) for d in (5, 6, 12, 13)),
+    ]
     subset = kpis.filter(pl.col("ts").dt.date().is_in(needed))
     alone = build_features(subset, SPEC, rop_minutes=15, min_denominator=10, since=since)
     full = build(kpis).filter(pl.col("ts") >= since)
@@ -322,3 +328,59 @@ def test_unaligned_timestamps_and_duplicated_keys_are_refused():
         _build_plain(one_cell([t0, t0], [1.0, 2.0]), FeatureSpec(kpis=("x",)))
     with pytest.raises(ValueError, match="whole number of 60-minute ROPs"):
         _build_plain(one_cell([t0], [1.0]), FeatureSpec(kpis=("x",), lags=(Lag("x", "15m"),)), 60)
+
+
+def _level_change_by_masked_sums(grid, first, earlier, first_slot, width, positions):
+    """The level change by its definition through `rolling_stats`: both series masked to
+    the slots finite in both, each summed over its trailing window."""
+    now = grid[:, first:]
+    past = np.where(earlier >= 0, grid[:, np.maximum(earlier, 0)], np.nan)
+    both = np.isfinite(now) & np.isfinite(past)
+    sums = [
+        rolling_stats(np.where(both, v, np.nan), first_slot, width, positions, ("sum",))["sum"]
+        for v in (now, past)
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sums[1] > 0, sums[0] / sums[1] - 1.0, np.nan)
+
+
+def test_the_level_change_kernel_equals_its_definition_bit_for_bit():
+    """One pass over the grid gives what masking both series and summing each with
+    `rolling_stats` gives, bit for bit, and what summing slot by slot gives (to rounding):
+    missing and infinite values on either side, slots with no earlier column, windows that
+    start before the grid, a zero or negative earlier sum."""
+    from cellpulse.features.kernels import level_change
+
+    rng = np.random.default_rng(7)
+    width, days, cells = 8, 5, 40
+    grid = rng.gamma(2.0, 10.0, size=(cells, days * width))
+    grid[rng.random(grid.shape) < 0.15] = np.nan
+    grid[rng.random(grid.shape) < 0.01] = np.inf
+    grid[3, :] = 0.0  # then sums to 0: NaN
+    grid[4, : 2 * width] *= -1.0  # then sums below 0: NaN
+    first = width  # the window starts a day into the grid
+    lag = 2 * width
+    earlier = np.arange(first, grid.shape[1]) - lag
+    earlier[earlier < 0] = -1
+    earlier[rng.random(earlier.size) < 0.1] = -1  # days the grid does not hold
+    first_slot = 1000 * width + 3  # blocks aligned to absolute slot 0, not to the grid
+    positions = np.arange(width - 2, grid.shape[1] - first)
+
+    got = level_change(grid, first, earlier, first_slot, width, positions)
+    want = _level_change_by_masked_sums(grid, first, earlier, first_slot, width, positions)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.isfinite(got).mean() > 0.5 and np.isnan(got[3]).all()
+
+    # And slot by slot, straight from the definition.
+    naive = np.full_like(got, np.nan)
+    for r in range(cells):
+        for i, e in enumerate(positions):
+            now_sum = then_sum = 0.0
+            count = 0
+            for k in range(max(e - width + 1, 0), e + 1):
+                now, then = grid[r, first + k], grid[r, earlier[k]] if earlier[k] >= 0 else np.nan
+                if np.isfinite(now) and np.isfinite(then):
+                    now_sum, then_sum, count = now_sum + now, then_sum + then, count + 1
+            if count and then_sum > 0:
+                naive[r, i] = now_sum / then_sum - 1.0
+    assert np.allclose(got, naive, rtol=1e-12, equal_nan=True)
