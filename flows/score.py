@@ -206,10 +206,8 @@ def score_days(
     scored = scored_chunks(
         chunks, context, scorers, params, datetime.now(UTC), spec.hash(), days, predict
     )
-    lake_out = settings.layout
-    scores = write_scored(
-        scored, lake_out.scores.days_writer(days), lake_out.expected.days_writer(days)
-    )
+    out = settings.layout
+    scores = write_scored(scored, out.scores.days_writer(days), out.expected.days_writer(days))
     return scores, lines
 
 

@@ -322,22 +322,13 @@ class DaysWriter:
     scores, scored a few cells at a time): each chunk's rows are appended to a temporary
     parquet file per (day, region) as they come, in their order, so no more than a chunk is
     ever in memory; `commit` puts every file in place (each atomically, as `replace_day`
-    does, a day with no rows left empty) and `abort` (or leaving a `with` block on an
-    error) drops them, leaving the days as they were."""
+    does, a day with no rows left empty) and `abort` drops them, leaving the days as they
+    were."""
 
     def __init__(self, dataset: Dataset, days: Iterable[date]) -> None:
         self.dataset = dataset
         self.days = sorted(set(days))
         self._open: dict[tuple[date, str], tuple[Path, pq.ParquetWriter]] = {}
-
-    def __enter__(self) -> DaysWriter:
-        return self
-
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        if kind is None:
-            self.commit()
-        else:
-            self.abort()
 
     def write(self, rows: pl.DataFrame) -> None:
         """Append `rows` (of the writer's days; their keys unique over all chunks)."""
