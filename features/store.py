@@ -173,12 +173,13 @@ def build_rops(
     """The features of every KPI row with ts >= `since` (the ROPs a delivery just brought),
     sorted by (cell_id, ts) within each region, equal to what `build_day` stores for them.
 
-    Reads only the ROPs those features need (`rops_needed`: the trailing windows' reach
-    and the ROPs the lags land on), region by region: the cost follows the ROPs and the
-    network, not the hour of the day. A region is built at once (its grid is about a
-    hundred ROPs wide, not days). Nothing is written: the day's partitions are built whole
-    by `build_day` once the day is in. An empty frame when the lake holds no row from
-    `since` on."""
+    Reads only the ROPs those features need (`rops_needed`: the trailing windows' reach,
+    the ROPs the lags land on, each level change's window a week earlier), region by
+    region and, within a region, in chunks of whole sites (`params.chunk_cells` cells of
+    the new ROPs), as `build_day` does: the cost follows the ROPs and the network, not the
+    hour of the day, and memory follows the chunk. Nothing is written: the day's
+    partitions are built whole by `build_day` once the day is in. An empty frame when the
+    lake holds no row from `since` on."""
     new = new_rops(layout, since, params.rop_minutes)
     if new.size == 0:
         return pl.DataFrame()
@@ -188,19 +189,22 @@ def build_rops(
     regions = sorted({r for d in days for r in layout.kpi.regions(d)})
     parts = []
     for region in regions:
-        rows = read_rops(layout.kpi, needed, rop_s, region)
-        if rows.is_empty():
-            continue
-        parts.append(
-            build_rop_features(
-                rows,
-                spec,
-                rop_minutes=params.rop_minutes,
-                min_denominator=params.min_denominator,
-                timezone=params.timezone,
-                since=since,
+        sites = read_rops(layout.kpi, new, rop_s, region, columns=["cell_id", "site_id"])
+        for cells in site_chunks(sites.select("cell_id", "site_id").unique(), params.chunk_cells):
+            rows = read_rops(layout.kpi, needed, rop_s, region, cells=cells)
+            if rows.is_empty():
+                continue
+            parts.append(
+                build_rop_features(
+                    rows,
+                    spec,
+                    rop_minutes=params.rop_minutes,
+                    min_denominator=params.min_denominator,
+                    timezone=params.timezone,
+                    since=since,
+                )
             )
-        )
+            del rows
     return pl.concat(parts) if parts else pl.DataFrame()
 
 
@@ -214,11 +218,19 @@ def new_rops(layout: Layout, since: datetime, rop_minutes: int) -> np.ndarray:
     return np.sort(ts["ts"].dt.epoch("s").to_numpy() // (rop_minutes * 60))
 
 
-def read_rops(kpis: lake.Dataset, rops: np.ndarray, rop_s: int, region: str) -> pl.DataFrame:
-    """One region's KPI rows at the ROP numbers `rops`, deliveries applied: each file read
-    with the ROPs filtered as it is scanned, so a day the lags land on costs its ROPs, not
-    the day. Keys are only de-duplicated (the latest delivery winning) where two files of
-    a day overlap in time: deliveries of successive ROPs never do."""
+def read_rops(
+    kpis: lake.Dataset,
+    rops: np.ndarray,
+    rop_s: int,
+    region: str,
+    columns: list[str] | None = None,
+    cells: tuple[str, str] | None = None,
+) -> pl.DataFrame:
+    """One region's KPI rows at the ROP numbers `rops` (only `columns`, if given; only
+    cells with `cells[0] <= cell_id <= cells[1]`, if given), deliveries applied: each file
+    read with the ROPs filtered as it is scanned, so a day the lags land on costs its ROPs,
+    not the day. Keys are only de-duplicated (the latest delivery winning) where two files
+    of a day overlap in time: deliveries of successive ROPs never do."""
     by_day: dict[date, list[datetime]] = {}
     for r in rops.tolist():
         ts = datetime.fromtimestamp(r * rop_s, tz=UTC)
@@ -226,14 +238,23 @@ def read_rops(kpis: lake.Dataset, rops: np.ndarray, rop_s: int, region: str) -> 
     pieces, stored = [], set(kpis.dates())
     for day, stamps in sorted(by_day.items()):
         files = kpis.day_files(day, region) if day in stored else []
-        wanted = pl.Series(stamps, dtype=pl.Datetime("us", "UTC")).implode()
-        read = [lake.scan([f]).filter(pl.col("ts").is_in(wanted)).collect() for f in files]
+        wanted = pl.col("ts").is_in(pl.Series(stamps, dtype=pl.Datetime("us", "UTC")).implode())
+        if cells is not None:
+            wanted &= pl.col("cell_id").is_between(pl.lit(cells[0]), pl.lit(cells[1]))
+        keep = None if columns is None else list(dict.fromkeys([*lake.KEYS, *columns]))
+        read = [_scanned(f, wanted, keep) for f in files]
         read = [r for r in read if r.height]
         if _overlap_in_time(read):
             pieces.append(lake.latest_rows(pl.concat(read, how="vertical_relaxed")))
         else:
             pieces += read
     return pl.concat(pieces, how="vertical_relaxed") if pieces else pl.DataFrame()
+
+
+def _scanned(path: Path, wanted: pl.Expr, columns: list[str] | None) -> pl.DataFrame:
+    """The rows of one lake file that `wanted` keeps (only `columns`, if given)."""
+    rows = lake.scan([path]).filter(wanted)
+    return (rows if columns is None else rows.select(columns)).collect()
 
 
 def _overlap_in_time(frames: list[pl.DataFrame]) -> bool:

@@ -3,6 +3,7 @@ carried context and open alerts) publishes exactly what the daily batch does for
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -85,7 +86,9 @@ def test_a_day_rop_by_rop_equals_the_batch(world):
     assert batch_scores["anomaly_kpis"].list.len().sum() > 0
 
     # The ROP path: deliveries of one ROP (and one of a whole hour), each built from a
-    # bounded lookback, scored after the carried context, alerts carried over.
+    # bounded lookback in chunks of a few whole sites, scored after the carried context,
+    # alerts carried over.
+    in_chunks = dataclasses.replace(params, chunk_cells=7)
     keep = context_rops(model_params.alerts.consecutive_rops, EXPLAIN_SPAN, 15)
     start = datetime.combine(DAY, datetime.min.time(), UTC)
     state = RopState(
@@ -104,7 +107,7 @@ def test_a_day_rop_by_rop_equals_the_batch(world):
         assert state is not None
         since = state.newest + ROP
         assert new_rops(rops.layout, since, 15).size == step // ROP
-        built = build_rops(rops.layout, SPEC, since, params)
+        built = build_rops(rops.layout, SPEC, since, in_chunks)
         scored = score_rops(state.context, built, scorers, model_params, SCORED_AT, SPEC.hash())
         touched, still_open = advance_alerts(state.open_alerts, scored, 4, 15)
         features.append(built)
