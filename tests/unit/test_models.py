@@ -365,8 +365,9 @@ def test_training_matrix_is_float32_only_where_every_value_is_exact():
 def test_float32_training_matrices_train_exactly_the_float64_models(
     tiny_network, features, labelled_network, tmp_path, monkeypatch
 ):
-    """Stored features are Float32: training on them as float32 (half the memory) bins and
-    grows the same trees as training on their float64 widening."""
+    """Stored features are Float32: training on them as float32 (half the memory), or on
+    the frame itself (no dense copy), bins and grows the same trees as training on their
+    float64 widening."""
     import cellpulse.models.anomaly as anomaly_module
     import cellpulse.models.congestion as congestion_module
     import cellpulse.models.supervised as supervised_module
@@ -394,7 +395,11 @@ def test_float32_training_matrices_train_exactly_the_float64_models(
 
     narrow = train()
     for module in (anomaly_module, congestion_module, supervised_module):
-        monkeypatch.setattr(module, "training_matrix", matrix)
+        # Every model on the dense float64 matrix, whatever it trains on (float32 matrix,
+        # or a frame LightGBM bins column by column).
+        for name in ("training_matrix", "training_frame"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, matrix)
     wide = train()
     assert narrow[0].keys() == wide[0].keys()
     for name, dump in narrow[0].items():
