@@ -407,6 +407,32 @@ def test_float32_training_matrices_train_exactly_the_float64_models(
     assert np.array_equal(narrow[1], wide[1]) and np.array_equal(narrow[2], wide[2])
 
 
+def test_leaving_known_faults_out_fits_the_model_of_the_rows_without_them(
+    labelled_network, tmp_path
+):
+    """Fitting cuts the known faults from the columns it reads, not from the whole feature
+    row: the same regressors, spreads and threshold as fitting on the rows without them."""
+    from cellpulse.features.targets import event_labels
+    from cellpulse.models.anomaly import AnomalyModel
+    from cellpulse.models.evaluation import fault_events
+
+    events, labelled = labelled_network
+    params = anomaly_family.anomaly_params(tiny_settings(tmp_path).train)
+    faults = fault_events(events)
+    assert faults is not None
+    exclude = event_labels(labelled, faults)
+    assert 0 < exclude.sum() < labelled.height
+    cut = AnomalyModel.fit(labelled, "s", params, exclude=exclude)
+    clean = AnomalyModel.fit(labelled.filter(~exclude), "s", params)
+    assert cut.feature_names == clean.feature_names and cut.watched == clean.watched
+    for kpi, booster in clean.boosters.items():
+        assert cut.boosters[kpi].model_to_string() == booster.model_to_string(), kpi
+    assert cut.threshold == clean.threshold and cut.global_scale == clean.global_scale
+    assert cut.cell_scale.sort("cell_id").equals(clean.cell_scale.sort("cell_id"))
+    assert cut.change_scale.sort("cell_id").equals(clean.change_scale.sort("cell_id"))
+    assert cut.frozen_kpis == clean.frozen_kpis and cut.units == clean.units
+
+
 def test_early_stopping_keeps_the_trees_a_later_period_confirms():
     from cellpulse.models.anomaly import AnomalyParams
     from cellpulse.models.boosting import best_rounds
