@@ -204,7 +204,13 @@ class AnomalyModel:
         Watches each of TARGETS that holds a value in at least `params.min_kpi_coverage` of
         the training rows (and MIN_TARGET_ROWS rows); the others are in `left_out` with the
         reason. Raises NoDataError when none is left."""
-        train = features.filter(~exclude) if exclude is not None else features
+        # The known faults are cut from the columns fitting reads alone: filtering the whole
+        # feature frame would copy the classifier's and congestion model's inputs too.
+        train = (
+            features.select(_fit_columns(features.columns)).filter(~exclude)
+            if exclude is not None
+            else features
+        )
         names = context_columns(train.columns)
         x = training_matrix(train, names)
         boosters = {}
@@ -238,6 +244,7 @@ class AnomalyModel:
                 regressor, rows_of(x, ok), rows_of(standard, ok), rounds, names
             )
             units[t.name] = (centre, spread)
+        del x  # the regressors are trained: the threshold below needs memory, not the matrix
         targets = tuple(t for t in targets if t.name in boosters)
         if not targets:
             raise NoDataError(
@@ -594,6 +601,15 @@ def _no_traffic(
         expected = actual - residuals[t.name]
         silent &= ((actual <= SILENT_SHARE * expected) & (expected >= t.min_scale)).fill_null(False)
     return z.with_columns(pl.Series(NO_TRAFFIC, np.where(silent.to_numpy(), Z_CAP, 0.0)))
+
+
+def _fit_columns(columns: list[str]) -> list[str]:
+    """What `AnomalyModel.fit` reads of its training rows: the keys, the regressors'
+    context, and the watched KPIs with what their z-scores read (level changes, stuck-value
+    runs, holidays, PRB load)."""
+    watched = {t.name for t in TARGETS} | set(FROZEN_KPIS) | {"prb_util_dl_pct", "is_holiday"}
+    reads = set(context_columns(columns)) | watched | {"cell_id", "ts"}
+    return [c for c in columns if c in reads or c.endswith((CHANGE_SUFFIX, "_stuck_rops"))]
 
 
 def _too_little(rows: int, total: int, min_share: float) -> str:

@@ -18,7 +18,7 @@ from cellpulse.models.boosting import (
     matrix,
     top_gain,
     train_local,
-    training_matrix,
+    training_frame,
 )
 
 
@@ -60,7 +60,9 @@ class CongestionModel:
         """Fit on rows whose target is known (not null)."""
         known = target.is_not_null()
         names = feature_columns(features.columns)
-        x = training_matrix(features.filter(known), names)
+        # The model's columns before the rows: filtering the whole frame would copy columns
+        # the model never reads.
+        x = training_frame(features.select(names).filter(known), names)
         y = target.filter(known).cast(pl.Int8).to_numpy()
         booster = trainer(params.classifier_params(), x, y, params.num_trees, names)
         return cls(names, booster, horizon_minutes, spec_hash, params, None, horizon_kind)

@@ -29,7 +29,7 @@ from cellpulse.models.boosting import (
     matrix,
     top_gain,
     train_local,
-    training_matrix,
+    training_frame,
 )
 
 Z_PREFIX = "dev_"  # the stacked per-KPI deviations: dev_<kpi>
@@ -90,7 +90,7 @@ class FaultClassifier:
         names = list(inputs.columns)
         y = in_fault.cast(pl.Int8).to_numpy()
         booster = trainer(
-            params.lgb_params("binary"), training_matrix(inputs, names), y, params.num_trees, names
+            params.lgb_params("binary"), training_frame(inputs, names), y, params.num_trees, names
         )
         return cls(names, booster, kpi_of(names), events, int(y.sum()))
 

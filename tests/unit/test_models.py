@@ -365,8 +365,9 @@ def test_training_matrix_is_float32_only_where_every_value_is_exact():
 def test_float32_training_matrices_train_exactly_the_float64_models(
     tiny_network, features, labelled_network, tmp_path, monkeypatch
 ):
-    """Stored features are Float32: training on them as float32 (half the memory) bins and
-    grows the same trees as training on their float64 widening."""
+    """Stored features are Float32: training on them as float32 (half the memory), or on
+    the frame itself (no dense copy), bins and grows the same trees as training on their
+    float64 widening."""
     import cellpulse.models.anomaly as anomaly_module
     import cellpulse.models.congestion as congestion_module
     import cellpulse.models.supervised as supervised_module
@@ -394,12 +395,42 @@ def test_float32_training_matrices_train_exactly_the_float64_models(
 
     narrow = train()
     for module in (anomaly_module, congestion_module, supervised_module):
-        monkeypatch.setattr(module, "training_matrix", matrix)
+        # Every model on the dense float64 matrix, whatever it trains on (float32 matrix,
+        # or a frame LightGBM bins column by column).
+        for name in ("training_matrix", "training_frame"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, matrix)
     wide = train()
     assert narrow[0].keys() == wide[0].keys()
     for name, dump in narrow[0].items():
         assert dump == wide[0][name], name
     assert np.array_equal(narrow[1], wide[1]) and np.array_equal(narrow[2], wide[2])
+
+
+def test_leaving_known_faults_out_fits_the_model_of_the_rows_without_them(
+    labelled_network, tmp_path
+):
+    """Fitting cuts the known faults from the columns it reads, not from the whole feature
+    row: the same regressors, spreads and threshold as fitting on the rows without them."""
+    from cellpulse.features.targets import event_labels
+    from cellpulse.models.anomaly import AnomalyModel
+    from cellpulse.models.evaluation import fault_events
+
+    events, labelled = labelled_network
+    params = anomaly_family.anomaly_params(tiny_settings(tmp_path).train)
+    faults = fault_events(events)
+    assert faults is not None
+    exclude = event_labels(labelled, faults)
+    assert 0 < exclude.sum() < labelled.height
+    cut = AnomalyModel.fit(labelled, "s", params, exclude=exclude)
+    clean = AnomalyModel.fit(labelled.filter(~exclude), "s", params)
+    assert cut.feature_names == clean.feature_names and cut.watched == clean.watched
+    for kpi, booster in clean.boosters.items():
+        assert cut.boosters[kpi].model_to_string() == booster.model_to_string(), kpi
+    assert cut.threshold == clean.threshold and cut.global_scale == clean.global_scale
+    assert cut.cell_scale.sort("cell_id").equals(clean.cell_scale.sort("cell_id"))
+    assert cut.change_scale.sort("cell_id").equals(clean.change_scale.sort("cell_id"))
+    assert cut.frozen_kpis == clean.frozen_kpis and cut.units == clean.units
 
 
 def test_early_stopping_keeps_the_trees_a_later_period_confirms():
