@@ -31,6 +31,7 @@ from cellpulse.models.boosting import (
     train_local,
     training_matrix,
 )
+from cellpulse.models.profile import MEAN, SPREAD, HourProfile
 from cellpulse.models.supervised import FaultClassifier, as_score, classifier_inputs
 from cellpulse.rops import run_ids
 
@@ -173,6 +174,9 @@ class AnomalyModel:
     # Per cell, the centre and spread of each watched KPI's level change (CHANGE_SUFFIX)
     # on the training window: `<kpi>` and `<kpi>_spread`; empty: no level-change evidence.
     change_scale: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # Each cell's hour-of-day profile of the watched KPIs on the training window
+    # (models.profile): where a cell has one, its KPIs are judged against it.
+    profile: HourProfile = field(default_factory=HourProfile)
 
     @property
     def watched(self) -> tuple[str, ...]:
@@ -198,8 +202,13 @@ class AnomalyModel:
         params: AnomalyParams,
         exclude: pl.Series | None = None,
         trainer: Trainer = train_local,
+        profile: HourProfile | None = None,
     ) -> AnomalyModel:
         """Fit on `features`; rows where `exclude` is True (known faults) are left out.
+
+        `profile`: the cells' hour-of-day profiles of the training window, when they were
+        learned from more cells than `features` holds (a national network trains on a
+        sample of cells); by default, learned from the training rows.
 
         Watches each of TARGETS that holds a value in at least `params.min_kpi_coverage` of
         the training rows (and MIN_TARGET_ROWS rows); the others are in `left_out` with the
@@ -288,6 +297,8 @@ class AnomalyModel:
             for t in targets
         )
         model.change_scale = change_spreads(train, targets)
+        watched = [t.name for t in targets]
+        model.profile = profile if profile is not None else HourProfile.learn(train, watched)
         scores = model.combine(model.zscores(train, resid))["anomaly_score"]
         budget = params.false_alarms_per_100_cell_days
         if budget is None:
@@ -379,6 +390,9 @@ class AnomalyModel:
                 ).alias(t.name)
                 for t, level in self._level_z(features)
             )
+        judged = self._profile_z(features)
+        if judged is not None:
+            z = z.with_columns(pl.coalesce(judged[t.name], z[t.name]) for t in self.targets)
         z = _holiday_demand(z, features, residuals, self.targets)
         z = _no_traffic(z, features, residuals, self.targets)
         z = _explained_by_load(z, features)
@@ -386,6 +400,29 @@ class AnomalyModel:
         if frozen and has_frozen(features, frozen):
             return z.with_columns(features.select(frozen_z(frozen)).to_series())
         return z
+
+    def _profile_z(self, features: pl.DataFrame) -> pl.DataFrame | None:
+        """Per watched KPI, how many of the cell's spreads at that hour of the day it is
+        from its profile in the bad direction (>= 0); null where the cell has no profile
+        (a cell the training window did not hold), None without profiles at all."""
+        profile = getattr(self, "profile", None)  # models pickled before it existed
+        if profile is None or not profile.table.height or "ts" not in features.columns:
+            return None
+        kpis = [t for t in self.targets if t.name in profile.kpis and t.name in features.columns]
+        values = features.select(t.name for t in kpis)
+        seen = pl.concat([values, profile.lookup(features)], how="horizontal")
+        out = []
+        for t in kpis:
+            mean, spread = pl.col(t.name + MEAN), pl.col(t.name + SPREAD)
+            off = (pl.col(t.name).cast(pl.Float64) - mean) / pl.max_horizontal(
+                spread, pl.lit(t.min_scale)
+            )
+            z = bad_deviation(off, t.direction).clip(0, Z_CAP).fill_nan(0.0)
+            # A missing value is no evidence; a cell without a profile is judged elsewhere.
+            out.append(pl.when(mean.is_null()).then(None).otherwise(z.fill_null(0.0)).alias(t.name))
+        judged = seen.select(out) if out else pl.DataFrame()
+        missing = [t.name for t in self.targets if t.name not in judged.columns]
+        return judged.with_columns(pl.lit(None, pl.Float64).alias(k) for k in missing)
 
     def _level_z(self, features: pl.DataFrame) -> list[tuple[TargetKpi, pl.Series]]:
         """Per watched KPI with a level-change feature, how many of the cell's spreads its
