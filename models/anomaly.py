@@ -330,19 +330,30 @@ class AnomalyModel:
         self, features: pl.DataFrame, width: float = DRIVER_Z, predict: Predict = lightgbm_predict
     ) -> pl.DataFrame:
         """What ops sees next to each watched KPI: cell_id, ts (and region), and per target
-        KPI its value, the expected value and the band of `width` of the cell's robust
-        spreads around it (`<kpi>`, `<kpi>_expected`, `<kpi>_low`, `<kpi>_high`). Outside
-        the band, in the KPI's bad direction, is where it starts to drive the score."""
+        KPI its value, the expected value and the band of `width` of the cell's spreads
+        around it (`<kpi>`, `<kpi>_expected`, `<kpi>_low`, `<kpi>_high`): the cell's profile
+        at that hour where it has one, else the regressor's expectation and the cell's
+        robust spread. Outside the band, in the KPI's bad direction, is where it starts to
+        drive the score."""
         exp = self.expected(features, predict)
         keys = [c for c in ("cell_id", "ts", "region") if c in features.columns]
         keyed = features.select(*keys, *(t.name for t in self.targets))
-        scaled = pl.concat([keyed, exp], how="horizontal").join(
+        profile = getattr(self, "profile", None)  # models pickled before it existed
+        parts = [keyed, exp]
+        if profile is not None and profile.table.height and "ts" in features.columns:
+            parts.append(profile.lookup(features))
+        scaled = pl.concat(parts, how="horizontal").join(
             self.cell_scale, on="cell_id", how="left", suffix="_scale", maintain_order="left"
         )
         columns: list[pl.Expr] = []
         for t in self.targets:
             expected = pl.col(f"expected_{t.name}")
-            spread = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name]) * width
+            spread = pl.col(f"{t.name}_scale").fill_null(self.global_scale[t.name])
+            if t.name + MEAN in scaled.columns:
+                expected = pl.coalesce(pl.col(t.name + MEAN).cast(pl.Float64), expected)
+                at_hour = pl.max_horizontal(pl.col(t.name + SPREAD), pl.lit(t.min_scale))
+                spread = pl.when(pl.col(t.name + MEAN).is_null()).then(spread).otherwise(at_hour)
+            spread = spread * width
             columns += [
                 pl.col(t.name).cast(pl.Float64),
                 expected.alias(f"{t.name}_expected"),

@@ -22,15 +22,22 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-HOUR = "_hour"
-KEYS = ("cell_id", HOUR)
+HOUR, WEEKEND = "_hour", "_weekend"
+KEYS = ("cell_id", HOUR, WEEKEND)
+POOLED = ("cell_id", HOUR)
 MEAN, SPREAD = "__mean", "__spread"
 _N, _S, _SS = "__n", "__sum", "__sumsq"
 MIN_ROPS = 3  # a (cell, hour) seen fewer times has no spread worth dividing by
+# Weekends carry other traffic than workdays: a cell's hour is profiled apart for the two
+# where the window saw it at least this often on that kind of day, else pooled.
+MIN_DAY_TYPE_ROPS = 8
 
 
-def _hour_of(frame: pl.DataFrame) -> pl.Expr:
-    return pl.col("ts").dt.hour().cast(pl.Int8).alias(HOUR)
+def _keys_of() -> list[pl.Expr]:
+    return [
+        pl.col("ts").dt.hour().cast(pl.Int8).alias(HOUR),
+        (pl.col("ts").dt.weekday() >= 6).alias(WEEKEND),
+    ]
 
 
 def hour_sums(rows: pl.DataFrame, kpis: Sequence[str]) -> pl.DataFrame:
@@ -39,7 +46,7 @@ def hour_sums(rows: pl.DataFrame, kpis: Sequence[str]) -> pl.DataFrame:
     present = [k for k in kpis if k in rows.columns]
     value = {k: pl.col(k).cast(pl.Float64).fill_nan(None) for k in present}
     return (
-        rows.select("cell_id", _hour_of(rows), *present)
+        rows.select("cell_id", *_keys_of(), *present)
         .group_by(*KEYS)
         .agg(
             [value[k].count().cast(pl.Float64).alias(k + _N) for k in present]
@@ -51,9 +58,11 @@ def hour_sums(rows: pl.DataFrame, kpis: Sequence[str]) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class HourProfile:
-    """Per (cell_id, `_hour`): `<kpi>__mean` and `<kpi>__spread` (Float32) of each KPI."""
+    """Per (cell_id, `_hour`, `_weekend`) in `table` and per (cell_id, `_hour`) in `pooled`:
+    `<kpi>__mean`, `<kpi>__spread` (Float32) and `<kpi>__n` (ROPs seen) of each KPI."""
 
     table: pl.DataFrame = field(default_factory=pl.DataFrame)
+    pooled: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def kpis(self) -> tuple[str, ...]:
@@ -75,22 +84,38 @@ class HourProfile:
         if not frames:
             return cls()
         summed = pl.concat(frames, how="diagonal_relaxed").group_by(*KEYS).agg(pl.all().sum())
-        kpis = [c.removesuffix(_N) for c in summed.columns if c.endswith(_N)]
-        columns: list[pl.Expr] = []
-        for k in kpis:
-            n, s, ss = pl.col(k + _N), pl.col(k + _S), pl.col(k + _SS)
-            mean = s / n
-            # Sample variance from the sums; never negative from rounding.
-            variance = ((ss - s * mean) / (n - 1)).clip(lower_bound=0.0)
-            enough = n >= MIN_ROPS
-            columns += [
-                pl.when(n > 0).then(mean).cast(pl.Float32).alias(k + MEAN),
-                pl.when(enough).then(variance.sqrt()).cast(pl.Float32).alias(k + SPREAD),
-            ]
-        return cls(summed.select(*KEYS, *columns).sort(*KEYS))
+        pooled = summed.drop(WEEKEND).group_by(*POOLED).agg(pl.all().sum())
+        return cls(_moments(summed, KEYS), _moments(pooled, POOLED))
 
     def lookup(self, features: pl.DataFrame) -> pl.DataFrame:
-        """Row for row of `features` (cell_id, ts): the profile's columns, null where the
-        profile has no such cell or hour."""
-        keyed = features.select("cell_id", _hour_of(features)).with_row_index("_row")
-        return keyed.join(self.table, on=list(KEYS), how="left").sort("_row").drop("_row", *KEYS)
+        """Row for row of `features` (cell_id, ts): each KPI's `__mean` and `__spread` at
+        the row's hour on that kind of day (pooled over both kinds where the window saw
+        too few), null where the profile has no such cell or hour."""
+        keyed = features.select("cell_id", *_keys_of()).with_row_index("_row")
+        own = keyed.join(self.table, on=list(KEYS), how="left")
+        both = own.join(self.pooled, on=list(POOLED), how="left", suffix="_pooled").sort("_row")
+        columns = []
+        for k in self.kpis:
+            apart = pl.col(k + _N).fill_null(0) >= MIN_DAY_TYPE_ROPS
+            for part in (MEAN, SPREAD):
+                columns.append(
+                    pl.when(apart).then(pl.col(k + part)).otherwise(pl.col(k + part + "_pooled"))
+                )
+        return both.select(columns)
+
+
+def _moments(summed: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Mean, spread and count of each KPI from its sums, per `keys`."""
+    kpis = [c.removesuffix(_N) for c in summed.columns if c.endswith(_N)]
+    columns: list[pl.Expr] = []
+    for k in kpis:
+        n, s, ss = pl.col(k + _N), pl.col(k + _S), pl.col(k + _SS)
+        mean = s / n
+        # Sample variance from the sums; never negative from rounding.
+        variance = ((ss - s * mean) / (n - 1)).clip(lower_bound=0.0)
+        columns += [
+            pl.when(n > 0).then(mean).cast(pl.Float32).alias(k + MEAN),
+            pl.when(n >= MIN_ROPS).then(variance.sqrt()).cast(pl.Float32).alias(k + SPREAD),
+            n.cast(pl.Int32).alias(k + _N),
+        ]
+    return summed.select(*keys, *columns).sort(*keys)
