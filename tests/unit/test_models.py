@@ -598,3 +598,36 @@ def test_a_busy_cell_s_slow_throughput_is_labelled_congestion_not_a_fault(tiny_n
     assert (named.list.first() == CONGESTION).mean() > 0.5
     assert not named.list.contains("dl_ue_thp_mbps").any()
     assert busy["anomaly_score"].median() < 0.5 * quiet["anomaly_score"].median()
+
+
+def test_a_level_shift_stays_evidence_for_as_long_as_it_lasts(tiny_network, anomaly):
+    """Traffic and users halved on one cell for the hold-out's days: judged against the
+    cell's hour-of-day profile, its busy hours are evidence on the last day as on the
+    first, where the regressors' expectation (day-old values) has followed the shift."""
+    from dataclasses import replace as copy_with
+
+    from cellpulse.models.anomaly import DRIVER_Z
+    from cellpulse.models.profile import HourProfile
+
+    topo, _, kpis = tiny_network
+    candidate = anomaly[0]
+    holdout = candidate.split.holdout
+    first = holdout["ts"].min()
+    cell = topo.cell_id[OUTAGE_CELL + 1]
+    shifted = (pl.col("cell_id") == cell) & (pl.col("ts") >= first)
+    halved = kpis.with_columns(
+        pl.when(shifted).then(pl.col(k) * 0.5).otherwise(pl.col(k)).alias(k)
+        for k in ("dl_volume_mbit", "rrc_conn_mean")
+    )
+    rows = build_features(halved, SPEC, rop_minutes=15, min_denominator=10).filter(
+        shifted & pl.col("ts").dt.hour().is_between(9, 18)
+    )
+    last_day = (rows["ts"].dt.date() == rows["ts"].dt.date().max()).to_numpy()
+    profiled = candidate.model
+    regressors_only = copy_with(profiled, profile=HourProfile())
+    share = {}
+    for name, model in (("profile", profiled), ("regressors", regressors_only)):
+        z = model.zscores(rows)["dl_volume_mbit"].to_numpy()
+        share[name] = float((z[last_day] >= DRIVER_Z).mean())
+    assert share["profile"] > 0.9
+    assert share["profile"] > share["regressors"] + 0.3
