@@ -611,6 +611,18 @@ def read_cell_kpis(
     return pl.concat(pieces) if pieces else pl.DataFrame()
 
 
+def feature_days(
+    layout: Layout, days: list[date], spec: FeatureSpec | None, columns: Iterable[str]
+) -> Iterator[pl.DataFrame]:
+    """Per day of `days`: cell_id, ts and those of `columns` the day's features hold, for
+    every cell — a window read a day and a few columns at a time."""
+    for day in days:
+        rows = lake.scan(_feature_files(layout, DayWindow(day, day), spec))
+        have = rows.collect_schema().names()
+        keep = [c for c in dict.fromkeys(["cell_id", "ts", *columns]) if c in have]
+        yield rows.select(keep).collect()
+
+
 def read_features_since(
     layout: Layout, spec: FeatureSpec, since: datetime, until: datetime
 ) -> pl.DataFrame:

@@ -19,6 +19,7 @@ from cellpulse.features.spec import FeatureParams, FeatureSpec
 from cellpulse.features.store import (
     SamplePlan,
     SampleSummary,
+    feature_days,
     lake_spec,
     load_events,
     read_cell_kpis,
@@ -28,9 +29,11 @@ from cellpulse.features.store import (
 from cellpulse.features.targets import LABEL_KPIS
 from cellpulse.flows.common import booster_trainer, retry_on_io
 from cellpulse.models import tracking, tracking_runs, tuning
+from cellpulse.models.anomaly import TARGETS
 from cellpulse.models.boosting import Trainer, train_local
 from cellpulse.models.family import ModelFamily, families
 from cellpulse.models.params import ModelParams
+from cellpulse.models.profile import HourProfile, hour_sums
 from cellpulse.models.promotion import decide_promotion
 from cellpulse.models.training import Candidate, TrainingData
 from cellpulse.settings import Settings, TrainSettings
@@ -78,6 +81,25 @@ def load_training_sample(
     sample = read_training_sample(layout, days, spec, SamplePlan.of(settings.train))
     kpis = read_cell_kpis(layout, days, sample.cells, LABEL_KPIS)
     return sample.features, kpis, sample.summary
+
+
+@task(name="learn-hour-profile", retries=1, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def learn_hour_profile(
+    settings: Settings, window: DayWindow, spec: FeatureSpec
+) -> HourProfile | None:
+    """Every cell's hour-of-day profile of the watched KPIs on the fitting days (the days
+    before the hold-out): all cells, not only the sampled ones, so every cell is judged
+    against its own profile; read a day and a few columns at a time. None when the window
+    holds no fitting day."""
+    layout = settings.layout
+    days = window.resolve(layout.features.dates(), "features", fix="run `cellpulse features`")
+    fitting = days[: -settings.train.holdout_days]
+    if not fitting:
+        return None
+    watched = [t.name for t in TARGETS]
+    return HourProfile.from_sums(
+        hour_sums(day, watched) for day in feature_days(layout, fitting, spec, watched)
+    )
 
 
 @task(name="fit-family", cache_policy=NO_CACHE, task_run_name="fit-{family.name}")
@@ -234,7 +256,8 @@ def train_flow(
     spec = lake_spec(settings.layout, FeatureParams.of(settings))
     features, kpis, sampled = load_training_sample(settings, window, spec)
     labels_path = settings.layout.labels_file(labels)
-    data = TrainingData(features, kpis, load_events(labels_path))
+    profile = learn_hour_profile(settings, window, spec)
+    data = TrainingData(features, kpis, load_events(labels_path), profile)
     logger = get_run_logger()
     logger.info(
         f"train: {features.height:,} rows of features, {features['cell_id'].n_unique()} cells, "

@@ -79,11 +79,16 @@ class HourProfile:
 
     @classmethod
     def from_sums(cls, parts: Iterable[pl.DataFrame]) -> HourProfile:
-        """The profile of several `hour_sums` (days or chunks of cells read apart)."""
-        frames = [p for p in parts if p.height]
-        if not frames:
+        """The profile of several `hour_sums` (days or chunks of cells read apart), folded
+        in one at a time: memory follows the network's cells × hours, not the parts."""
+        summed: pl.DataFrame | None = None
+        for part in parts:
+            if not part.height:
+                continue
+            both = part if summed is None else pl.concat([summed, part], how="diagonal_relaxed")
+            summed = both.group_by(*KEYS).agg(pl.all().sum())
+        if summed is None:
             return cls()
-        summed = pl.concat(frames, how="diagonal_relaxed").group_by(*KEYS).agg(pl.all().sum())
         pooled = summed.drop(WEEKEND).group_by(*POOLED).agg(pl.all().sum())
         return cls(_moments(summed, KEYS), _moments(pooled, POOLED))
 

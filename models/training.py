@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from cellpulse.errors import NoDataError
+from cellpulse.models.profile import HourProfile
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.window import DayWindow
 
@@ -37,11 +38,14 @@ class Split:
 @dataclass(frozen=True)
 class TrainingData:
     """What a family may learn from: feature rows, the KPIs they were built from (targets
-    that need the KPIs after a row, like congestion), and labelled events (None: none)."""
+    that need the KPIs after a row, like congestion), labelled events (None: none), and
+    every cell's hour-of-day profile of the fitting days where `features` are a sample of
+    the network's cells (None: learned from `features`)."""
 
     features: pl.DataFrame
     kpis: pl.DataFrame
     events: pl.DataFrame | None = None
+    profile: HourProfile | None = None
 
 
 @dataclass

@@ -30,6 +30,7 @@ from cellpulse.models.baselines import (
 from cellpulse.models.boosting import Predict, Trainer, lightgbm_predict, top_gain, train_local
 from cellpulse.models.evaluation import fault_events
 from cellpulse.models.params import ModelParams
+from cellpulse.models.profile import HourProfile
 from cellpulse.models.promotion import PromotionRule
 from cellpulse.models.training import Candidate, TrainingData
 from cellpulse.settings import AlertSettings, TrainSettings
@@ -234,6 +235,7 @@ def train_anomaly(
     params: ModelParams,
     spec_hash: str,
     trainer: Trainer = train_local,
+    profile: HourProfile | None = None,
 ) -> training.Candidate:
     """Fit the anomaly model on the older days (known faults left out; the fault classifier
     too where enough are labelled) and judge it, next to its baselines, on the newest.
@@ -244,13 +246,17 @@ def train_anomaly(
         spec_hash: the hash of the feature spec `features` were built with; the model
             refuses features of another spec when it scores.
         trainer: how boosters are trained (here, or on a Dask cluster).
+        profile: every cell's hour-of-day profile of the older days, when `features` are
+            a sample of the network's cells; None: learned from the older days' rows.
     """
     split = training.split_by_time(features, params.train.holdout_days)
     fitting = anomaly_params(params.train, params.alerts)
     faults = fault_events(events)
     train = training.sample_rows(split.train, params.train.max_train_rows, fitting.seed)
     exclude = event_labels(train, faults) if faults is not None else None
-    model = AnomalyModel.fit(train, spec_hash, fitting, exclude=exclude, trainer=trainer)
+    model = AnomalyModel.fit(
+        train, spec_hash, fitting, exclude=exclude, trainer=trainer, profile=profile
+    )
     supervised = fit_supervised(model, train, exclude, faults, params, trainer)
     metrics, scored = evaluate_anomaly(model, split.holdout, events, params)
     baselines, baseline_scores = anomaly_baselines(split, events, params)
@@ -338,7 +344,9 @@ class AnomalyFamily:
     def fit(
         self, data: TrainingData, params: ModelParams, spec_hash: str, trainer: Trainer
     ) -> Candidate:
-        return train_anomaly(data.features, data.events, params, spec_hash, trainer)
+        return train_anomaly(
+            data.features, data.events, params, spec_hash, trainer, profile=data.profile
+        )
 
     def evaluate(
         self, candidate: Candidate, model: Any, data: TrainingData, params: ModelParams

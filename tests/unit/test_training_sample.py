@@ -156,3 +156,32 @@ def test_both_families_train_on_a_sample(lake):
         assert candidate.split.train.height == sample.summary.rows
     assert 0 < congestion.metrics["val_pr_auc"] <= 1
     assert 0 < anomaly.metrics["val_pr_auc"] <= 1  # judged on the labelled faults it holds
+
+
+def test_every_cell_gets_its_hour_profile_of_the_fitting_days_whatever_the_sample(lake):
+    """Training fits on a sample of cells, but every cell of the network is judged against
+    its own profile: the train flow learns it from every cell's rows of the days before
+    the hold-out, a day and a few columns at a time, as if read whole."""
+    from cellpulse.flows.train import learn_hour_profile
+    from cellpulse.models.anomaly import TARGETS
+    from cellpulse.models.profile import HourProfile
+
+    settings, spec, days, _ = lake
+    sample = read_training_sample(settings.layout, days, spec, plan(max_cells=10))
+    assert len(sample.cells) == 10
+    profile = learn_hour_profile.fn(settings, DayWindow(), spec)
+    fitting = days[: -settings.train.holdout_days]
+    whole = read_features(settings.layout, DayWindow(fitting[0], fitting[-1]), spec)
+    expected = HourProfile.learn(whole, [t.name for t in TARGETS])
+    assert profile is not None and profile.cells == CELLS
+    assert profile.kpis == expected.kpis and len(profile.kpis) >= 5
+    for got, want in ((profile.table, expected.table), (profile.pooled, expected.pooled)):
+        assert got.select("cell_id", "_hour").equals(want.select("cell_id", "_hour"))
+        for column in got.columns[2:]:
+            assert np.allclose(
+                got[column].cast(pl.Float64).to_numpy(),
+                want[column].cast(pl.Float64).to_numpy(),
+                rtol=1e-5,
+                equal_nan=True,
+            )
+    assert learn_hour_profile.fn(settings, DayWindow(days[-1], days[-1]), spec) is None
