@@ -1,11 +1,18 @@
-"""Anomaly model: normal-behaviour LightGBM regressors, one per KPI that matters.
+"""Anomaly model: each cell judged against its own normal behaviour.
 
-Each regressor predicts what a KPI *should* be from context an ongoing fault does not
-contaminate: time of week, the cell's hour-of-week baselines and its values a day and a week
-ago. The residual, standardised by the cell's own robust spread, says how abnormal the cell is
-now. Because the expectation does not follow the fault, a sustained outage keeps scoring for
-as long as it lasts, not only at its onset. Frozen counters, which residuals cannot see
-(the repeated values look normal), score from the feature store's stuck-value runs.
+A watched KPI's evidence is how many of the cell's spreads at that hour of the day it is
+from the cell's usual value there, in the direction that hurts: the cell's hour-of-day
+profile of the training window (models.profile, workdays and weekends apart). Because
+the profile does not follow a fault, a sustained outage, level shift or slow degradation
+keeps scoring for as long as it lasts, not only at its onset.
+
+Normal-behaviour LightGBM regressors, one per KPI that matters, predict what a KPI should
+be from time of week, the cell's hour-of-week baselines and its values a day and a week
+ago. They judge the cells the training window did not hold (their residual, standardised
+by the cell's robust spread, plus a day's level against last week's), and their
+expectation tells when a cell stops carrying its traffic and when a holiday explains a
+fall in demand. Frozen counters, which neither can see (the repeated values look normal),
+score from the feature store's stuck-value runs.
 """
 
 from __future__ import annotations

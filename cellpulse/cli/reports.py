@@ -287,7 +287,7 @@ def score_scale(threshold: float | None, settings: Settings) -> str:
     threshold (`threshold`; None while the baseline scores), the congestion probability's
     range and horizon."""
     anomaly = (
-        f"robust spreads of the cell's own residuals (0 = as expected); a ROP is anomalous "
+        f"spreads of the cell's own KPIs at that hour (0 = as usual); a ROP is anomalous "
         f"at ≥ {threshold:.1f}, an alert opens after {settings.alerts.consecutive_rops} in a row"
         if threshold is not None
         else "the baseline's per-cell z-score (no trained champion yet)"

@@ -70,7 +70,7 @@ def test_the_score_scale_says_the_unit_the_alert_threshold_and_the_probability_r
 
     settings = Settings(home="unused")
     line = score_scale(6.25, settings)
-    assert "anomaly score: robust spreads" in line
+    assert "anomaly score: spreads of the cell's own KPIs at that hour" in line
     assert "anomalous at ≥ 6.2" in line and "after 3 in a row" in line
     assert "congestion: probability 0–1" in line and "next 60 minutes" in line
     assert "baseline's per-cell z-score" in score_scale(None, settings)
