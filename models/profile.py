@@ -40,14 +40,15 @@ def _keys_of() -> list[pl.Expr]:
     ]
 
 
-def hour_sums(rows: pl.DataFrame, kpis: Sequence[str]) -> pl.DataFrame:
-    """Per (cell, UTC hour): count, sum and sum of squares of each of `kpis` that `rows`
-    holds (nulls and NaN skipped) — the part of a profile that adds up across reads."""
+def hour_sums(rows: pl.DataFrame, kpis: Sequence[str], by: Sequence[str] = ()) -> pl.DataFrame:
+    """Per (cell, UTC hour, kind of day) and any further columns `by`: count, sum and sum
+    of squares of each of `kpis` that `rows` holds (nulls and NaN skipped) — the part of
+    a profile that adds up across reads."""
     present = [k for k in kpis if k in rows.columns]
     value = {k: pl.col(k).cast(pl.Float64).fill_nan(None) for k in present}
     return (
-        rows.select("cell_id", *_keys_of(), *present)
-        .group_by(*KEYS)
+        rows.select("cell_id", *_keys_of(), *by, *present)
+        .group_by(*KEYS, *by)
         .agg(
             [value[k].count().cast(pl.Float64).alias(k + _N) for k in present]
             + [value[k].sum().alias(k + _S) for k in present]
@@ -106,6 +107,49 @@ class HourProfile:
                 columns.append(
                     pl.when(apart).then(pl.col(k + part)).otherwise(pl.col(k + part + "_pooled"))
                 )
+        return both.select(columns)
+
+    def lookup_leaving_out(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """As `lookup`, but each row of `rows` against the profile without its own
+        cell-day's rows of `rows` (cross-fitted): what a day the profile never saw is
+        judged against. A threshold calibrated on training rows then reads the scores of
+        days like those it will judge, not in-sample ones that sit lower."""
+        day = pl.col("ts").dt.date().alias("_day")
+        own = hour_sums(rows.with_columns(day), self.kpis, by=("_day",))
+        own = own.rename({c: "d" + c for c in own.columns if c.startswith(tuple(self.kpis))})
+        keyed = rows.select("cell_id", *_keys_of(), day).with_row_index("_row")
+        both = (
+            keyed.join(own, on=[*KEYS, "_day"], how="left")
+            .join(self.table, on=list(KEYS), how="left")
+            .join(self.pooled, on=list(POOLED), how="left", suffix="_pooled")
+            .sort("_row")
+        )
+        columns = []
+        for k in self.kpis:
+            n_d = pl.col("d" + k + _N).fill_null(0.0)
+            s_d, ss_d = pl.col("d" + k + _S).fill_null(0.0), pl.col("d" + k + _SS).fill_null(0.0)
+            apart_n, parts = None, []
+            for suffix in ("", "_pooled"):
+                n = pl.col(k + _N + suffix).cast(pl.Float64)
+                mean = pl.col(k + MEAN + suffix).cast(pl.Float64)
+                spread = pl.col(k + SPREAD + suffix).cast(pl.Float64).fill_null(0.0)
+                rest_n = n - n_d
+                rest_s = mean * n - s_d
+                rest_ss = spread**2 * (n - 1) + n * mean**2 - ss_d
+                rest_mean = rest_s / rest_n
+                variance = ((rest_ss - rest_s * rest_mean) / (rest_n - 1)).clip(lower_bound=0.0)
+                parts.append(
+                    (
+                        pl.when(rest_n > 0).then(rest_mean),
+                        pl.when(rest_n >= MIN_ROPS).then(variance.sqrt()),
+                    )
+                )
+                apart_n = rest_n if apart_n is None else apart_n
+            assert apart_n is not None
+            apart = apart_n.fill_null(0.0) >= MIN_DAY_TYPE_ROPS
+            for i, part in enumerate((MEAN, SPREAD)):
+                chosen = pl.when(apart).then(parts[0][i]).otherwise(parts[1][i])
+                columns.append(chosen.cast(pl.Float32).alias(k + part))
         return both.select(columns)
 
 

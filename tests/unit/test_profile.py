@@ -73,3 +73,19 @@ def test_a_profile_summed_from_days_read_apart_equals_the_profile_of_all_rows():
                 assert np.allclose(a[column].to_numpy(), b[column].to_numpy(), rtol=1e-5)
             else:
                 assert a[column].equals(b[column])
+
+
+@pytest.mark.parametrize("rop_minutes", [15, 60])
+def test_a_row_left_out_is_judged_against_the_profile_of_the_other_days(rop_minutes):
+    """Cross-fitted: each row against the profile learned without its own cell-day, as if
+    that day were new (on days apart and pooled alike)."""
+    rows = _cells(days=14, rop_minutes=rop_minutes)
+    profile = HourProfile.learn(rows, ["dl_volume_mbit"])
+    left_out = profile.lookup_leaving_out(rows)
+    for when in (START + timedelta(days=3, hours=12), START + timedelta(days=6, hours=12)):
+        others = rows.filter(pl.col("ts").dt.date() != when.date())
+        want = _at(HourProfile.learn(others, ["dl_volume_mbit"]), "busy", when)
+        row = rows.with_row_index().filter((pl.col("cell_id") == "busy") & (pl.col("ts") == when))
+        got = left_out.row(row["index"][0])
+        assert got == pytest.approx(want, rel=1e-4)
+        assert got != pytest.approx(_at(profile, "busy", when), rel=1e-4)
