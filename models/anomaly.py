@@ -484,8 +484,10 @@ class AnomalyModel:
         mode: Literal["blend", "replace"],
         trainer: Trainer = train_local,
     ) -> None:
-        """Supervised mode: learn P(fault) from labelled rows (`in_fault`, events included)."""
-        inputs = classifier_inputs(features, self.zscores(features))
+        """Supervised mode: learn P(fault) from labelled rows (`in_fault`, events included),
+        their deviations cross-fitted as the threshold's are (see `fit`): the classifier
+        learns from deviations the size scoring will see."""
+        inputs = classifier_inputs(features, self.zscores(features, cross_fitted=True))
         self.classifier = FaultClassifier.fit(inputs, in_fault, events, self.params, trainer)
         self.supervised = mode
 

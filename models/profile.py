@@ -93,27 +93,44 @@ class HourProfile:
         pooled = summed.drop(WEEKEND).group_by(*POOLED).agg(pl.all().sum())
         return cls(_moments(summed, KEYS), _moments(pooled, POOLED))
 
-    def lookup(self, features: pl.DataFrame) -> pl.DataFrame:
-        """Row for row of `features` (cell_id, ts): each KPI's `__mean` and `__spread` at
-        the row's hour on that kind of day (pooled over both kinds where the window saw
-        too few), null where the profile has no such cell or hour."""
-        keyed = features.select("cell_id", *_keys_of()).with_row_index("_row")
-        own = keyed.join(self.table, on=list(KEYS), how="left")
-        both = own.join(self.pooled, on=list(POOLED), how="left", suffix="_pooled").sort("_row")
+    @property
+    def resolved(self) -> bool:
+        """Whether each (cell, hour, kind of day) already holds the statistics it is
+        judged by (`resolve`): no counts, no pooled table."""
+        return not self.pooled.height
+
+    def resolve(self) -> HourProfile:
+        """The profile as scoring reads it: per (cell, hour, kind of day) the mean and
+        spread it is judged by (its own, or the pooled hour's where the window saw too
+        few), without the counts. A third of the size, for the model to carry; it can no
+        longer be cross-fitted (`lookup_leaving_out`)."""
+        if self.resolved:
+            return self
+        both = self.table.join(self.pooled, on=list(POOLED), how="left", suffix="_pooled")
         columns = []
         for k in self.kpis:
             apart = pl.col(k + _N).fill_null(0) >= MIN_DAY_TYPE_ROPS
             for part in (MEAN, SPREAD):
-                columns.append(
-                    pl.when(apart).then(pl.col(k + part)).otherwise(pl.col(k + part + "_pooled"))
-                )
-        return both.select(columns)
+                own, pooled = pl.col(k + part), pl.col(k + part + "_pooled")
+                columns.append(pl.when(apart).then(own).otherwise(pooled).alias(k + part))
+        return HourProfile(both.select(*KEYS, *columns))
+
+    def lookup(self, features: pl.DataFrame) -> pl.DataFrame:
+        """Row for row of `features` (cell_id, ts): each KPI's `__mean` and `__spread` at
+        the row's hour on that kind of day (pooled over both kinds where the window saw
+        too few), null where the profile has no such cell or hour."""
+        table = self.resolve().table
+        keyed = features.select("cell_id", *_keys_of()).with_row_index("_row")
+        found = keyed.join(table, on=list(KEYS), how="left").sort("_row")
+        return found.select(c for c in table.columns if c.endswith((MEAN, SPREAD)))
 
     def lookup_leaving_out(self, rows: pl.DataFrame) -> pl.DataFrame:
         """As `lookup`, but each row of `rows` against the profile without its own
         cell-day's rows of `rows` (cross-fitted): what a day the profile never saw is
         judged against. A threshold calibrated on training rows then reads the scores of
         days like those it will judge, not in-sample ones that sit lower."""
+        if self.resolved:
+            raise ValueError("a resolved profile has no counts to leave a day out of")
         day = pl.col("ts").dt.date().alias("_day")
         own = hour_sums(rows.with_columns(day), self.kpis, by=("_day",))
         own = own.rename({c: "d" + c for c in own.columns if c.startswith(tuple(self.kpis))})

@@ -258,6 +258,7 @@ def train_anomaly(
         train, spec_hash, fitting, exclude=exclude, trainer=trainer, profile=profile
     )
     supervised = fit_supervised(model, train, exclude, faults, params, trainer)
+    model.profile = model.profile.resolve()  # what scoring reads, a third of the size
     metrics, scored = evaluate_anomaly(model, split.holdout, events, params)
     baselines, baseline_scores = anomaly_baselines(split, events, params)
     figures = {
