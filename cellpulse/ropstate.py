@@ -39,10 +39,10 @@ class RopState:
 
 def context_rops(consecutive_rops: int, explain_span: timedelta, rop_minutes: int) -> int:
     """How many ROPs before a new one scoring must see again to publish what a whole day's
-    scoring would: the run the consecutive-ROP rule counts, and the span an alert's
-    explanation looks back on."""
+    scoring would: an alert's explanation looks back on the rows of its span that alert,
+    and whether each of those alerts depends on the consecutive-ROP rule's run before it."""
     explain = math.ceil(explain_span / timedelta(minutes=rop_minutes))
-    return max(consecutive_rops, explain, 1) - 1
+    return max(explain - 1, 0) + max(consecutive_rops - 1, 0)
 
 
 def load_state(folder: Path) -> RopState | None:

@@ -171,3 +171,11 @@ def test_alerts_carried_rop_by_rop_equal_alerts_derived_at_once():
     assert final.sort("alert_id").equals(whole.sort("alert_id"))
     assert whole.filter(pl.col("cell_id") == "a")["kpis"].to_list()[0] == ["kpi_2"]
     assert sorted(whole["status"].to_list()) == ["closed", "closed", "open", "open"]
+
+
+def test_the_context_covers_the_explanation_span_and_the_alert_rule_s_run_before_it():
+    """An alert's explanation reads the alerting rows of the hour before it (3 ROPs of
+    15 minutes), and whether the oldest of them alerts depends on the 2 ROPs before it."""
+    assert context_rops(3, timedelta(hours=1), 15) == 5
+    assert context_rops(3, timedelta(hours=1), 60) == 2
+    assert context_rops(1, timedelta(minutes=15), 15) == 0
