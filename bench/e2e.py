@@ -207,6 +207,7 @@ def main(runs: int = 1) -> None:
     from cellpulse.models.families import anomaly as anomaly_family
     from cellpulse.models.families import congestion as congestion_family
     from cellpulse.models.params import ModelParams
+    from cellpulse.models.profile import HourProfile, hour_sums
     from cellpulse.ropstate import RopState, save_state
     from cellpulse.simulator import (
         SimulationConfig,
@@ -239,17 +240,20 @@ def main(runs: int = 1) -> None:
                 ).model
             )
         )
-        with (work / "models.pkl").open("wb") as f:
-            pickle.dump((anomaly, congestion), f)
         engine = CompiledModels(settings.layout.compiled, settings.train.n_jobs)
         table(small.head(100), anomaly, congestion, settings, engine.predict)  # compile, untimed
         train_rows = small.height
 
         quarters, hours = work / "landing-15m", work / "landing-60m"
         config = SimulationConfig(cells=CELLS, days=9, seed=1)
+        # As `cellpulse train` does, the model carries every cell's hour profile (here of the
+        # lookback days' KPIs), so scoring joins the national network's profiles.
+        watched = [t.name for t in anomaly.targets]
+        sums = []
         for index, (day, frame) in enumerate(iter_days(config)):
             if index < config.days - 1:  # the lookback goes straight into the lake
                 settings.layout.kpi.replace_day(frame, day)
+                sums.append(hour_sums(frame, watched))
                 continue
             for name, part in split_into_files(frame, 15):
                 lake.atomic_write_parquet(part, quarters / name)
@@ -257,6 +261,12 @@ def main(runs: int = 1) -> None:
                 lake.atomic_write_parquet(part, hours / name)
             last, rows = day, frame.height
         del frame
+        anomaly.profile = HourProfile.from_sums(sums).resolve()
+        del sums
+        with (work / "models.pkl").open("wb") as f:
+            pickle.dump((anomaly, congestion), f)
+        profile_cells = anomaly.profile.cells
+        profile_mb = anomaly.profile.table.estimated_size() / 1e6
         shutil.copytree(settings.layout.lake, batch_home / "lake", copy_function=os.link)
         shutil.copytree(settings.layout.compiled, batch_home / "compiled")
         files = sorted(quarters.iterdir())
@@ -333,8 +343,11 @@ def main(runs: int = 1) -> None:
         "An every-ROP row is one 15-minute file of 100,000 cells: ingested, its ROP's features "
         "built from the lookback the spec needs (24 h of windows, the ROPs the lags land on, "
         "each level change's 24 h a week earlier), "
-        "scored after the three ROPs of carried context, then scores, expected bands and "
-        "alerts published (lake deltas, ops store) and the state carried on.",
+        "scored after the ROPs of carried context (the explanation's hour and the alert "
+        "rule's run before it), then scores, expected bands and alerts published (lake "
+        "deltas, ops store) and the state carried on. The anomaly model carries every "
+        f"cell's hour profile ({profile_cells:,} cells, {profile_mb:,.0f} MB in memory), as "
+        "`cellpulse train` gives it.",
     )
 
 
