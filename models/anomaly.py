@@ -350,10 +350,8 @@ class AnomalyModel:
         exp = self.expected(features, predict)
         keys = [c for c in ("cell_id", "ts", "region") if c in features.columns]
         keyed = features.select(*keys, *(t.name for t in self.targets))
-        profile = getattr(self, "profile", None)  # models pickled before it existed
-        parts = [keyed, exp]
-        if profile is not None and profile.table.height and "ts" in features.columns:
-            parts.append(profile.lookup(features))
+        profile = self._profile_for(features)
+        parts = [keyed, exp] + ([profile.lookup(features)] if profile is not None else [])
         scaled = pl.concat(parts, how="horizontal").join(
             self.cell_scale, on="cell_id", how="left", suffix="_scale", maintain_order="left"
         )
@@ -430,14 +428,22 @@ class AnomalyModel:
             return z.with_columns(features.select(frozen_z(frozen)).to_series())
         return z
 
+    def _profile_for(self, features: pl.DataFrame) -> HourProfile | None:
+        """The hour profiles `features` can be judged against: None without any (or rows
+        without `ts`, which have no hour)."""
+        profile = getattr(self, "profile", None)  # models pickled before it existed
+        if profile is None or not profile.table.height or "ts" not in features.columns:
+            return None
+        return profile
+
     def _profile_z(self, features: pl.DataFrame, cross_fitted: bool = False) -> pl.DataFrame | None:
         """Per watched KPI, how many of the cell's spreads at that hour of the day it is
         from its profile in the bad direction (>= 0); null where the cell has no profile
         (a cell the training window did not hold), None without profiles at all. With
         `cross_fitted`, each row against the profile without its own cell-day (training
         rows, see `HourProfile.lookup_leaving_out`)."""
-        profile = getattr(self, "profile", None)  # models pickled before it existed
-        if profile is None or not profile.table.height or "ts" not in features.columns:
+        profile = self._profile_for(features)
+        if profile is None:
             return None
         kpis = [t for t in self.targets if t.name in profile.kpis and t.name in features.columns]
         values = features.select(t.name for t in kpis)

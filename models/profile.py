@@ -143,29 +143,18 @@ class HourProfile:
         )
         columns = []
         for k in self.kpis:
-            n_d = pl.col("d" + k + _N).fill_null(0.0)
-            s_d, ss_d = pl.col("d" + k + _S).fill_null(0.0), pl.col("d" + k + _SS).fill_null(0.0)
-            apart_n, parts = None, []
+            day_n, day_s, day_ss = (pl.col("d" + k + part).fill_null(0.0) for part in (_N, _S, _SS))
+            kinds = []  # (rest of the ROPs, mean, spread): on that kind of day, then pooled
             for suffix in ("", "_pooled"):
                 n = pl.col(k + _N + suffix).cast(pl.Float64)
                 mean = pl.col(k + MEAN + suffix).cast(pl.Float64)
                 spread = pl.col(k + SPREAD + suffix).cast(pl.Float64).fill_null(0.0)
-                rest_n = n - n_d
-                rest_s = mean * n - s_d
-                rest_ss = spread**2 * (n - 1) + n * mean**2 - ss_d
-                rest_mean = rest_s / rest_n
-                variance = ((rest_ss - rest_s * rest_mean) / (rest_n - 1)).clip(lower_bound=0.0)
-                parts.append(
-                    (
-                        pl.when(rest_n > 0).then(rest_mean),
-                        pl.when(rest_n >= MIN_ROPS).then(variance.sqrt()),
-                    )
-                )
-                apart_n = rest_n if apart_n is None else apart_n
-            assert apart_n is not None
-            apart = apart_n.fill_null(0.0) >= MIN_DAY_TYPE_ROPS
-            for i, part in enumerate((MEAN, SPREAD)):
-                chosen = pl.when(apart).then(parts[0][i]).otherwise(parts[1][i])
+                # The sums back from the moments, less the row's own day.
+                rest = (n - day_n, mean * n - day_s, spread**2 * (n - 1) + n * mean**2 - day_ss)
+                kinds.append((rest[0], *_mean_spread(*rest)))
+            apart = kinds[0][0].fill_null(0.0) >= MIN_DAY_TYPE_ROPS
+            for i, part in enumerate((MEAN, SPREAD), start=1):
+                chosen = pl.when(apart).then(kinds[0][i]).otherwise(kinds[1][i])
                 columns.append(chosen.cast(pl.Float32).alias(k + part))
         return both.select(columns)
 
@@ -175,13 +164,19 @@ def _moments(summed: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     kpis = [c.removesuffix(_N) for c in summed.columns if c.endswith(_N)]
     columns: list[pl.Expr] = []
     for k in kpis:
-        n, s, ss = pl.col(k + _N), pl.col(k + _S), pl.col(k + _SS)
-        mean = s / n
-        # Sample variance from the sums; never negative from rounding.
-        variance = ((ss - s * mean) / (n - 1)).clip(lower_bound=0.0)
+        n = pl.col(k + _N)
+        mean, spread = _mean_spread(n, pl.col(k + _S), pl.col(k + _SS))
         columns += [
-            pl.when(n > 0).then(mean).cast(pl.Float32).alias(k + MEAN),
-            pl.when(n >= MIN_ROPS).then(variance.sqrt()).cast(pl.Float32).alias(k + SPREAD),
+            mean.cast(pl.Float32).alias(k + MEAN),
+            spread.cast(pl.Float32).alias(k + SPREAD),
             n.cast(pl.Int32).alias(k + _N),
         ]
     return summed.select(*keys, *columns).sort(*keys)
+
+
+def _mean_spread(n: pl.Expr, s: pl.Expr, ss: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """Mean (null without a value) and sample spread (null below MIN_ROPS values) from the
+    count, sum and sum of squares; the variance never negative from rounding."""
+    mean = s / n
+    variance = ((ss - s * mean) / (n - 1)).clip(lower_bound=0.0)
+    return pl.when(n > 0).then(mean), pl.when(n >= MIN_ROPS).then(variance.sqrt())
